@@ -1,1 +1,31 @@
-//! placeholder
+//! The phalanx state machine.
+//!
+//! Blocks in, state out: [`State::execute_block`] applies a block's signed
+//! transactions to the state and checks the roots in its header;
+//! [`builder::build_block`] is the proposer's side of the same function. The
+//! crate does no I/O and reads no clock or randomness, so every validator and
+//! every worker that replays the same blocks reaches the same [`State::root`].
+//!
+//! State is a set of typed maps (persistent, so a clone per pending block is
+//! O(1)) that also exists as canonical key/value *leaves*; the state root is a
+//! Merkle root over the leaves in key order, and [`State::take_changes`] yields
+//! the leaves written since the last call so a node can persist exactly them.
+
+pub mod block;
+pub mod builder;
+pub mod error;
+pub mod events;
+pub mod genesis;
+pub mod merkle;
+mod modules;
+pub mod state;
+pub mod tx;
+
+pub use block::{Block, Header};
+pub use error::{BlockError, TxError};
+pub use events::{Event, EventRecord};
+pub use genesis::{Genesis, GenesisError};
+pub use modules::balances::{Account, TOTAL_SUPPLY};
+pub use modules::system::{ChainParams, FeeSchedule, Head};
+pub use state::{State, StateChange};
+pub use tx::{Call, SignedTransaction, Transaction};

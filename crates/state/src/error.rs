@@ -1,0 +1,42 @@
+//! Why a transaction or a block was refused. Messages are written for the
+//! person who sent the transaction.
+
+use phalanx_primitives::{Balance, Hash};
+
+/// Why a transaction cannot be applied. A refused transaction changes nothing.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum TxError {
+    #[error("transaction is for chain {got}, this chain is {expected}")]
+    WrongChain { expected: Hash, got: Hash },
+    #[error("bad signature: {0}")]
+    BadSignature(#[from] phalanx_primitives::SignatureError),
+    #[error("signer account does not exist (it has never received PHA)")]
+    UnknownAccount,
+    #[error("nonce {got} already used: the account's next nonce is {expected}")]
+    StaleNonce { expected: u64, got: u64 },
+    #[error("nonce {got} is ahead of the account's next nonce {expected}")]
+    FutureNonce { expected: u64, got: u64 },
+    #[error("fee {offered} planck is below the minimum of {minimum} planck for this transaction")]
+    FeeTooLow { offered: Balance, minimum: Balance },
+    #[error("insufficient balance: needs {needed} planck (amount plus fee), has {available} planck")]
+    InsufficientBalance { needed: Balance, available: Balance },
+    #[error("only a governance account may make this call")]
+    NotGovernance,
+    #[error("arithmetic overflow in {0}")]
+    Overflow(&'static str),
+}
+
+/// Why a block is invalid. An invalid block leaves the state unchanged.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum BlockError {
+    #[error("block height {got} does not follow the state's height {expected}")]
+    Height { expected: u64, got: u64 },
+    #[error("block timestamp {got_ms} ms is not after its parent's {parent_ms} ms")]
+    Timestamp { parent_ms: u64, got_ms: u64 },
+    #[error("block has {count} transactions, more than the limit of {max}")]
+    TooManyTransactions { count: usize, max: usize },
+    #[error("transaction {index} is invalid: {error}")]
+    InvalidTransaction { index: usize, error: TxError },
+    #[error("header {which} root {claimed} does not match the computed {computed}")]
+    RootMismatch { which: &'static str, claimed: Hash, computed: Hash },
+}

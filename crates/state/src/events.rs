@@ -1,0 +1,27 @@
+//! Events: what a block did, for clients and indexers. Their Merkle root is in
+//! the block header, so a client can check an event against a certificate.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use phalanx_primitives::{Balance, Hash, PublicKey};
+
+/// Something that happened while applying a block.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A transaction was applied.
+    TxApplied { hash: Hash, signer: PublicKey, nonce: u64 },
+    /// A fee was paid to the treasury.
+    FeePaid { who: PublicKey, amount: Balance },
+    /// An account received its first planck.
+    AccountCreated { who: PublicKey },
+    Transfer { from: PublicKey, to: PublicKey, amount: Balance },
+    FeeScheduleChanged { base_fee: Balance, byte_fee: Balance },
+}
+
+/// An event with the index of the transaction that emitted it.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+pub struct EventRecord {
+    pub tx_index: u32,
+    #[serde(flatten)]
+    pub event: Event,
+}
