@@ -1,1 +1,137 @@
-//! placeholder
+//! The node's JSON-RPC interface, served over HTTP and WebSocket on one port.
+//!
+//! Methods are named by module (`chain_*`, `state_*`, `tx_*`). The trait
+//! below generates both the server side (implemented by `phalanx-node`) and a
+//! typed client (used by the CLI and, later, workers). Amounts are integer
+//! planck; hashes and byte strings are `0x` hex; accounts are SS58 addresses.
+
+use jsonrpsee::core::{RpcResult, SubscriptionResult};
+use jsonrpsee::proc_macros::rpc;
+use phalanx_primitives::{Balance, Hash, PublicKey};
+use phalanx_state::{ChainParams, EventRecord, Header, Transaction};
+use serde::{Deserialize, Serialize};
+
+/// Error codes returned by the node, beside JSON-RPC's standard ones.
+pub mod codes {
+    /// The transaction bytes do not decode or are too large.
+    pub const MALFORMED_TX: i32 = 1001;
+    /// The transaction decodes but cannot apply (signature, nonce, balance…).
+    pub const INVALID_TX: i32 = 1002;
+    /// The mempool cannot take the transaction now.
+    pub const POOL_FULL: i32 = 1003;
+    /// The transaction is already waiting.
+    pub const ALREADY_KNOWN: i32 = 1004;
+    /// A parameter is not valid (address, hash…).
+    pub const INVALID_PARAMS: i32 = -32602;
+    /// The node failed internally (storage).
+    pub const INTERNAL: i32 = -32603;
+}
+
+/// The last finalized block.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HeadInfo {
+    pub height: u64,
+    pub hash: Hash,
+    pub timestamp_ms: u64,
+    pub state_root: Hash,
+    pub tx_count: u32,
+}
+
+/// Facts about the chain that do not change block to block.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChainInfo {
+    pub chain_name: String,
+    /// The genesis hash every transaction must name.
+    pub chain_id: Hash,
+    pub genesis_hash: Hash,
+    /// Consensus keys of the validators (hex).
+    pub validators: Vec<String>,
+    pub params: ChainParams,
+    pub total_issuance: Balance,
+}
+
+/// A transaction as shown in a block.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TxInfo {
+    pub hash: Hash,
+    #[serde(flatten)]
+    pub tx: serde_json::Value,
+}
+
+/// A finalized block with its finalization certificate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockInfo {
+    pub hash: Hash,
+    pub header: Header,
+    pub txs: Vec<TxInfo>,
+    pub events: Vec<serde_json::Value>,
+    /// The consensus certificate as 0x hex (empty for genesis).
+    pub certificate: String,
+    /// The whole encoded block as 0x hex, for verifiers that replay it.
+    pub encoded: String,
+}
+
+/// One account.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountInfo {
+    pub address: PublicKey,
+    /// Whether the account has ever received PHA.
+    pub exists: bool,
+    pub nonce: u64,
+    pub free: Balance,
+    /// Transactions of this account waiting in the mempool.
+    pub pending_txs: u64,
+    /// The nonce to sign the next transaction with.
+    pub next_nonce: u64,
+}
+
+/// Where a submitted transaction is.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TxStatus {
+    Pending,
+    Finalized { height: u64, index: u32 },
+    Unknown,
+}
+
+/// Renders a transaction for [`TxInfo`].
+pub fn tx_json(tx: &Transaction) -> serde_json::Value {
+    serde_json::to_value(tx).unwrap_or(serde_json::Value::Null)
+}
+
+/// Renders events for [`BlockInfo`].
+pub fn events_json(events: &[EventRecord]) -> Vec<serde_json::Value> {
+    events.iter().map(|e| serde_json::to_value(e).unwrap_or(serde_json::Value::Null)).collect()
+}
+
+/// The node API.
+#[rpc(server, client)]
+pub trait Phalanx {
+    /// The last finalized block.
+    #[method(name = "chain_head")]
+    async fn chain_head(&self) -> RpcResult<HeadInfo>;
+
+    /// Chain id, validators and parameters.
+    #[method(name = "chain_info")]
+    async fn chain_info(&self) -> RpcResult<ChainInfo>;
+
+    /// A finalized block by height, with its certificate; null if not yet finalized.
+    #[method(name = "chain_block")]
+    async fn chain_block(&self, height: u64) -> RpcResult<Option<BlockInfo>>;
+
+    /// An account at the last finalized block (address: SS58 or 0x hex).
+    #[method(name = "state_account")]
+    async fn state_account(&self, address: String) -> RpcResult<AccountInfo>;
+
+    /// Submits a signed transaction (0x hex of its encoding); returns its hash.
+    #[method(name = "tx_submit")]
+    async fn tx_submit(&self, tx: String) -> RpcResult<Hash>;
+
+    /// Where a transaction is: pending, finalized, or unknown.
+    #[method(name = "tx_status")]
+    async fn tx_status(&self, hash: Hash) -> RpcResult<TxStatus>;
+
+    /// Pushes the head each time a block is finalized.
+    #[subscription(name = "chain_subscribeFinalized" => "chain_finalized", unsubscribe = "chain_unsubscribeFinalized", item = HeadInfo)]
+    async fn chain_subscribe_finalized(&self) -> SubscriptionResult;
+}

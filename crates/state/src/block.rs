@@ -19,7 +19,7 @@ pub const BLOCK_TXS_MAX: usize = 10_000;
 pub const BLOCK_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// A block header.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Header {
     /// Hash of the parent block's header ([`Hash::ZERO`] for genesis).
     pub parent: Hash,

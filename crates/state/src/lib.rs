@@ -27,5 +27,5 @@ pub use events::{Event, EventRecord};
 pub use genesis::{Genesis, GenesisError};
 pub use modules::balances::{Account, TOTAL_SUPPLY};
 pub use modules::system::{ChainParams, FeeSchedule, Head};
-pub use state::{State, StateChange};
+pub use state::{Pending, State, StateChange};
 pub use tx::{Call, SignedTransaction, Transaction};

@@ -20,6 +20,15 @@ const CHAIN_ID_KEY: &[u8] = &[0x00, 0x03];
 /// Largest single stored value, in bytes (bounds decoding of loaded leaves).
 const LEAF_VALUE_BYTES_MAX: usize = 1 << 20;
 
+/// Transactions of one signer that a mempool holds ahead of a new one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// How many (their nonces precede the new transaction's).
+    pub count: u64,
+    /// Planck they spend in total (amounts plus fees).
+    pub spend: Balance,
+}
+
 /// A leaf written since the last [`State::take_changes`]: key and new value.
 pub type StateChange = (Vec<u8>, Vec<u8>);
 
@@ -171,29 +180,46 @@ impl State {
     /// Checks that `tx` would apply to this state, without changing it.
     /// `encoded_len` is the length of the signed transaction's encoding.
     pub fn check_tx(&self, tx: &SignedTransaction, encoded_len: usize) -> Result<(), TxError> {
-        self.check(tx, encoded_len, true).map(|_| ())
+        self.check(tx, encoded_len, true, Pending::default()).map(|_| ())
     }
 
-    fn check(&self, signed: &SignedTransaction, encoded_len: usize, verify_signature: bool) -> Result<Account, TxError> {
+    /// Checks that `tx` would apply after `pending` earlier transactions of
+    /// the same signer (a mempool's view). The signature is not checked here:
+    /// callers verify it first, outside any lock. Returns what the
+    /// transaction spends (amount plus fee).
+    pub fn check_pending_tx(&self, tx: &SignedTransaction, encoded_len: usize, pending: Pending) -> Result<Balance, TxError> {
+        self.check(tx, encoded_len, false, pending).map(|(_, spend)| spend)
+    }
+
+    fn check(
+        &self,
+        signed: &SignedTransaction,
+        encoded_len: usize,
+        verify_signature: bool,
+        pending: Pending,
+    ) -> Result<(Account, Balance), TxError> {
         let tx = &signed.tx;
         if tx.chain_id != self.chain_id {
             return Err(TxError::WrongChain { expected: self.chain_id, got: tx.chain_id });
         }
+        let signer = self.account(&tx.signer).ok_or(TxError::UnknownAccount)?;
+        let expected = signer.nonce.checked_add(pending.count).ok_or(TxError::Overflow("nonce"))?;
+        if tx.nonce < expected {
+            return Err(TxError::StaleNonce { expected, got: tx.nonce });
+        }
+        if tx.nonce > expected {
+            return Err(TxError::FutureNonce { expected, got: tx.nonce });
+        }
+        // Signatures are checked after the cheap checks, so replays and
+        // stale transactions cost no curve arithmetic.
         if verify_signature {
             signed.verify_signature()?;
-        }
-        let signer = self.account(&tx.signer).ok_or(TxError::UnknownAccount)?;
-        if tx.nonce < signer.nonce {
-            return Err(TxError::StaleNonce { expected: signer.nonce, got: tx.nonce });
-        }
-        if tx.nonce > signer.nonce {
-            return Err(TxError::FutureNonce { expected: signer.nonce, got: tx.nonce });
         }
         let minimum = self.params.fees.minimum(encoded_len).ok_or(TxError::Overflow("fee"))?;
         if tx.fee < minimum {
             return Err(TxError::FeeTooLow { offered: tx.fee, minimum });
         }
-        let spend = match &tx.call {
+        let amount = match &tx.call {
             Call::Transfer { amount, .. } => *amount,
             Call::SetFeeSchedule { .. } => {
                 if !self.params.governance.contains(&tx.signer) {
@@ -202,11 +228,12 @@ impl State {
                 0
             }
         };
-        let needed = spend.checked_add(tx.fee).ok_or(TxError::Overflow("amount plus fee"))?;
+        let spend = amount.checked_add(tx.fee).ok_or(TxError::Overflow("amount plus fee"))?;
+        let needed = spend.checked_add(pending.spend).ok_or(TxError::Overflow("pending spend"))?;
         if signer.free < needed {
             return Err(TxError::InsufficientBalance { needed, available: signer.free });
         }
-        Ok(signer)
+        Ok((signer, spend))
     }
 
     /// Applies one transaction: all of it or, on error, nothing.
@@ -218,7 +245,7 @@ impl State {
         tx_index: u32,
         events: &mut Vec<EventRecord>,
     ) -> Result<Hash, TxError> {
-        let mut signer = self.check(signed, encoded_len, verify_signature)?;
+        let (mut signer, _) = self.check(signed, encoded_len, verify_signature, Pending::default())?;
         // Every check is done: from here on nothing can fail.
         let tx = &signed.tx;
         let hash = signed.hash();

@@ -1,0 +1,266 @@
+//! The application side of consensus, independent of the consensus engine:
+//! build a block to propose, verify a proposed block, and commit a finalized
+//! one. Also the mempool's front door and the finalized view that RPC reads.
+//!
+//! Blocks that are proposed or verified but not yet finalized are kept in
+//! memory with the state after them (states share structure, so this is
+//! cheap); a block finalizes on top of the stored head and is committed to
+//! the database in one transaction. No clock is read here: callers pass the
+//! time in, so the same code runs under the deterministic simulator.
+
+use crate::mempool::{AdmitError, Mempool, MempoolConfig};
+use crate::store::{FinalizedBlock, Store, StoreError, StoredHead};
+use phalanx_primitives::{DecodeError, Hash};
+use phalanx_state::builder::build_block;
+use phalanx_state::{Block, BlockError, EventRecord, Genesis, Header, SignedTransaction, State, TxError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::broadcast;
+
+/// Limits and pacing of the chain application.
+#[derive(Clone, Debug)]
+pub struct ChainConfig {
+    pub mempool: MempoolConfig,
+    /// How far ahead of the local clock a proposed block's timestamp may be.
+    pub timestamp_drift_ms_max: u64,
+    /// Most unfinalized blocks kept in memory; beyond it the oldest go.
+    pub pending_blocks_max: usize,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        ChainConfig { mempool: MempoolConfig::default(), timestamp_drift_ms_max: 2_000, pending_blocks_max: 1_024 }
+    }
+}
+
+/// Why a submitted transaction was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("malformed transaction: {0}")]
+    Malformed(#[from] DecodeError),
+    #[error(transparent)]
+    Admit(#[from] AdmitError),
+}
+
+/// Why a proposed block was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("parent block {0} is unknown")]
+    UnknownParent(Hash),
+    #[error("block does not name its parent {expected} (names {got})")]
+    WrongParent { expected: Hash, got: Hash },
+    #[error("block timestamp {block_ms} ms is more than {drift_ms} ms ahead of the local clock {now_ms} ms")]
+    FromTheFuture { block_ms: u64, now_ms: u64, drift_ms: u64 },
+    #[error(transparent)]
+    Invalid(#[from] BlockError),
+}
+
+/// Why a finalized block could not be committed. Any of these is fatal for
+/// the node: consensus finalized something this node cannot follow.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("finalized block does not apply: {0}")]
+    Invalid(#[from] BlockError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Clone, Debug)]
+struct PendingBlock {
+    block: Arc<Block>,
+    state: State,
+    events: Vec<EventRecord>,
+}
+
+/// The finalized view: state and header of the last finalized block.
+#[derive(Clone, Debug)]
+pub struct Finalized {
+    pub state: State,
+    pub header: Header,
+    pub hash: Hash,
+}
+
+/// The chain application. Share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Chain {
+    config: ChainConfig,
+    genesis: Genesis,
+    genesis_hash: Hash,
+    store: Arc<Store>,
+    finalized: RwLock<Arc<Finalized>>,
+    pending: Mutex<HashMap<Hash, PendingBlock>>,
+    mempool: Mutex<Mempool>,
+    finalized_events: broadcast::Sender<Arc<Finalized>>,
+}
+
+impl Chain {
+    /// Opens the chain on `store`, writing genesis on first start and
+    /// otherwise resuming from the stored head.
+    pub fn open(genesis: Genesis, store: Arc<Store>, config: ChainConfig) -> Result<Self, StoreError> {
+        let (mut genesis_state, genesis_block) =
+            genesis.build().map_err(|e| StoreError::Corrupt(format!("invalid genesis: {e}")))?;
+        let genesis_hash = genesis_block.hash();
+        let head: StoredHead = store.initialize(&genesis_block, &mut genesis_state)?;
+        let state = store.load_state()?;
+        let header = store.block(head.height)?.ok_or_else(|| StoreError::Corrupt("head block missing".into()))?.header;
+        let (finalized_events, _) = broadcast::channel(1_024);
+        Ok(Chain {
+            mempool: Mutex::new(Mempool::new(config.mempool.clone())),
+            config,
+            genesis,
+            genesis_hash,
+            store,
+            finalized: RwLock::new(Arc::new(Finalized { state, header, hash: head.hash })),
+            pending: Mutex::new(HashMap::new()),
+            finalized_events,
+        })
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    pub fn genesis_hash(&self) -> Hash {
+        self.genesis_hash
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The last finalized block and the state after it.
+    pub fn finalized(&self) -> Arc<Finalized> {
+        self.finalized.read().expect("lock poisoned").clone()
+    }
+
+    /// Notified with each newly finalized block.
+    pub fn subscribe_finalized(&self) -> broadcast::Receiver<Arc<Finalized>> {
+        self.finalized_events.subscribe()
+    }
+
+    /// Decodes, verifies and admits a transaction to the mempool.
+    pub fn submit(&self, bytes: &[u8]) -> Result<Hash, SubmitError> {
+        let tx = SignedTransaction::decode(bytes)?;
+        // The signature is verified before taking the mempool lock, so
+        // concurrent submitters verify in parallel.
+        tx.verify_signature().map_err(|e| AdmitError::Invalid(TxError::BadSignature(e)))?;
+        let finalized = self.finalized();
+        Ok(self.mempool.lock().expect("lock poisoned").admit(tx, bytes.len(), &finalized.state)?)
+    }
+
+    /// Transactions waiting, and how many of them a given signer has.
+    pub fn mempool_len(&self) -> usize {
+        self.mempool.lock().expect("lock poisoned").len()
+    }
+
+    pub fn pending_count(&self, signer: &phalanx_primitives::PublicKey) -> u64 {
+        self.mempool.lock().expect("lock poisoned").pending_of(signer)
+    }
+
+    pub fn is_pending(&self, hash: &Hash) -> bool {
+        self.mempool.lock().expect("lock poisoned").contains(hash)
+    }
+
+    /// The state after block `hash`, if it is the finalized head or pending.
+    fn state_after(&self, hash: &Hash) -> Option<(State, u64)> {
+        let finalized = self.finalized();
+        if finalized.hash == *hash {
+            return Some((finalized.state.clone(), finalized.header.timestamp_ms));
+        }
+        let pending = self.pending.lock().expect("lock poisoned");
+        pending.get(hash).map(|p| (p.state.clone(), p.block.header.timestamp_ms))
+    }
+
+    /// Whether the mempool has anything to propose.
+    pub fn has_waiting_txs(&self) -> bool {
+        !self.mempool.lock().expect("lock poisoned").is_empty()
+    }
+
+    /// Builds a block on `parent` from the mempool. `None` if the parent's
+    /// state is unknown here.
+    pub fn propose(&self, parent: Hash, now_ms: u64) -> Option<Arc<Block>> {
+        let (parent_state, _) = self.state_after(&parent)?;
+        let candidates = self.mempool.lock().expect("lock poisoned").candidates(phalanx_state::block::BLOCK_TXS_MAX * 2);
+        let built = build_block(&parent_state, parent, now_ms, candidates);
+        // A stale nonce means the transaction is in an ancestor still waiting
+        // for finality; anything else can no longer apply and is dropped.
+        let dropped: Vec<Hash> = built
+            .rejected
+            .iter()
+            .filter(|(_, e)| !matches!(e, TxError::StaleNonce { .. }))
+            .map(|(hash, _)| *hash)
+            .collect();
+        if !dropped.is_empty() {
+            tracing::debug!(count = dropped.len(), "dropping transactions that no longer apply");
+            self.mempool.lock().expect("lock poisoned").remove(dropped);
+        }
+        let block = Arc::new(built.block);
+        self.remember(PendingBlock { block: block.clone(), state: built.state, events: built.events });
+        Some(block)
+    }
+
+    /// Verifies a block proposed by another validator on top of its parent.
+    pub fn verify(&self, block: &Block, parent: Hash, now_ms: u64) -> Result<(), VerifyError> {
+        if block.header.parent != parent {
+            return Err(VerifyError::WrongParent { expected: parent, got: block.header.parent });
+        }
+        if block.header.timestamp_ms > now_ms + self.config.timestamp_drift_ms_max {
+            return Err(VerifyError::FromTheFuture {
+                block_ms: block.header.timestamp_ms,
+                now_ms,
+                drift_ms: self.config.timestamp_drift_ms_max,
+            });
+        }
+        let hash = block.hash();
+        if self.pending.lock().expect("lock poisoned").contains_key(&hash) {
+            return Ok(());
+        }
+        let (mut state, _) = self.state_after(&parent).ok_or(VerifyError::UnknownParent(parent))?;
+        let events = state.execute_block(block)?;
+        self.remember(PendingBlock { block: Arc::new(block.clone()), state, events });
+        Ok(())
+    }
+
+    fn remember(&self, pending: PendingBlock) {
+        let mut map = self.pending.lock().expect("lock poisoned");
+        if map.len() >= self.config.pending_blocks_max {
+            // Consensus keeps few blocks in flight; this only bounds memory
+            // if something upstream misbehaves.
+            if let Some(oldest) = map.iter().min_by_key(|(_, p)| p.block.header.height).map(|(h, _)| *h) {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(pending.block.hash(), pending);
+    }
+
+    /// Commits a finalized block (which must follow the finalized head) with
+    /// its encoded certificate.
+    pub fn commit(&self, block: &Block, certificate: &[u8]) -> Result<(), CommitError> {
+        let current = self.finalized();
+        if block.header.height <= current.header.height {
+            return Ok(()); // Already committed (replayed after a restart).
+        }
+        let hash = block.hash();
+        let pending = self.pending.lock().expect("lock poisoned").remove(&hash);
+        let (mut state, events) = match pending {
+            Some(p) => (p.state, p.events),
+            None => {
+                let mut state = current.state.clone();
+                let events = state.execute_block(block)?;
+                (state, events)
+            }
+        };
+        // The finalized state has no unpersisted changes, so the changes a
+        // descendant carries are exactly the writes since the stored head
+        // (for a block on a pending parent, also the parent's: rewriting
+        // those keys with their newer values is harmless).
+        let changes = state.take_changes();
+        self.store.commit_block(&FinalizedBlock { block, certificate, events: &events, changes: &changes })?;
+        let finalized = Arc::new(Finalized { state, header: block.header.clone(), hash });
+        *self.finalized.write().expect("lock poisoned") = finalized.clone();
+        self.pending.lock().expect("lock poisoned").retain(|_, p| p.block.header.height > block.header.height);
+        self.mempool.lock().expect("lock poisoned").on_finalized(block, &finalized.state);
+        let _ = self.finalized_events.send(finalized);
+        Ok(())
+    }
+}

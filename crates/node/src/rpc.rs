@@ -1,0 +1,168 @@
+//! The JSON-RPC server: HTTP and WebSocket on one port, with bounded request
+//! and response sizes and connection count. Reads come from the finalized
+//! view; submissions go to the mempool.
+
+use crate::chain::{Chain, SubmitError};
+use crate::mempool::AdmitError;
+use jsonrpsee::core::{RpcResult, SubscriptionResult};
+use jsonrpsee::server::{PendingSubscriptionSink, ServerBuilder, ServerConfig, ServerHandle, SubscriptionMessage};
+use jsonrpsee::types::ErrorObjectOwned;
+use phalanx_primitives::{Hash, PublicKey};
+use phalanx_rpc::{AccountInfo, BlockInfo, ChainInfo, HeadInfo, PhalanxServer, TxInfo, TxStatus, codes};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Limits of the RPC server.
+#[derive(Clone, Debug)]
+pub struct RpcConfig {
+    pub listen: SocketAddr,
+    /// Largest request body, in bytes (a transaction is at most 16 KiB, as hex 32 KiB).
+    pub request_bytes_max: u32,
+    /// Largest response body, in bytes (a full block with its transactions).
+    pub response_bytes_max: u32,
+    /// Most simultaneous connections.
+    pub connections_max: u32,
+    /// Most subscriptions per WebSocket connection.
+    pub subscriptions_per_connection_max: u32,
+}
+
+impl RpcConfig {
+    pub fn local(port: u16) -> Self {
+        RpcConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            request_bytes_max: 256 * 1024,
+            response_bytes_max: 32 * 1024 * 1024,
+            connections_max: 256,
+            subscriptions_per_connection_max: 16,
+        }
+    }
+}
+
+fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code, message.into(), None::<()>)
+}
+
+fn internal(e: impl std::fmt::Display) -> ErrorObjectOwned {
+    error(codes::INTERNAL, format!("internal error: {e}"))
+}
+
+/// Head info of the finalized view.
+pub fn head_info(finalized: &crate::chain::Finalized) -> HeadInfo {
+    HeadInfo {
+        height: finalized.header.height,
+        hash: finalized.hash,
+        timestamp_ms: finalized.header.timestamp_ms,
+        state_root: finalized.header.state_root,
+        tx_count: finalized.header.tx_count,
+    }
+}
+
+struct Api {
+    chain: Arc<Chain>,
+}
+
+#[jsonrpsee::core::async_trait]
+impl PhalanxServer for Api {
+    async fn chain_head(&self) -> RpcResult<HeadInfo> {
+        Ok(head_info(&self.chain.finalized()))
+    }
+
+    async fn chain_info(&self) -> RpcResult<ChainInfo> {
+        let finalized = self.chain.finalized();
+        let state = &finalized.state;
+        Ok(ChainInfo {
+            chain_name: self.chain.genesis().chain_name.clone(),
+            chain_id: state.chain_id(),
+            genesis_hash: self.chain.genesis_hash(),
+            validators: state.validators().iter().map(|v| format!("0x{}", hex::encode(v.0))).collect(),
+            params: state.params().clone(),
+            total_issuance: state.total_issuance(),
+        })
+    }
+
+    async fn chain_block(&self, height: u64) -> RpcResult<Option<BlockInfo>> {
+        let store = self.chain.store();
+        let Some(block) = store.block(height).map_err(internal)? else { return Ok(None) };
+        let certificate = store.certificate(height).map_err(internal)?.unwrap_or_default();
+        let events = store.events(height).map_err(internal)?.unwrap_or_default();
+        Ok(Some(BlockInfo {
+            hash: block.hash(),
+            txs: block.txs.iter().map(|tx| TxInfo { hash: tx.hash(), tx: phalanx_rpc::tx_json(&tx.tx) }).collect(),
+            events: phalanx_rpc::events_json(&events),
+            certificate: format!("0x{}", hex::encode(&certificate)),
+            encoded: format!("0x{}", hex::encode(block.encode())),
+            header: block.header,
+        }))
+    }
+
+    async fn state_account(&self, address: String) -> RpcResult<AccountInfo> {
+        let who: PublicKey =
+            address.parse().map_err(|e| error(codes::INVALID_PARAMS, format!("invalid address {address:?}: {e}")))?;
+        let account = self.chain.finalized().state.account(&who);
+        let pending_txs = self.chain.pending_count(&who);
+        let nonce = account.map_or(0, |a| a.nonce);
+        Ok(AccountInfo {
+            address: who,
+            exists: account.is_some(),
+            nonce,
+            free: account.map_or(0, |a| a.free),
+            pending_txs,
+            next_nonce: nonce + pending_txs,
+        })
+    }
+
+    async fn tx_submit(&self, tx: String) -> RpcResult<Hash> {
+        let hex_text = tx.strip_prefix("0x").unwrap_or(&tx);
+        let bytes = hex::decode(hex_text).map_err(|e| error(codes::MALFORMED_TX, format!("transaction is not hex: {e}")))?;
+        let chain = self.chain.clone();
+        // Signature verification is CPU work: keep it off the async workers.
+        let result = tokio::task::spawn_blocking(move || chain.submit(&bytes)).await.map_err(internal)?;
+        result.map_err(|e| match &e {
+            SubmitError::Malformed(_) => error(codes::MALFORMED_TX, e.to_string()),
+            SubmitError::Admit(AdmitError::Full(_) | AdmitError::SenderFull(_)) => error(codes::POOL_FULL, e.to_string()),
+            SubmitError::Admit(AdmitError::AlreadyKnown(_)) => error(codes::ALREADY_KNOWN, e.to_string()),
+            SubmitError::Admit(AdmitError::Invalid(_)) => error(codes::INVALID_TX, e.to_string()),
+        })
+    }
+
+    async fn tx_status(&self, hash: Hash) -> RpcResult<TxStatus> {
+        if let Some((height, index)) = self.chain.store().tx_location(&hash).map_err(internal)? {
+            return Ok(TxStatus::Finalized { height, index });
+        }
+        Ok(if self.chain.is_pending(&hash) { TxStatus::Pending } else { TxStatus::Unknown })
+    }
+
+    async fn chain_subscribe_finalized(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        let mut finalized = self.chain.subscribe_finalized();
+        let sink = pending.accept().await?;
+        loop {
+            tokio::select! {
+                _ = sink.closed() => return Ok(()),
+                next = finalized.recv() => match next {
+                    Ok(view) => {
+                        let message = SubscriptionMessage::from(serde_json::value::to_raw_value(&head_info(&view))?);
+                        if sink.send(message).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    // A slow subscriber skips heads rather than holding memory.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
+    }
+}
+
+/// Starts the RPC server; it runs until the handle is stopped or dropped.
+pub async fn serve(chain: Arc<Chain>, config: &RpcConfig) -> std::io::Result<(SocketAddr, ServerHandle)> {
+    let limits = ServerConfig::builder()
+        .max_request_body_size(config.request_bytes_max)
+        .max_response_body_size(config.response_bytes_max)
+        .max_connections(config.connections_max)
+        .max_subscriptions_per_connection(config.subscriptions_per_connection_max)
+        .build();
+    let server = ServerBuilder::default().set_config(limits).build(config.listen).await?;
+    let address = server.local_addr()?;
+    Ok((address, server.start(Api { chain }.into_rpc())))
+}

@@ -1,0 +1,208 @@
+//! The node's embedded database (redb): finalized blocks with their
+//! certificates and events, a transaction index, and the state leaves.
+//!
+//! Each finalized block is one write transaction with immediate durability:
+//! block, certificate, events, index entries, state changes and the new head
+//! land together or not at all, so a `kill -9` at any instant leaves the
+//! database at some finalized height with the matching state.
+
+use phalanx_primitives::{Hash, decode_bounded, encode};
+use phalanx_state::{Block, EventRecord, State, StateChange};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const CERTIFICATES: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const BLOCK_HEIGHTS: TableDefinition<[u8; 32], u64> = TableDefinition::new("block_heights");
+const TX_LOCATIONS: TableDefinition<[u8; 32], (u64, u32)> = TableDefinition::new("tx_locations");
+const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const META_CHAIN_ID: &str = "chain_id";
+const META_HEAD: &str = "head";
+
+/// Largest stored events blob we will decode, in bytes.
+const EVENTS_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] redb::Error),
+    #[error("data directory belongs to chain {found}, not {expected}; use another --data-dir")]
+    WrongChain { expected: Hash, found: Hash },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("block {got} does not follow the stored head {head}")]
+    NotNext { head: u64, got: u64 },
+}
+
+fn db<E: Into<redb::Error>>(error: E) -> StoreError {
+    StoreError::Database(error.into())
+}
+
+/// The last finalized block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub struct StoredHead {
+    pub height: u64,
+    pub hash: Hash,
+}
+
+/// Everything committed for one finalized block.
+#[derive(Debug)]
+pub struct FinalizedBlock<'a> {
+    pub block: &'a Block,
+    pub certificate: &'a [u8],
+    pub events: &'a [EventRecord],
+    pub changes: &'a [StateChange],
+}
+
+/// Handle to the database. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Store { db: Database::create(path).map_err(db)? })
+    }
+
+    /// A database held in memory (simulations and tests).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(db)?;
+        Ok(Store { db })
+    }
+
+    /// Writes genesis if the database is empty; otherwise checks that the
+    /// stored chain is the same chain. Returns the stored head.
+    pub fn initialize(&self, genesis: &Block, genesis_state: &mut State) -> Result<StoredHead, StoreError> {
+        let chain_id = genesis_state.chain_id();
+        if let Some(found) = self.meta::<Hash>(META_CHAIN_ID)? {
+            if found != chain_id {
+                return Err(StoreError::WrongChain { expected: chain_id, found });
+            }
+            return self.head()?.ok_or_else(|| StoreError::Corrupt("chain id without head".into()));
+        }
+        let changes = genesis_state.take_changes();
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db)?;
+            meta.insert(META_CHAIN_ID, encode(&chain_id).as_slice()).map_err(db)?;
+        }
+        Self::write_block(&txn, &FinalizedBlock { block: genesis, certificate: &[], events: &[], changes: &changes })?;
+        txn.commit().map_err(db)?;
+        Ok(StoredHead { height: 0, hash: genesis.hash() })
+    }
+
+    /// Durably commits one finalized block, which must follow the head.
+    pub fn commit_block(&self, finalized: &FinalizedBlock<'_>) -> Result<(), StoreError> {
+        let head = self.head()?.ok_or_else(|| StoreError::Corrupt("no head".into()))?;
+        let height = finalized.block.header.height;
+        if height != head.height + 1 {
+            return Err(StoreError::NotNext { head: head.height, got: height });
+        }
+        let txn = self.db.begin_write().map_err(db)?;
+        Self::write_block(&txn, finalized)?;
+        txn.commit().map_err(db)
+    }
+
+    fn write_block(txn: &redb::WriteTransaction, finalized: &FinalizedBlock<'_>) -> Result<(), StoreError> {
+        let block = finalized.block;
+        let height = block.header.height;
+        let hash = block.hash();
+        txn.open_table(BLOCKS).map_err(db)?.insert(height, block.encode().as_slice()).map_err(db)?;
+        txn.open_table(CERTIFICATES).map_err(db)?.insert(height, finalized.certificate).map_err(db)?;
+        txn.open_table(EVENTS).map_err(db)?.insert(height, encode(finalized.events).as_slice()).map_err(db)?;
+        txn.open_table(BLOCK_HEIGHTS).map_err(db)?.insert(hash.0, height).map_err(db)?;
+        {
+            let mut locations = txn.open_table(TX_LOCATIONS).map_err(db)?;
+            for (index, tx) in block.txs.iter().enumerate() {
+                locations.insert(tx.hash().0, (height, index as u32)).map_err(db)?;
+            }
+        }
+        {
+            let mut state = txn.open_table(STATE).map_err(db)?;
+            for (key, value) in finalized.changes {
+                state.insert(key.as_slice(), value.as_slice()).map_err(db)?;
+            }
+        }
+        let head = StoredHead { height, hash };
+        txn.open_table(META).map_err(db)?.insert(META_HEAD, encode(&head).as_slice()).map_err(db)?;
+        Ok(())
+    }
+
+    fn meta<T: borsh::BorshDeserialize>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = match txn.open_table(META) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db(e)),
+        };
+        let Some(value) = table.get(key).map_err(db)? else { return Ok(None) };
+        decode_bounded(value.value(), 1024).map(Some).map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
+    }
+
+    /// The last finalized block, if genesis has been written.
+    pub fn head(&self) -> Result<Option<StoredHead>, StoreError> {
+        self.meta(META_HEAD)
+    }
+
+    /// Loads the state as of the head, checking it against the head's root.
+    pub fn load_state(&self) -> Result<State, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(STATE).map_err(db)?;
+        let mut entries = Vec::new();
+        for entry in table.iter().map_err(db)? {
+            let (key, value) = entry.map_err(db)?;
+            entries.push((key.value().to_vec(), value.value().to_vec()));
+        }
+        let state = State::load(entries).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let head = self.head()?.ok_or_else(|| StoreError::Corrupt("no head".into()))?;
+        let block = self.block(head.height)?.ok_or_else(|| StoreError::Corrupt("head block missing".into()))?;
+        if block.header.state_root != state.root() || state.height() != head.height {
+            return Err(StoreError::Corrupt(format!("state does not match the root of block {}", head.height)));
+        }
+        Ok(state)
+    }
+
+    fn get_bytes(&self, table: TableDefinition<u64, &[u8]>, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(table).map_err(db)?;
+        Ok(table.get(height).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        self.get_bytes(BLOCKS, height)?
+            .map(|bytes| Block::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("block {height}: {e}"))))
+            .transpose()
+    }
+
+    /// The encoded finalization certificate of a block (empty for genesis).
+    pub fn certificate(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_bytes(CERTIFICATES, height)
+    }
+
+    pub fn events(&self, height: u64) -> Result<Option<Vec<EventRecord>>, StoreError> {
+        self.get_bytes(EVENTS, height)?
+            .map(|bytes| {
+                decode_bounded(&bytes, EVENTS_BYTES_MAX).map_err(|e| StoreError::Corrupt(format!("events {height}: {e}")))
+            })
+            .transpose()
+    }
+
+    pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(BLOCK_HEIGHTS).map_err(db)?;
+        Ok(table.get(hash.0).map_err(db)?.map(|v| v.value()))
+    }
+
+    /// Where a finalized transaction is: block height and index in the block.
+    pub fn tx_location(&self, hash: &Hash) -> Result<Option<(u64, u32)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(TX_LOCATIONS).map_err(db)?;
+        Ok(table.get(hash.0).map_err(db)?.map(|v| v.value()))
+    }
+}
