@@ -1,1 +1,67 @@
-fn main() {}
+//! `phalanx`: one binary for the dev network, nodes and every client command.
+//! Each subcommand lives in its own module; this file only parses and
+//! dispatches.
+
+mod account;
+mod chain;
+mod client;
+mod dev;
+mod output;
+
+use clap::{Parser, Subcommand};
+
+/// Confidential compute network for AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "phalanx", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every client command takes.
+#[derive(Debug, Clone, clap::Args)]
+struct ClientArgs {
+    /// Node RPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "PHALANX_RPC",
+        default_value = "http://127.0.0.1:9944"
+    )]
+    rpc: String,
+    /// Print machine-readable JSON (amounts as integer planck).
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a whole local network in this process (data persists across restarts).
+    Dev(dev::DevArgs),
+    /// Inspect the chain.
+    Chain {
+        #[command(subcommand)]
+        command: chain::ChainCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Accounts and PHA transfers.
+    Account {
+        #[command(subcommand)]
+        command: account::AccountCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Dev(args) => dev::run(args),
+        Command::Chain { command, client } => runtime.block_on(chain::run(command, &client)),
+        Command::Account { command, client } => runtime.block_on(account::run(command, &client)),
+    }
+}

@@ -7,6 +7,8 @@
 //! - [`rpc`]: the JSON-RPC server (HTTP and WebSocket).
 
 pub mod chain;
+pub mod consensus;
+pub mod dev;
 pub mod mempool;
 pub mod rpc;
 pub mod store;

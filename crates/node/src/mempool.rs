@@ -22,7 +22,10 @@ pub struct MempoolConfig {
 
 impl Default for MempoolConfig {
     fn default() -> Self {
-        MempoolConfig { txs_max: 100_000, txs_per_sender_max: 4_096 }
+        MempoolConfig {
+            txs_max: 100_000,
+            txs_per_sender_max: 4_096,
+        }
     }
 }
 
@@ -59,8 +62,17 @@ pub struct Mempool {
 
 impl Mempool {
     pub fn new(config: MempoolConfig) -> Self {
-        assert!(config.txs_max > 0 && config.txs_per_sender_max > 0, "a mempool of capacity zero is a bug");
-        Mempool { config, next_sequence: 0, by_arrival: BTreeMap::new(), by_hash: HashMap::new(), by_sender: HashMap::new() }
+        assert!(
+            config.txs_max > 0 && config.txs_per_sender_max > 0,
+            "a mempool of capacity zero is a bug"
+        );
+        Mempool {
+            config,
+            next_sequence: 0,
+            by_arrival: BTreeMap::new(),
+            by_hash: HashMap::new(),
+            by_sender: HashMap::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -81,7 +93,12 @@ impl Mempool {
     }
 
     /// Admits a transaction whose signature the caller has verified.
-    pub fn admit(&mut self, tx: SignedTransaction, encoded_len: usize, finalized: &State) -> Result<Hash, AdmitError> {
+    pub fn admit(
+        &mut self,
+        tx: SignedTransaction,
+        encoded_len: usize,
+        finalized: &State,
+    ) -> Result<Hash, AdmitError> {
         let hash = tx.hash();
         if self.by_hash.contains_key(&hash) {
             return Err(AdmitError::AlreadyKnown(hash));
@@ -89,7 +106,11 @@ impl Mempool {
         if self.by_arrival.len() >= self.config.txs_max {
             return Err(AdmitError::Full(self.config.txs_max));
         }
-        let pending = self.by_sender.get(&tx.tx.signer).copied().unwrap_or_default();
+        let pending = self
+            .by_sender
+            .get(&tx.tx.signer)
+            .copied()
+            .unwrap_or_default();
         if pending.count as usize >= self.config.txs_per_sender_max {
             return Err(AdmitError::SenderFull(self.config.txs_per_sender_max));
         }
@@ -100,7 +121,15 @@ impl Mempool {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         self.by_hash.insert(hash, sequence);
-        self.by_arrival.insert(sequence, Entry { tx, hash, encoded_len, spend });
+        self.by_arrival.insert(
+            sequence,
+            Entry {
+                tx,
+                hash,
+                encoded_len,
+                spend,
+            },
+        );
         Ok(hash)
     }
 
@@ -110,7 +139,11 @@ impl Mempool {
         self.by_arrival
             .values()
             .take(max)
-            .map(|e| Candidate { tx: e.tx.clone(), encoded_len: e.encoded_len, signature_verified: true })
+            .map(|e| Candidate {
+                tx: e.tx.clone(),
+                encoded_len: e.encoded_len,
+                signature_verified: true,
+            })
             .collect()
     }
 
@@ -118,9 +151,14 @@ impl Mempool {
     /// invalid by the block builder).
     pub fn remove(&mut self, hashes: impl IntoIterator<Item = Hash>) {
         for hash in hashes {
-            let Some(sequence) = self.by_hash.remove(&hash) else { continue };
+            let Some(sequence) = self.by_hash.remove(&hash) else {
+                continue;
+            };
             let entry = self.by_arrival.remove(&sequence).expect("indexes agree");
-            let sender = self.by_sender.get_mut(&entry.tx.tx.signer).expect("indexes agree");
+            let sender = self
+                .by_sender
+                .get_mut(&entry.tx.tx.signer)
+                .expect("indexes agree");
             sender.count -= 1;
             sender.spend -= entry.spend;
             if sender.count == 0 {
@@ -136,7 +174,11 @@ impl Mempool {
         let stale: Vec<Hash> = self
             .by_arrival
             .values()
-            .filter(|e| finalized.account(&e.tx.tx.signer).is_some_and(|a| e.tx.tx.nonce < a.nonce))
+            .filter(|e| {
+                finalized
+                    .account(&e.tx.tx.signer)
+                    .is_some_and(|a| e.tx.tx.nonce < a.nonce)
+            })
             .map(|e| e.hash)
             .collect();
         self.remove(stale);
@@ -153,33 +195,65 @@ mod tests {
     fn tx(state: &State, from: &str, nonce: u64, amount: Balance) -> (SignedTransaction, usize) {
         let key = dev_keypair(from).unwrap();
         let to = dev_keypair("bob").unwrap().public();
-        let signed = Transaction { chain_id: state.chain_id(), signer: key.public(), nonce, fee: PLANCK_PER_PHA / 100, call: Call::Transfer { to, amount } }
-            .sign(&key);
+        let signed = Transaction {
+            chain_id: state.chain_id(),
+            signer: key.public(),
+            nonce,
+            fee: PLANCK_PER_PHA / 100,
+            call: Call::Transfer { to, amount },
+        }
+        .sign(&key);
         let len = signed.encode().len();
         (signed, len)
     }
 
     #[test]
     fn queues_consecutive_nonces_and_refuses_overdraft_and_gaps() {
-        let (state, _) = Genesis::dev(vec![Keypair::from_seed(&[1; 32]).public()]).build().unwrap();
-        let mut pool = Mempool::new(MempoolConfig { txs_max: 10, txs_per_sender_max: 3 });
-        let charlie_balance = state.account(&dev_keypair("charlie").unwrap().public()).unwrap().free;
+        let (state, _) = Genesis::dev(vec![Keypair::from_seed(&[1; 32]).public()])
+            .build()
+            .unwrap();
+        let mut pool = Mempool::new(MempoolConfig {
+            txs_max: 10,
+            txs_per_sender_max: 3,
+        });
+        let charlie_balance = state
+            .account(&dev_keypair("charlie").unwrap().public())
+            .unwrap()
+            .free;
         let (a, len) = tx(&state, "charlie", 0, charlie_balance / 2);
         pool.admit(a.clone(), len, &state).unwrap();
-        assert_eq!(pool.admit(a, len, &state).unwrap_err(), AdmitError::AlreadyKnown(tx(&state, "charlie", 0, charlie_balance / 2).0.hash()));
+        assert_eq!(
+            pool.admit(a, len, &state).unwrap_err(),
+            AdmitError::AlreadyKnown(tx(&state, "charlie", 0, charlie_balance / 2).0.hash())
+        );
         let (gap, len) = tx(&state, "charlie", 2, 1);
-        assert!(matches!(pool.admit(gap, len, &state), Err(AdmitError::Invalid(TxError::FutureNonce { expected: 1, got: 2 }))));
+        assert!(matches!(
+            pool.admit(gap, len, &state),
+            Err(AdmitError::Invalid(TxError::FutureNonce {
+                expected: 1,
+                got: 2
+            }))
+        ));
         // Each half fits the balance alone, not together with the first.
         let (overdraft, len) = tx(&state, "charlie", 1, charlie_balance / 2);
-        assert!(matches!(pool.admit(overdraft, len, &state), Err(AdmitError::Invalid(TxError::InsufficientBalance { .. }))));
+        assert!(matches!(
+            pool.admit(overdraft, len, &state),
+            Err(AdmitError::Invalid(TxError::InsufficientBalance { .. }))
+        ));
         for nonce in 1..3 {
             let (next, len) = tx(&state, "charlie", nonce, 1);
             pool.admit(next, len, &state).unwrap();
         }
         let (fourth, len) = tx(&state, "charlie", 3, 1);
-        assert_eq!(pool.admit(fourth, len, &state).unwrap_err(), AdmitError::SenderFull(3));
+        assert_eq!(
+            pool.admit(fourth, len, &state).unwrap_err(),
+            AdmitError::SenderFull(3)
+        );
         let candidates = pool.candidates(10);
-        assert_eq!(candidates.iter().map(|c| c.tx.tx.nonce).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(
+            candidates.iter().map(|c| c.tx.tx.nonce).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
         pool.remove([candidates[0].tx.hash()]);
         assert_eq!(pool.len(), 2);
     }

@@ -5,7 +5,9 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// A SHA-256 digest. Shown and serialized as `0x`-prefixed lowercase hex.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize,
+)]
 pub struct Hash(pub [u8; 32]);
 
 impl Hash {

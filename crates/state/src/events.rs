@@ -9,13 +9,24 @@ use phalanx_primitives::{Balance, Hash, PublicKey};
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A transaction was applied.
-    TxApplied { hash: Hash, signer: PublicKey, nonce: u64 },
+    TxApplied {
+        hash: Hash,
+        signer: PublicKey,
+        nonce: u64,
+    },
     /// A fee was paid to the treasury.
     FeePaid { who: PublicKey, amount: Balance },
     /// An account received its first planck.
     AccountCreated { who: PublicKey },
-    Transfer { from: PublicKey, to: PublicKey, amount: Balance },
-    FeeScheduleChanged { base_fee: Balance, byte_fee: Balance },
+    Transfer {
+        from: PublicKey,
+        to: PublicKey,
+        amount: Balance,
+    },
+    FeeScheduleChanged {
+        base_fee: Balance,
+        byte_fee: Balance,
+    },
 }
 
 /// An event with the index of the transaction that emitted it.

@@ -1,0 +1,184 @@
+//! `phalanx account …`: create keys, read balances, transfer PHA.
+
+use crate::ClientArgs;
+use crate::client::{connect, rpc_error};
+use crate::output::emit;
+use anyhow::Context;
+use clap::Subcommand;
+use phalanx_primitives::mnemonic::{self, dev_keypair};
+use phalanx_primitives::{Keypair, PublicKey, format_pha, parse_pha};
+use phalanx_rpc::{PhalanxClient, TxStatus};
+use phalanx_state::{Call, Transaction};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long `transfer` waits for finality before giving up waiting.
+const FINALITY_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccountCommand {
+    /// Generate a new account: prints its address and secret phrase.
+    New,
+    /// Balance and nonce of an account (dev name such as alice, or an address).
+    Balance { account: String },
+    /// Transfer PHA and wait until the transfer is finalized.
+    Transfer {
+        /// Sender: a dev account name (alice, bob, charlie, dave).
+        #[arg(
+            long,
+            required_unless_present = "from_file",
+            conflicts_with = "from_file"
+        )]
+        from: Option<String>,
+        /// Sender: a file holding a secret phrase (optionally with //junctions).
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+        /// Recipient: a dev account name or an address.
+        #[arg(long)]
+        to: String,
+        /// Amount in PHA, such as 1.5 (or 1000planck).
+        amount: String,
+        /// Return once the node accepted the transaction, without waiting for finality.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+/// Resolves a dev account name or an address.
+fn resolve(account: &str) -> anyhow::Result<PublicKey> {
+    if let Some(key) = dev_keypair(account) {
+        return Ok(key.public());
+    }
+    account
+        .parse()
+        .with_context(|| format!("{account:?} is neither a dev account name nor an address"))
+}
+
+fn signer(from: Option<String>, from_file: Option<PathBuf>) -> anyhow::Result<Keypair> {
+    if let Some(name) = from {
+        return dev_keypair(&name)
+            .with_context(|| format!("{name:?} is not a dev account (alice, bob, charlie, dave); use --from-file for others"));
+    }
+    let path = from_file.expect("clap requires one of --from and --from-file");
+    let secret = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    // The phrase itself is never echoed in errors.
+    mnemonic::from_secret_uri(secret.trim())
+        .with_context(|| format!("{} does not hold a valid secret phrase", path.display()))
+}
+
+pub(crate) async fn run(command: AccountCommand, args: &ClientArgs) -> anyhow::Result<()> {
+    match command {
+        AccountCommand::New => {
+            let (phrase, key) = mnemonic::generate();
+            let value = serde_json::json!({
+                "address": key.public(),
+                "public_key": format!("0x{}", hex::encode(key.public().0)),
+                "secret_phrase": phrase.as_str(),
+            });
+            emit(args.json, &value, || {
+                format!(
+                    "address:       {}\nsecret phrase: {}\nKeep the phrase safe: it is the only way to spend from this account.",
+                    key.public(),
+                    phrase.as_str()
+                )
+            })
+        }
+        AccountCommand::Balance { account } => {
+            let who = resolve(&account)?;
+            let client = connect(&args.rpc)?;
+            let info = client
+                .state_account(who.to_string())
+                .await
+                .map_err(rpc_error(&args.rpc))?;
+            emit(args.json, &info, || {
+                format!(
+                    "{}: {} (nonce {}, {} pending)",
+                    info.address,
+                    format_pha(info.free),
+                    info.nonce,
+                    info.pending_txs
+                )
+            })
+        }
+        AccountCommand::Transfer {
+            from,
+            from_file,
+            to,
+            amount,
+            no_wait,
+        } => {
+            let key = signer(from, from_file)?;
+            let to = resolve(&to)?;
+            let amount = parse_pha(&amount)?;
+            transfer(args, &key, to, amount, no_wait).await
+        }
+    }
+}
+
+async fn transfer(
+    args: &ClientArgs,
+    key: &Keypair,
+    to: PublicKey,
+    amount: u128,
+    no_wait: bool,
+) -> anyhow::Result<()> {
+    let client = connect(&args.rpc)?;
+    let err = rpc_error(&args.rpc);
+    let info = client.chain_info().await.map_err(&err)?;
+    let account = client
+        .state_account(key.public().to_string())
+        .await
+        .map_err(&err)?;
+    let mut tx = Transaction {
+        chain_id: info.chain_id,
+        signer: key.public(),
+        nonce: account.next_nonce,
+        fee: 0,
+        call: Call::Transfer { to, amount },
+    };
+    // The fee field has a fixed-size encoding, so the length is known before it is set.
+    let encoded_len = tx.clone().sign(key).encode().len();
+    tx.fee = info
+        .params
+        .fees
+        .minimum(encoded_len)
+        .context("fee overflows")?;
+    let fee = tx.fee;
+    let signed = tx.sign(key);
+    let hash = client
+        .tx_submit(format!("0x{}", hex::encode(signed.encode())))
+        .await
+        .map_err(&err)?;
+    let mut status = TxStatus::Pending;
+    if !no_wait {
+        let started = Instant::now();
+        while started.elapsed() < FINALITY_WAIT {
+            status = client.tx_status(hash).await.map_err(&err)?;
+            if !matches!(status, TxStatus::Pending) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let value = serde_json::json!({ "hash": hash, "from": key.public(), "to": to, "amount": amount, "fee": fee, "status": status });
+    emit(args.json, &value, || match &status {
+        TxStatus::Finalized { height, .. } => {
+            format!(
+                "transferred {} to {to}, fee {}; finalized in block #{height} (tx {hash})",
+                format_pha(amount),
+                format_pha(fee)
+            )
+        }
+        TxStatus::Pending => format!(
+            "submitted tx {hash}: {} to {to}, fee {}; not finalized yet",
+            format_pha(amount),
+            format_pha(fee)
+        ),
+        TxStatus::Unknown => format!("tx {hash} was dropped by the node before finality"),
+    })?;
+    if matches!(status, TxStatus::Unknown) {
+        anyhow::bail!("transaction dropped");
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! `phalanx dev`: a whole local network in this process.
+
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DevArgs {
+    /// Where the chain is stored; reused (resumed) on the next start.
+    #[arg(long, env = "PHALANX_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Port of the JSON-RPC server (HTTP and WebSocket) on 127.0.0.1.
+    #[arg(long, default_value_t = 9944)]
+    rpc_port: u16,
+    /// Port of the validator's p2p listener on 127.0.0.1.
+    #[arg(long, default_value_t = 30333)]
+    p2p_port: u16,
+}
+
+fn default_data_dir() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".phalanx").join("dev")
+}
+
+pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,phalanx_node=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config =
+        phalanx_node::dev::DevConfig::new(args.data_dir.unwrap_or_else(default_data_dir));
+    config.rpc_port = args.rpc_port;
+    config.p2p_port = args.p2p_port;
+    phalanx_node::dev::run(config, |endpoints| {
+        let accounts: Vec<String> = phalanx_primitives::mnemonic::DEV_ACCOUNTS
+            .iter()
+            .map(|name| {
+                format!(
+                    "  {name:<8} {}",
+                    phalanx_primitives::mnemonic::dev_keypair(name)
+                        .expect("dev account")
+                        .public()
+                )
+            })
+            .collect();
+        println!(
+            "phalanx dev network running (finalized height {4})\n  rpc      http://{0} and ws://{0}\n  p2p      {1}\n  data     {2}\ndev accounts:\n{3}\nStop with Ctrl-C; start again to resume.",
+            endpoints.rpc,
+            endpoints.p2p,
+            endpoints.data_dir.display(),
+            accounts.join("\n"),
+            endpoints.height,
+        );
+    })?;
+    Ok(())
+}

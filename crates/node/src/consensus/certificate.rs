@@ -1,0 +1,68 @@
+//! Checking a finalization certificate with nothing but the validator set:
+//! what a worker (or any client) does to trust a block without trusting the
+//! node that served it.
+
+use super::{Finalization, NAMESPACE, Scheme, ValidatorKey, block::to_digest};
+use commonware_codec::{Copying, Decode, Encode};
+use commonware_cryptography::certificate::Verifier;
+use commonware_parallel::Sequential;
+use commonware_utils::ordered::Set;
+use phalanx_primitives::{Hash, PublicKey};
+
+/// Why a certificate was not accepted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CertificateError {
+    #[error("validator set contains a key that is not a valid ed25519 point")]
+    BadValidatorKey,
+    #[error("certificate does not decode: {0}")]
+    Malformed(String),
+    #[error("certificate finalizes block {certified}, not {expected}")]
+    WrongBlock { expected: Hash, certified: Hash },
+    #[error("certificate signatures do not verify against the validator set")]
+    BadSignatures,
+}
+
+/// What a verified certificate says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertifiedBlock {
+    pub block: Hash,
+    /// Consensus view in which the block was finalized.
+    pub view: u64,
+}
+
+/// Encodes a finalization for storage and RPC.
+pub fn encode(finalization: &Finalization) -> Vec<u8> {
+    finalization.encode().to_vec()
+}
+
+/// Verifies that `bytes` is a finalization of `block` by a quorum of
+/// `validators`. Decoding is bounded by the size of the set.
+pub fn verify(
+    rng: &mut impl rand_core::CryptoRng,
+    validators: &[PublicKey],
+    block: Hash,
+    bytes: &[u8],
+) -> Result<CertifiedBlock, CertificateError> {
+    let keys: Vec<ValidatorKey> = validators
+        .iter()
+        .map(super::validator_key)
+        .collect::<Result<_, _>>()
+        .map_err(|_| CertificateError::BadValidatorKey)?;
+    let verifier = Scheme::verifier(NAMESPACE, Set::from_iter_dedup(keys));
+    let finalization =
+        Finalization::decode_cfg(Copying(bytes), &verifier.certificate_codec_config())
+            .map_err(|e| CertificateError::Malformed(e.to_string()))?;
+    if finalization.proposal.payload != to_digest(block) {
+        return Err(CertificateError::WrongBlock {
+            expected: block,
+            certified: super::block::from_digest(&finalization.proposal.payload),
+        });
+    }
+    if !finalization.verify(rng, &verifier, &Sequential) {
+        return Err(CertificateError::BadSignatures);
+    }
+    Ok(CertifiedBlock {
+        block,
+        view: finalization.proposal.round.view().get(),
+    })
+}
