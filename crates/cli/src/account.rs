@@ -24,11 +24,7 @@ pub(crate) enum AccountCommand {
     /// Transfer PHA and wait until the transfer is finalized.
     Transfer {
         /// Sender: a dev account name (alice, bob, charlie, dave).
-        #[arg(
-            long,
-            required_unless_present = "from_file",
-            conflicts_with = "from_file"
-        )]
+        #[arg(long, required_unless_present = "from_file", conflicts_with = "from_file")]
         from: Option<String>,
         /// Sender: a file holding a secret phrase (optionally with //junctions).
         #[arg(long)]
@@ -49,19 +45,17 @@ fn resolve(account: &str) -> anyhow::Result<PublicKey> {
     if let Some(key) = dev_keypair(account) {
         return Ok(key.public());
     }
-    account
-        .parse()
-        .with_context(|| format!("{account:?} is neither a dev account name nor an address"))
+    account.parse().with_context(|| format!("{account:?} is neither a dev account name nor an address"))
 }
 
 fn signer(from: Option<String>, from_file: Option<PathBuf>) -> anyhow::Result<Keypair> {
     if let Some(name) = from {
-        return dev_keypair(&name)
-            .with_context(|| format!("{name:?} is not a dev account (alice, bob, charlie, dave); use --from-file for others"));
+        return dev_keypair(&name).with_context(|| {
+            format!("{name:?} is not a dev account (alice, bob, charlie, dave); use --from-file for others")
+        });
     }
     let path = from_file.expect("clap requires one of --from and --from-file");
-    let secret = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let secret = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     // The phrase itself is never echoed in errors.
     mnemonic::from_secret_uri(secret.trim())
         .with_context(|| format!("{} does not hold a valid secret phrase", path.display()))
@@ -87,10 +81,7 @@ pub(crate) async fn run(command: AccountCommand, args: &ClientArgs) -> anyhow::R
         AccountCommand::Balance { account } => {
             let who = resolve(&account)?;
             let client = connect(&args.rpc)?;
-            let info = client
-                .state_account(who.to_string())
-                .await
-                .map_err(rpc_error(&args.rpc))?;
+            let info = client.state_account(who.to_string()).await.map_err(rpc_error(&args.rpc))?;
             emit(args.json, &info, || {
                 format!(
                     "{}: {} (nonce {}, {} pending)",
@@ -101,13 +92,7 @@ pub(crate) async fn run(command: AccountCommand, args: &ClientArgs) -> anyhow::R
                 )
             })
         }
-        AccountCommand::Transfer {
-            from,
-            from_file,
-            to,
-            amount,
-            no_wait,
-        } => {
+        AccountCommand::Transfer { from, from_file, to, amount, no_wait } => {
             let key = signer(from, from_file)?;
             let to = resolve(&to)?;
             let amount = parse_pha(&amount)?;
@@ -116,20 +101,11 @@ pub(crate) async fn run(command: AccountCommand, args: &ClientArgs) -> anyhow::R
     }
 }
 
-async fn transfer(
-    args: &ClientArgs,
-    key: &Keypair,
-    to: PublicKey,
-    amount: u128,
-    no_wait: bool,
-) -> anyhow::Result<()> {
+async fn transfer(args: &ClientArgs, key: &Keypair, to: PublicKey, amount: u128, no_wait: bool) -> anyhow::Result<()> {
     let client = connect(&args.rpc)?;
     let err = rpc_error(&args.rpc);
     let info = client.chain_info().await.map_err(&err)?;
-    let account = client
-        .state_account(key.public().to_string())
-        .await
-        .map_err(&err)?;
+    let account = client.state_account(key.public().to_string()).await.map_err(&err)?;
     let mut tx = Transaction {
         chain_id: info.chain_id,
         signer: key.public(),
@@ -139,17 +115,10 @@ async fn transfer(
     };
     // The fee field has a fixed-size encoding, so the length is known before it is set.
     let encoded_len = tx.clone().sign(key).encode().len();
-    tx.fee = info
-        .params
-        .fees
-        .minimum(encoded_len)
-        .context("fee overflows")?;
+    tx.fee = info.params.fees.minimum(encoded_len).context("fee overflows")?;
     let fee = tx.fee;
     let signed = tx.sign(key);
-    let hash = client
-        .tx_submit(format!("0x{}", hex::encode(signed.encode())))
-        .await
-        .map_err(&err)?;
+    let hash = client.tx_submit(format!("0x{}", hex::encode(signed.encode()))).await.map_err(&err)?;
     let mut status = TxStatus::Pending;
     if !no_wait {
         let started = Instant::now();
@@ -170,11 +139,9 @@ async fn transfer(
                 format_pha(fee)
             )
         }
-        TxStatus::Pending => format!(
-            "submitted tx {hash}: {} to {to}, fee {}; not finalized yet",
-            format_pha(amount),
-            format_pha(fee)
-        ),
+        TxStatus::Pending => {
+            format!("submitted tx {hash}: {} to {to}, fee {}; not finalized yet", format_pha(amount), format_pha(fee))
+        }
         TxStatus::Unknown => format!("tx {hash} was dropped by the node before finality"),
     })?;
     if matches!(status, TxStatus::Unknown) {

@@ -31,12 +31,8 @@ pub(crate) async fn run(command: ChainCommand, args: &ClientArgs) -> anyhow::Res
         }
         ChainCommand::Block { height } => {
             let block = client.chain_block(height).await.map_err(&err)?;
-            let Some(block) = block else {
-                anyhow::bail!("block {height} is not finalized yet")
-            };
-            emit(args.json, &block, || {
-                serde_json::to_string_pretty(&block).unwrap_or_default()
-            })
+            let Some(block) = block else { anyhow::bail!("block {height} is not finalized yet") };
+            emit(args.json, &block, || serde_json::to_string_pretty(&block).unwrap_or_default())
         }
         ChainCommand::Info => {
             let info = client.chain_info().await.map_err(&err)?;
@@ -47,12 +43,7 @@ pub(crate) async fn run(command: ChainCommand, args: &ClientArgs) -> anyhow::Res
                     info.chain_id,
                     info.validators.len(),
                     info.params.treasury,
-                    info.params
-                        .governance
-                        .iter()
-                        .map(|g| g.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    info.params.governance.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(", "),
                     phalanx_primitives::format_pha(info.params.fees.base_fee),
                     phalanx_primitives::format_pha(info.params.fees.byte_fee),
                     phalanx_primitives::format_pha(info.total_issuance),

@@ -20,9 +20,7 @@ pub(crate) fn rpc_error(url: &str) -> impl Fn(jsonrpsee::core::ClientError) -> a
     move |e| match e {
         jsonrpsee::core::ClientError::Call(call) => anyhow::anyhow!("{}", call.message()),
         jsonrpsee::core::ClientError::Transport(t) => {
-            anyhow::anyhow!(
-                "cannot reach the node at {url}: {t} (is `phalanx dev` running? set --rpc)"
-            )
+            anyhow::anyhow!("cannot reach the node at {url}: {t} (is `phalanx dev` running? set --rpc)")
         }
         other => anyhow::anyhow!("RPC to {url} failed: {other}"),
     }

@@ -16,22 +16,18 @@ pub(crate) struct DevArgs {
 }
 
 fn default_data_dir() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     home.join(".phalanx").join("dev")
 }
 
 pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,phalanx_node=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,phalanx_node=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let mut config =
-        phalanx_node::dev::DevConfig::new(args.data_dir.unwrap_or_else(default_data_dir));
+    let mut config = phalanx_node::dev::DevConfig::new(args.data_dir.unwrap_or_else(default_data_dir));
     config.rpc_port = args.rpc_port;
     config.p2p_port = args.p2p_port;
     phalanx_node::dev::run(config, |endpoints| {
@@ -40,9 +36,7 @@ pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
             .map(|name| {
                 format!(
                     "  {name:<8} {}",
-                    phalanx_primitives::mnemonic::dev_keypair(name)
-                        .expect("dev account")
-                        .public()
+                    phalanx_primitives::mnemonic::dev_keypair(name).expect("dev account").public()
                 )
             })
             .collect();

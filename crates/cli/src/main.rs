@@ -22,12 +22,7 @@ struct Cli {
 #[derive(Debug, Clone, clap::Args)]
 struct ClientArgs {
     /// Node RPC endpoint.
-    #[arg(
-        long,
-        global = true,
-        env = "PHALANX_RPC",
-        default_value = "http://127.0.0.1:9944"
-    )]
+    #[arg(long, global = true, env = "PHALANX_RPC", default_value = "http://127.0.0.1:9944")]
     rpc: String,
     /// Print machine-readable JSON (amounts as integer planck).
     #[arg(long, global = true)]
@@ -56,9 +51,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Dev(args) => dev::run(args),
         Command::Chain { command, client } => runtime.block_on(chain::run(command, &client)),

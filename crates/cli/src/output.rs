@@ -3,11 +3,7 @@
 use serde::Serialize;
 
 /// Prints `value` as pretty JSON if `json`, else the human text.
-pub(crate) fn emit<T: Serialize>(
-    json: bool,
-    value: &T,
-    human: impl FnOnce() -> String,
-) -> anyhow::Result<()> {
+pub(crate) fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(value)?);
     } else {

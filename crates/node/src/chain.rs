@@ -12,9 +12,7 @@ use crate::mempool::{AdmitError, Mempool, MempoolConfig};
 use crate::store::{FinalizedBlock, Store, StoreError, StoredHead};
 use phalanx_primitives::{DecodeError, Hash};
 use phalanx_state::builder::build_block;
-use phalanx_state::{
-    Block, BlockError, EventRecord, Genesis, Header, SignedTransaction, State, TxError,
-};
+use phalanx_state::{Block, BlockError, EventRecord, Genesis, Header, SignedTransaction, State, TxError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::broadcast;
@@ -31,11 +29,7 @@ pub struct ChainConfig {
 
 impl Default for ChainConfig {
     fn default() -> Self {
-        ChainConfig {
-            mempool: MempoolConfig::default(),
-            timestamp_drift_ms_max: 2_000,
-            pending_blocks_max: 1_024,
-        }
+        ChainConfig { mempool: MempoolConfig::default(), timestamp_drift_ms_max: 2_000, pending_blocks_max: 1_024 }
     }
 }
 
@@ -55,14 +49,8 @@ pub enum VerifyError {
     UnknownParent(Hash),
     #[error("block does not name its parent {expected} (names {got})")]
     WrongParent { expected: Hash, got: Hash },
-    #[error(
-        "block timestamp {block_ms} ms is more than {drift_ms} ms ahead of the local clock {now_ms} ms"
-    )]
-    FromTheFuture {
-        block_ms: u64,
-        now_ms: u64,
-        drift_ms: u64,
-    },
+    #[error("block timestamp {block_ms} ms is more than {drift_ms} ms ahead of the local clock {now_ms} ms")]
+    FromTheFuture { block_ms: u64, now_ms: u64, drift_ms: u64 },
     #[error(transparent)]
     Invalid(#[from] BlockError),
 }
@@ -108,20 +96,12 @@ pub struct Chain {
 impl Chain {
     /// Opens the chain on `store`, writing genesis on first start and
     /// otherwise resuming from the stored head.
-    pub fn open(
-        genesis: Genesis,
-        store: Arc<Store>,
-        config: ChainConfig,
-    ) -> Result<Self, StoreError> {
-        let (mut genesis_state, genesis_block) = genesis
-            .build()
-            .map_err(|e| StoreError::Corrupt(format!("invalid genesis: {e}")))?;
+    pub fn open(genesis: Genesis, store: Arc<Store>, config: ChainConfig) -> Result<Self, StoreError> {
+        let (mut genesis_state, genesis_block) =
+            genesis.build().map_err(|e| StoreError::Corrupt(format!("invalid genesis: {e}")))?;
         let head: StoredHead = store.initialize(&genesis_block, &mut genesis_state)?;
         let state = store.load_state()?;
-        let header = store
-            .block(head.height)?
-            .ok_or_else(|| StoreError::Corrupt("head block missing".into()))?
-            .header;
+        let header = store.block(head.height)?.ok_or_else(|| StoreError::Corrupt("head block missing".into()))?.header;
         let (finalized_events, _) = broadcast::channel(1_024);
         Ok(Chain {
             mempool: Mutex::new(Mempool::new(config.mempool.clone())),
@@ -129,11 +109,7 @@ impl Chain {
             genesis,
             genesis_block,
             store,
-            finalized: RwLock::new(Arc::new(Finalized {
-                state,
-                header,
-                hash: head.hash,
-            })),
+            finalized: RwLock::new(Arc::new(Finalized { state, header, hash: head.hash })),
             pending: Mutex::new(HashMap::new()),
             finalized_events,
         })
@@ -170,14 +146,9 @@ impl Chain {
         let tx = SignedTransaction::decode(bytes)?;
         // The signature is verified before taking the mempool lock, so
         // concurrent submitters verify in parallel.
-        tx.verify_signature()
-            .map_err(|e| AdmitError::Invalid(TxError::BadSignature(e)))?;
+        tx.verify_signature().map_err(|e| AdmitError::Invalid(TxError::BadSignature(e)))?;
         let finalized = self.finalized();
-        Ok(self
-            .mempool
-            .lock()
-            .expect("lock poisoned")
-            .admit(tx, bytes.len(), &finalized.state)?)
+        Ok(self.mempool.lock().expect("lock poisoned").admit(tx, bytes.len(), &finalized.state)?)
     }
 
     /// Transactions waiting, and how many of them a given signer has.
@@ -186,10 +157,7 @@ impl Chain {
     }
 
     pub fn pending_count(&self, signer: &phalanx_primitives::PublicKey) -> u64 {
-        self.mempool
-            .lock()
-            .expect("lock poisoned")
-            .pending_of(signer)
+        self.mempool.lock().expect("lock poisoned").pending_of(signer)
     }
 
     pub fn is_pending(&self, hash: &Hash) -> bool {
@@ -203,19 +171,12 @@ impl Chain {
             return Some((finalized.state.clone(), finalized.header.timestamp_ms));
         }
         let pending = self.pending.lock().expect("lock poisoned");
-        pending
-            .get(hash)
-            .map(|p| (p.state.clone(), p.block.header.timestamp_ms))
+        pending.get(hash).map(|p| (p.state.clone(), p.block.header.timestamp_ms))
     }
 
     /// Whether the state after block `hash` is known (finalized head or pending).
     pub fn knows(&self, hash: &Hash) -> bool {
-        self.finalized().hash == *hash
-            || self
-                .pending
-                .lock()
-                .expect("lock poisoned")
-                .contains_key(hash)
+        self.finalized().hash == *hash || self.pending.lock().expect("lock poisoned").contains_key(hash)
     }
 
     /// How far ahead of the local clock a block timestamp may be.
@@ -232,11 +193,8 @@ impl Chain {
     /// state is unknown here.
     pub fn propose(&self, parent: Hash, now_ms: u64) -> Option<Arc<Block>> {
         let (parent_state, _) = self.state_after(&parent)?;
-        let candidates = self
-            .mempool
-            .lock()
-            .expect("lock poisoned")
-            .candidates(phalanx_state::block::BLOCK_TXS_MAX * 2);
+        let candidates =
+            self.mempool.lock().expect("lock poisoned").candidates(phalanx_state::block::BLOCK_TXS_MAX * 2);
         let built = build_block(&parent_state, parent, now_ms, candidates);
         // A stale nonce means the transaction is in an ancestor still waiting
         // for finality; anything else can no longer apply and is dropped.
@@ -247,28 +205,18 @@ impl Chain {
             .map(|(hash, _)| *hash)
             .collect();
         if !dropped.is_empty() {
-            tracing::debug!(
-                count = dropped.len(),
-                "dropping transactions that no longer apply"
-            );
+            tracing::debug!(count = dropped.len(), "dropping transactions that no longer apply");
             self.mempool.lock().expect("lock poisoned").remove(dropped);
         }
         let block = Arc::new(built.block);
-        self.remember(PendingBlock {
-            block: block.clone(),
-            state: built.state,
-            events: built.events,
-        });
+        self.remember(PendingBlock { block: block.clone(), state: built.state, events: built.events });
         Some(block)
     }
 
     /// Verifies a block proposed by another validator on top of its parent.
     pub fn verify(&self, block: &Block, parent: Hash, now_ms: u64) -> Result<(), VerifyError> {
         if block.header.parent != parent {
-            return Err(VerifyError::WrongParent {
-                expected: parent,
-                got: block.header.parent,
-            });
+            return Err(VerifyError::WrongParent { expected: parent, got: block.header.parent });
         }
         if block.header.timestamp_ms > now_ms + self.config.timestamp_drift_ms_max {
             return Err(VerifyError::FromTheFuture {
@@ -278,23 +226,12 @@ impl Chain {
             });
         }
         let hash = block.hash();
-        if self
-            .pending
-            .lock()
-            .expect("lock poisoned")
-            .contains_key(&hash)
-        {
+        if self.pending.lock().expect("lock poisoned").contains_key(&hash) {
             return Ok(());
         }
-        let (mut state, _) = self
-            .state_after(&parent)
-            .ok_or(VerifyError::UnknownParent(parent))?;
+        let (mut state, _) = self.state_after(&parent).ok_or(VerifyError::UnknownParent(parent))?;
         let events = state.execute_block(block)?;
-        self.remember(PendingBlock {
-            block: Arc::new(block.clone()),
-            state,
-            events,
-        });
+        self.remember(PendingBlock { block: Arc::new(block.clone()), state, events });
         Ok(())
     }
 
@@ -303,11 +240,7 @@ impl Chain {
         if map.len() >= self.config.pending_blocks_max {
             // Consensus keeps few blocks in flight; this only bounds memory
             // if something upstream misbehaves.
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, p)| p.block.header.height)
-                .map(|(h, _)| *h)
-            {
+            if let Some(oldest) = map.iter().min_by_key(|(_, p)| p.block.header.height).map(|(h, _)| *h) {
                 map.remove(&oldest);
             }
         }
@@ -336,26 +269,11 @@ impl Chain {
         // (for a block on a pending parent, also the parent's: rewriting
         // those keys with their newer values is harmless).
         let changes = state.take_changes();
-        self.store.commit_block(&FinalizedBlock {
-            block,
-            certificate,
-            events: &events,
-            changes: &changes,
-        })?;
-        let finalized = Arc::new(Finalized {
-            state,
-            header: block.header.clone(),
-            hash,
-        });
+        self.store.commit_block(&FinalizedBlock { block, certificate, events: &events, changes: &changes })?;
+        let finalized = Arc::new(Finalized { state, header: block.header.clone(), hash });
         *self.finalized.write().expect("lock poisoned") = finalized.clone();
-        self.pending
-            .lock()
-            .expect("lock poisoned")
-            .retain(|_, p| p.block.header.height > block.header.height);
-        self.mempool
-            .lock()
-            .expect("lock poisoned")
-            .on_finalized(block, &finalized.state);
+        self.pending.lock().expect("lock poisoned").retain(|_, p| p.block.header.height > block.header.height);
+        self.mempool.lock().expect("lock poisoned").on_finalized(block, &finalized.state);
         let _ = self.finalized_events.send(finalized);
         Ok(())
     }

@@ -9,8 +9,8 @@
 use crate::chain::{Chain, ChainConfig};
 use crate::consensus::application::Pacing;
 use crate::consensus::validator::{
-    self, CHANNEL_BACKFILL, CHANNEL_BLOCKS, CHANNEL_CERTIFICATES, CHANNEL_RESOLVER, CHANNEL_VOTES,
-    Channels, Timing, ValidatorConfig,
+    self, CHANNEL_BACKFILL, CHANNEL_BLOCKS, CHANNEL_CERTIFICATES, CHANNEL_RESOLVER, CHANNEL_VOTES, Channels, Timing,
+    ValidatorConfig,
 };
 use crate::consensus::{ValidatorKey, account_key, validator_secret};
 use crate::rpc::{self, RpcConfig};
@@ -67,19 +67,11 @@ pub struct DevEndpoints {
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(
-        "cannot start the RPC server on {address}: {source} (is another `phalanx dev` running? try --rpc-port)"
-    )]
-    Rpc {
-        address: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("cannot start the RPC server on {address}: {source} (is another `phalanx dev` running? try --rpc-port)")]
+    Rpc { address: SocketAddr, source: std::io::Error },
 }
 
 /// The dev network's validator seed: fixed, so the genesis (and the chain id) is too.
@@ -95,14 +87,9 @@ pub fn dev_genesis() -> Genesis {
 
 /// Runs the dev network until the process is interrupted (Ctrl-C). `ready`
 /// is called once the RPC server is listening.
-pub fn run(
-    config: DevConfig,
-    ready: impl FnOnce(&DevEndpoints) + Send + 'static,
-) -> Result<(), DevError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| DevError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+pub fn run(config: DevConfig, ready: impl FnOnce(&DevEndpoints) + Send + 'static) -> Result<(), DevError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| DevError::DataDir { path: config.data_dir.clone(), source })?;
     let store = Arc::new(Store::open(&config.data_dir.join("chain.redb"))?);
     let chain = Arc::new(Chain::open(dev_genesis(), store, ChainConfig::default())?);
     let runtime_config = cw_tokio::Config::new()
@@ -111,13 +98,9 @@ pub fn run(
         .with_catch_panics(false);
     cw_tokio::Runner::new(runtime_config).start(|context| async move {
         let rpc_config = RpcConfig::local(config.rpc_port);
-        let (rpc_address, rpc_handle) =
-            rpc::serve(chain.clone(), &rpc_config)
-                .await
-                .map_err(|source| DevError::Rpc {
-                    address: rpc_config.listen,
-                    source,
-                })?;
+        let (rpc_address, rpc_handle) = rpc::serve(chain.clone(), &rpc_config)
+            .await
+            .map_err(|source| DevError::Rpc { address: rpc_config.listen, source })?;
 
         let secret = validator_secret(&dev_validator_seed());
         let me: ValidatorKey = secret.public_key();

@@ -22,10 +22,7 @@ pub struct MempoolConfig {
 
 impl Default for MempoolConfig {
     fn default() -> Self {
-        MempoolConfig {
-            txs_max: 100_000,
-            txs_per_sender_max: 4_096,
-        }
+        MempoolConfig { txs_max: 100_000, txs_per_sender_max: 4_096 }
     }
 }
 
@@ -62,10 +59,7 @@ pub struct Mempool {
 
 impl Mempool {
     pub fn new(config: MempoolConfig) -> Self {
-        assert!(
-            config.txs_max > 0 && config.txs_per_sender_max > 0,
-            "a mempool of capacity zero is a bug"
-        );
+        assert!(config.txs_max > 0 && config.txs_per_sender_max > 0, "a mempool of capacity zero is a bug");
         Mempool {
             config,
             next_sequence: 0,
@@ -93,12 +87,7 @@ impl Mempool {
     }
 
     /// Admits a transaction whose signature the caller has verified.
-    pub fn admit(
-        &mut self,
-        tx: SignedTransaction,
-        encoded_len: usize,
-        finalized: &State,
-    ) -> Result<Hash, AdmitError> {
+    pub fn admit(&mut self, tx: SignedTransaction, encoded_len: usize, finalized: &State) -> Result<Hash, AdmitError> {
         let hash = tx.hash();
         if self.by_hash.contains_key(&hash) {
             return Err(AdmitError::AlreadyKnown(hash));
@@ -106,11 +95,7 @@ impl Mempool {
         if self.by_arrival.len() >= self.config.txs_max {
             return Err(AdmitError::Full(self.config.txs_max));
         }
-        let pending = self
-            .by_sender
-            .get(&tx.tx.signer)
-            .copied()
-            .unwrap_or_default();
+        let pending = self.by_sender.get(&tx.tx.signer).copied().unwrap_or_default();
         if pending.count as usize >= self.config.txs_per_sender_max {
             return Err(AdmitError::SenderFull(self.config.txs_per_sender_max));
         }
@@ -121,15 +106,7 @@ impl Mempool {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         self.by_hash.insert(hash, sequence);
-        self.by_arrival.insert(
-            sequence,
-            Entry {
-                tx,
-                hash,
-                encoded_len,
-                spend,
-            },
-        );
+        self.by_arrival.insert(sequence, Entry { tx, hash, encoded_len, spend });
         Ok(hash)
     }
 
@@ -139,11 +116,7 @@ impl Mempool {
         self.by_arrival
             .values()
             .take(max)
-            .map(|e| Candidate {
-                tx: e.tx.clone(),
-                encoded_len: e.encoded_len,
-                signature_verified: true,
-            })
+            .map(|e| Candidate { tx: e.tx.clone(), encoded_len: e.encoded_len, signature_verified: true })
             .collect()
     }
 
@@ -155,10 +128,7 @@ impl Mempool {
                 continue;
             };
             let entry = self.by_arrival.remove(&sequence).expect("indexes agree");
-            let sender = self
-                .by_sender
-                .get_mut(&entry.tx.tx.signer)
-                .expect("indexes agree");
+            let sender = self.by_sender.get_mut(&entry.tx.tx.signer).expect("indexes agree");
             sender.count -= 1;
             sender.spend -= entry.spend;
             if sender.count == 0 {
@@ -174,11 +144,7 @@ impl Mempool {
         let stale: Vec<Hash> = self
             .by_arrival
             .values()
-            .filter(|e| {
-                finalized
-                    .account(&e.tx.tx.signer)
-                    .is_some_and(|a| e.tx.tx.nonce < a.nonce)
-            })
+            .filter(|e| finalized.account(&e.tx.tx.signer).is_some_and(|a| e.tx.tx.nonce < a.nonce))
             .map(|e| e.hash)
             .collect();
         self.remove(stale);
@@ -209,17 +175,9 @@ mod tests {
 
     #[test]
     fn queues_consecutive_nonces_and_refuses_overdraft_and_gaps() {
-        let (state, _) = Genesis::dev(vec![Keypair::from_seed(&[1; 32]).public()])
-            .build()
-            .unwrap();
-        let mut pool = Mempool::new(MempoolConfig {
-            txs_max: 10,
-            txs_per_sender_max: 3,
-        });
-        let charlie_balance = state
-            .account(&dev_keypair("charlie").unwrap().public())
-            .unwrap()
-            .free;
+        let (state, _) = Genesis::dev(vec![Keypair::from_seed(&[1; 32]).public()]).build().unwrap();
+        let mut pool = Mempool::new(MempoolConfig { txs_max: 10, txs_per_sender_max: 3 });
+        let charlie_balance = state.account(&dev_keypair("charlie").unwrap().public()).unwrap().free;
         let (a, len) = tx(&state, "charlie", 0, charlie_balance / 2);
         pool.admit(a.clone(), len, &state).unwrap();
         assert_eq!(
@@ -229,10 +187,7 @@ mod tests {
         let (gap, len) = tx(&state, "charlie", 2, 1);
         assert!(matches!(
             pool.admit(gap, len, &state),
-            Err(AdmitError::Invalid(TxError::FutureNonce {
-                expected: 1,
-                got: 2
-            }))
+            Err(AdmitError::Invalid(TxError::FutureNonce { expected: 1, got: 2 }))
         ));
         // Each half fits the balance alone, not together with the first.
         let (overdraft, len) = tx(&state, "charlie", 1, charlie_balance / 2);
@@ -245,15 +200,9 @@ mod tests {
             pool.admit(next, len, &state).unwrap();
         }
         let (fourth, len) = tx(&state, "charlie", 3, 1);
-        assert_eq!(
-            pool.admit(fourth, len, &state).unwrap_err(),
-            AdmitError::SenderFull(3)
-        );
+        assert_eq!(pool.admit(fourth, len, &state).unwrap_err(), AdmitError::SenderFull(3));
         let candidates = pool.candidates(10);
-        assert_eq!(
-            candidates.iter().map(|c| c.tx.tx.nonce).collect::<Vec<_>>(),
-            vec![0, 1, 2]
-        );
+        assert_eq!(candidates.iter().map(|c| c.tx.tx.nonce).collect::<Vec<_>>(), vec![0, 1, 2]);
         pool.remove([candidates[0].tx.hash()]);
         assert_eq!(pool.len(), 2);
     }

@@ -5,14 +5,10 @@
 use crate::chain::{Chain, SubmitError};
 use crate::mempool::AdmitError;
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
-use jsonrpsee::server::{
-    PendingSubscriptionSink, ServerBuilder, ServerConfig, ServerHandle, SubscriptionMessage,
-};
+use jsonrpsee::server::{PendingSubscriptionSink, ServerBuilder, ServerConfig, ServerHandle, SubscriptionMessage};
 use jsonrpsee::types::ErrorObjectOwned;
 use phalanx_primitives::{Hash, PublicKey};
-use phalanx_rpc::{
-    AccountInfo, BlockInfo, ChainInfo, HeadInfo, PhalanxServer, TxInfo, TxStatus, codes,
-};
+use phalanx_rpc::{AccountInfo, BlockInfo, ChainInfo, HeadInfo, PhalanxServer, TxInfo, TxStatus, codes};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -78,11 +74,7 @@ impl PhalanxServer for Api {
             chain_name: self.chain.genesis().chain_name.clone(),
             chain_id: state.chain_id(),
             genesis_hash: self.chain.genesis_hash(),
-            validators: state
-                .validators()
-                .iter()
-                .map(|v| format!("0x{}", hex::encode(v.0)))
-                .collect(),
+            validators: state.validators().iter().map(|v| format!("0x{}", hex::encode(v.0))).collect(),
             params: state.params().clone(),
             total_issuance: state.total_issuance(),
         })
@@ -93,21 +85,11 @@ impl PhalanxServer for Api {
         let Some(block) = store.block(height).map_err(internal)? else {
             return Ok(None);
         };
-        let certificate = store
-            .certificate(height)
-            .map_err(internal)?
-            .unwrap_or_default();
+        let certificate = store.certificate(height).map_err(internal)?.unwrap_or_default();
         let events = store.events(height).map_err(internal)?.unwrap_or_default();
         Ok(Some(BlockInfo {
             hash: block.hash(),
-            txs: block
-                .txs
-                .iter()
-                .map(|tx| TxInfo {
-                    hash: tx.hash(),
-                    tx: phalanx_rpc::tx_json(&tx.tx),
-                })
-                .collect(),
+            txs: block.txs.iter().map(|tx| TxInfo { hash: tx.hash(), tx: phalanx_rpc::tx_json(&tx.tx) }).collect(),
             events: phalanx_rpc::events_json(&events),
             certificate: format!("0x{}", hex::encode(&certificate)),
             encoded: format!("0x{}", hex::encode(block.encode())),
@@ -116,12 +98,8 @@ impl PhalanxServer for Api {
     }
 
     async fn state_account(&self, address: String) -> RpcResult<AccountInfo> {
-        let who: PublicKey = address.parse().map_err(|e| {
-            error(
-                codes::INVALID_PARAMS,
-                format!("invalid address {address:?}: {e}"),
-            )
-        })?;
+        let who: PublicKey =
+            address.parse().map_err(|e| error(codes::INVALID_PARAMS, format!("invalid address {address:?}: {e}")))?;
         let account = self.chain.finalized().state.account(&who);
         let pending_txs = self.chain.pending_count(&who);
         let nonce = account.map_or(0, |a| a.nonce);
@@ -137,21 +115,17 @@ impl PhalanxServer for Api {
 
     async fn tx_submit(&self, tx: String) -> RpcResult<Hash> {
         let hex_text = tx.strip_prefix("0x").unwrap_or(&tx);
-        let bytes = hex::decode(hex_text)
-            .map_err(|e| error(codes::MALFORMED_TX, format!("transaction is not hex: {e}")))?;
+        let bytes =
+            hex::decode(hex_text).map_err(|e| error(codes::MALFORMED_TX, format!("transaction is not hex: {e}")))?;
         let chain = self.chain.clone();
         // Signature verification is CPU work: keep it off the async workers.
-        let result = tokio::task::spawn_blocking(move || chain.submit(&bytes))
-            .await
-            .map_err(internal)?;
+        let result = tokio::task::spawn_blocking(move || chain.submit(&bytes)).await.map_err(internal)?;
         result.map_err(|e| match &e {
             SubmitError::Malformed(_) => error(codes::MALFORMED_TX, e.to_string()),
             SubmitError::Admit(AdmitError::Full(_) | AdmitError::SenderFull(_)) => {
                 error(codes::POOL_FULL, e.to_string())
             }
-            SubmitError::Admit(AdmitError::AlreadyKnown(_)) => {
-                error(codes::ALREADY_KNOWN, e.to_string())
-            }
+            SubmitError::Admit(AdmitError::AlreadyKnown(_)) => error(codes::ALREADY_KNOWN, e.to_string()),
             SubmitError::Admit(AdmitError::Invalid(_)) => error(codes::INVALID_TX, e.to_string()),
         })
     }
@@ -160,17 +134,10 @@ impl PhalanxServer for Api {
         if let Some((height, index)) = self.chain.store().tx_location(&hash).map_err(internal)? {
             return Ok(TxStatus::Finalized { height, index });
         }
-        Ok(if self.chain.is_pending(&hash) {
-            TxStatus::Pending
-        } else {
-            TxStatus::Unknown
-        })
+        Ok(if self.chain.is_pending(&hash) { TxStatus::Pending } else { TxStatus::Unknown })
     }
 
-    async fn chain_subscribe_finalized(
-        &self,
-        pending: PendingSubscriptionSink,
-    ) -> SubscriptionResult {
+    async fn chain_subscribe_finalized(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
         let mut finalized = self.chain.subscribe_finalized();
         let sink = pending.accept().await?;
         loop {
@@ -193,20 +160,14 @@ impl PhalanxServer for Api {
 }
 
 /// Starts the RPC server; it runs until the handle is stopped or dropped.
-pub async fn serve(
-    chain: Arc<Chain>,
-    config: &RpcConfig,
-) -> std::io::Result<(SocketAddr, ServerHandle)> {
+pub async fn serve(chain: Arc<Chain>, config: &RpcConfig) -> std::io::Result<(SocketAddr, ServerHandle)> {
     let limits = ServerConfig::builder()
         .max_request_body_size(config.request_bytes_max)
         .max_response_body_size(config.response_bytes_max)
         .max_connections(config.connections_max)
         .max_subscriptions_per_connection(config.subscriptions_per_connection_max)
         .build();
-    let server = ServerBuilder::default()
-        .set_config(limits)
-        .build(config.listen)
-        .await?;
+    let server = ServerBuilder::default().set_config(limits).build(config.listen).await?;
     let address = server.local_addr()?;
     Ok((address, server.start(Api { chain }.into_rpc())))
 }

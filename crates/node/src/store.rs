@@ -67,107 +67,60 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Store {
-            db: Database::create(path).map_err(db)?,
-        })
+        Ok(Store { db: Database::create(path).map_err(db)? })
     }
 
     /// A database held in memory (simulations and tests).
     pub fn in_memory() -> Result<Self, StoreError> {
-        let db = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(db)?;
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(db)?;
         Ok(Store { db })
     }
 
     /// Writes genesis if the database is empty; otherwise checks that the
     /// stored chain is the same chain. Returns the stored head.
-    pub fn initialize(
-        &self,
-        genesis: &Block,
-        genesis_state: &mut State,
-    ) -> Result<StoredHead, StoreError> {
+    pub fn initialize(&self, genesis: &Block, genesis_state: &mut State) -> Result<StoredHead, StoreError> {
         let chain_id = genesis_state.chain_id();
         if let Some(found) = self.meta::<Hash>(META_CHAIN_ID)? {
             if found != chain_id {
-                return Err(StoreError::WrongChain {
-                    expected: chain_id,
-                    found,
-                });
+                return Err(StoreError::WrongChain { expected: chain_id, found });
             }
-            return self
-                .head()?
-                .ok_or_else(|| StoreError::Corrupt("chain id without head".into()));
+            return self.head()?.ok_or_else(|| StoreError::Corrupt("chain id without head".into()));
         }
         let changes = genesis_state.take_changes();
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut meta = txn.open_table(META).map_err(db)?;
-            meta.insert(META_CHAIN_ID, encode(&chain_id).as_slice())
-                .map_err(db)?;
+            meta.insert(META_CHAIN_ID, encode(&chain_id).as_slice()).map_err(db)?;
         }
-        Self::write_block(
-            &txn,
-            &FinalizedBlock {
-                block: genesis,
-                certificate: &[],
-                events: &[],
-                changes: &changes,
-            },
-        )?;
+        Self::write_block(&txn, &FinalizedBlock { block: genesis, certificate: &[], events: &[], changes: &changes })?;
         txn.commit().map_err(db)?;
-        Ok(StoredHead {
-            height: 0,
-            hash: genesis.hash(),
-        })
+        Ok(StoredHead { height: 0, hash: genesis.hash() })
     }
 
     /// Durably commits one finalized block, which must follow the head.
     pub fn commit_block(&self, finalized: &FinalizedBlock<'_>) -> Result<(), StoreError> {
-        let head = self
-            .head()?
-            .ok_or_else(|| StoreError::Corrupt("no head".into()))?;
+        let head = self.head()?.ok_or_else(|| StoreError::Corrupt("no head".into()))?;
         let height = finalized.block.header.height;
         if height != head.height + 1 {
-            return Err(StoreError::NotNext {
-                head: head.height,
-                got: height,
-            });
+            return Err(StoreError::NotNext { head: head.height, got: height });
         }
         let txn = self.db.begin_write().map_err(db)?;
         Self::write_block(&txn, finalized)?;
         txn.commit().map_err(db)
     }
 
-    fn write_block(
-        txn: &redb::WriteTransaction,
-        finalized: &FinalizedBlock<'_>,
-    ) -> Result<(), StoreError> {
+    fn write_block(txn: &redb::WriteTransaction, finalized: &FinalizedBlock<'_>) -> Result<(), StoreError> {
         let block = finalized.block;
         let height = block.header.height;
         let hash = block.hash();
-        txn.open_table(BLOCKS)
-            .map_err(db)?
-            .insert(height, block.encode().as_slice())
-            .map_err(db)?;
-        txn.open_table(CERTIFICATES)
-            .map_err(db)?
-            .insert(height, finalized.certificate)
-            .map_err(db)?;
-        txn.open_table(EVENTS)
-            .map_err(db)?
-            .insert(height, encode(finalized.events).as_slice())
-            .map_err(db)?;
-        txn.open_table(BLOCK_HEIGHTS)
-            .map_err(db)?
-            .insert(hash.0, height)
-            .map_err(db)?;
+        txn.open_table(BLOCKS).map_err(db)?.insert(height, block.encode().as_slice()).map_err(db)?;
+        txn.open_table(CERTIFICATES).map_err(db)?.insert(height, finalized.certificate).map_err(db)?;
+        txn.open_table(EVENTS).map_err(db)?.insert(height, encode(finalized.events).as_slice()).map_err(db)?;
+        txn.open_table(BLOCK_HEIGHTS).map_err(db)?.insert(hash.0, height).map_err(db)?;
         {
             let mut locations = txn.open_table(TX_LOCATIONS).map_err(db)?;
             for (index, tx) in block.txs.iter().enumerate() {
-                locations
-                    .insert(tx.hash().0, (height, index as u32))
-                    .map_err(db)?;
+                locations.insert(tx.hash().0, (height, index as u32)).map_err(db)?;
             }
         }
         {
@@ -177,10 +130,7 @@ impl Store {
             }
         }
         let head = StoredHead { height, hash };
-        txn.open_table(META)
-            .map_err(db)?
-            .insert(META_HEAD, encode(&head).as_slice())
-            .map_err(db)?;
+        txn.open_table(META).map_err(db)?.insert(META_HEAD, encode(&head).as_slice()).map_err(db)?;
         Ok(())
     }
 
@@ -194,9 +144,7 @@ impl Store {
         let Some(value) = table.get(key).map_err(db)? else {
             return Ok(None);
         };
-        decode_bounded(value.value(), 1024)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
+        decode_bounded(value.value(), 1024).map(Some).map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
     }
 
     /// The last finalized block, if genesis has been written.
@@ -214,26 +162,15 @@ impl Store {
             entries.push((key.value().to_vec(), value.value().to_vec()));
         }
         let state = State::load(entries).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let head = self
-            .head()?
-            .ok_or_else(|| StoreError::Corrupt("no head".into()))?;
-        let block = self
-            .block(head.height)?
-            .ok_or_else(|| StoreError::Corrupt("head block missing".into()))?;
+        let head = self.head()?.ok_or_else(|| StoreError::Corrupt("no head".into()))?;
+        let block = self.block(head.height)?.ok_or_else(|| StoreError::Corrupt("head block missing".into()))?;
         if block.header.state_root != state.root() || state.height() != head.height {
-            return Err(StoreError::Corrupt(format!(
-                "state does not match the root of block {}",
-                head.height
-            )));
+            return Err(StoreError::Corrupt(format!("state does not match the root of block {}", head.height)));
         }
         Ok(state)
     }
 
-    fn get_bytes(
-        &self,
-        table: TableDefinition<u64, &[u8]>,
-        height: u64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get_bytes(&self, table: TableDefinition<u64, &[u8]>, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
         let table = txn.open_table(table).map_err(db)?;
         Ok(table.get(height).map_err(db)?.map(|v| v.value().to_vec()))
@@ -241,10 +178,7 @@ impl Store {
 
     pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
         self.get_bytes(BLOCKS, height)?
-            .map(|bytes| {
-                Block::decode(&bytes)
-                    .map_err(|e| StoreError::Corrupt(format!("block {height}: {e}")))
-            })
+            .map(|bytes| Block::decode(&bytes).map_err(|e| StoreError::Corrupt(format!("block {height}: {e}"))))
             .transpose()
     }
 

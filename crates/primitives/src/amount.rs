@@ -40,21 +40,14 @@ pub fn parse_pha(text: &str) -> Result<Balance, AmountError> {
         return Err(AmountError::TooPrecise(text.to_string()));
     }
     let overflow = || AmountError::Overflow(text.to_string());
-    let whole: Balance = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| overflow())?
-    };
+    let whole: Balance = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| overflow())? };
     let fraction_planck: Balance = if fraction.is_empty() {
         0
     } else {
         let scale = 10u128.pow(PHA_DECIMALS - fraction.len() as u32);
         fraction.parse::<Balance>().map_err(|_| syntax())? * scale
     };
-    whole
-        .checked_mul(PLANCK_PER_PHA)
-        .and_then(|w| w.checked_add(fraction_planck))
-        .ok_or_else(overflow)
+    whole.checked_mul(PLANCK_PER_PHA).and_then(|w| w.checked_add(fraction_planck)).ok_or_else(overflow)
 }
 
 /// Formats planck as PHA with trailing zeros trimmed: `1500000000000` → `1.5 PHA`.
@@ -80,17 +73,11 @@ mod tests {
         assert_eq!(parse_pha("0.000000000001").unwrap(), 1);
         assert_eq!(parse_pha("7 PHA").unwrap(), 7 * PLANCK_PER_PHA);
         assert_eq!(parse_pha("42planck").unwrap(), 42);
-        assert!(matches!(
-            parse_pha("0.0000000000001"),
-            Err(AmountError::TooPrecise(_))
-        ));
+        assert!(matches!(parse_pha("0.0000000000001"), Err(AmountError::TooPrecise(_))));
         assert!(matches!(parse_pha("-1"), Err(AmountError::Syntax(_))));
         assert!(matches!(parse_pha("1e5"), Err(AmountError::Syntax(_))));
         assert!(matches!(parse_pha("."), Err(AmountError::Syntax(_))));
-        assert!(matches!(
-            parse_pha("999999999999999999999999999999"),
-            Err(AmountError::Overflow(_))
-        ));
+        assert!(matches!(parse_pha("999999999999999999999999999999"), Err(AmountError::Overflow(_))));
     }
 
     #[test]

@@ -23,15 +23,9 @@ pub fn encode<T: BorshSerialize + ?Sized>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes a value from at most `max_bytes` bytes, rejecting trailing bytes.
-pub fn decode_bounded<T: BorshDeserialize>(
-    bytes: &[u8],
-    max_bytes: usize,
-) -> Result<T, DecodeError> {
+pub fn decode_bounded<T: BorshDeserialize>(bytes: &[u8], max_bytes: usize) -> Result<T, DecodeError> {
     if bytes.len() > max_bytes {
-        return Err(DecodeError::TooLarge {
-            len: bytes.len(),
-            max: max_bytes,
-        });
+        return Err(DecodeError::TooLarge { len: bytes.len(), max: max_bytes });
     }
     borsh::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))
 }
@@ -45,16 +39,10 @@ mod tests {
         let bytes = encode(&(7u32, vec![1u8, 2, 3]));
         let ok: (u32, Vec<u8>) = decode_bounded(&bytes, 64).unwrap();
         assert_eq!(ok, (7, vec![1, 2, 3]));
-        assert!(matches!(
-            decode_bounded::<(u32, Vec<u8>)>(&bytes, 4),
-            Err(DecodeError::TooLarge { .. })
-        ));
+        assert!(matches!(decode_bounded::<(u32, Vec<u8>)>(&bytes, 4), Err(DecodeError::TooLarge { .. })));
         let mut trailing = bytes.clone();
         trailing.push(0);
-        assert!(matches!(
-            decode_bounded::<(u32, Vec<u8>)>(&trailing, 64),
-            Err(DecodeError::Malformed(_))
-        ));
+        assert!(matches!(decode_bounded::<(u32, Vec<u8>)>(&trailing, 64), Err(DecodeError::Malformed(_))));
     }
 
     #[test]

@@ -5,9 +5,7 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// A SHA-256 digest. Shown and serialized as `0x`-prefixed lowercase hex.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize)]
 pub struct Hash(pub [u8; 32]);
 
 impl Hash {
@@ -75,10 +73,7 @@ mod tests {
     #[test]
     fn sha256_known_vector() {
         // FIPS 180-2 example "abc".
-        assert_eq!(
-            sha256(b"abc").to_string(),
-            "0xba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256(b"abc").to_string(), "0xba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(sha256_parts(&[b"a", b"bc"]), sha256(b"abc"));
     }
 

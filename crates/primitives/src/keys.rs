@@ -28,10 +28,7 @@ pub enum SignatureError {
 }
 
 fn framed(label: &[u8], message: &[u8]) -> Vec<u8> {
-    assert!(
-        label.len() <= u8::MAX as usize,
-        "signature labels are short constants"
-    );
+    assert!(label.len() <= u8::MAX as usize, "signature labels are short constants");
     let mut framed = Vec::with_capacity(1 + label.len() + message.len());
     framed.push(label.len() as u8);
     framed.extend_from_slice(label);
@@ -41,16 +38,10 @@ fn framed(label: &[u8], message: &[u8]) -> Vec<u8> {
 
 impl PublicKey {
     /// Verifies `signature` over `message` under the domain `label`.
-    pub fn verify(
-        &self,
-        label: &[u8],
-        message: &[u8],
-        signature: &Signature,
-    ) -> Result<(), SignatureError> {
+    pub fn verify(&self, label: &[u8], message: &[u8], signature: &Signature) -> Result<(), SignatureError> {
         let key = VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::InvalidKey)?;
         let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
-        key.verify_strict(&framed(label, message), &signature)
-            .map_err(|_| SignatureError::Mismatch)
+        key.verify_strict(&framed(label, message), &signature).map_err(|_| SignatureError::Mismatch)
     }
 
     /// The SS58 address of this key (Phala's prefix).
@@ -125,9 +116,7 @@ impl Keypair {
 
     /// The key whose 32-byte ed25519 seed is `seed`.
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        Self {
-            signing: SigningKey::from_bytes(seed),
-        }
+        Self { signing: SigningKey::from_bytes(seed) }
     }
 
     pub fn public(&self) -> PublicKey {
@@ -154,30 +143,14 @@ mod tests {
     fn sign_verify_and_domain_separation() {
         let key = Keypair::from_seed(&[7; 32]);
         let sig = key.sign(b"phalanx/test/v1", b"hello");
-        assert_eq!(
-            key.public().verify(b"phalanx/test/v1", b"hello", &sig),
-            Ok(())
-        );
-        assert_eq!(
-            key.public().verify(b"phalanx/other/v1", b"hello", &sig),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            key.public().verify(b"phalanx/test/v1", b"hellp", &sig),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(key.public().verify(b"phalanx/test/v1", b"hello", &sig), Ok(()));
+        assert_eq!(key.public().verify(b"phalanx/other/v1", b"hello", &sig), Err(SignatureError::Mismatch));
+        assert_eq!(key.public().verify(b"phalanx/test/v1", b"hellp", &sig), Err(SignatureError::Mismatch));
         let other = Keypair::from_seed(&[8; 32]).public();
-        assert_eq!(
-            other.verify(b"phalanx/test/v1", b"hello", &sig),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(other.verify(b"phalanx/test/v1", b"hello", &sig), Err(SignatureError::Mismatch));
         let mut tampered = sig;
         tampered.0[10] ^= 1;
-        assert!(
-            key.public()
-                .verify(b"phalanx/test/v1", b"hello", &tampered)
-                .is_err()
-        );
+        assert!(key.public().verify(b"phalanx/test/v1", b"hello", &tampered).is_err());
     }
 
     #[test]

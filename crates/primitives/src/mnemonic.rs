@@ -10,8 +10,7 @@ use blake2::{Blake2b, Digest, digest::consts::U32};
 use zeroize::Zeroizing;
 
 /// Substrate's well-known development phrase. Never use it for real funds.
-pub const DEV_PHRASE: &str =
-    "bottom drive obey lake curtain smoke basket hold race lonely fit walk";
+pub const DEV_PHRASE: &str = "bottom drive obey lake curtain smoke basket hold race lonely fit walk";
 
 /// Names of the prefunded development accounts, derived as `DEV_PHRASE//Name`.
 pub const DEV_ACCOUNTS: [&str; 4] = ["alice", "bob", "charlie", "dave"];
@@ -29,8 +28,7 @@ pub enum MnemonicError {
 pub fn generate() -> (Zeroizing<String>, Keypair) {
     let mut entropy = Zeroizing::new([0u8; 16]);
     getrandom::fill(entropy.as_mut()).expect("the operating system must provide randomness");
-    let mnemonic = bip39::Mnemonic::from_entropy(entropy.as_ref())
-        .expect("16 bytes is a valid entropy length");
+    let mnemonic = bip39::Mnemonic::from_entropy(entropy.as_ref()).expect("16 bytes is a valid entropy length");
     let phrase = Zeroizing::new(mnemonic.to_string());
     let keypair = from_secret_uri(&phrase).expect("a generated phrase is valid");
     (phrase, keypair)
@@ -51,11 +49,7 @@ pub fn from_secret_uri(uri: &str) -> Result<Keypair, MnemonicError> {
     let mut seed = Zeroizing::new([0u8; 32]);
     seed.copy_from_slice(&seed64[..32]);
     if !path.is_empty() {
-        for junction in path
-            .strip_prefix("//")
-            .ok_or(MnemonicError::SoftJunction)?
-            .split("//")
-        {
+        for junction in path.strip_prefix("//").ok_or(MnemonicError::SoftJunction)?.split("//") {
             if junction.contains('/') {
                 return Err(MnemonicError::SoftJunction);
             }
@@ -123,16 +117,11 @@ mod tests {
     fn dev_accounts_match_substrate() {
         // `subkey inspect --scheme ed25519 //Alice` prints this generic-prefix address.
         let alice = dev_keypair("alice").unwrap().public();
-        assert_eq!(
-            ss58::encode(&alice.0, 42),
-            "5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu"
-        );
+        assert_eq!(ss58::encode(&alice.0, 42), "5FA9nQDVg267DEd8m1ZypXLBnvN7SFxYwV7ndqSYGiN9TTpu");
         assert_eq!(dev_keypair("Alice").unwrap().public(), alice);
         assert!(dev_keypair("eve").is_none());
-        let names: std::collections::BTreeSet<_> = DEV_ACCOUNTS
-            .iter()
-            .map(|n| dev_keypair(n).unwrap().public())
-            .collect();
+        let names: std::collections::BTreeSet<_> =
+            DEV_ACCOUNTS.iter().map(|n| dev_keypair(n).unwrap().public()).collect();
         assert_eq!(names.len(), 4);
     }
 
@@ -141,13 +130,7 @@ mod tests {
         let (phrase, key) = generate();
         assert_eq!(phrase.split_whitespace().count(), 12);
         assert_eq!(from_secret_uri(&phrase).unwrap().public(), key.public());
-        assert_eq!(
-            from_secret_uri("not a phrase").unwrap_err(),
-            MnemonicError::InvalidPhrase
-        );
-        assert_eq!(
-            from_secret_uri(&format!("{DEV_PHRASE}/soft")).unwrap_err(),
-            MnemonicError::SoftJunction
-        );
+        assert_eq!(from_secret_uri("not a phrase").unwrap_err(), MnemonicError::InvalidPhrase);
+        assert_eq!(from_secret_uri(&format!("{DEV_PHRASE}/soft")).unwrap_err(), MnemonicError::SoftJunction);
     }
 }

@@ -23,10 +23,7 @@ pub enum AddressError {
 }
 
 fn checksum(payload: &[u8]) -> [u8; 2] {
-    let digest = Blake2b512::new()
-        .chain_update(b"SS58PRE")
-        .chain_update(payload)
-        .finalize();
+    let digest = Blake2b512::new().chain_update(b"SS58PRE").chain_update(payload).finalize();
     [digest[0], digest[1]]
 }
 
@@ -56,9 +53,7 @@ pub fn decode(text: &str) -> Result<([u8; 32], u16), AddressError> {
     if text.len() > 64 {
         return Err(AddressError::Length);
     }
-    let bytes = bs58::decode(text)
-        .into_vec()
-        .map_err(|_| AddressError::Base58)?;
+    let bytes = bs58::decode(text).into_vec().map_err(|_| AddressError::Base58)?;
     let (prefix, prefix_len) = match bytes.first() {
         Some(&b) if b < 64 => (b as u16, 1),
         Some(&b) if b < 128 && bytes.len() > 1 => {
@@ -87,19 +82,12 @@ mod tests {
     #[test]
     fn substrate_vector() {
         // Alice's well-known sr25519 public key and its generic-prefix (42) address.
-        let alice: [u8; 32] =
-            hex::decode("d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d")
-                .unwrap()
-                .try_into()
-                .unwrap();
-        assert_eq!(
-            encode(&alice, 42),
-            "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
-        );
-        assert_eq!(
-            decode("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"),
-            Ok((alice, 42))
-        );
+        let alice: [u8; 32] = hex::decode("d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        assert_eq!(encode(&alice, 42), "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY");
+        assert_eq!(decode("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"), Ok((alice, 42)));
     }
 
     #[test]

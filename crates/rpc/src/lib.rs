@@ -101,10 +101,7 @@ pub fn tx_json(tx: &Transaction) -> serde_json::Value {
 
 /// Renders events for [`BlockInfo`].
 pub fn events_json(events: &[EventRecord]) -> Vec<serde_json::Value> {
-    events
-        .iter()
-        .map(|e| serde_json::to_value(e).unwrap_or(serde_json::Value::Null))
-        .collect()
+    events.iter().map(|e| serde_json::to_value(e).unwrap_or(serde_json::Value::Null)).collect()
 }
 
 /// The node API.

@@ -11,9 +11,7 @@ use phalanx_state::{Call, Genesis, Transaction};
 const TXS: usize = 1_000;
 
 fn bench(c: &mut Criterion) {
-    let (state, genesis) = Genesis::dev(vec![Keypair::from_seed(&[1; 32]).public()])
-        .build()
-        .unwrap();
+    let (state, genesis) = Genesis::dev(vec![Keypair::from_seed(&[1; 32]).public()]).build().unwrap();
     let alice = dev_keypair("alice").unwrap();
     let fee = PLANCK_PER_PHA / 100;
     let txs: Vec<_> = (0..TXS as u64)
@@ -31,11 +29,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     let candidates: Vec<Candidate> = txs
         .iter()
-        .map(|tx| Candidate {
-            tx: tx.clone(),
-            encoded_len: tx.encode().len(),
-            signature_verified: false,
-        })
+        .map(|tx| Candidate { tx: tx.clone(), encoded_len: tx.encode().len(), signature_verified: false })
         .collect();
     let block = build_block(&state, genesis.hash(), 1, candidates.clone()).block;
     assert_eq!(block.txs.len(), TXS);
@@ -47,26 +41,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| txs.iter().all(|tx| tx.verify_signature().is_ok()))
     });
     group.bench_function("execute_block", |b| {
-        b.iter_batched(
-            || state.clone(),
-            |mut s| s.execute_block(&block).unwrap(),
-            BatchSize::SmallInput,
-        )
+        b.iter_batched(|| state.clone(), |mut s| s.execute_block(&block).unwrap(), BatchSize::SmallInput)
     });
     group.bench_function("build_block_preverified", |b| {
-        let preverified: Vec<Candidate> = candidates
-            .iter()
-            .cloned()
-            .map(|c| Candidate {
-                signature_verified: true,
-                ..c
-            })
-            .collect();
-        b.iter_batched(
-            || preverified.clone(),
-            |c| build_block(&state, genesis.hash(), 1, c),
-            BatchSize::SmallInput,
-        )
+        let preverified: Vec<Candidate> =
+            candidates.iter().cloned().map(|c| Candidate { signature_verified: true, ..c }).collect();
+        b.iter_batched(|| preverified.clone(), |c| build_block(&state, genesis.hash(), 1, c), BatchSize::SmallInput)
     });
     group.finish();
 }

@@ -19,16 +19,7 @@ pub const BLOCK_TXS_MAX: usize = 10_000;
 pub const BLOCK_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// A block header.
-#[derive(
-    Clone,
-    Debug,
-    PartialEq,
-    Eq,
-    BorshSerialize,
-    BorshDeserialize,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Header {
     /// Hash of the parent block's header ([`Hash::ZERO`] for genesis).
     pub parent: Hash,
@@ -97,11 +88,7 @@ pub fn tx_root(hashes: &[Hash]) -> Hash {
 
 /// Merkle root of event records.
 pub fn events_root(events: &[EventRecord]) -> Hash {
-    merkle::root(
-        events
-            .iter()
-            .map(|e| merkle::digest_leaf(&sha256(&encode(e)))),
-    )
+    merkle::root(events.iter().map(|e| merkle::digest_leaf(&sha256(&encode(e)))))
 }
 
 impl State {
@@ -110,28 +97,16 @@ impl State {
     pub fn execute_block(&mut self, block: &Block) -> Result<Vec<EventRecord>, BlockError> {
         let header = &block.header;
         if header.height != self.height() + 1 {
-            return Err(BlockError::Height {
-                expected: self.height() + 1,
-                got: header.height,
-            });
+            return Err(BlockError::Height { expected: self.height() + 1, got: header.height });
         }
         if header.timestamp_ms <= self.timestamp_ms() {
-            return Err(BlockError::Timestamp {
-                parent_ms: self.timestamp_ms(),
-                got_ms: header.timestamp_ms,
-            });
+            return Err(BlockError::Timestamp { parent_ms: self.timestamp_ms(), got_ms: header.timestamp_ms });
         }
         if block.txs.len() > BLOCK_TXS_MAX || header.tx_count as usize != block.txs.len() {
-            return Err(BlockError::TooManyTransactions {
-                count: block.txs.len(),
-                max: BLOCK_TXS_MAX,
-            });
+            return Err(BlockError::TooManyTransactions { count: block.txs.len(), max: BLOCK_TXS_MAX });
         }
         let mut next = self.clone();
-        next.set_head(crate::modules::system::Head {
-            height: header.height,
-            timestamp_ms: header.timestamp_ms,
-        });
+        next.set_head(crate::modules::system::Head { height: header.height, timestamp_ms: header.timestamp_ms });
         let mut events = Vec::new();
         let mut hashes = Vec::with_capacity(block.txs.len());
         for (index, tx) in block.txs.iter().enumerate() {
@@ -152,13 +127,5 @@ impl State {
 }
 
 fn check_root(which: &'static str, claimed: Hash, computed: Hash) -> Result<(), BlockError> {
-    if claimed == computed {
-        Ok(())
-    } else {
-        Err(BlockError::RootMismatch {
-            which,
-            claimed,
-            computed,
-        })
-    }
+    if claimed == computed { Ok(()) } else { Err(BlockError::RootMismatch { which, claimed, computed }) }
 }

@@ -41,12 +41,8 @@ pub fn build_block(
     let mut state = parent_state.clone();
     let height = state.height() + 1;
     let timestamp_ms = timestamp_ms.max(state.timestamp_ms() + 1);
-    state.set_head(Head {
-        height,
-        timestamp_ms,
-    });
-    let (mut txs, mut hashes, mut events, mut rejected) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    state.set_head(Head { height, timestamp_ms });
+    let (mut txs, mut hashes, mut events, mut rejected) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // Header and vector length prefix, with room to spare.
     let mut block_bytes = 512;
     for candidate in candidates {
@@ -58,13 +54,7 @@ pub fn build_block(
             continue;
         }
         let index = txs.len() as u32;
-        match state.apply_tx(
-            &candidate.tx,
-            candidate.encoded_len,
-            !candidate.signature_verified,
-            index,
-            &mut events,
-        ) {
+        match state.apply_tx(&candidate.tx, candidate.encoded_len, !candidate.signature_verified, index, &mut events) {
             Ok(hash) => {
                 block_bytes += candidate.encoded_len;
                 hashes.push(hash);
@@ -82,10 +72,5 @@ pub fn build_block(
         events_root: events_root(&events),
         state_root: state.root(),
     };
-    Built {
-        block: Block { header, txs },
-        state,
-        events,
-        rejected,
-    }
+    Built { block: Block { header, txs }, state, events, rejected }
 }

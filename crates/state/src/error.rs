@@ -18,9 +18,7 @@ pub enum TxError {
     FutureNonce { expected: u64, got: u64 },
     #[error("fee {offered} planck is below the minimum of {minimum} planck for this transaction")]
     FeeTooLow { offered: Balance, minimum: Balance },
-    #[error(
-        "insufficient balance: needs {needed} planck (amount plus fee), has {available} planck"
-    )]
+    #[error("insufficient balance: needs {needed} planck (amount plus fee), has {available} planck")]
     InsufficientBalance { needed: Balance, available: Balance },
     #[error("only a governance account may make this call")]
     NotGovernance,
@@ -40,9 +38,5 @@ pub enum BlockError {
     #[error("transaction {index} is invalid: {error}")]
     InvalidTransaction { index: usize, error: TxError },
     #[error("header {which} root {claimed} does not match the computed {computed}")]
-    RootMismatch {
-        which: &'static str,
-        claimed: Hash,
-        computed: Hash,
-    },
+    RootMismatch { which: &'static str, claimed: Hash, computed: Hash },
 }

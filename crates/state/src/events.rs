@@ -15,9 +15,14 @@ pub enum Event {
         nonce: u64,
     },
     /// A fee was paid to the treasury.
-    FeePaid { who: PublicKey, amount: Balance },
+    FeePaid {
+        who: PublicKey,
+        amount: Balance,
+    },
     /// An account received its first planck.
-    AccountCreated { who: PublicKey },
+    AccountCreated {
+        who: PublicKey,
+    },
     Transfer {
         from: PublicKey,
         to: PublicKey,

@@ -37,9 +37,7 @@ pub struct Genesis {
 /// Why a genesis configuration is invalid.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GenesisError {
-    #[error(
-        "genesis balances add up to {got} planck; they must be exactly {expected} (1,000,000,000 PHA)"
-    )]
+    #[error("genesis balances add up to {got} planck; they must be exactly {expected} (1,000,000,000 PHA)")]
     Supply { expected: Balance, got: Balance },
     #[error("account {0} appears twice in genesis balances")]
     DuplicateAccount(PublicKey),
@@ -73,10 +71,7 @@ impl Genesis {
             timestamp_ms: 1_767_225_600_000, // 2026-01-01T00:00:00Z, fixed so the chain id is too.
             params: ChainParams {
                 // 0.001 PHA per transaction plus 0.000001 PHA per byte.
-                fees: FeeSchedule {
-                    base_fee: PLANCK_PER_PHA / 1000,
-                    byte_fee: PLANCK_PER_PHA / 1_000_000,
-                },
+                fees: FeeSchedule { base_fee: PLANCK_PER_PHA / 1000, byte_fee: PLANCK_PER_PHA / 1_000_000 },
                 treasury: dev_treasury(),
                 governance: vec![dev_keypair("alice").expect("dev account").public()],
             },
@@ -113,10 +108,7 @@ impl Genesis {
             total = total.saturating_add(*amount);
         }
         if total != TOTAL_SUPPLY {
-            return Err(GenesisError::Supply {
-                expected: TOTAL_SUPPLY,
-                got: total,
-            });
+            return Err(GenesisError::Supply { expected: TOTAL_SUPPLY, got: total });
         }
         Ok(())
     }
@@ -124,24 +116,10 @@ impl Genesis {
     /// The genesis state and block.
     pub fn build(&self) -> Result<(State, Block), GenesisError> {
         self.validate()?;
-        let head = Head {
-            height: 0,
-            timestamp_ms: self.timestamp_ms,
-        };
-        let mut state = State::empty(
-            self.chain_id(),
-            self.params.clone(),
-            self.validators.clone(),
-            head,
-        );
+        let head = Head { height: 0, timestamp_ms: self.timestamp_ms };
+        let mut state = State::empty(self.chain_id(), self.params.clone(), self.validators.clone(), head);
         for (who, amount) in &self.balances {
-            state.set_account(
-                *who,
-                crate::Account {
-                    nonce: 0,
-                    free: *amount,
-                },
-            );
+            state.set_account(*who, crate::Account { nonce: 0, free: *amount });
         }
         state.set_issuance(TOTAL_SUPPLY);
         let block = Block::genesis(&state);

@@ -57,10 +57,7 @@ mod tests {
         assert_eq!(root([a]), a);
         let ab = sha256_parts(&[NODE_PREFIX, a.as_bytes(), b.as_bytes()]);
         assert_eq!(root([a, b]), ab);
-        assert_eq!(
-            root([a, b, c]),
-            sha256_parts(&[NODE_PREFIX, ab.as_bytes(), c.as_bytes()])
-        );
+        assert_eq!(root([a, b, c]), sha256_parts(&[NODE_PREFIX, ab.as_bytes(), c.as_bytes()]));
         assert_ne!(root([b, a]), root([a, b]));
         // Key/value framing: moving a byte from key to value changes the leaf.
         assert_ne!(leaf_hash(b"ab", b"c"), leaf_hash(b"a", b"bc"));

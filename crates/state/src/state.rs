@@ -56,12 +56,7 @@ pub struct State {
 }
 
 impl State {
-    pub(crate) fn empty(
-        chain_id: Hash,
-        params: ChainParams,
-        validators: Vec<PublicKey>,
-        head: Head,
-    ) -> Self {
+    pub(crate) fn empty(chain_id: Hash, params: ChainParams, validators: Vec<PublicKey>, head: Head) -> Self {
         let mut state = State {
             chain_id,
             params,
@@ -83,13 +78,10 @@ impl State {
     /// Rebuilds a state from its stored leaves (as written by a node).
     pub fn load(entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<Self, LoadError> {
         fn decode<T: borsh::BorshDeserialize>(key: &[u8], value: &[u8]) -> Result<T, LoadError> {
-            decode_bounded(value, LEAF_VALUE_BYTES_MAX).map_err(|e| LoadError::Corrupt {
-                key: hex_key(key),
-                reason: e.to_string(),
-            })
+            decode_bounded(value, LEAF_VALUE_BYTES_MAX)
+                .map_err(|e| LoadError::Corrupt { key: hex_key(key), reason: e.to_string() })
         }
-        let (mut chain_id, mut params, mut validators, mut head, mut issuance) =
-            (None, None, None, None, None);
+        let (mut chain_id, mut params, mut validators, mut head, mut issuance) = (None, None, None, None, None);
         let mut accounts = OrdMap::new();
         let mut leaves = OrdMap::new();
         for (key, value) in entries {
@@ -100,18 +92,11 @@ impl State {
                 HEAD_KEY => head = Some(decode(&key, &value)?),
                 ISSUANCE_KEY => issuance = Some(decode(&key, &value)?),
                 k if k.len() == ACCOUNT_PREFIX.len() + 32 && k.starts_with(ACCOUNT_PREFIX) => {
-                    let who = PublicKey(
-                        k[ACCOUNT_PREFIX.len()..]
-                            .try_into()
-                            .expect("length checked"),
-                    );
+                    let who = PublicKey(k[ACCOUNT_PREFIX.len()..].try_into().expect("length checked"));
                     accounts.insert(who, decode(&key, &value)?);
                 }
                 _ => {
-                    return Err(LoadError::Corrupt {
-                        key: hex_key(&key),
-                        reason: "unknown key".into(),
-                    });
+                    return Err(LoadError::Corrupt { key: hex_key(&key), reason: "unknown key".into() });
                 }
             }
             leaves.insert(key.clone(), merkle::leaf_hash(&key, &value));
@@ -130,8 +115,7 @@ impl State {
 
     /// Writes one leaf: the only way state reaches the root and the disk.
     pub(crate) fn write(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.leaves
-            .insert(key.clone(), merkle::leaf_hash(&key, &value));
+        self.leaves.insert(key.clone(), merkle::leaf_hash(&key, &value));
         self.changes.insert(key, value);
     }
 
@@ -198,8 +182,7 @@ impl State {
     /// Checks that `tx` would apply to this state, without changing it.
     /// `encoded_len` is the length of the signed transaction's encoding.
     pub fn check_tx(&self, tx: &SignedTransaction, encoded_len: usize) -> Result<(), TxError> {
-        self.check(tx, encoded_len, true, Pending::default())
-            .map(|_| ())
+        self.check(tx, encoded_len, true, Pending::default()).map(|_| ())
     }
 
     /// Checks that `tx` would apply after `pending` earlier transactions of
@@ -212,8 +195,7 @@ impl State {
         encoded_len: usize,
         pending: Pending,
     ) -> Result<Balance, TxError> {
-        self.check(tx, encoded_len, false, pending)
-            .map(|(_, spend)| spend)
+        self.check(tx, encoded_len, false, pending).map(|(_, spend)| spend)
     }
 
     fn check(
@@ -225,43 +207,24 @@ impl State {
     ) -> Result<(Account, Balance), TxError> {
         let tx = &signed.tx;
         if tx.chain_id != self.chain_id {
-            return Err(TxError::WrongChain {
-                expected: self.chain_id,
-                got: tx.chain_id,
-            });
+            return Err(TxError::WrongChain { expected: self.chain_id, got: tx.chain_id });
         }
         let signer = self.account(&tx.signer).ok_or(TxError::UnknownAccount)?;
-        let expected = signer
-            .nonce
-            .checked_add(pending.count)
-            .ok_or(TxError::Overflow("nonce"))?;
+        let expected = signer.nonce.checked_add(pending.count).ok_or(TxError::Overflow("nonce"))?;
         if tx.nonce < expected {
-            return Err(TxError::StaleNonce {
-                expected,
-                got: tx.nonce,
-            });
+            return Err(TxError::StaleNonce { expected, got: tx.nonce });
         }
         if tx.nonce > expected {
-            return Err(TxError::FutureNonce {
-                expected,
-                got: tx.nonce,
-            });
+            return Err(TxError::FutureNonce { expected, got: tx.nonce });
         }
         // Signatures are checked after the cheap checks, so replays and
         // stale transactions cost no curve arithmetic.
         if verify_signature {
             signed.verify_signature()?;
         }
-        let minimum = self
-            .params
-            .fees
-            .minimum(encoded_len)
-            .ok_or(TxError::Overflow("fee"))?;
+        let minimum = self.params.fees.minimum(encoded_len).ok_or(TxError::Overflow("fee"))?;
         if tx.fee < minimum {
-            return Err(TxError::FeeTooLow {
-                offered: tx.fee,
-                minimum,
-            });
+            return Err(TxError::FeeTooLow { offered: tx.fee, minimum });
         }
         let amount = match &tx.call {
             Call::Transfer { amount, .. } => *amount,
@@ -272,17 +235,10 @@ impl State {
                 0
             }
         };
-        let spend = amount
-            .checked_add(tx.fee)
-            .ok_or(TxError::Overflow("amount plus fee"))?;
-        let needed = spend
-            .checked_add(pending.spend)
-            .ok_or(TxError::Overflow("pending spend"))?;
+        let spend = amount.checked_add(tx.fee).ok_or(TxError::Overflow("amount plus fee"))?;
+        let needed = spend.checked_add(pending.spend).ok_or(TxError::Overflow("pending spend"))?;
         if signer.free < needed {
-            return Err(TxError::InsufficientBalance {
-                needed,
-                available: signer.free,
-            });
+            return Err(TxError::InsufficientBalance { needed, available: signer.free });
         }
         Ok((signer, spend))
     }
@@ -296,8 +252,7 @@ impl State {
         tx_index: u32,
         events: &mut Vec<EventRecord>,
     ) -> Result<Hash, TxError> {
-        let (mut signer, _) =
-            self.check(signed, encoded_len, verify_signature, Pending::default())?;
+        let (mut signer, _) = self.check(signed, encoded_len, verify_signature, Pending::default())?;
         // Every check is done: from here on nothing can fail.
         let tx = &signed.tx;
         let hash = signed.hash();
@@ -306,39 +261,22 @@ impl State {
         signer.free -= tx.fee;
         self.set_account(tx.signer, signer);
         self.credit(self.params.treasury, tx.fee, &mut emit);
-        emit(Event::FeePaid {
-            who: tx.signer,
-            amount: tx.fee,
-        });
+        emit(Event::FeePaid { who: tx.signer, amount: tx.fee });
         match &tx.call {
             Call::Transfer { to, amount } => {
                 let mut from = self.account(&tx.signer).expect("signer exists");
                 from.free -= amount;
                 self.set_account(tx.signer, from);
                 self.credit(*to, *amount, &mut emit);
-                emit(Event::Transfer {
-                    from: tx.signer,
-                    to: *to,
-                    amount: *amount,
-                });
+                emit(Event::Transfer { from: tx.signer, to: *to, amount: *amount });
             }
             Call::SetFeeSchedule { base_fee, byte_fee } => {
-                self.params.fees = crate::FeeSchedule {
-                    base_fee: *base_fee,
-                    byte_fee: *byte_fee,
-                };
+                self.params.fees = crate::FeeSchedule { base_fee: *base_fee, byte_fee: *byte_fee };
                 self.write(PARAMS_KEY.to_vec(), encode(&self.params));
-                emit(Event::FeeScheduleChanged {
-                    base_fee: *base_fee,
-                    byte_fee: *byte_fee,
-                });
+                emit(Event::FeeScheduleChanged { base_fee: *base_fee, byte_fee: *byte_fee });
             }
         }
-        emit(Event::TxApplied {
-            hash,
-            signer: tx.signer,
-            nonce: tx.nonce,
-        });
+        emit(Event::TxApplied { hash, signer: tx.signer, nonce: tx.nonce });
         Ok(hash)
     }
 
@@ -350,10 +288,7 @@ impl State {
             return;
         }
         let mut account = existing.unwrap_or_default();
-        account.free = account
-            .free
-            .checked_add(amount)
-            .expect("balances never exceed total issuance");
+        account.free = account.free.checked_add(amount).expect("balances never exceed total issuance");
         if existing.is_none() {
             emit(Event::AccountCreated { who });
         }

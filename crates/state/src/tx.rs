@@ -7,9 +7,7 @@
 //! [`TX_SIGNING_LABEL`].
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use phalanx_primitives::{
-    Balance, DecodeError, Hash, Keypair, PublicKey, Signature, decode_bounded, encode, sha256,
-};
+use phalanx_primitives::{Balance, DecodeError, Hash, Keypair, PublicKey, Signature, decode_bounded, encode, sha256};
 
 /// Domain label of transaction signatures.
 pub const TX_SIGNING_LABEL: &[u8] = b"phalanx/tx/v1";
@@ -24,10 +22,7 @@ pub enum Call {
     /// Moves `amount` planck from the signer to `to`, creating `to` if needed.
     Transfer { to: PublicKey, amount: Balance },
     /// Governance only: replaces the fee schedule.
-    SetFeeSchedule {
-        base_fee: Balance,
-        byte_fee: Balance,
-    },
+    SetFeeSchedule { base_fee: Balance, byte_fee: Balance },
 }
 
 /// The signed part of a transaction.
@@ -53,16 +48,9 @@ pub struct SignedTransaction {
 impl Transaction {
     /// Signs the transaction. `keypair` must belong to `self.signer`.
     pub fn sign(self, keypair: &Keypair) -> SignedTransaction {
-        assert_eq!(
-            keypair.public(),
-            self.signer,
-            "a transaction is signed by its signer"
-        );
+        assert_eq!(keypair.public(), self.signer, "a transaction is signed by its signer");
         let signature = keypair.sign(TX_SIGNING_LABEL, &encode(&self));
-        SignedTransaction {
-            tx: self,
-            signature,
-        }
+        SignedTransaction { tx: self, signature }
     }
 }
 
@@ -83,9 +71,7 @@ impl SignedTransaction {
 
     /// Checks the signature (strict ed25519, under [`TX_SIGNING_LABEL`]).
     pub fn verify_signature(&self) -> Result<(), phalanx_primitives::SignatureError> {
-        self.tx
-            .signer
-            .verify(TX_SIGNING_LABEL, &encode(&self.tx), &self.signature)
+        self.tx.signer.verify(TX_SIGNING_LABEL, &encode(&self.tx), &self.signature)
     }
 }
 
@@ -100,10 +86,7 @@ mod tests {
             signer: alice.public(),
             nonce: 3,
             fee: 10,
-            call: Call::Transfer {
-                to: Keypair::from_seed(&[2; 32]).public(),
-                amount: 5,
-            },
+            call: Call::Transfer { to: Keypair::from_seed(&[2; 32]).public(), amount: 5 },
         }
         .sign(&alice)
     }
@@ -122,10 +105,7 @@ mod tests {
     #[test]
     fn oversized_rejected_before_parsing() {
         let bytes = vec![0u8; TX_BYTES_MAX + 1];
-        assert!(matches!(
-            SignedTransaction::decode(&bytes),
-            Err(DecodeError::TooLarge { .. })
-        ));
+        assert!(matches!(SignedTransaction::decode(&bytes), Err(DecodeError::TooLarge { .. })));
     }
 
     proptest::proptest! {

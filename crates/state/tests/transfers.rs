@@ -4,23 +4,13 @@
 use phalanx_primitives::mnemonic::dev_keypair;
 use phalanx_primitives::{Hash, Keypair, PLANCK_PER_PHA, PublicKey};
 use phalanx_state::builder::{Candidate, build_block};
-use phalanx_state::{
-    Block, BlockError, Call, Genesis, SignedTransaction, State, TOTAL_SUPPLY, Transaction, TxError,
-};
+use phalanx_state::{Block, BlockError, Call, Genesis, SignedTransaction, State, TOTAL_SUPPLY, Transaction, TxError};
 
 fn setup() -> (State, Block) {
-    Genesis::dev(vec![Keypair::from_seed(&[42; 32]).public()])
-        .build()
-        .unwrap()
+    Genesis::dev(vec![Keypair::from_seed(&[42; 32]).public()]).build().unwrap()
 }
 
-fn transfer(
-    state: &State,
-    from: &Keypair,
-    nonce: u64,
-    to: PublicKey,
-    amount: u128,
-) -> SignedTransaction {
+fn transfer(state: &State, from: &Keypair, nonce: u64, to: PublicKey, amount: u128) -> SignedTransaction {
     Transaction {
         chain_id: state.chain_id(),
         signer: from.public(),
@@ -33,11 +23,7 @@ fn transfer(
 
 fn candidate(tx: SignedTransaction) -> Candidate {
     let encoded_len = tx.encode().len();
-    Candidate {
-        tx,
-        encoded_len,
-        signature_verified: false,
-    }
+    Candidate { tx, encoded_len, signature_verified: false }
 }
 
 fn sum_of_balances(state: &State) -> u128 {
@@ -54,18 +40,9 @@ fn transfer_moves_funds_and_pays_fee_to_treasury() {
     let built = build_block(&state, genesis.hash(), 1, [candidate(tx.clone())]);
     assert!(built.rejected.is_empty());
     let after = &built.state;
-    assert_eq!(
-        after.account(&alice.public()).unwrap().free,
-        before(&alice.public()) - 5 * PLANCK_PER_PHA - tx.tx.fee
-    );
-    assert_eq!(
-        after.account(&bob.public()).unwrap().free,
-        before(&bob.public()) + 5 * PLANCK_PER_PHA
-    );
-    assert_eq!(
-        after.account(&treasury).unwrap().free,
-        before(&treasury) + tx.tx.fee
-    );
+    assert_eq!(after.account(&alice.public()).unwrap().free, before(&alice.public()) - 5 * PLANCK_PER_PHA - tx.tx.fee);
+    assert_eq!(after.account(&bob.public()).unwrap().free, before(&bob.public()) + 5 * PLANCK_PER_PHA);
+    assert_eq!(after.account(&treasury).unwrap().free, before(&treasury) + tx.tx.fee);
     assert_eq!(after.account(&alice.public()).unwrap().nonce, 1);
     assert_eq!(sum_of_balances(after), TOTAL_SUPPLY);
     assert_eq!(after.total_issuance(), TOTAL_SUPPLY);
@@ -88,48 +65,27 @@ fn refusals_are_clear_and_change_nothing() {
     let mut bad_sig = transfer(&state, &alice, 0, bob.public(), 1);
     bad_sig.signature.0[0] ^= 1;
     assert!(matches!(check(&bad_sig), Err(TxError::BadSignature(_))));
-    assert_eq!(
-        check(&transfer(&state, &alice, 1, bob.public(), 1)),
-        Err(TxError::FutureNonce {
-            expected: 0,
-            got: 1
-        })
-    );
-    assert_eq!(
-        check(&transfer(&state, &stranger, 0, bob.public(), 1)),
-        Err(TxError::UnknownAccount)
-    );
+    assert_eq!(check(&transfer(&state, &alice, 1, bob.public(), 1)), Err(TxError::FutureNonce { expected: 0, got: 1 }));
+    assert_eq!(check(&transfer(&state, &stranger, 0, bob.public(), 1)), Err(TxError::UnknownAccount));
     let everything = state.account(&alice.public()).unwrap().free;
     assert!(matches!(
         check(&transfer(&state, &alice, 0, bob.public(), everything)),
         Err(TxError::InsufficientBalance { .. })
     ));
-    assert!(matches!(
-        check(&transfer(&state, &alice, 0, bob.public(), u128::MAX)),
-        Err(TxError::Overflow(_))
-    ));
+    assert!(matches!(check(&transfer(&state, &alice, 0, bob.public(), u128::MAX)), Err(TxError::Overflow(_))));
     let mut cheap = transfer(&state, &alice, 0, bob.public(), 1).tx;
     cheap.fee = 1;
-    assert!(matches!(
-        check(&cheap.sign(&alice)),
-        Err(TxError::FeeTooLow { .. })
-    ));
+    assert!(matches!(check(&cheap.sign(&alice)), Err(TxError::FeeTooLow { .. })));
     let mut other_chain = transfer(&state, &alice, 0, bob.public(), 1).tx;
     other_chain.chain_id = Hash([1; 32]);
-    assert!(matches!(
-        check(&other_chain.sign(&alice)),
-        Err(TxError::WrongChain { .. })
-    ));
+    assert!(matches!(check(&other_chain.sign(&alice)), Err(TxError::WrongChain { .. })));
     let governance_call = |signer: &Keypair| {
         Transaction {
             chain_id: state.chain_id(),
             signer: signer.public(),
             nonce: 0,
             fee: PLANCK_PER_PHA,
-            call: Call::SetFeeSchedule {
-                base_fee: 0,
-                byte_fee: 0,
-            },
+            call: Call::SetFeeSchedule { base_fee: 0, byte_fee: 0 },
         }
         .sign(signer)
     };
@@ -144,59 +100,34 @@ fn stale_nonce_after_apply_and_builder_skips_invalid() {
     let (alice, bob) = (dev_keypair("alice").unwrap(), dev_keypair("bob").unwrap());
     let first = transfer(&state, &alice, 0, bob.public(), 1);
     let replay = first.clone();
-    let built = build_block(
-        &state,
-        genesis.hash(),
-        1,
-        [candidate(first), candidate(replay)],
-    );
+    let built = build_block(&state, genesis.hash(), 1, [candidate(first), candidate(replay)]);
     assert_eq!(built.block.txs.len(), 1);
     assert_eq!(built.rejected.len(), 1);
-    assert_eq!(
-        built.rejected[0].1,
-        TxError::StaleNonce {
-            expected: 1,
-            got: 0
-        }
-    );
+    assert_eq!(built.rejected[0].1, TxError::StaleNonce { expected: 1, got: 0 });
 }
 
 #[test]
 fn tampered_blocks_are_refused_and_state_is_kept() {
     let (state, genesis) = setup();
     let (alice, bob) = (dev_keypair("alice").unwrap(), dev_keypair("bob").unwrap());
-    let built = build_block(
-        &state,
-        genesis.hash(),
-        10,
-        [candidate(transfer(&state, &alice, 0, bob.public(), 7))],
-    );
+    let built = build_block(&state, genesis.hash(), 10, [candidate(transfer(&state, &alice, 0, bob.public(), 7))]);
     let root = state.root();
 
     let mut wrong_root = built.block.clone();
     wrong_root.header.state_root = Hash([0; 32]);
     let mut replica = state.clone();
-    assert!(matches!(
-        replica.execute_block(&wrong_root),
-        Err(BlockError::RootMismatch { which: "state", .. })
-    ));
+    assert!(matches!(replica.execute_block(&wrong_root), Err(BlockError::RootMismatch { which: "state", .. })));
     assert_eq!(replica.root(), root);
 
     let mut bigger_amount = built.block.clone();
     if let Call::Transfer { amount, .. } = &mut bigger_amount.txs[0].tx.call {
         *amount += 1;
     }
-    assert!(matches!(
-        replica.execute_block(&bigger_amount),
-        Err(BlockError::InvalidTransaction { index: 0, .. })
-    ));
+    assert!(matches!(replica.execute_block(&bigger_amount), Err(BlockError::InvalidTransaction { index: 0, .. })));
 
     let mut skipped_height = built.block.clone();
     skipped_height.header.height = 2;
-    assert!(matches!(
-        replica.execute_block(&skipped_height),
-        Err(BlockError::Height { .. })
-    ));
+    assert!(matches!(replica.execute_block(&skipped_height), Err(BlockError::Height { .. })));
     assert_eq!(replica.root(), root);
     assert_eq!(replica.height(), 0);
 
@@ -210,22 +141,13 @@ fn tampered_blocks_are_refused_and_state_is_kept() {
 fn reload_from_leaves_reproduces_the_root() {
     let (mut state, genesis) = setup();
     let (alice, bob) = (dev_keypair("alice").unwrap(), dev_keypair("bob").unwrap());
-    let mut leaves: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
-        state.take_changes().into_iter().collect();
-    let mut built = build_block(
-        &state,
-        genesis.hash(),
-        5,
-        [candidate(transfer(&state, &alice, 0, bob.public(), 9))],
-    );
+    let mut leaves: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = state.take_changes().into_iter().collect();
+    let mut built = build_block(&state, genesis.hash(), 5, [candidate(transfer(&state, &alice, 0, bob.public(), 9))]);
     leaves.extend(built.state.take_changes());
     let reloaded = State::load(leaves).unwrap();
     assert_eq!(reloaded.root(), built.state.root());
     assert_eq!(reloaded.height(), 1);
-    assert_eq!(
-        reloaded.account(&bob.public()),
-        built.state.account(&bob.public())
-    );
+    assert_eq!(reloaded.account(&bob.public()), built.state.account(&bob.public()));
 }
 
 #[test]
@@ -233,15 +155,9 @@ fn genesis_rules() {
     let validator = Keypair::from_seed(&[42; 32]).public();
     let mut genesis = Genesis::dev(vec![validator]);
     genesis.balances[0].1 += 1;
-    assert!(matches!(
-        genesis.build(),
-        Err(phalanx_state::GenesisError::Supply { .. })
-    ));
+    assert!(matches!(genesis.build(), Err(phalanx_state::GenesisError::Supply { .. })));
     let genesis = Genesis::dev(vec![]);
-    assert!(matches!(
-        genesis.build(),
-        Err(phalanx_state::GenesisError::Validators)
-    ));
+    assert!(matches!(genesis.build(), Err(phalanx_state::GenesisError::Validators)));
     // JSON round trip keeps the chain id.
     let genesis = Genesis::dev(vec![validator]);
     let json = serde_json::to_string_pretty(&genesis).unwrap();

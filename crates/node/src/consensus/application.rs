@@ -48,11 +48,7 @@ pub struct App {
 impl App {
     /// Makes sure the state after `first` is known, replaying unknown
     /// ancestors (oldest first) from the ancestry stream if needed.
-    async fn ensure_state(
-        &self,
-        first: Digested<ConsensusBlock>,
-        mut older: impl Ancestry<ConsensusBlock>,
-    ) -> bool {
+    async fn ensure_state(&self, first: Digested<ConsensusBlock>, mut older: impl Ancestry<ConsensusBlock>) -> bool {
         let finalized_height = self.chain.finalized().header.height;
         let mut missing = Vec::new();
         let mut next = Some(first);
@@ -60,13 +56,8 @@ impl App {
             if self.chain.knows(&from_digest(&block.digest())) {
                 break;
             }
-            if block.inner().0.header.height <= finalized_height
-                || missing.len() >= ANCESTORS_REPLAY_MAX
-            {
-                tracing::warn!(
-                    height = block.inner().0.header.height,
-                    "cannot rebuild the state of an ancestor"
-                );
+            if block.inner().0.header.height <= finalized_height || missing.len() >= ANCESTORS_REPLAY_MAX {
+                tracing::warn!(height = block.inner().0.header.height, "cannot rebuild the state of an ancestor");
                 return false;
             }
             missing.push(block);
@@ -74,10 +65,7 @@ impl App {
         }
         for block in missing.iter().rev() {
             let block = &block.inner().0;
-            if let Err(error) =
-                self.chain
-                    .verify(block, block.header.parent, block.header.timestamp_ms)
-            {
+            if let Err(error) = self.chain.verify(block, block.header.parent, block.header.timestamp_ms) {
                 tracing::warn!(height = block.header.height, %error, "ancestor does not verify");
                 return false;
             }
@@ -105,37 +93,23 @@ impl<E: Clock + Spawner> Application<E> for App {
         if !self.ensure_state(parent, ancestry).await {
             return None;
         }
-        let (min_ms, empty_ms) = (
-            self.pacing.min_block_interval.as_millis() as u64,
-            self.pacing.empty_block_interval.as_millis() as u64,
-        );
+        let (min_ms, empty_ms) =
+            (self.pacing.min_block_interval.as_millis() as u64, self.pacing.empty_block_interval.as_millis() as u64);
         loop {
             let elapsed_ms = runtime.current().epoch_millis().saturating_sub(parent_ms);
             if elapsed_ms >= empty_ms || (elapsed_ms >= min_ms && self.chain.has_waiting_txs()) {
                 break;
             }
             let until_min = min_ms.saturating_sub(elapsed_ms).max(1);
-            runtime
-                .sleep(Duration::from_millis(until_min).min(PROPOSER_POLL))
-                .await;
+            runtime.sleep(Duration::from_millis(until_min).min(PROPOSER_POLL)).await;
         }
-        let block = self
-            .chain
-            .propose(parent_hash, runtime.current().epoch_millis())?;
-        tracing::debug!(
-            height = block.header.height,
-            txs = block.txs.len(),
-            "proposed"
-        );
+        let block = self.chain.propose(parent_hash, runtime.current().epoch_millis())?;
+        tracing::debug!(height = block.header.height, txs = block.txs.len(), "proposed");
         let digest = to_digest(block.hash());
         Some(Digested::precomputed(ConsensusBlock(block), digest))
     }
 
-    async fn verify(
-        &mut self,
-        (runtime, _context): (E, Context),
-        mut ancestry: impl Ancestry<ConsensusBlock>,
-    ) -> bool {
+    async fn verify(&mut self, (runtime, _context): (E, Context), mut ancestry: impl Ancestry<ConsensusBlock>) -> bool {
         // In `verify` the stream starts at the block, then its parent.
         let (Some(block), Some(parent)) = (ancestry.next().await, ancestry.next().await) else {
             return false;
@@ -149,17 +123,9 @@ impl<E: Clock + Spawner> Application<E> for App {
         let drift_ms = self.chain.timestamp_drift_ms_max();
         let now_ms = runtime.current().epoch_millis();
         if block.header.timestamp_ms > now_ms + drift_ms {
-            runtime
-                .sleep(Duration::from_millis(
-                    block.header.timestamp_ms - now_ms - drift_ms,
-                ))
-                .await;
+            runtime.sleep(Duration::from_millis(block.header.timestamp_ms - now_ms - drift_ms)).await;
         }
-        match self.chain.verify(
-            &block,
-            block.header.parent,
-            runtime.current().epoch_millis(),
-        ) {
+        match self.chain.verify(&block, block.header.parent, runtime.current().epoch_millis()) {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(height = block.header.height, %error, "rejected proposed block");
@@ -179,10 +145,7 @@ pub struct FinalizedReporter {
 impl FinalizedReporter {
     /// Marshal holds at most its `max_pending_acks` blocks unacknowledged,
     /// which bounds this channel.
-    pub fn new() -> (
-        Self,
-        mpsc::UnboundedReceiver<(Digested<ConsensusBlock>, Exact)>,
-    ) {
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<(Digested<ConsensusBlock>, Exact)>) {
         let (sender, receiver) = mpsc::unbounded();
         (FinalizedReporter { sender }, receiver)
     }

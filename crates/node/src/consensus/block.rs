@@ -43,8 +43,7 @@ impl Read for ConsensusBlock {
 
     fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, Error> {
         let bytes = Vec::<u8>::read_cfg(buf, &(RangeCfg::from(..=BLOCK_BYTES_MAX), ()))?;
-        let block = Block::decode(&bytes)
-            .map_err(|_| Error::Invalid("phalanx block", "malformed borsh encoding"))?;
+        let block = Block::decode(&bytes).map_err(|_| Error::Invalid("phalanx block", "malformed borsh encoding"))?;
         Ok(ConsensusBlock(Arc::new(block)))
     }
 }

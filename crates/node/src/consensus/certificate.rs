@@ -49,9 +49,8 @@ pub fn verify(
         .collect::<Result<_, _>>()
         .map_err(|_| CertificateError::BadValidatorKey)?;
     let verifier = Scheme::verifier(NAMESPACE, Set::from_iter_dedup(keys));
-    let finalization =
-        Finalization::decode_cfg(Copying(bytes), &verifier.certificate_codec_config())
-            .map_err(|e| CertificateError::Malformed(e.to_string()))?;
+    let finalization = Finalization::decode_cfg(Copying(bytes), &verifier.certificate_codec_config())
+        .map_err(|e| CertificateError::Malformed(e.to_string()))?;
     if finalization.proposal.payload != to_digest(block) {
         return Err(CertificateError::WrongBlock {
             expected: block,
@@ -61,8 +60,5 @@ pub fn verify(
     if !finalization.verify(rng, &verifier, &Sequential) {
         return Err(CertificateError::BadSignatures);
     }
-    Ok(CertifiedBlock {
-        block,
-        view: finalization.proposal.round.view().get(),
-    })
+    Ok(CertifiedBlock { block, view: finalization.proposal.round.view().get() })
 }

@@ -38,9 +38,7 @@ pub type Marshal = Mailbox<Scheme, Standard<block::ConsensusBlock>>;
 pub const NAMESPACE: &[u8] = b"phalanx/consensus/v1";
 
 /// Converts a state-machine public key into a consensus key.
-pub fn validator_key(
-    key: &phalanx_primitives::PublicKey,
-) -> Result<ValidatorKey, commonware_codec::Error> {
+pub fn validator_key(key: &phalanx_primitives::PublicKey) -> Result<ValidatorKey, commonware_codec::Error> {
     use commonware_codec::DecodeExt;
     ValidatorKey::decode(commonware_codec::Copying(key.0.as_slice()))
 }
@@ -48,8 +46,7 @@ pub fn validator_key(
 /// The consensus secret for a 32-byte ed25519 seed.
 pub fn validator_secret(seed: &[u8; 32]) -> ValidatorSecret {
     use commonware_codec::DecodeExt;
-    ValidatorSecret::decode(commonware_codec::Copying(seed.as_slice()))
-        .expect("any 32 bytes are an ed25519 seed")
+    ValidatorSecret::decode(commonware_codec::Copying(seed.as_slice())).expect("any 32 bytes are an ed25519 seed")
 }
 
 /// The state-machine form of a consensus key.

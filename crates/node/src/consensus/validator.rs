@@ -20,9 +20,7 @@ use commonware_consensus::simplex::{
     elector::RoundRobin,
 };
 use commonware_consensus::types::{Epoch, FixedEpocher, ViewDelta};
-use commonware_cryptography::{
-    Digested, Sha256, Signer, certificate::ConstantProvider, certificate::Verifier,
-};
+use commonware_cryptography::{Digested, Sha256, Signer, certificate::ConstantProvider, certificate::Verifier};
 use commonware_p2p::{Blocker, Provider, Receiver, Sender};
 use commonware_parallel::Sequential;
 use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage, buffer::paged::CacheRef};
@@ -118,8 +116,8 @@ where
 {
     let me = config.secret.public_key();
     let participants = Set::from_iter_dedup(config.validators.iter().cloned());
-    let scheme = Scheme::signer(NAMESPACE, participants, config.secret.clone())
-        .expect("this validator is in the validator set");
+    let scheme =
+        Scheme::signer(NAMESPACE, participants, config.secret.clone()).expect("this validator is in the validator set");
     let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(1024));
     let mailbox_size = NZUsize!(config.mailbox_size);
     // One epoch for the whole chain: the validator set is fixed at genesis for now.
@@ -159,12 +157,7 @@ where
 
     let finalizations = immutable::Archive::init(
         context.child("finalizations_by_height"),
-        archive_config(
-            &prefix,
-            "finalizations-by-height",
-            &page_cache,
-            Scheme::certificate_codec_config_unbounded(),
-        ),
+        archive_config(&prefix, "finalizations-by-height", &page_cache, Scheme::certificate_codec_config_unbounded()),
     )
     .await
     .expect("cannot open the finalizations archive");
@@ -175,30 +168,29 @@ where
     .await
     .expect("cannot open the finalized blocks archive");
 
-    let (marshal_actor, marshal, _floor) =
-        MarshalActor::<_, Standard<ConsensusBlock>, _, _, _, _, _, _>::init(
-            context.child("marshal"),
-            finalizations,
-            blocks,
-            marshal::Config {
-                provider: ConstantProvider::new(scheme.clone()),
-                epocher: epocher.clone(),
-                start: marshal::Start::Genesis(Digested::precomputed(genesis, genesis_digest)),
-                partition_prefix: prefix.clone(),
-                mailbox_size,
-                view_retention: ViewDelta::new(10),
-                prunable_items_per_section: NZU64!(10),
-                page_cache: page_cache.clone(),
-                replay_buffer: NZUsize!(1 << 16),
-                key_write_buffer: NZUsize!(1 << 13),
-                value_write_buffer: NZUsize!(1 << 16),
-                block_codec_config: (),
-                max_repair: NZUsize!(10),
-                max_pending_acks: NZUsize!(16),
-                strategy: Sequential,
-            },
-        )
-        .await;
+    let (marshal_actor, marshal, _floor) = MarshalActor::<_, Standard<ConsensusBlock>, _, _, _, _, _, _>::init(
+        context.child("marshal"),
+        finalizations,
+        blocks,
+        marshal::Config {
+            provider: ConstantProvider::new(scheme.clone()),
+            epocher: epocher.clone(),
+            start: marshal::Start::Genesis(Digested::precomputed(genesis, genesis_digest)),
+            partition_prefix: prefix.clone(),
+            mailbox_size,
+            view_retention: ViewDelta::new(10),
+            prunable_items_per_section: NZU64!(10),
+            page_cache: page_cache.clone(),
+            replay_buffer: NZUsize!(1 << 16),
+            key_write_buffer: NZUsize!(1 << 13),
+            value_write_buffer: NZUsize!(1 << 16),
+            block_codec_config: (),
+            max_repair: NZUsize!(10),
+            max_pending_acks: NZUsize!(16),
+            strategy: Sequential,
+        },
+    )
+    .await;
 
     let (reporter, finalized) = FinalizedReporter::new();
     marshal_actor.start(reporter, buffer, resolver);
@@ -208,10 +200,7 @@ where
         move |_| run_finalizer(marshal, finalized, chain)
     });
 
-    let app = App {
-        chain,
-        pacing: config.pacing.clone(),
-    };
+    let app = App { chain, pacing: config.pacing.clone() };
     let inline = Inline::new(context.child("application"), app, marshal.clone(), epocher);
     let timing = &config.timing;
     let engine = simplex::Engine::new(
@@ -249,12 +238,7 @@ where
 }
 
 /// Storage layout of one of marshal's archives.
-fn archive_config<C>(
-    prefix: &str,
-    name: &str,
-    page_cache: &CacheRef,
-    codec_config: C,
-) -> immutable::Config<C> {
+fn archive_config<C>(prefix: &str, name: &str, page_cache: &CacheRef, codec_config: C) -> immutable::Config<C> {
     immutable::Config {
         metadata_partition: format!("{prefix}-{name}-metadata"),
         freezer_table_partition: format!("{prefix}-{name}-freezer-table"),

@@ -12,9 +12,7 @@ pub(crate) const ACCOUNT_PREFIX: &[u8] = &[0x01, 0x01];
 pub const TOTAL_SUPPLY: Balance = 1_000_000_000 * PLANCK_PER_PHA;
 
 /// One account.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
 pub struct Account {
     /// Number of transactions this account has had applied.
     pub nonce: u64,

@@ -12,17 +12,7 @@ pub(crate) const HEAD_KEY: &[u8] = &[0x00, 0x01];
 pub(crate) const VALIDATORS_KEY: &[u8] = &[0x00, 0x02];
 
 /// The fee a transaction must offer: `base_fee + byte_fee × encoded length`.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    BorshSerialize,
-    BorshDeserialize,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct FeeSchedule {
     /// Planck per transaction.
     pub base_fee: Balance,
@@ -33,23 +23,12 @@ pub struct FeeSchedule {
 impl FeeSchedule {
     /// The minimum fee for a signed transaction of `encoded_bytes` bytes.
     pub fn minimum(&self, encoded_bytes: usize) -> Option<Balance> {
-        self.byte_fee
-            .checked_mul(encoded_bytes as Balance)?
-            .checked_add(self.base_fee)
+        self.byte_fee.checked_mul(encoded_bytes as Balance)?.checked_add(self.base_fee)
     }
 }
 
 /// Parameters that governance controls.
-#[derive(
-    Clone,
-    Debug,
-    PartialEq,
-    Eq,
-    BorshSerialize,
-    BorshDeserialize,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct ChainParams {
     pub fees: FeeSchedule,
     /// Receives every fee.
@@ -59,9 +38,7 @@ pub struct ChainParams {
 }
 
 /// Where the chain is: the last applied block.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
 pub struct Head {
     pub height: u64,
     pub timestamp_ms: u64,
