@@ -1,0 +1,131 @@
+//! Shared harness for the CLI integration tests: start the real `phalanx`
+//! binary as a child process on free loopback ports, talk to it over real
+//! sockets, sign transactions like a client would.
+
+#![allow(dead_code, unreachable_pub)] // each test file uses a different part of the harness
+
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use phalanx_primitives::mnemonic::dev_keypair;
+use phalanx_primitives::{Balance, Keypair, PublicKey};
+use phalanx_rpc::PhalanxClient;
+use phalanx_state::{Call, SignedTransaction, Transaction};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bind to 0, read, release).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn phalanx() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_phalanx"))
+}
+
+/// A running `phalanx dev` process.
+pub struct DevNode {
+    pub child: Child,
+    pub rpc_port: u16,
+    pub p2p_port: u16,
+    pub data_dir: PathBuf,
+}
+
+impl DevNode {
+    pub fn start(data_dir: &Path) -> DevNode {
+        Self::start_on(data_dir, free_port(), free_port())
+    }
+
+    pub fn start_on(data_dir: &Path, rpc_port: u16, p2p_port: u16) -> DevNode {
+        let child = phalanx()
+            .args(["dev", "--data-dir"])
+            .arg(data_dir)
+            .args(["--rpc-port", &rpc_port.to_string(), "--p2p-port", &p2p_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start phalanx dev");
+        let node = DevNode { child, rpc_port, p2p_port, data_dir: data_dir.to_path_buf() };
+        node.wait_ready();
+        node
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.rpc_port)
+    }
+
+    pub fn client(&self) -> HttpClient {
+        HttpClientBuilder::default().request_timeout(Duration::from_secs(10)).build(self.url()).unwrap()
+    }
+
+    fn wait_ready(&self) {
+        let started = Instant::now();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        while started.elapsed() < Duration::from_secs(60) {
+            if runtime.block_on(self.client().chain_head()).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("phalanx dev did not answer on {} within 60 s", self.url());
+    }
+
+    /// Runs a CLI command against this node and parses its `--json` output
+    /// (typed, so integer planck beyond 2^64 stays exact).
+    pub fn cli_json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
+        let output = phalanx().args(args).args(["--rpc", &self.url(), "--json"]).output().unwrap();
+        assert!(output.status.success(), "phalanx {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for DevNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A signed transfer.
+pub fn transfer(
+    chain_id: phalanx_primitives::Hash,
+    from: &Keypair,
+    nonce: u64,
+    to: PublicKey,
+    amount: Balance,
+) -> SignedTransaction {
+    Transaction {
+        chain_id,
+        signer: from.public(),
+        nonce,
+        fee: phalanx_primitives::PLANCK_PER_PHA / 100,
+        call: Call::Transfer { to, amount },
+    }
+    .sign(from)
+}
+
+pub fn dev(name: &str) -> Keypair {
+    dev_keypair(name).unwrap()
+}
+
+pub fn hex_tx(tx: &SignedTransaction) -> String {
+    format!("0x{}", hex::encode(tx.encode()))
+}
+
+/// Waits until the finalized height reaches `height`.
+pub async fn wait_height(client: &HttpClient, height: u64) -> u64 {
+    let started = Instant::now();
+    loop {
+        let head = client.chain_head().await.unwrap();
+        if head.height >= height {
+            return head.height;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "height stuck at {}", head.height);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
