@@ -3,6 +3,7 @@
 //! dispatches.
 
 mod account;
+mod bench;
 mod chain;
 mod client;
 mod dev;
@@ -40,6 +41,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Measure performance end to end.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Accounts and PHA transfers.
     Account {
         #[command(subcommand)]
@@ -56,5 +64,6 @@ fn main() -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args),
         Command::Chain { command, client } => runtime.block_on(chain::run(command, &client)),
         Command::Account { command, client } => runtime.block_on(account::run(command, &client)),
+        Command::Bench { command, client } => runtime.block_on(bench::run(command, &client)),
     }
 }
