@@ -50,7 +50,14 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn sign_transfer(chain_id: Hash, from: &Keypair, nonce: u64, to: phalanx_primitives::PublicKey, amount: u128, fee: u128) -> SignedTransaction {
+fn sign_transfer(
+    chain_id: Hash,
+    from: &Keypair,
+    nonce: u64,
+    to: phalanx_primitives::PublicKey,
+    amount: u128,
+    fee: u128,
+) -> SignedTransaction {
     Transaction { chain_id, signer: from.public(), nonce, fee, call: Call::Transfer { to, amount } }.sign(from)
 }
 
@@ -89,11 +96,14 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
 
     // Fund the senders from alice and wait for finality.
     let alice = dev_keypair("alice").expect("dev account");
-    let keys: Vec<Keypair> = (0..senders).map(|i| Keypair::from_seed(&phalanx_primitives::sha256(format!("bench-{i}").as_bytes()).0)).collect();
+    let keys: Vec<Keypair> = (0..senders)
+        .map(|i| Keypair::from_seed(&phalanx_primitives::sha256(format!("bench-{i}").as_bytes()).0))
+        .collect();
     let alice_nonce = client.state_account(alice.public().to_string()).await?.next_nonce;
     let mut last = Hash::ZERO;
     for (i, key) in keys.iter().enumerate() {
-        let tx = sign_transfer(info.chain_id, &alice, alice_nonce + i as u64, key.public(), 1_000 * PLANCK_PER_PHA, fee);
+        let tx =
+            sign_transfer(info.chain_id, &alice, alice_nonce + i as u64, key.public(), 1_000 * PLANCK_PER_PHA, fee);
         last = client.tx_submit(format!("0x{}", hex::encode(tx.encode()))).await?;
     }
     while !matches!(client.tx_status(last).await?, TxStatus::Finalized { .. }) {
@@ -109,7 +119,12 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
         .map(|txs| txs.map(|tx| format!("0x{}", hex::encode(tx.encode()))).collect())
         .collect();
     let total = per_sender * senders;
-    let sample: Vec<SignedTransaction> = keys.iter().take(4).flat_map(|k| (0..500u64).map(move |n| (k, n))).map(|(k, n)| sign_transfer(info.chain_id, k, n, recipient, amount, fee)).collect();
+    let sample: Vec<SignedTransaction> = keys
+        .iter()
+        .take(4)
+        .flat_map(|k| (0..500u64).map(move |n| (k, n)))
+        .map(|(k, n)| sign_transfer(info.chain_id, k, n, recipient, amount, fee))
+        .collect();
     let verify_started = Instant::now();
     for tx in &sample {
         tx.verify_signature().expect("valid signature");
@@ -135,7 +150,8 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
     let submitted: Arc<Mutex<Vec<(Hash, Instant)>>> = Arc::default();
     let mut tasks = Vec::new();
     for worker in 0..clients {
-        let mine: Vec<Vec<String>> = batches.iter().enumerate().filter(|(i, _)| i % clients == worker).map(|(_, b)| b.clone()).collect();
+        let mine: Vec<Vec<String>> =
+            batches.iter().enumerate().filter(|(i, _)| i % clients == worker).map(|(_, b)| b.clone()).collect();
         let client = HttpClientBuilder::default().request_timeout(Duration::from_secs(30)).build(&url)?;
         let submitted = submitted.clone();
         tasks.push(tokio::spawn(async move {

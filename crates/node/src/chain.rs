@@ -147,8 +147,12 @@ impl Chain {
         // The signature is verified before taking the mempool lock, so
         // concurrent submitters verify in parallel.
         tx.verify_signature().map_err(|e| AdmitError::Invalid(TxError::BadSignature(e)))?;
+        // The finalized view is read under the mempool lock, and `commit`
+        // changes both under it: admission always sees a pool and a state
+        // that agree on which transactions are final.
+        let mut mempool = self.mempool.lock().expect("lock poisoned");
         let finalized = self.finalized();
-        Ok(self.mempool.lock().expect("lock poisoned").admit(tx, bytes.len(), &finalized.state)?)
+        Ok(mempool.admit(tx, bytes.len(), &finalized.state)?)
     }
 
     /// Transactions waiting, and how many of them a given signer has.
@@ -271,9 +275,12 @@ impl Chain {
         let changes = state.take_changes();
         self.store.commit_block(&FinalizedBlock { block, certificate, events: &events, changes: &changes })?;
         let finalized = Arc::new(Finalized { state, header: block.header.clone(), hash });
-        *self.finalized.write().expect("lock poisoned") = finalized.clone();
+        {
+            let mut mempool = self.mempool.lock().expect("lock poisoned");
+            *self.finalized.write().expect("lock poisoned") = finalized.clone();
+            mempool.on_finalized(block, &finalized.state);
+        }
         self.pending.lock().expect("lock poisoned").retain(|_, p| p.block.header.height > block.header.height);
-        self.mempool.lock().expect("lock poisoned").on_finalized(block, &finalized.state);
         let _ = self.finalized_events.send(finalized);
         Ok(())
     }

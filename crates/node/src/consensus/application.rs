@@ -8,14 +8,14 @@
 //! or until the empty-block interval elapses, whichever comes first.
 
 use super::block::{ConsensusBlock, from_digest, to_digest};
-use super::{Context, Marshal, Scheme, certificate};
+use super::{Context, Marshal, Scheme, ValidatorKey, certificate};
 use crate::chain::Chain;
 use commonware_consensus::marshal::{Update, ancestry::Ancestry};
 use commonware_consensus::types::Height;
 use commonware_consensus::{Application, Reporter};
 use commonware_cryptography::{Digested, Digestible};
 use commonware_runtime::{Clock, Spawner};
-use commonware_utils::{Acknowledgement, SystemTimeExt, acknowledgement::Exact};
+use commonware_utils::{Acknowledgement, SystemTimeExt, acknowledgement::Exact, vec::NonEmptyVec};
 use futures::StreamExt;
 use futures::channel::mpsc;
 use std::sync::Arc;
@@ -167,10 +167,23 @@ impl Reporter for FinalizedReporter {
     }
 }
 
+/// How long the finalizer waits for a missing certificate before committing
+/// a block without one.
+const CERTIFICATE_WAIT: Duration = Duration::from_secs(2);
+const CERTIFICATE_POLL: Duration = Duration::from_millis(10);
+
 /// Commits finalized blocks in height order, each with its certificate,
 /// and acknowledges them to marshal only once durable. Marshal redelivers
 /// unacknowledged blocks after a restart; already-committed ones are skipped.
-pub async fn run_finalizer(
+///
+/// A block can be finalized implicitly (a catching-up node saw only a
+/// descendant's certificate). Its own certificate is then fetched from
+/// `peers` before the block is acknowledged (marshal fetches only above its
+/// acknowledged floor), so that every stored block carries one whenever the
+/// network still has it.
+pub async fn run_finalizer<E: Clock>(
+    runtime: E,
+    peers: Vec<ValidatorKey>,
     marshal: Marshal,
     mut finalized: mpsc::UnboundedReceiver<(Digested<ConsensusBlock>, Exact)>,
     chain: Arc<Chain>,
@@ -178,12 +191,8 @@ pub async fn run_finalizer(
     while let Some((block, ack)) = finalized.next().await {
         let block = block.inner().0.clone();
         let height = block.header.height;
-        // None only when the block was finalized implicitly by a
-        // descendant's certificate; that certificate and the hash chain cover it.
-        let certificate = match marshal.get_finalization(Height::new(height)).await {
-            Some(finalization) => certificate::encode(&finalization),
-            None => Vec::new(),
-        };
+        let certificate =
+            if height == 0 { Vec::new() } else { fetch_certificate(&runtime, &peers, &marshal, height).await };
         if let Err(error) = chain.commit(&block, &certificate) {
             // Not acknowledging stops marshal: the node halts rather than
             // diverge from what consensus finalized or lose a block.
@@ -192,4 +201,24 @@ pub async fn run_finalizer(
         }
         ack.acknowledge();
     }
+}
+
+/// The encoded finalization of `height`: local if marshal has it, else
+/// requested from peers for up to [`CERTIFICATE_WAIT`]; empty if none came.
+async fn fetch_certificate(runtime: &impl Clock, peers: &[ValidatorKey], marshal: &Marshal, height: u64) -> Vec<u8> {
+    let height = Height::new(height);
+    if let Some(finalization) = marshal.get_finalization(height).await {
+        return certificate::encode(&finalization);
+    }
+    let Ok(targets) = NonEmptyVec::try_from(peers.to_vec()) else { return Vec::new() };
+    marshal.hint_finalized(height, targets);
+    let deadline = runtime.current() + CERTIFICATE_WAIT;
+    while runtime.current() < deadline {
+        runtime.sleep(CERTIFICATE_POLL).await;
+        if let Some(finalization) = marshal.get_finalization(height).await {
+            return certificate::encode(&finalization);
+        }
+    }
+    tracing::warn!(height = height.get(), "no certificate of its own for an implicitly finalized block");
+    Vec::new()
 }

@@ -143,7 +143,7 @@ where
     let resolver = marshal_resolver::init(
         context.child("marshal_resolver"),
         marshal_resolver::Config {
-            public_key: me,
+            public_key: me.clone(),
             peer_provider: peers,
             blocker: blocker.clone(),
             mailbox_size,
@@ -194,10 +194,11 @@ where
 
     let (reporter, finalized) = FinalizedReporter::new();
     marshal_actor.start(reporter, buffer, resolver);
+    let others: Vec<ValidatorKey> = config.validators.iter().filter(|v| **v != me).cloned().collect();
     context.child("finalizer").spawn({
         let marshal = marshal.clone();
         let chain = chain.clone();
-        move |_| run_finalizer(marshal, finalized, chain)
+        move |runtime| run_finalizer(runtime, others, marshal, finalized, chain)
     });
 
     let app = App { chain, pacing: config.pacing.clone() };
