@@ -192,7 +192,8 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
     // Latency: submit → the first time its block was seen finalized.
     let seen = seen.lock().expect("lock").clone();
     let mut latencies_ms = Vec::new();
-    for (hash, at) in submitted.lock().expect("lock").iter() {
+    let samples = submitted.lock().expect("lock").clone();
+    for (hash, at) in &samples {
         if let TxStatus::Finalized { height, .. } = client.tx_status(*hash).await?
             && let Some(when) = seen.get(&height)
         {

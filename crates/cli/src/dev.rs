@@ -13,6 +13,9 @@ pub(crate) struct DevArgs {
     /// Port of the validator's p2p listener on 127.0.0.1.
     #[arg(long, default_value_t = 30333)]
     p2p_port: u16,
+    /// Print the endpoints as one JSON line once the network is up.
+    #[arg(long)]
+    json: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -30,7 +33,23 @@ pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut config = phalanx_node::dev::DevConfig::new(args.data_dir.unwrap_or_else(default_data_dir));
     config.rpc_port = args.rpc_port;
     config.p2p_port = args.p2p_port;
-    phalanx_node::dev::run(config, |endpoints| {
+    let json = args.json;
+    phalanx_node::dev::run(config, move |endpoints| {
+        let dev_accounts = phalanx_primitives::mnemonic::DEV_ACCOUNTS.map(|name| {
+            (name, phalanx_primitives::mnemonic::dev_keypair(name).expect("dev account").public().to_string())
+        });
+        if json {
+            let value = serde_json::json!({
+                "rpc": format!("http://{}", endpoints.rpc),
+                "ws": format!("ws://{}", endpoints.rpc),
+                "p2p": endpoints.p2p.to_string(),
+                "data_dir": endpoints.data_dir,
+                "finalized_height": endpoints.height,
+                "accounts": dev_accounts.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            });
+            println!("{value}");
+            return;
+        }
         let accounts: Vec<String> = phalanx_primitives::mnemonic::DEV_ACCOUNTS
             .iter()
             .map(|name| {

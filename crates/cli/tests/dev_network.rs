@@ -50,6 +50,33 @@ fn transfer_through_the_cli_changes_balances_and_pays_the_treasury() {
     let info = runtime.block_on(client.chain_info()).unwrap();
     assert_eq!(info.total_issuance, TOTAL_SUPPLY);
 
+    // The block holding the transfer carries a certificate that checks out
+    // against the validator set alone, and the subscription streams heads.
+    runtime.block_on(async {
+        let TxStatus::Finalized { height, .. } = result.status else { unreachable!() };
+        let block = client.chain_block(height).await.unwrap().unwrap();
+        let validators: Vec<PublicKey> = info.validators.iter().map(|v| v.parse().expect("validator key")).collect();
+        let certificate = hex::decode(block.certificate.trim_start_matches("0x")).unwrap();
+        let certified =
+            phalanx_node::consensus::certificate::verify(&mut rand::rng(), &validators, block.hash, &certificate)
+                .unwrap();
+        assert_eq!(certified.block, block.hash);
+        let mut forged = certificate.clone();
+        *forged.last_mut().unwrap() ^= 1;
+        assert!(
+            phalanx_node::consensus::certificate::verify(&mut rand::rng(), &validators, block.hash, &forged).is_err()
+        );
+
+        let ws = jsonrpsee::ws_client::WsClientBuilder::default()
+            .build(format!("ws://127.0.0.1:{}", node.rpc_port))
+            .await
+            .unwrap();
+        let mut heads = ws.chain_subscribe_finalized().await.unwrap();
+        let first = heads.next().await.unwrap().unwrap();
+        let second = heads.next().await.unwrap().unwrap();
+        assert_eq!(second.height, first.height + 1);
+    });
+
     // Human output prints PHA.
     let human = common::phalanx().args(["account", "balance", "bob", "--rpc", &node.url()]).output().unwrap();
     assert!(String::from_utf8_lossy(&human.stdout).contains("10000001.5 PHA"));
