@@ -259,7 +259,10 @@ impl Chain {
             return Ok(()); // Already committed (replayed after a restart).
         }
         let hash = block.hash();
-        let pending = self.pending.lock().expect("lock poisoned").remove(&hash);
+        // The pending entry stays until the finalized view has moved past it,
+        // so a concurrent `state_after` always finds the block's state in one
+        // of the two places.
+        let pending = self.pending.lock().expect("lock poisoned").get(&hash).cloned();
         let (mut state, events) = match pending {
             Some(p) => (p.state, p.events),
             None => {
