@@ -15,7 +15,7 @@
 use crate::limits::Limits;
 use crate::typescript::{SourceError, to_javascript};
 use rquickjs::loader::{ImportAttributes, Loader, Resolver};
-use rquickjs::{AsyncContext, AsyncRuntime, Ctx, Error, Function, Module, Promise, Value};
+use rquickjs::{AsyncContext, AsyncRuntime, Ctx, Error, FromJs, Function, Module, Object, Promise, TypedArray, Value};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -43,6 +43,39 @@ pub enum SandboxError {
     Poisoned,
     #[error("no agent module is loaded")]
     NotLoaded,
+}
+
+/// An HTTP request handed to an agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Absolute URL.
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// An agent's HTTP response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Lowercased names, sorted, as `Headers` iterates them.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// One line an agent wrote with `console.*` (captured, never printed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub level: String,
+    pub message: String,
+}
+
+/// The result of a `fetch` call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    pub response: HttpResponse,
+    pub logs: Vec<LogLine>,
 }
 
 /// Message of every refused import.
@@ -113,6 +146,9 @@ const GLUE_JS: &str = r#"
   Object.defineProperty(globalThis, "__phalanxInvoke", {
     value: async (method, argument) => JSON.stringify(await agent[method](JSON.parse(argument))),
   });
+  Object.defineProperty(globalThis, "__phalanxFetchAgent", {
+    value: (url, method, headers, body, env) => globalThis.__phalanxFetch(agent, url, method, headers, body, env),
+  });
 })();
 "#;
 
@@ -144,7 +180,13 @@ impl Sandbox {
         runtime.set_interrupt_handler(Some(Box::new(move || check.check()))).await;
         runtime.set_loader(DenyImports, DenyImports).await;
         let context = AsyncContext::full(&runtime).await.map_err(|e| SandboxError::Runtime(e.to_string()))?;
-        context.with(|ctx| ctx.eval::<(), _>(GLUE_JS).map_err(|e| SandboxError::Runtime(describe(&ctx, e)))).await?;
+        context
+            .with(|ctx| {
+                ctx.eval::<(), _>(GLUE_JS)
+                    .and_then(|()| crate::web::install(&ctx))
+                    .map_err(|e| SandboxError::Runtime(describe(&ctx, e)))
+            })
+            .await?;
         Ok(Sandbox { runtime, context, limits, deadline, loaded: false, poisoned: AtomicBool::new(false) })
     }
 
@@ -203,13 +245,72 @@ impl Sandbox {
     /// Calls `method` of the agent's default export with one JSON argument
     /// and returns its (awaited) result as JSON.
     pub async fn call_json(&self, method: &str, argument_json: &str) -> Result<String, SandboxError> {
+        let (method, argument) = (method.to_string(), argument_json.to_string());
+        self.run(
+            move |ctx| ctx.globals().get::<_, Function>("__phalanxInvoke")?.call((method, argument)),
+            |_, value| String::from_js(&value.ctx().clone(), value),
+        )
+        .await
+    }
+
+    /// Runs the agent's `fetch(request, env, ctx)` on an HTTP request and
+    /// returns its response and the console lines it wrote.
+    pub async fn fetch(&self, request: HttpRequest, env: Vec<(String, String)>) -> Result<Fetched, SandboxError> {
+        self.run(
+            move |ctx| {
+                let env_object = Object::new(ctx.clone())?;
+                for (name, value) in env {
+                    env_object.set(name, value)?;
+                }
+                let headers: Vec<Vec<String>> = request.headers.into_iter().map(|(k, v)| vec![k, v]).collect();
+                let body = request.body.map(|bytes| TypedArray::<u8>::new(ctx.clone(), bytes)).transpose()?;
+                ctx.globals().get::<_, Function>("__phalanxFetchAgent")?.call((
+                    request.url,
+                    request.method,
+                    headers,
+                    body,
+                    env_object,
+                ))
+            },
+            |ctx, value| {
+                let object = Object::from_value(value)?;
+                let headers: Vec<Vec<String>> = object.get("headers")?;
+                let logs: Vec<Vec<String>> = ctx.globals().get::<_, Function>("__phalanxDrainLogs")?.call(())?;
+                Ok(Fetched {
+                    response: HttpResponse {
+                        status: object.get("status")?,
+                        headers: headers
+                            .into_iter()
+                            .filter_map(|pair| <[String; 2]>::try_from(pair).ok())
+                            .map(|[k, v]| (k, v))
+                            .collect(),
+                        body: object.get("body")?,
+                    },
+                    logs: logs
+                        .into_iter()
+                        .filter_map(|pair| <[String; 2]>::try_from(pair).ok())
+                        .map(|[level, message]| LogLine { level, message })
+                        .collect(),
+                })
+            },
+        )
+        .await
+    }
+
+    /// Starts a call (`start` returns the promise of its result), awaits it
+    /// within the limits, and converts the result with `finish`.
+    async fn run<T, S, F>(&self, start: S, finish: F) -> Result<T, SandboxError>
+    where
+        T: Send + 'static,
+        S: for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<Promise<'js>> + Send + 'static,
+        F: for<'js> FnOnce(&Ctx<'js>, Value<'js>) -> rquickjs::Result<T> + Send + 'static,
+    {
         if self.is_poisoned() {
             return Err(SandboxError::Poisoned);
         }
         if !self.loaded {
             return Err(SandboxError::NotLoaded);
         }
-        let (method, argument) = (method.to_string(), argument_json.to_string());
         let wall = self.limits.wall_time_max;
         self.deadline.arm(self.limits.cpu_time_max);
         let result = self
@@ -220,11 +321,10 @@ impl Sandbox {
                 if ctx.has_exception() {
                     let _ = ctx.catch();
                 }
-                let called: rquickjs::Result<Option<String>> = async {
-                    let invoke: Function = ctx.globals().get("__phalanxInvoke")?;
-                    let promise: Promise = invoke.call((method, argument))?;
-                    match tokio::time::timeout(wall, promise.into_future::<String>()).await {
-                        Ok(value) => value.map(Some),
+                let called: rquickjs::Result<Option<T>> = async {
+                    let promise = start(&ctx)?;
+                    match tokio::time::timeout(wall, promise.into_future::<Value>()).await {
+                        Ok(value) => finish(&ctx, value?).map(Some),
                         Err(_) => Ok(None),
                     }
                 }
@@ -237,7 +337,7 @@ impl Sandbox {
             return Err(violation);
         }
         match result {
-            Ok(Some(json)) => Ok(json),
+            Ok(Some(value)) => Ok(value),
             Ok(None) => {
                 self.poisoned.store(true, Ordering::Relaxed);
                 Err(SandboxError::WallTime { limit_ms: wall.as_millis() })

@@ -2,14 +2,17 @@
 //! types stripped) on QuickJS with hard limits on memory, stack, CPU and wall
 //! time, and no ambient authority: no file system, no sockets, no imports.
 //!
-//! This is the engine layer. Work in progress (issue 3): the Web API surface
-//! (Request, Response, Headers, URL, fetch through the host, timers, crypto,
-//! streams) and the runtime pool come next; until then `Sandbox::call`
-//! invokes an exported handler with plain values.
+//! Work in progress (issue 3). Built: the engine (limits, module loading,
+//! `fetch(request, env, ctx)` and plain method calls) and part of the Web
+//! API (console capture, TextEncoder/TextDecoder, URL, URLSearchParams,
+//! Headers, Request, Response with buffered bodies). Still to come: fetch
+//! through the host, timers, crypto, AbortController, structuredClone,
+//! streaming bodies, the bytecode cache and the runtime pool.
 
 pub mod engine;
 pub mod limits;
 pub mod typescript;
+mod web;
 
-pub use engine::{Sandbox, SandboxError};
+pub use engine::{Fetched, HttpRequest, HttpResponse, LogLine, Sandbox, SandboxError};
 pub use limits::Limits;

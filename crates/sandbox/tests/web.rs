@@ -1,0 +1,172 @@
+//! The Web API as agents see it, checked from inside JavaScript against the
+//! behaviour the standards define, and a full `fetch(request, env, ctx)`
+//! round trip through the host interface.
+
+use phalanx_sandbox::{HttpRequest, Limits, LogLine, Sandbox, SandboxError};
+
+async fn agent(source: &str) -> Sandbox {
+    let mut sandbox = Sandbox::new(Limits::default()).await.unwrap();
+    sandbox.load("agent.js", source, "fetch").await.unwrap();
+    sandbox
+}
+
+fn get(url: &str) -> HttpRequest {
+    HttpRequest { url: url.into(), method: "GET".into(), headers: vec![], body: None }
+}
+
+/// A request goes in with its method, URL, headers, body and env; the
+/// response comes out with status, headers and body; console output is
+/// captured per call and returned, not printed.
+#[tokio::test]
+async fn fetch_round_trip() {
+    let sandbox = agent(
+        r#"export default {
+            async fetch(request, env, ctx) {
+                const url = new URL(request.url);
+                const input = await request.json();
+                console.log("got", request.method, url.pathname);
+                console.error({ n: input.n });
+                ctx.waitUntil(Promise.resolve());
+                return Response.json(
+                    { hello: url.searchParams.get("name"), n: input.n * 2, key: env.API_KEY.length, agent: request.headers.get("User-Agent") },
+                    { status: 201, headers: { "X-Agent": "test" } },
+                );
+            },
+        };"#,
+    )
+    .await;
+    let request = HttpRequest {
+        url: "https://agent.example/greet?name=ada+lovelace".into(),
+        method: "post".into(),
+        headers: vec![("user-agent".into(), "phalanx-test".into())],
+        body: Some(br#"{"n":21}"#.to_vec()),
+    };
+    let fetched = sandbox.fetch(request, vec![("API_KEY".into(), "sk-123".into())]).await.unwrap();
+    assert_eq!(fetched.response.status, 201);
+    assert_eq!(
+        fetched.response.headers,
+        vec![("content-type".into(), "application/json".into()), ("x-agent".into(), "test".into())]
+    );
+    let body: String = String::from_utf8(fetched.response.body).unwrap();
+    assert_eq!(body, r#"{"hello":"ada lovelace","n":42,"key":6,"agent":"phalanx-test"}"#);
+    assert_eq!(
+        fetched.logs,
+        vec![
+            LogLine { level: "log".into(), message: "got POST /greet".into() },
+            LogLine { level: "error".into(), message: r#"{"n":21}"#.into() },
+        ]
+    );
+    // Logs are per call.
+    let again = sandbox
+        .fetch(
+            HttpRequest {
+                url: "https://a.example/?name=x".into(),
+                method: "POST".into(),
+                headers: vec![],
+                body: Some(b"{\"n\":1}".to_vec()),
+            },
+            vec![("API_KEY".into(), "k".into())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.logs.len(), 2);
+}
+
+/// Returning something that is not a Response is a clear error.
+#[tokio::test]
+async fn non_response_is_refused() {
+    let sandbox = agent("export default { fetch() { return { status: 200 }; } };").await;
+    let error = sandbox.fetch(get("https://a.example/"), vec![]).await;
+    assert!(matches!(&error, Err(SandboxError::Threw(m)) if m.contains("must return a Response")), "{error:?}");
+}
+
+/// Standard behaviour of Headers, URL, URLSearchParams, TextEncoder,
+/// TextDecoder, Request and Response, asserted inside the sandbox.
+#[tokio::test]
+async fn web_apis_behave_as_specified() {
+    let sandbox = agent(
+        r##"
+        const failures = [];
+        const eq = (name, got, want) => {
+            const [g, w] = [JSON.stringify(got), JSON.stringify(want)];
+            if (g !== w) failures.push(`${name}: got ${g}, want ${w}`);
+        };
+        const throws = (name, f, type) => {
+            try { f(); failures.push(`${name}: did not throw`); }
+            catch (e) { if (!(e instanceof type)) failures.push(`${name}: threw ${e}`); }
+        };
+        export default {
+            async fetch() {
+                // Headers
+                const h = new Headers({ "Content-Type": "text/plain" });
+                h.append("X-Multi", "a"); h.append("x-multi", "b");
+                h.append("Set-Cookie", "a=1"); h.append("Set-Cookie", "b=2");
+                eq("headers get", h.get("content-type"), "text/plain");
+                eq("headers combine", h.get("X-MULTI"), "a, b");
+                eq("headers order", [...h.keys()], ["content-type", "set-cookie", "set-cookie", "x-multi"]);
+                eq("set-cookie", h.getSetCookie(), ["a=1", "b=2"]);
+                h.delete("x-multi"); eq("headers delete", h.has("x-multi"), false);
+                eq("headers trims", new Headers([["a", "  v \t"]]).get("a"), "v");
+                throws("bad header name", () => new Headers({ "bad name": "x" }), TypeError);
+                throws("bad header value", () => h.set("a", "x\r\ny"), TypeError);
+
+                // URL
+                const u = new URL("../b/c?x=1#frag", "https://user:pw@Example.COM:443/a/d/e");
+                eq("url href", u.href, "https://user:pw@example.com/a/b/c?x=1#frag");
+                eq("url parts", [u.protocol, u.host, u.port, u.pathname, u.search, u.hash, u.origin],
+                   ["https:", "example.com", "", "/a/b/c", "?x=1", "#frag", "https://example.com"]);
+                u.searchParams.append("y", "two words");
+                eq("url search follows params", u.search, "?x=1&y=two+words");
+                u.pathname = "/new path";
+                eq("url pathname setter", u.pathname, "/new%20path");
+                u.search = "?q=1";
+                eq("params follow search", u.searchParams.get("q"), "1");
+                u.port = "8443"; eq("url port", u.host, "example.com:8443");
+                eq("url idna", new URL("http://münchen.de/").hostname, "xn--mnchen-3ya.de");
+                throws("invalid url", () => new URL("not a url"), TypeError);
+                eq("canParse", [URL.canParse("https://a"), URL.canParse("nope")], [true, false]);
+
+                // URLSearchParams
+                const p = new URLSearchParams("?a=1&b=x+y&a=%F0%9F%98%80&c");
+                eq("params getAll", p.getAll("a"), ["1", "😀"]);
+                eq("params plus", p.get("b"), "x y");
+                eq("params empty", p.get("c"), "");
+                p.set("a", "3"); p.sort();
+                eq("params sorted", p.toString(), "a=3&b=x+y&c=");
+                eq("params from object", new URLSearchParams({ k: "v&w" }).toString(), "k=v%26w");
+
+                // TextEncoder / TextDecoder
+                const bytes = new TextEncoder().encode("h€😀");
+                eq("encode", [...bytes], [104, 226, 130, 172, 240, 159, 152, 128]);
+                eq("decode", new TextDecoder().decode(bytes), "h€😀");
+                eq("decode invalid", new TextDecoder().decode(new Uint8Array([0x61, 0xff, 0x62])), "a\ufffdb");
+                throws("decode fatal", () => new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array([0xc0])), TypeError);
+                eq("lone surrogate", [...new TextEncoder().encode("\ud800")], [239, 191, 189]);
+
+                // Request / Response
+                const req = new Request("https://a.example/x", { method: "post", body: "hi" });
+                eq("request method", req.method, "POST");
+                eq("request content-type", req.headers.get("content-type"), "text/plain;charset=UTF-8");
+                eq("request text", await req.clone().text(), "hi");
+                await req.text();
+                eq("bodyUsed", req.bodyUsed, true);
+                let reused = false; try { await req.text(); } catch (e) { reused = e instanceof TypeError; }
+                eq("body consumed once", reused, true);
+                throws("GET with body", () => new Request("https://a.example/", { method: "GET", body: "x" }), TypeError);
+                throws("status range", () => new Response("x", { status: 99 }), RangeError);
+                const r = Response.json({ a: 1 }, { status: 404 });
+                eq("response json", [r.status, r.ok, r.headers.get("content-type"), await r.json()], [404, false, "application/json", { a: 1 }]);
+                const copy = new Response(new Uint8Array([1, 2, 3]), r);
+                eq("response from response init", [copy.status, [...new Uint8Array(await copy.arrayBuffer())]], [404, [1, 2, 3]]);
+                eq("redirect", Response.redirect("https://a.example/n", 301).headers.get("location"), "https://a.example/n");
+                eq("no ambient globals", [typeof process, typeof require, typeof Deno, typeof __phalanxHost], ["undefined", "undefined", "undefined", "undefined"]);
+                return Response.json(failures);
+            },
+        };
+        "##,
+    )
+    .await;
+    let fetched = sandbox.fetch(get("https://a.example/"), vec![]).await.unwrap();
+    let failures = String::from_utf8(fetched.response.body).unwrap();
+    assert_eq!(failures, "[]", "Web API deviations: {failures}");
+}
