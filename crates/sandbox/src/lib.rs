@@ -5,8 +5,8 @@
 //! Work in progress (issue 3). Built: the engine (limits, module loading,
 //! `fetch(request, env, ctx)` and plain method calls) and part of the Web
 //! API (console capture, TextEncoder/TextDecoder, URL, URLSearchParams,
-//! Headers, Request, Response with buffered bodies). Still to come: fetch
-//! through the host, timers, crypto, AbortController, structuredClone,
+//! Headers, Request, Response with buffered bodies, timers, crypto,
+//! structuredClone). Still to come: fetch through the host, AbortController,
 //! streaming bodies, the bytecode cache and the runtime pool.
 
 pub mod engine;

@@ -170,3 +170,61 @@ async fn web_apis_behave_as_specified() {
     let failures = String::from_utf8(fetched.response.body).unwrap();
     assert_eq!(failures, "[]", "Web API deviations: {failures}");
 }
+
+/// Timers fire in order and can be cancelled; crypto gives fresh randomness,
+/// v4 UUIDs and correct SHA digests; structuredClone deep-copies (cycles
+/// included) and refuses functions.
+#[tokio::test]
+async fn timers_crypto_and_structured_clone() {
+    let sandbox = agent(
+        r##"
+        const failures = [];
+        const eq = (name, got, want) => {
+            const [g, w] = [JSON.stringify(got), JSON.stringify(want)];
+            if (g !== w) failures.push(`${name}: got ${g}, want ${w}`);
+        };
+        const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
+        export default {
+            async fetch() {
+                const order = [];
+                await new Promise((done) => {
+                    setTimeout(() => order.push("slow"), 120);
+                    setTimeout((tag) => order.push(tag), 1, "fast");
+                    const cancelled = setTimeout(() => order.push("cancelled"), 10);
+                    clearTimeout(cancelled);
+                    let ticks = 0;
+                    const interval = setInterval(() => { ticks++; if (ticks === 3) { clearInterval(interval); order.push("interval x3"); } }, 10);
+                    setTimeout(done, 200);
+                });
+                eq("timer order", order, ["fast", "interval x3", "slow"]);
+
+                const a = crypto.getRandomValues(new Uint8Array(32)), b = crypto.getRandomValues(new Uint32Array(8));
+                eq("random differs", hex(a.buffer) !== hex(b.buffer), true);
+                let tooMany = false; try { crypto.getRandomValues(new Uint8Array(65537)); } catch (e) { tooMany = e instanceof RangeError; }
+                eq("random limit", tooMany, true);
+                const uuid = crypto.randomUUID();
+                eq("uuid v4", /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(uuid), true);
+                eq("uuids differ", uuid !== crypto.randomUUID(), true);
+                const abc = new TextEncoder().encode("abc");
+                eq("sha-256", hex(await crypto.subtle.digest("SHA-256", abc)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+                eq("sha-1", hex(await crypto.subtle.digest({ name: "SHA-1" }, abc)), "a9993e364706816aba3e25717850c26c9cd0d89d");
+                let badAlgorithm = false; try { await crypto.subtle.digest("MD5", abc); } catch (e) { badAlgorithm = e instanceof TypeError; }
+                eq("unsupported digest", badAlgorithm, true);
+
+                const original = { n: 1, when: new Date(0), tags: new Set(["a"]), map: new Map([["k", [1, 2]]]), bytes: new Uint8Array([7]) };
+                original.self = original;
+                const copy = structuredClone(original);
+                eq("clone is deep", [copy !== original, copy.self === copy, copy.when.getTime(), [...copy.tags], copy.map.get("k"), copy.map.get("k") !== original.map.get("k"), [...copy.bytes]],
+                   [true, true, 0, ["a"], [1, 2], true, [7]]);
+                let refused = ""; try { structuredClone({ f() {} }); } catch (e) { refused = e.name; }
+                eq("functions refused", refused, "DataCloneError");
+                return Response.json(failures);
+            },
+        };
+        "##,
+    )
+    .await;
+    let fetched = sandbox.fetch(get("https://a.example/"), vec![]).await.unwrap();
+    let failures = String::from_utf8(fetched.response.body).unwrap();
+    assert_eq!(failures, "[]", "deviations: {failures}");
+}

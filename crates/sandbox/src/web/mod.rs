@@ -1,17 +1,27 @@
 //! The Web API surface of an agent: the JavaScript prelude (`prelude.js`:
 //! console, TextEncoder/TextDecoder, URL, URLSearchParams, Headers, Request,
-//! Response) and the host functions it delegates to where a standard must be
-//! matched exactly: WHATWG URL parsing and setters, and form encoding, both
-//! from the `url` crate. Installed once per context, before agent code.
+//! Response, timers, crypto, structuredClone) and the host functions it
+//! delegates to where a standard must be matched exactly or a capability is
+//! needed: WHATWG URL parsing and form encoding (`url` crate), sleeping
+//! (tokio), randomness (getrandom) and SHA digests (RustCrypto).
+//! Installed once per context, before agent code.
 
-use rquickjs::prelude::{Func, Opt};
-use rquickjs::{Ctx, Exception, Object};
+use rquickjs::prelude::{Async, Func, Opt};
+use rquickjs::{Ctx, Exception, Function, Object};
+use sha2::Digest;
+use std::time::Duration;
 
 /// The prelude script.
 const PRELUDE_JS: &str = include_str!("prelude.js");
 
 /// Most pairs parsed from one form-encoded string.
 const FORM_PAIRS_MAX: usize = 10_000;
+
+/// Most bytes `crypto.getRandomValues` fills at once (the Web Crypto limit).
+const RANDOM_BYTES_MAX: usize = 65_536;
+
+/// Longest timer delay, in milliseconds (the wall-time limit ends calls long before).
+const TIMER_DELAY_MS_MAX: f64 = 24.0 * 3600.0 * 1000.0;
 
 /// Installs the Web API into `ctx`'s global object.
 pub(crate) fn install(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
@@ -20,6 +30,9 @@ pub(crate) fn install(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
     host.set("urlSet", Func::from(url_set))?;
     host.set("formParse", Func::from(form_parse))?;
     host.set("formSerialize", Func::from(form_serialize))?;
+    host.set("sleep", Function::new(ctx.clone(), Async(sleep))?)?;
+    host.set("randomBytes", Func::from(random_bytes))?;
+    host.set("digest", Func::from(digest))?;
     ctx.globals().set("__phalanxHost", host)?;
     ctx.eval::<(), _>(PRELUDE_JS)
 }
@@ -96,4 +109,37 @@ fn form_serialize(pairs: Vec<Vec<String>>) -> String {
         }
     }
     serializer.finish()
+}
+
+/// Resolves after `delay_ms` (timers are built on it in the prelude).
+async fn sleep(delay_ms: f64) -> rquickjs::Result<()> {
+    let delay_ms = if delay_ms.is_finite() { delay_ms.clamp(0.0, TIMER_DELAY_MS_MAX) } else { 0.0 };
+    tokio::time::sleep(Duration::from_secs_f64(delay_ms / 1000.0)).await;
+    Ok(())
+}
+
+/// `count` bytes from the operating system's randomness.
+fn random_bytes(ctx: Ctx<'_>, count: usize) -> rquickjs::Result<Vec<u8>> {
+    if count > RANDOM_BYTES_MAX {
+        return Err(Exception::throw_range(
+            &ctx,
+            &format!("getRandomValues: at most {RANDOM_BYTES_MAX} bytes at a time"),
+        ));
+    }
+    let mut bytes = vec![0u8; count];
+    getrandom::fill(&mut bytes).map_err(|e| Exception::throw_internal(&ctx, &format!("no randomness: {e}")))?;
+    Ok(bytes)
+}
+
+/// `crypto.subtle.digest` for the SHA family.
+fn digest(ctx: Ctx<'_>, algorithm: String, data: Vec<u8>) -> rquickjs::Result<Vec<u8>> {
+    Ok(match algorithm.to_ascii_uppercase().as_str() {
+        "SHA-1" => sha1::Sha1::digest(&data).to_vec(),
+        "SHA-256" => sha2::Sha256::digest(&data).to_vec(),
+        "SHA-384" => sha2::Sha384::digest(&data).to_vec(),
+        "SHA-512" => sha2::Sha512::digest(&data).to_vec(),
+        other => {
+            return Err(Exception::throw_type(&ctx, &format!("digest: unsupported algorithm {other}")));
+        }
+    })
 }
