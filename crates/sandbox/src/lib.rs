@@ -6,7 +6,7 @@
 //! `fetch(request, env, ctx)` and plain method calls) and part of the Web
 //! API (console capture, TextEncoder/TextDecoder, URL, URLSearchParams,
 //! Headers, Request, Response with buffered bodies, timers, crypto,
-//! structuredClone). Still to come: fetch through the host, AbortController,
+//! structuredClone, AbortController). Still to come: fetch through the host,
 //! streaming bodies, the bytecode cache and the runtime pool.
 
 pub mod engine;

@@ -228,3 +228,54 @@ async fn timers_crypto_and_structured_clone() {
     let failures = String::from_utf8(fetched.response.body).unwrap();
     assert_eq!(failures, "[]", "deviations: {failures}");
 }
+
+/// AbortController and AbortSignal follow the DOM standard: one abort, the
+/// default reason is an AbortError, listeners and `onabort` run once,
+/// `AbortSignal.timeout` and `any` work.
+#[tokio::test]
+async fn abort_controller_and_events() {
+    let sandbox = agent(
+        r##"
+        const failures = [];
+        const eq = (name, got, want) => {
+            const [g, w] = [JSON.stringify(got), JSON.stringify(want)];
+            if (g !== w) failures.push(`${name}: got ${g}, want ${w}`);
+        };
+        export default {
+            async fetch() {
+                const controller = new AbortController();
+                const seen = [];
+                controller.signal.addEventListener("abort", (e) => seen.push(e.type));
+                controller.signal.onabort = () => seen.push("onabort");
+                eq("not yet", controller.signal.aborted, false);
+                controller.abort();
+                controller.abort("again");
+                eq("aborted once", [controller.signal.aborted, seen], [true, ["onabort", "abort"]]);
+                eq("default reason", [controller.signal.reason.name, controller.signal.reason instanceof DOMException], ["AbortError", true]);
+                let thrown = null; try { controller.signal.throwIfAborted(); } catch (e) { thrown = e.name; }
+                eq("throwIfAborted", thrown, "AbortError");
+                eq("abort(reason)", AbortSignal.abort("why").reason, "why");
+                const timed = AbortSignal.timeout(5);
+                await new Promise((r) => timed.addEventListener("abort", r, { once: true }));
+                eq("timeout", timed.reason.name, "TimeoutError");
+                const parent = new AbortController();
+                const any = AbortSignal.any([parent.signal, new AbortController().signal]);
+                parent.abort("p");
+                eq("any", [any.aborted, any.reason], [true, "p"]);
+                let illegal = false; try { new AbortSignal(); } catch (e) { illegal = e instanceof TypeError; }
+                eq("no direct construction", illegal, true);
+                const target = new EventTarget();
+                let count = 0;
+                target.addEventListener("ping", () => count++, { once: true });
+                target.dispatchEvent(new Event("ping")); target.dispatchEvent(new Event("ping"));
+                eq("once listener", count, 1);
+                return Response.json(failures);
+            },
+        };
+        "##,
+    )
+    .await;
+    let fetched = sandbox.fetch(get("https://a.example/"), vec![]).await.unwrap();
+    let failures = String::from_utf8(fetched.response.body).unwrap();
+    assert_eq!(failures, "[]", "deviations: {failures}");
+}

@@ -399,6 +399,91 @@
     return clone(value);
   });
 
+
+  // ---- Event, EventTarget, AbortController, AbortSignal ----
+  class Event {
+    #type; #target = null; #defaultPrevented = false; #cancelable;
+    constructor(type, init = {}) {
+      if (arguments.length === 0) throw new TypeError("Event: type is required");
+      this.#type = String(type); this.#cancelable = !!init.cancelable;
+    }
+    get type() { return this.#type; }
+    get target() { return this.#target; }
+    get currentTarget() { return this.#target; }
+    get cancelable() { return this.#cancelable; }
+    get defaultPrevented() { return this.#defaultPrevented; }
+    preventDefault() { if (this.#cancelable) this.#defaultPrevented = true; }
+    static __setTarget(event, target) { event.#target = target; }
+  }
+  const setEventTarget = Event.__setTarget;
+  delete Event.__setTarget;
+  class EventTarget {
+    #listeners = new Map();
+    addEventListener(type, listener, options = {}) {
+      if (listener === null || listener === undefined) return;
+      const once = typeof options === "object" && !!options.once;
+      const list = this.#listeners.get(type) ?? [];
+      if (!list.some((l) => l.listener === listener)) list.push({ listener, once });
+      this.#listeners.set(type, list);
+      options?.signal?.addEventListener?.("abort", () => this.removeEventListener(type, listener));
+    }
+    removeEventListener(type, listener) {
+      const list = this.#listeners.get(type);
+      if (list) this.#listeners.set(type, list.filter((l) => l.listener !== listener));
+    }
+    dispatchEvent(event) {
+      if (!(event instanceof Event)) throw new TypeError("dispatchEvent: expected an Event");
+      setEventTarget(event, this);
+      for (const { listener, once } of [...(this.#listeners.get(event.type) ?? [])]) {
+        if (once) this.removeEventListener(event.type, listener);
+        try { typeof listener === "function" ? listener.call(this, event) : listener.handleEvent(event); }
+        catch (e) { console.error(e); }
+      }
+      return !event.defaultPrevented;
+    }
+  }
+  class AbortSignal extends EventTarget {
+    #aborted = false; #reason = undefined; onabort = null;
+    constructor(key) { super(); if (key !== signalKey) throw new TypeError("Illegal constructor"); }
+    get aborted() { return this.#aborted; }
+    get reason() { return this.#reason; }
+    throwIfAborted() { if (this.#aborted) throw this.#reason; }
+    static __abort(signal, reason) {
+      if (signal.#aborted) return;
+      signal.#aborted = true;
+      signal.#reason = reason === undefined ? new DOMException("This operation was aborted", "AbortError") : reason;
+      const event = new Event("abort");
+      if (typeof signal.onabort === "function") { try { signal.onabort(event); } catch (e) { console.error(e); } }
+      signal.dispatchEvent(event);
+    }
+    static abort(reason) { const s = new AbortSignal(signalKey); abortSignal(s, reason); return s; }
+    static timeout(ms) {
+      const s = new AbortSignal(signalKey);
+      host.sleep(Math.max(0, Number(ms) || 0)).then(() => abortSignal(s, new DOMException("The operation timed out", "TimeoutError")));
+      return s;
+    }
+    static any(signals) {
+      const s = new AbortSignal(signalKey);
+      for (const other of signals) {
+        if (other.aborted) { abortSignal(s, other.reason); break; }
+        other.addEventListener("abort", () => abortSignal(s, other.reason), { once: true });
+      }
+      return s;
+    }
+  }
+  const signalKey = Symbol("AbortSignal");
+  const abortSignal = AbortSignal.__abort;
+  delete AbortSignal.__abort;
+  class AbortController {
+    #signal = new AbortSignal(signalKey);
+    get signal() { return this.#signal; }
+    abort(reason) { abortSignal(this.#signal, reason); }
+  }
+  define("Event", Event);
+  define("EventTarget", EventTarget);
+  define("AbortSignal", AbortSignal);
+  define("AbortController", AbortController);
+
   // ---- how the host calls `fetch(request, env, ctx)` ----
   Object.defineProperty(globalThis, "__phalanxFetch", {
     value: async (agent, url, method, headers, body, env) => {
