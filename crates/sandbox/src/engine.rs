@@ -12,6 +12,7 @@
 //! is catchable by the agent, so the only safe state after a violation is a
 //! fresh runtime. Other agents never share a runtime with this one.
 
+use crate::fetch::{FetchPolicy, Fetcher};
 use crate::limits::Limits;
 use crate::typescript::{SourceError, to_javascript};
 use rquickjs::loader::{ImportAttributes, Loader, Resolver};
@@ -158,6 +159,7 @@ pub struct Sandbox {
     context: AsyncContext,
     limits: Limits,
     deadline: Arc<Deadline>,
+    fetcher: Arc<Fetcher>,
     loaded: bool,
     poisoned: AtomicBool,
 }
@@ -169,8 +171,16 @@ impl std::fmt::Debug for Sandbox {
 }
 
 impl Sandbox {
-    /// A fresh runtime with `limits` and nothing loaded.
+    /// A fresh runtime with `limits`, the default (public internet only)
+    /// fetch policy, and nothing loaded.
     pub async fn new(limits: Limits) -> Result<Self, SandboxError> {
+        Self::with_policy(limits, FetchPolicy::default()).await
+    }
+
+    /// A fresh runtime with `limits` and `policy` for its `fetch`.
+    pub async fn with_policy(limits: Limits, policy: FetchPolicy) -> Result<Self, SandboxError> {
+        let fetcher = Fetcher::new(policy).map_err(SandboxError::Runtime)?;
+        let installed = fetcher.clone();
         let runtime = AsyncRuntime::new().map_err(|e| SandboxError::Runtime(e.to_string()))?;
         runtime.set_memory_limit(limits.memory_bytes_max).await;
         runtime.set_max_stack_size(limits.stack_bytes_max).await;
@@ -183,11 +193,11 @@ impl Sandbox {
         context
             .with(|ctx| {
                 ctx.eval::<(), _>(GLUE_JS)
-                    .and_then(|()| crate::web::install(&ctx))
+                    .and_then(|()| crate::web::install(&ctx, installed))
                     .map_err(|e| SandboxError::Runtime(describe(&ctx, e)))
             })
             .await?;
-        Ok(Sandbox { runtime, context, limits, deadline, loaded: false, poisoned: AtomicBool::new(false) })
+        Ok(Sandbox { runtime, context, limits, deadline, fetcher, loaded: false, poisoned: AtomicBool::new(false) })
     }
 
     pub fn limits(&self) -> Limits {
@@ -312,6 +322,7 @@ impl Sandbox {
             return Err(SandboxError::NotLoaded);
         }
         let wall = self.limits.wall_time_max;
+        self.fetcher.reset();
         self.deadline.arm(self.limits.cpu_time_max);
         let result = self
             .context

@@ -6,13 +6,16 @@
 //! `fetch(request, env, ctx)` and plain method calls) and part of the Web
 //! API (console capture, TextEncoder/TextDecoder, URL, URLSearchParams,
 //! Headers, Request, Response with buffered bodies, timers, crypto,
-//! structuredClone, AbortController). Still to come: fetch through the host,
+//! structuredClone, AbortController, fetch through the host under a policy).
+//! Still to come:
 //! streaming bodies, the bytecode cache and the runtime pool.
 
 pub mod engine;
+pub mod fetch;
 pub mod limits;
 pub mod typescript;
 mod web;
 
 pub use engine::{Fetched, HttpRequest, HttpResponse, LogLine, Sandbox, SandboxError};
+pub use fetch::FetchPolicy;
 pub use limits::Limits;

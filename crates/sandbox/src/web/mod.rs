@@ -6,9 +6,11 @@
 //! (tokio), randomness (getrandom) and SHA digests (RustCrypto).
 //! Installed once per context, before agent code.
 
+use crate::fetch::{Fetcher, Incoming, Outgoing};
 use rquickjs::prelude::{Async, Func, Opt};
-use rquickjs::{Ctx, Exception, Function, Object};
+use rquickjs::{Ctx, Exception, Function, IntoJs, Object, TypedArray, Value};
 use sha2::Digest;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The prelude script.
@@ -24,8 +26,23 @@ const RANDOM_BYTES_MAX: usize = 65_536;
 const TIMER_DELAY_MS_MAX: f64 = 24.0 * 3600.0 * 1000.0;
 
 /// Installs the Web API into `ctx`'s global object.
-pub(crate) fn install(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+pub(crate) fn install(ctx: &Ctx<'_>, fetcher: Arc<Fetcher>) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
+    host.set(
+        "fetch",
+        Function::new(
+            ctx.clone(),
+            Async(move |url: String, method: String, headers: Vec<Vec<String>>, body: Opt<Vec<u8>>| {
+                let fetcher = fetcher.clone();
+                async move {
+                    let headers =
+                        headers.into_iter().filter_map(|p| <[String; 2]>::try_from(p).ok()).map(|[k, v]| (k, v));
+                    let outgoing = Outgoing { url, method, headers: headers.collect(), body: body.0 };
+                    Ok::<_, rquickjs::Error>(FetchOutcome(fetcher.fetch(outgoing).await))
+                }
+            }),
+        )?,
+    )?;
     host.set("urlParse", Func::from(url_parse))?;
     host.set("urlSet", Func::from(url_set))?;
     host.set("formParse", Func::from(form_parse))?;
@@ -142,4 +159,24 @@ fn digest(ctx: Ctx<'_>, algorithm: String, data: Vec<u8>) -> rquickjs::Result<Ve
             return Err(Exception::throw_type(&ctx, &format!("digest: unsupported algorithm {other}")));
         }
     })
+}
+
+/// A host fetch result as the prelude reads it: `{ error }` or the response.
+struct FetchOutcome(Result<Incoming, String>);
+
+impl<'js> IntoJs<'js> for FetchOutcome {
+    fn into_js(self, ctx: &Ctx<'js>) -> rquickjs::Result<Value<'js>> {
+        let out = Object::new(ctx.clone())?;
+        match self.0 {
+            Err(error) => out.set("error", error)?,
+            Ok(incoming) => {
+                out.set("status", incoming.status)?;
+                out.set("statusText", incoming.status_text)?;
+                let headers: Vec<Vec<String>> = incoming.headers.into_iter().map(|(k, v)| vec![k, v]).collect();
+                out.set("headers", headers)?;
+                out.set("body", TypedArray::<u8>::new(ctx.clone(), incoming.body)?)?;
+            }
+        }
+        Ok(out.into_value())
+    }
 }

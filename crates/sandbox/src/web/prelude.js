@@ -484,6 +484,22 @@
   define("AbortSignal", AbortSignal);
   define("AbortController", AbortController);
 
+
+  // ---- fetch: through the host, under the agent's policy ----
+  const NULL_BODY_STATUS = [101, 103, 204, 205, 304];
+  define("fetch", async (input, init = undefined) => {
+    const request = input instanceof Request && init === undefined ? input : new Request(input, init);
+    init?.signal?.throwIfAborted?.();
+    const headers = [...request.headers];
+    const bytes = request.__bytes();
+    const out = bytes === null
+      ? await host.fetch(request.url, request.method, headers)
+      : await host.fetch(request.url, request.method, headers, Array.from(bytes));
+    if (out.error !== undefined) throw new TypeError(`fetch to ${request.url} failed: ${out.error}`);
+    const body = NULL_BODY_STATUS.includes(out.status) ? null : out.body;
+    return new Response(body, { status: out.status, statusText: out.statusText, headers: out.headers });
+  });
+
   // ---- how the host calls `fetch(request, env, ctx)` ----
   Object.defineProperty(globalThis, "__phalanxFetch", {
     value: async (agent, url, method, headers, body, env) => {

@@ -1,0 +1,256 @@
+//! `fetch` through the host: the only network access an agent has.
+//!
+//! Every request is checked against the [`FetchPolicy`] before it leaves:
+//! scheme, host allow and deny lists, and the *resolved* addresses (a custom
+//! DNS resolver drops loopback, private, link-local and other non-public
+//! addresses unless the policy allows them, so a public name pointing at an
+//! internal address is refused too). Bodies, counts and time are bounded.
+//! Redirects are not followed: the agent sees the 3xx response.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// What an agent may reach and how much.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchPolicy {
+    /// If not empty, only these hosts (exact, or `*.example.com`) are reachable.
+    pub allow_hosts: Vec<String>,
+    /// These hosts are never reachable (same patterns).
+    pub deny_hosts: Vec<String>,
+    /// Whether loopback, private, link-local and other non-public addresses
+    /// may be reached (dev mode only).
+    pub allow_private_addresses: bool,
+    /// Most `fetch` calls during one agent call.
+    pub subrequests_per_call_max: u32,
+    /// Largest request body, in bytes.
+    pub request_body_bytes_max: usize,
+    /// Largest response body, in bytes.
+    pub response_body_bytes_max: usize,
+    /// Time for one request, connect to last byte.
+    pub timeout: Duration,
+}
+
+impl Default for FetchPolicy {
+    fn default() -> Self {
+        FetchPolicy {
+            allow_hosts: Vec::new(),
+            deny_hosts: Vec::new(),
+            allow_private_addresses: false,
+            subrequests_per_call_max: 50,
+            request_body_bytes_max: 1024 * 1024,
+            response_body_bytes_max: 10 * 1024 * 1024,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Whether an address is on the public internet (not loopback, private,
+/// link-local, shared, documentation, multicast, unspecified or reserved).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // shared address space (RFC 6598)
+                || (a == 198 && (b == 18 || b == 19)) // benchmarking (RFC 2544)
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link-local
+                || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+        }
+    }
+}
+
+fn host_matches(host: &str, pattern: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host.ends_with(&format!(".{suffix}")),
+        None => host == pattern,
+    }
+}
+
+/// Resolves names and drops addresses the policy does not allow.
+struct PolicyResolver {
+    allow_private_addresses: bool,
+}
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private_addresses;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> =
+                addresses.into_iter().filter(|a| allow_private || is_public(a.ip())).collect();
+            if allowed.is_empty() {
+                return Err(format!("{host} resolves only to non-public addresses, which agents may not reach").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// A request an agent made.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// The response handed back to the agent.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub status: u16,
+    pub status_text: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The host side of `fetch` for one sandbox.
+#[derive(Debug)]
+pub(crate) struct Fetcher {
+    policy: FetchPolicy,
+    client: reqwest::Client,
+    calls: AtomicU32,
+}
+
+impl Fetcher {
+    pub(crate) fn new(policy: FetchPolicy) -> Result<Arc<Self>, String> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(policy.timeout)
+            .dns_resolver(Arc::new(PolicyResolver { allow_private_addresses: policy.allow_private_addresses }))
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Arc::new(Fetcher { policy, client, calls: AtomicU32::new(0) }))
+    }
+
+    /// Starts a new agent call: the subrequest count starts over.
+    pub(crate) fn reset(&self) {
+        self.calls.store(0, Ordering::Relaxed);
+    }
+
+    /// Checks the request against the policy, sends it, and reads a bounded body.
+    pub(crate) async fn fetch(&self, outgoing: Outgoing) -> Result<Incoming, String> {
+        let count = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if count > self.policy.subrequests_per_call_max {
+            return Err(format!(
+                "subrequest limit reached: at most {} fetch calls per request",
+                self.policy.subrequests_per_call_max
+            ));
+        }
+        let url = reqwest::Url::parse(&outgoing.url).map_err(|e| format!("invalid URL {}: {e}", outgoing.url))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("scheme {} is not allowed: only http and https", url.scheme()));
+        }
+        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_ascii_lowercase();
+        if self.policy.deny_hosts.iter().any(|p| host_matches(&host, p))
+            || (!self.policy.allow_hosts.is_empty() && !self.policy.allow_hosts.iter().any(|p| host_matches(&host, p)))
+        {
+            return Err(format!("host {host} is not allowed by this agent's fetch policy"));
+        }
+        // IP literals never reach the resolver: check them here.
+        if let Ok(ip) = host.parse::<IpAddr>()
+            && !self.policy.allow_private_addresses
+            && !is_public(ip)
+        {
+            return Err(format!("address {ip} is not public; agents may not reach it"));
+        }
+        if outgoing.body.as_ref().is_some_and(|b| b.len() > self.policy.request_body_bytes_max) {
+            return Err(format!("request body is larger than {} bytes", self.policy.request_body_bytes_max));
+        }
+        let method =
+            reqwest::Method::from_bytes(outgoing.method.as_bytes()).map_err(|_| "invalid method".to_string())?;
+        let mut request = self.client.request(method, url);
+        for (name, value) in outgoing.headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = outgoing.body {
+            request = request.body(body);
+        }
+        let mut response = request.send().await.map_err(|e| describe(&e))?;
+        let status = response.status();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+            if body.len() + chunk.len() > self.policy.response_body_bytes_max {
+                return Err(format!("response body is larger than {} bytes", self.policy.response_body_bytes_max));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Incoming {
+            status: status.as_u16(),
+            status_text: status.canonical_reason().unwrap_or_default().to_string(),
+            headers,
+            body,
+        })
+    }
+}
+
+/// The whole error chain (reqwest hides the useful part in sources).
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_addresses() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "240.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private} must not be public");
+        }
+        for public in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public} is public");
+        }
+        assert!(host_matches("api.openai.com", "*.openai.com"));
+        assert!(!host_matches("openai.com.evil.net", "*.openai.com"));
+        assert!(host_matches("example.com", "EXAMPLE.com"));
+    }
+}
