@@ -3,6 +3,7 @@
 //! dispatches.
 
 mod account;
+mod agent;
 mod bench;
 mod chain;
 mod client;
@@ -41,6 +42,11 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Develop agents locally.
+    Agent {
+        #[command(subcommand)]
+        command: agent::AgentCommand,
+    },
     /// Measure performance end to end.
     Bench {
         #[command(subcommand)]
@@ -65,5 +71,6 @@ fn main() -> anyhow::Result<()> {
         Command::Chain { command, client } => runtime.block_on(chain::run(command, &client)),
         Command::Account { command, client } => runtime.block_on(account::run(command, &client)),
         Command::Bench { command, client } => runtime.block_on(bench::run(command, &client)),
+        Command::Agent { command } => runtime.block_on(agent::run(command)),
     }
 }
