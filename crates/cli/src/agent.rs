@@ -1,17 +1,19 @@
 //! `phalanx agent dev FILE`: serve one agent on localhost, like
 //! `wrangler dev`, reloading it when the file changes. The agent runs in the
-//! same sandbox workers use, with dev-mode fetch (private addresses allowed).
+//! same sandbox workers use (a pool of warm instances), with dev-mode fetch
+//! (private addresses allowed); streamed response bodies are relayed to the
+//! client as the agent writes them.
 
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use phalanx_sandbox::{FetchPolicy, HttpRequest, Limits, Sandbox, SandboxError};
+use phalanx_sandbox::{AgentCode, FetchPolicy, HttpRequest, Limits, Pool, PoolConfig, ResponsePart, SandboxError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, oneshot};
 
 /// Largest request body the dev server accepts, in bytes.
 const DEV_BODY_BYTES_MAX: usize = 1024 * 1024;
@@ -33,19 +35,25 @@ pub(crate) enum AgentCommand {
     },
 }
 
-struct Served {
+/// The pool key of the one agent the dev server runs.
+const DEV_AGENT: &str = "dev";
+
+pub(crate) struct Served {
     file: PathBuf,
     env: Vec<(String, String)>,
-    sandbox: Mutex<Arc<Sandbox>>,
+    pool: Arc<Pool>,
+    code: RwLock<Arc<AgentCode>>,
+    policy: FetchPolicy,
 }
 
-async fn load(file: &Path) -> anyhow::Result<Sandbox> {
+/// Reads and compiles the agent, and checks it loads (top level runs, a
+/// `fetch` handler exists) by leasing an instance.
+async fn load(file: &Path, pool: &Arc<Pool>, policy: &FetchPolicy) -> anyhow::Result<Arc<AgentCode>> {
     let source = tokio::fs::read_to_string(file).await.with_context(|| format!("cannot read {}", file.display()))?;
-    let policy = FetchPolicy { allow_private_addresses: true, ..FetchPolicy::default() };
-    let mut sandbox = Sandbox::with_policy(Limits::default(), policy).await?;
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("agent.js");
-    sandbox.load(name, &source, "fetch").await?;
-    Ok(sandbox)
+    let code = Arc::new(AgentCode::compile(name, &source)?);
+    pool.lease(DEV_AGENT, &code, Limits::default(), policy).await?;
+    Ok(code)
 }
 
 fn modified(file: &Path) -> Option<SystemTime> {
@@ -59,16 +67,27 @@ pub(crate) async fn run(command: AgentCommand) -> anyhow::Result<()> {
         .map(|pair| pair.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
         .collect::<Option<Vec<_>>>()
         .context("--env takes NAME=VALUE")?;
-    let sandbox = load(&file).await?;
-    let served = Arc::new(Served { file: file.clone(), env, sandbox: Mutex::new(Arc::new(sandbox)) });
-    tokio::spawn(watch(served.clone()));
-    let app = axum::Router::new().fallback(handle).layer(DefaultBodyLimit::max(DEV_BODY_BYTES_MAX)).with_state(served);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let served = serve_file(file.clone(), env).await?;
+    tokio::spawn(watch(served.clone()));
     println!("serving {} on http://{} (reloads on change; Ctrl-C to stop)", file.display(), listener.local_addr()?);
-    axum::serve(listener, app).await?;
+    axum::serve(listener, router(served)).await?;
     Ok(())
+}
+
+/// Compiles `file` and sets up its pool (dev-mode fetch: private addresses allowed).
+pub(crate) async fn serve_file(file: PathBuf, env: Vec<(String, String)>) -> anyhow::Result<Arc<Served>> {
+    let policy = FetchPolicy { allow_private_addresses: true, ..FetchPolicy::default() };
+    let pool = Pool::new(PoolConfig::default());
+    let code = load(&file, &pool, &policy).await?;
+    Ok(Arc::new(Served { file, env, pool, code: RwLock::new(code), policy }))
+}
+
+/// The HTTP app: every method and path goes to the agent.
+pub(crate) fn router(served: Arc<Served>) -> axum::Router {
+    axum::Router::new().fallback(handle).layer(DefaultBodyLimit::max(DEV_BODY_BYTES_MAX)).with_state(served)
 }
 
 /// Reloads the agent when its file changes; a broken edit keeps the old one.
@@ -81,13 +100,21 @@ async fn watch(served: Arc<Served>) {
             continue;
         }
         last = now;
-        match load(&served.file).await {
-            Ok(sandbox) => {
-                *served.sandbox.lock().await = Arc::new(sandbox);
+        match load(&served.file, &served.pool, &served.policy).await {
+            Ok(code) => {
+                *served.code.write().unwrap_or_else(|p| p.into_inner()) = code;
                 println!("reloaded {}", served.file.display());
             }
             Err(error) => eprintln!("not reloaded, still serving the previous version: {error:#}"),
         }
+    }
+}
+
+fn status_of(error: &SandboxError) -> StatusCode {
+    match error {
+        SandboxError::WallTime { .. } => StatusCode::GATEWAY_TIMEOUT,
+        SandboxError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -105,33 +132,48 @@ async fn handle(
         headers: headers.iter().filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string()))).collect(),
         body: if body.is_empty() && matches!(method, Method::GET | Method::HEAD) { None } else { Some(body.to_vec()) },
     };
-    let sandbox = served.sandbox.lock().await.clone();
-    let result = sandbox.fetch(request, served.env.clone()).await;
-    if sandbox.is_poisoned()
-        && let Ok(fresh) = load(&served.file).await
-    {
-        *served.sandbox.lock().await = Arc::new(fresh);
-    }
-    match result {
-        Ok(fetched) => {
-            for line in &fetched.logs {
-                println!("[{}] {}", line.level, line.message);
-            }
-            let mut response = Response::builder().status(fetched.response.status);
-            for (name, value) in &fetched.response.headers {
-                response = response.header(name, value);
-            }
-            response.body(fetched.response.body.into()).unwrap_or_else(|e| {
-                (StatusCode::INTERNAL_SERVER_ERROR, format!("invalid response from the agent: {e}")).into_response()
-            })
+    let code = served.code.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut lease = match served.pool.lease(DEV_AGENT, &code, Limits::default(), &served.policy).await {
+        Ok(lease) => lease,
+        Err(error) => return failure(&error),
+    };
+    let (sender, mut parts) = mpsc::channel(16);
+    let (done, outcome) = oneshot::channel();
+    let env = served.env.clone();
+    tokio::spawn(async move {
+        let (result, logs) = lease.serve(request, &env, sender).await;
+        for line in &logs {
+            println!("[{}] {}", line.level, line.message);
         }
-        Err(error) => {
-            let status = match error {
-                SandboxError::WallTime { .. } => StatusCode::GATEWAY_TIMEOUT,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
+        if let Err(error) = &result {
             eprintln!("agent error: {error}");
-            (status, format!("agent error: {error}\n")).into_response()
         }
+        let _ = done.send(result);
+    });
+    let head = match parts.recv().await {
+        Some(ResponsePart::Head(head)) => head,
+        _ => {
+            return match outcome.await {
+                Ok(Err(error)) => failure(&error),
+                _ => failure(&SandboxError::NoResponse),
+            };
+        }
+    };
+    let chunks = futures::stream::unfold(parts, |mut parts| async move {
+        match parts.recv().await? {
+            ResponsePart::Body(chunk) => Some((Ok::<_, std::convert::Infallible>(Bytes::from(chunk)), parts)),
+            ResponsePart::Head(_) => None,
+        }
+    });
+    let mut response = Response::builder().status(head.status);
+    for (name, value) in &head.headers {
+        response = response.header(name, value);
     }
+    response.body(axum::body::Body::from_stream(chunks)).unwrap_or_else(|e| {
+        (StatusCode::INTERNAL_SERVER_ERROR, format!("invalid response from the agent: {e}\n")).into_response()
+    })
+}
+
+fn failure(error: &SandboxError) -> Response {
+    (status_of(error), format!("agent error: {error}\n")).into_response()
 }

@@ -2,9 +2,12 @@
 //! module, with its limits enforced.
 //!
 //! - Memory and stack are QuickJS runtime limits.
-//! - CPU time is enforced by the interrupt handler, which QuickJS polls while
-//!   JavaScript runs; an interrupt is uncatchable by the agent.
-//! - Wall time bounds the whole call, including waits on the host.
+//! - CPU time is the time spent inside polls of the call (JavaScript and
+//!   host glue, not waits on the network or timers), enforced by the
+//!   interrupt handler, which QuickJS polls while JavaScript runs; an
+//!   interrupt is uncatchable by the agent.
+//! - Wall time bounds the whole call, including waits on the host and
+//!   streaming the response.
 //! - `import` of anything is refused: an agent is one bundled module.
 //!
 //! After any limit is hit the instance is *poisoned* and must be replaced:
@@ -12,14 +15,18 @@
 //! is catchable by the agent, so the only safe state after a violation is a
 //! fresh runtime. Other agents never share a runtime with this one.
 
+use crate::call::{Call, ResponseHead, ResponsePart, Undeliverable};
+use crate::code::{AgentCode, CompileError};
 use crate::fetch::{FetchPolicy, Fetcher};
 use crate::limits::Limits;
-use crate::typescript::{SourceError, to_javascript};
 use rquickjs::loader::{ImportAttributes, Loader, Resolver};
+use rquickjs::module::WriteOptions;
 use rquickjs::{AsyncContext, AsyncRuntime, Ctx, Error, FromJs, Function, Module, Object, Promise, TypedArray, Value};
-use std::sync::Arc;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// Why an agent could not be loaded or called.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -27,7 +34,7 @@ pub enum SandboxError {
     #[error("cannot create the JavaScript runtime: {0}")]
     Runtime(String),
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Compile(#[from] CompileError),
     #[error("agent module failed to load: {0}")]
     Load(String),
     #[error("agent module has no default export with a {0}() method")]
@@ -40,6 +47,14 @@ pub enum SandboxError {
     WallTime { limit_ms: u128 },
     #[error("agent exceeded its memory limit of {limit_bytes} bytes")]
     Memory { limit_bytes: usize },
+    #[error("request body is larger than this agent accepts ({limit_bytes} bytes)")]
+    RequestTooLarge { limit_bytes: usize },
+    #[error("agent's response body is larger than its limit of {limit_bytes} bytes")]
+    ResponseTooLarge { limit_bytes: usize },
+    #[error("agent finished without returning a response")]
+    NoResponse,
+    #[error("the client stopped receiving the response")]
+    ClientGone,
     #[error("this agent instance hit a limit earlier and must be replaced")]
     Poisoned,
     #[error("no agent module is loaded")]
@@ -56,7 +71,7 @@ pub struct HttpRequest {
     pub body: Option<Vec<u8>>,
 }
 
-/// An agent's HTTP response.
+/// An agent's whole HTTP response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpResponse {
     pub status: u16,
@@ -72,7 +87,7 @@ pub struct LogLine {
     pub message: String,
 }
 
-/// The result of a `fetch` call.
+/// The result of a buffered [`Sandbox::fetch`] call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fetched {
     pub response: HttpResponse,
@@ -83,7 +98,7 @@ pub struct Fetched {
 const NO_IMPORTS: &str = "imports are disabled in the agent sandbox: bundle the agent into one module";
 
 /// Refuses every static and dynamic import.
-struct DenyImports;
+pub(crate) struct DenyImports;
 
 impl Resolver for DenyImports {
     fn resolve<'js>(
@@ -108,50 +123,98 @@ impl Loader for DenyImports {
     }
 }
 
-/// The CPU deadline the interrupt handler checks.
+/// The CPU budget of the running call: time spent inside polls of the call
+/// is added up; the interrupt handler compares it with the budget.
 #[derive(Debug)]
 struct Deadline {
     epoch: Instant,
-    /// Nanoseconds since `epoch` after which JavaScript is interrupted; 0 = none.
-    at_ns: AtomicU64,
+    /// Budget in nanoseconds; 0 = disarmed.
+    budget_ns: AtomicU64,
+    /// Time used in finished polls.
+    used_ns: AtomicU64,
+    /// When the current poll started (nanoseconds since `epoch`); 0 = not polling.
+    entered_ns: AtomicU64,
     fired: AtomicBool,
 }
 
 impl Deadline {
+    fn new() -> Self {
+        Deadline {
+            epoch: Instant::now(),
+            budget_ns: AtomicU64::new(0),
+            used_ns: AtomicU64::new(0),
+            entered_ns: AtomicU64::new(0),
+            fired: AtomicBool::new(false),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        (self.epoch.elapsed().as_nanos() as u64).max(1)
+    }
+
     fn arm(&self, budget: Duration) {
         self.fired.store(false, Ordering::Relaxed);
-        let at = self.epoch.elapsed() + budget;
-        self.at_ns.store(at.as_nanos().max(1) as u64, Ordering::Relaxed);
+        self.used_ns.store(0, Ordering::Relaxed);
+        self.budget_ns.store((budget.as_nanos() as u64).max(1), Ordering::Relaxed);
     }
 
     fn disarm(&self) {
-        self.at_ns.store(0, Ordering::Relaxed);
+        self.budget_ns.store(0, Ordering::Relaxed);
+    }
+
+    fn enter(&self) {
+        self.entered_ns.store(self.now_ns(), Ordering::Relaxed);
+    }
+
+    fn leave(&self) {
+        let entered = self.entered_ns.swap(0, Ordering::Relaxed);
+        if entered != 0 {
+            self.used_ns.fetch_add(self.now_ns().saturating_sub(entered), Ordering::Relaxed);
+        }
     }
 
     fn check(&self) -> bool {
-        let at = self.at_ns.load(Ordering::Relaxed);
-        if at != 0 && self.epoch.elapsed().as_nanos() as u64 > at {
+        let budget = self.budget_ns.load(Ordering::Relaxed);
+        if budget == 0 {
+            return false;
+        }
+        let entered = self.entered_ns.load(Ordering::Relaxed);
+        let running = if entered == 0 { 0 } else { self.now_ns().saturating_sub(entered) };
+        if self.used_ns.load(Ordering::Relaxed) + running > budget {
             self.fired.store(true, Ordering::Relaxed);
             return true;
         }
         false
     }
+
+    /// Runs `future` with each of its polls metered.
+    async fn meter<T>(&self, future: impl Future<Output = T>) -> T {
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            self.enter();
+            let poll = future.as_mut().poll(cx);
+            self.leave();
+            poll
+        })
+        .await
+    }
 }
 
-/// Glue evaluated in every context: keeps the agent's default export out of
-/// reach of the host's API and calls its methods.
-const GLUE_JS: &str = r#"
-(() => {
-  let agent;
-  Object.defineProperty(globalThis, "__phalanxSetAgent", { value: (a) => { agent = a; } });
-  Object.defineProperty(globalThis, "__phalanxInvoke", {
-    value: async (method, argument) => JSON.stringify(await agent[method](JSON.parse(argument))),
-  });
-  Object.defineProperty(globalThis, "__phalanxFetchAgent", {
-    value: (url, method, headers, body, env) => globalThis.__phalanxFetch(agent, url, method, headers, body, env),
-  });
-})();
-"#;
+/// The prelude's bytecode, compiled by the first sandbox of the process.
+static PRELUDE_BYTECODE: OnceLock<Vec<u8>> = OnceLock::new();
+
+/// Loads a module from bytecode this process wrote.
+fn load_bytecode<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Module<'js>> {
+    // SAFETY: `Module::load` requires valid QuickJS bytecode. The only
+    // callers pass the prelude bytecode written by `Module::write` in this
+    // process (`PRELUDE_BYTECODE`) or an `AgentCode`'s bytecode, which only
+    // `AgentCode::compile` creates, also with `Module::write`, in the same
+    // build of QuickJS. Neither is ever read from disk or the network.
+    #[allow(unsafe_code)]
+    unsafe {
+        Module::load(ctx.clone(), bytecode)
+    }
+}
 
 /// One agent instance.
 pub struct Sandbox {
@@ -160,13 +223,18 @@ pub struct Sandbox {
     limits: Limits,
     deadline: Arc<Deadline>,
     fetcher: Arc<Fetcher>,
-    loaded: bool,
-    poisoned: AtomicBool,
+    call: Arc<Call>,
+    code_hash: Option<[u8; 32]>,
+    poisoned: bool,
 }
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("limits", &self.limits).field("loaded", &self.loaded).finish_non_exhaustive()
+        f.debug_struct("Sandbox")
+            .field("limits", &self.limits)
+            .field("loaded", &self.code_hash.is_some())
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
     }
 }
 
@@ -180,24 +248,35 @@ impl Sandbox {
     /// A fresh runtime with `limits` and `policy` for its `fetch`.
     pub async fn with_policy(limits: Limits, policy: FetchPolicy) -> Result<Self, SandboxError> {
         let fetcher = Fetcher::new(policy).map_err(SandboxError::Runtime)?;
-        let installed = fetcher.clone();
+        let call = Arc::new(Call::default());
         let runtime = AsyncRuntime::new().map_err(|e| SandboxError::Runtime(e.to_string()))?;
         runtime.set_memory_limit(limits.memory_bytes_max).await;
         runtime.set_max_stack_size(limits.stack_bytes_max).await;
-        let deadline =
-            Arc::new(Deadline { epoch: Instant::now(), at_ns: AtomicU64::new(0), fired: AtomicBool::new(false) });
+        let deadline = Arc::new(Deadline::new());
         let check = deadline.clone();
         runtime.set_interrupt_handler(Some(Box::new(move || check.check()))).await;
         runtime.set_loader(DenyImports, DenyImports).await;
         let context = AsyncContext::full(&runtime).await.map_err(|e| SandboxError::Runtime(e.to_string()))?;
+        let (host_fetcher, host_call) = (fetcher.clone(), call.clone());
         context
             .with(|ctx| {
-                ctx.eval::<(), _>(GLUE_JS)
-                    .and_then(|()| crate::web::install(&ctx, installed))
-                    .map_err(|e| SandboxError::Runtime(describe(&ctx, e)))
+                let installed: rquickjs::Result<()> = (|| {
+                    crate::web::install_host(&ctx, host_fetcher, host_call)?;
+                    let module = match PRELUDE_BYTECODE.get() {
+                        Some(bytecode) => load_bytecode(&ctx, bytecode)?,
+                        None => {
+                            let module = Module::declare(ctx.clone(), "phalanx:prelude", crate::web::PRELUDE_JS)?;
+                            let _ = PRELUDE_BYTECODE.set(module.write(WriteOptions::default())?);
+                            module
+                        }
+                    };
+                    let (_, evaluated) = module.eval()?;
+                    evaluated.finish::<()>()
+                })();
+                installed.map_err(|e| SandboxError::Runtime(describe(&ctx, e)))
             })
             .await?;
-        Ok(Sandbox { runtime, context, limits, deadline, fetcher, loaded: false, poisoned: AtomicBool::new(false) })
+        Ok(Sandbox { runtime, context, limits, deadline, fetcher, call, code_hash: None, poisoned: false })
     }
 
     pub fn limits(&self) -> Limits {
@@ -206,7 +285,12 @@ impl Sandbox {
 
     /// Whether a limit was hit: the instance must then be replaced.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Relaxed)
+        self.poisoned
+    }
+
+    /// SHA-256 of the loaded agent's source.
+    pub fn code_hash(&self) -> Option<[u8; 32]> {
+        self.code_hash
     }
 
     /// Bytes of JavaScript heap in use.
@@ -214,165 +298,244 @@ impl Sandbox {
         self.runtime.memory_usage().await.memory_used_size
     }
 
-    /// Loads the agent module (`file_name` says whether it is TypeScript),
-    /// runs its top level, and checks that its default export has `handler`.
+    /// Compiles and loads the agent module (`file_name` says whether it is
+    /// TypeScript), runs its top level, and checks that its default export
+    /// has `handler`.
     pub async fn load(&mut self, file_name: &str, source: &str, handler: &str) -> Result<(), SandboxError> {
-        if self.is_poisoned() {
+        let code = AgentCode::compile(file_name, source)?;
+        self.load_code(&code, handler).await
+    }
+
+    /// Loads compiled agent code, runs its top level, and checks that its
+    /// default export has `handler`. An instance holds one agent for life.
+    pub async fn load_code(&mut self, code: &AgentCode, handler: &str) -> Result<(), SandboxError> {
+        if self.poisoned {
             return Err(SandboxError::Poisoned);
         }
-        let javascript = to_javascript(source, file_name)?;
-        let (name, handler_name) = (file_name.to_string(), handler.to_string());
+        if self.code_hash.is_some() {
+            return Err(SandboxError::Load("this instance already holds an agent".into()));
+        }
+        let bytecode: Arc<[u8]> = code.bytecode().into();
+        let handler_name = handler.to_string();
         self.deadline.arm(self.limits.cpu_time_max);
-        let result = self
-            .context
-            .async_with(async move |ctx| {
-                let loaded: rquickjs::Result<bool> = async {
-                    let (module, evaluated) = Module::declare(ctx.clone(), name, javascript)?.eval()?;
-                    evaluated.into_future::<()>().await?;
-                    let default: Value = module.get("default")?;
-                    let Some(agent) = default.into_object() else { return Ok(false) };
-                    if !agent.get::<_, Value>(handler_name.as_str())?.is_function() {
-                        return Ok(false);
-                    }
-                    ctx.globals().get::<_, Function>("__phalanxSetAgent")?.call::<_, ()>((agent,))?;
-                    Ok(true)
+        let loading = self.context.async_with(async move |ctx| {
+            let loaded: rquickjs::Result<bool> = async {
+                let (module, evaluated) = load_bytecode(&ctx, &bytecode)?.eval()?;
+                evaluated.into_future::<()>().await?;
+                let default: Value = module.get("default")?;
+                let Some(agent) = default.into_object() else { return Ok(false) };
+                if !agent.get::<_, Value>(handler_name.as_str())?.is_function() {
+                    return Ok(false);
                 }
-                .await;
-                loaded.map_err(|e| describe(&ctx, e))
-            })
-            .await;
-        self.deadline.disarm();
-        match self.violation().or_else(|| result.clone().err().map(SandboxError::Load)) {
-            Some(error) => Err(error),
-            None if result == Ok(true) => {
-                self.loaded = true;
-                Ok(())
+                ctx.globals().get::<_, Function>("__phalanxSetAgent")?.call::<_, ()>((agent,))?;
+                Ok(true)
             }
-            None => Err(SandboxError::NoHandler(handler.to_string())),
-        }
-    }
-
-    /// Calls `method` of the agent's default export with one JSON argument
-    /// and returns its (awaited) result as JSON.
-    pub async fn call_json(&self, method: &str, argument_json: &str) -> Result<String, SandboxError> {
-        let (method, argument) = (method.to_string(), argument_json.to_string());
-        self.run(
-            move |ctx| ctx.globals().get::<_, Function>("__phalanxInvoke")?.call((method, argument)),
-            |_, value| String::from_js(&value.ctx().clone(), value),
-        )
-        .await
-    }
-
-    /// Runs the agent's `fetch(request, env, ctx)` on an HTTP request and
-    /// returns its response and the console lines it wrote.
-    pub async fn fetch(&self, request: HttpRequest, env: Vec<(String, String)>) -> Result<Fetched, SandboxError> {
-        self.run(
-            move |ctx| {
-                let env_object = Object::new(ctx.clone())?;
-                for (name, value) in env {
-                    env_object.set(name, value)?;
-                }
-                let headers: Vec<Vec<String>> = request.headers.into_iter().map(|(k, v)| vec![k, v]).collect();
-                let body = request.body.map(|bytes| TypedArray::<u8>::new(ctx.clone(), bytes)).transpose()?;
-                ctx.globals().get::<_, Function>("__phalanxFetchAgent")?.call((
-                    request.url,
-                    request.method,
-                    headers,
-                    body,
-                    env_object,
-                ))
-            },
-            |ctx, value| {
-                let object = Object::from_value(value)?;
-                let headers: Vec<Vec<String>> = object.get("headers")?;
-                let logs: Vec<Vec<String>> = ctx.globals().get::<_, Function>("__phalanxDrainLogs")?.call(())?;
-                Ok(Fetched {
-                    response: HttpResponse {
-                        status: object.get("status")?,
-                        headers: headers
-                            .into_iter()
-                            .filter_map(|pair| <[String; 2]>::try_from(pair).ok())
-                            .map(|[k, v]| (k, v))
-                            .collect(),
-                        body: object.get("body")?,
-                    },
-                    logs: logs
-                        .into_iter()
-                        .filter_map(|pair| <[String; 2]>::try_from(pair).ok())
-                        .map(|[level, message]| LogLine { level, message })
-                        .collect(),
-                })
-            },
-        )
-        .await
-    }
-
-    /// Starts a call (`start` returns the promise of its result), awaits it
-    /// within the limits, and converts the result with `finish`.
-    async fn run<T, S, F>(&self, start: S, finish: F) -> Result<T, SandboxError>
-    where
-        T: Send + 'static,
-        S: for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<Promise<'js>> + Send + 'static,
-        F: for<'js> FnOnce(&Ctx<'js>, Value<'js>) -> rquickjs::Result<T> + Send + 'static,
-    {
-        if self.is_poisoned() {
-            return Err(SandboxError::Poisoned);
-        }
-        if !self.loaded {
-            return Err(SandboxError::NotLoaded);
-        }
-        let wall = self.limits.wall_time_max;
-        self.fetcher.reset();
-        self.deadline.arm(self.limits.cpu_time_max);
-        let result = self
-            .context
-            .async_with(async move |ctx| {
-                // A previous call's interrupted background job may have left
-                // an exception pending; it must not leak into this call.
-                if ctx.has_exception() {
-                    let _ = ctx.catch();
-                }
-                let called: rquickjs::Result<Option<T>> = async {
-                    let promise = start(&ctx)?;
-                    match tokio::time::timeout(wall, promise.into_future::<Value>()).await {
-                        Ok(value) => finish(&ctx, value?).map(Some),
-                        Err(_) => Ok(None),
-                    }
-                }
-                .await;
-                called.map_err(|e| describe(&ctx, e))
-            })
             .await;
+            loaded.map_err(|e| describe(&ctx, e))
+        });
+        let result = self.deadline.meter(loading).await;
         self.deadline.disarm();
         if let Some(violation) = self.violation() {
             return Err(violation);
         }
         match result {
-            Ok(Some(value)) => Ok(value),
-            Ok(None) => {
-                self.poisoned.store(true, Ordering::Relaxed);
-                Err(SandboxError::WallTime { limit_ms: wall.as_millis() })
+            Ok(true) => {
+                self.code_hash = Some(code.hash());
+                Ok(())
             }
+            Ok(false) => Err(SandboxError::NoHandler(handler.to_string())),
             Err(message) if message.contains("out of memory") => {
-                self.poisoned.store(true, Ordering::Relaxed);
+                self.poisoned = true;
                 Err(SandboxError::Memory { limit_bytes: self.limits.memory_bytes_max })
             }
-            Err(message) => Err(SandboxError::Threw(message)),
+            Err(message) => Err(SandboxError::Load(message)),
         }
     }
 
+    /// Calls `method` of the agent's default export with one JSON argument
+    /// and returns its (awaited) result as JSON.
+    pub async fn call_json(&mut self, method: &str, argument_json: &str) -> Result<String, SandboxError> {
+        let (method, argument) = (method.to_string(), argument_json.to_string());
+        let (result, _) = self
+            .run(
+                move |ctx| ctx.globals().get::<_, Function>("__phalanxInvoke")?.call((method, argument)),
+                |_, value| String::from_js(&value.ctx().clone(), value),
+            )
+            .await;
+        result
+    }
+
+    /// Runs the agent's `fetch(request, env, ctx)` and sends its response to
+    /// `sink`: one [`ResponsePart::Head`], then the body in chunks as the
+    /// agent produces them (a streamed body reaches the receiver while the
+    /// agent is still writing). The channel's capacity is the backpressure.
+    /// Returns how the call ended and the console lines it wrote (also when
+    /// it failed). Promises passed to `ctx.waitUntil` are awaited after the
+    /// response, within the same limits.
+    pub async fn serve(
+        &mut self,
+        request: HttpRequest,
+        env: &[(String, String)],
+        sink: mpsc::Sender<ResponsePart>,
+    ) -> (Result<(), SandboxError>, Vec<LogLine>) {
+        if request.body.as_ref().is_some_and(|b| b.len() > self.limits.request_body_bytes_max) {
+            return (Err(SandboxError::RequestTooLarge { limit_bytes: self.limits.request_body_bytes_max }), vec![]);
+        }
+        let HttpRequest { url, method, headers, body } = request;
+        let method = normalized_method(method);
+        let headers = crate::web::flatten(normalized(headers));
+        let env: Vec<(String, String)> = env.to_vec();
+        self.call.start(sink, self.limits.response_body_bytes_max);
+        let (result, logs) = self
+            .run(
+                move |ctx| {
+                    let env_object = Object::new(ctx.clone())?;
+                    for (name, value) in env {
+                        env_object.set(name, value)?;
+                    }
+                    let body = body.map(|bytes| TypedArray::<u8>::new(ctx.clone(), bytes)).transpose()?;
+                    ctx.globals().get::<_, Function>("__phalanxServe")?.call((url, method, headers, body, env_object))
+                },
+                |_, _| Ok(()),
+            )
+            .await;
+        let responded = self.call.responded();
+        let flushed = if result.is_ok() { self.call.flush().await } else { Ok(()) };
+        let failure = self.call.finish().or(flushed.err());
+        let result = match (failure, result) {
+            (Some(Undeliverable::TooLarge), _) => {
+                Err(SandboxError::ResponseTooLarge { limit_bytes: self.limits.response_body_bytes_max })
+            }
+            (Some(Undeliverable::Closed), _) => Err(SandboxError::ClientGone),
+            (_, Err(error)) => Err(error),
+            (_, Ok(())) if !responded => Err(SandboxError::NoResponse),
+            (_, Ok(())) => Ok(()),
+        };
+        (result, logs)
+    }
+
+    /// [`serve`](Self::serve) with the whole response collected.
+    pub async fn fetch(&mut self, request: HttpRequest, env: Vec<(String, String)>) -> Result<Fetched, SandboxError> {
+        let (sender, mut receiver) = mpsc::channel(16);
+        let collect = async move {
+            let mut head: Option<ResponseHead> = None;
+            let mut body = Vec::new();
+            while let Some(part) = receiver.recv().await {
+                match part {
+                    ResponsePart::Head(h) => head = Some(h),
+                    ResponsePart::Body(chunk) => body.extend_from_slice(&chunk),
+                }
+            }
+            (head, body)
+        };
+        let ((result, logs), (head, body)) = tokio::join!(self.serve(request, &env, sender), collect);
+        result?;
+        let head = head.ok_or(SandboxError::NoResponse)?;
+        Ok(Fetched { response: HttpResponse { status: head.status, headers: head.headers, body }, logs })
+    }
+
+    /// Starts a call (`start` returns the promise of its result), awaits it
+    /// within the limits, converts the result with `finish`, and collects
+    /// the console lines written meanwhile.
+    async fn run<T, S, F>(&mut self, start: S, finish: F) -> (Result<T, SandboxError>, Vec<LogLine>)
+    where
+        T: Send + 'static,
+        S: for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<Promise<'js>> + Send + 'static,
+        F: for<'js> FnOnce(&Ctx<'js>, Value<'js>) -> rquickjs::Result<T> + Send + 'static,
+    {
+        if self.poisoned {
+            return (Err(SandboxError::Poisoned), vec![]);
+        }
+        if self.code_hash.is_none() {
+            return (Err(SandboxError::NotLoaded), vec![]);
+        }
+        let wall = self.limits.wall_time_max;
+        self.fetcher.reset();
+        self.deadline.arm(self.limits.cpu_time_max);
+        let calling = self.context.async_with(async move |ctx| {
+            // A previous call's interrupted background job may have left
+            // an exception pending; it must not leak into this call.
+            if ctx.has_exception() {
+                let _ = ctx.catch();
+            }
+            let called: rquickjs::Result<Option<T>> = async {
+                let promise = start(&ctx)?;
+                match tokio::time::timeout(wall, promise.into_future::<Value>()).await {
+                    Ok(value) => finish(&ctx, value?).map(Some),
+                    Err(_) => Ok(None),
+                }
+            }
+            .await;
+            let result = called.map_err(|e| describe(&ctx, e));
+            (result, drain_logs(&ctx))
+        });
+        let (result, logs) = self.deadline.meter(calling).await;
+        self.deadline.disarm();
+        self.fetcher.reset();
+        if let Some(violation) = self.violation() {
+            return (Err(violation), logs);
+        }
+        let result = match result {
+            Ok(Some(value)) => Ok(value),
+            Ok(None) => {
+                self.poisoned = true;
+                Err(SandboxError::WallTime { limit_ms: wall.as_millis() })
+            }
+            Err(message) if message.contains("out of memory") => {
+                self.poisoned = true;
+                Err(SandboxError::Memory { limit_bytes: self.limits.memory_bytes_max })
+            }
+            Err(message) => Err(SandboxError::Threw(message)),
+        };
+        (result, logs)
+    }
+
     /// The CPU limit fired during the last run: poison and report it.
-    fn violation(&self) -> Option<SandboxError> {
+    fn violation(&mut self) -> Option<SandboxError> {
         if self.deadline.fired.load(Ordering::Relaxed) {
-            self.poisoned.store(true, Ordering::Relaxed);
+            self.poisoned = true;
             return Some(SandboxError::CpuTime { limit_ms: self.limits.cpu_time_max.as_millis() });
         }
         None
     }
 }
 
+/// Header names lowercased; pairs that are not valid HTTP headers dropped.
+fn normalized(headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .filter(|(name, value)| {
+            !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                && !value.bytes().any(|b| matches!(b, b'\0' | b'\r' | b'\n'))
+        })
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.trim_matches([' ', '\t']).to_string()))
+        .collect()
+}
+
+/// Standard methods uppercased, as `new Request` does.
+fn normalized_method(method: String) -> String {
+    const STANDARD: [&str; 7] = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH"];
+    match STANDARD.iter().find(|m| m.eq_ignore_ascii_case(&method)) {
+        Some(standard) => standard.to_string(),
+        None => method,
+    }
+}
+
+/// The console lines written since the last drain.
+fn drain_logs(ctx: &Ctx<'_>) -> Vec<LogLine> {
+    let drained: rquickjs::Result<Vec<Vec<String>>> =
+        ctx.globals().get::<_, Function>("__phalanxDrainLogs").and_then(|f| f.call(()));
+    drained
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|pair| <[String; 2]>::try_from(pair).ok())
+        .map(|[level, message]| LogLine { level, message })
+        .collect()
+}
+
 /// Turns an engine error into a message, taking the pending JS exception.
-fn describe(ctx: &Ctx<'_>, error: Error) -> String {
+pub(crate) fn describe(ctx: &Ctx<'_>, error: Error) -> String {
     match error {
         Error::Exception => {
             let value: Value = ctx.catch();
@@ -381,9 +544,25 @@ fn describe(ctx: &Ctx<'_>, error: Error) -> String {
                     let name: String = exception.get("name").unwrap_or_else(|_| "Error".into());
                     format!("{name}: {}", exception.message().unwrap_or_default())
                 }
-                None => format!("non-error value thrown: {value:?}"),
+                None => format!("non-error value thrown: {}", show(&value)),
             }
         }
         other => other.to_string(),
     }
+}
+
+/// A short, bounded rendering of a thrown non-Error value.
+fn show(value: &Value<'_>) -> String {
+    const SHOWN_CHARS_MAX: usize = 200;
+    let text = match value.as_string().and_then(|s| s.to_string().ok()) {
+        Some(text) => format!("{text:?}"),
+        None => value
+            .ctx()
+            .json_stringify(value.clone())
+            .ok()
+            .flatten()
+            .and_then(|s| s.to_string().ok())
+            .unwrap_or_else(|| format!("{:?}", value.type_of())),
+    };
+    text.chars().take(SHOWN_CHARS_MAX).collect()
 }

@@ -6,10 +6,15 @@
 //! addresses unless the policy allows them, so a public name pointing at an
 //! internal address is refused too). Bodies, counts and time are bounded.
 //! Redirects are not followed: the agent sees the 3xx response.
+//!
+//! Response bodies stream: the agent's `Response.body` pulls chunks from the
+//! host as it reads them, so a relayed LLM token stream is never buffered
+//! whole. Open bodies are dropped when the call ends.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What an agent may reach and how much.
@@ -117,13 +122,21 @@ pub(crate) struct Outgoing {
     pub body: Option<Vec<u8>>,
 }
 
-/// The response handed back to the agent.
+/// The response handed back to the agent; its body is read with
+/// [`Fetcher::read`] under the id given here.
 #[derive(Debug)]
 pub(crate) struct Incoming {
     pub status: u16,
     pub status_text: String,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub body: u32,
+}
+
+/// A response body the agent has not finished reading.
+#[derive(Debug)]
+struct OpenBody {
+    response: reqwest::Response,
+    received: usize,
 }
 
 /// The host side of `fetch` for one sandbox.
@@ -132,6 +145,8 @@ pub(crate) struct Fetcher {
     policy: FetchPolicy,
     client: reqwest::Client,
     calls: AtomicU32,
+    next_body: AtomicU32,
+    open: Mutex<HashMap<u32, OpenBody>>,
 }
 
 impl Fetcher {
@@ -143,12 +158,47 @@ impl Fetcher {
             .no_proxy()
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Arc::new(Fetcher { policy, client, calls: AtomicU32::new(0) }))
+        Ok(Arc::new(Fetcher {
+            policy,
+            client,
+            calls: AtomicU32::new(0),
+            next_body: AtomicU32::new(0),
+            open: Mutex::new(HashMap::new()),
+        }))
     }
 
-    /// Starts a new agent call: the subrequest count starts over.
+    fn open_bodies(&self) -> std::sync::MutexGuard<'_, HashMap<u32, OpenBody>> {
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts a new agent call: the subrequest count starts over and bodies
+    /// left open by the previous call are dropped.
     pub(crate) fn reset(&self) {
         self.calls.store(0, Ordering::Relaxed);
+        self.open_bodies().clear();
+    }
+
+    /// The next chunk of an open response body; `None` at its end.
+    pub(crate) async fn read(&self, id: u32) -> Result<Option<Vec<u8>>, String> {
+        let Some(mut body) = self.open_bodies().remove(&id) else {
+            return Err("the response body is closed".into());
+        };
+        match body.response.chunk().await.map_err(|e| describe(&e))? {
+            None => Ok(None),
+            Some(chunk) => {
+                body.received += chunk.len();
+                if body.received > self.policy.response_body_bytes_max {
+                    return Err(format!("response body is larger than {} bytes", self.policy.response_body_bytes_max));
+                }
+                self.open_bodies().insert(id, body);
+                Ok(Some(chunk.to_vec()))
+            }
+        }
+    }
+
+    /// Drops an open response body (the agent cancelled or discarded it).
+    pub(crate) fn close(&self, id: u32) {
+        self.open_bodies().remove(&id);
     }
 
     /// Checks the request against the policy, sends it, and reads a bounded body.
@@ -189,25 +239,23 @@ impl Fetcher {
         if let Some(body) = outgoing.body {
             request = request.body(body);
         }
-        let mut response = request.send().await.map_err(|e| describe(&e))?;
+        let response = request.send().await.map_err(|e| describe(&e))?;
         let status = response.status();
         let headers = response
             .headers()
             .iter()
             .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
             .collect();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
-            if body.len() + chunk.len() > self.policy.response_body_bytes_max {
-                return Err(format!("response body is larger than {} bytes", self.policy.response_body_bytes_max));
-            }
-            body.extend_from_slice(&chunk);
+        if response.content_length().is_some_and(|n| n > self.policy.response_body_bytes_max as u64) {
+            return Err(format!("response body is larger than {} bytes", self.policy.response_body_bytes_max));
         }
+        let id = self.next_body.fetch_add(1, Ordering::Relaxed);
+        self.open_bodies().insert(id, OpenBody { response, received: 0 });
         Ok(Incoming {
             status: status.as_u16(),
             status_text: status.canonical_reason().unwrap_or_default().to_string(),
             headers,
-            body,
+            body: id,
         })
     }
 }

@@ -2,20 +2,24 @@
 //! types stripped) on QuickJS with hard limits on memory, stack, CPU and wall
 //! time, and no ambient authority: no file system, no sockets, no imports.
 //!
-//! Work in progress (issue 3). Built: the engine (limits, module loading,
-//! `fetch(request, env, ctx)` and plain method calls) and part of the Web
-//! API (console capture, TextEncoder/TextDecoder, URL, URLSearchParams,
-//! Headers, Request, Response with buffered bodies, timers, crypto,
-//! structuredClone, AbortController, fetch through the host under a policy).
-//! Still to come:
-//! streaming bodies, the bytecode cache and the runtime pool.
+//! - [`code`]: agent source compiled once to bytecode, cached by hash.
+//! - [`engine`]: one agent instance ([`Sandbox`]) and its limits.
+//! - [`pool`]: warm instances per agent, reused across calls.
+//! - [`fetch`]: the agent's only network access, under a [`FetchPolicy`].
+//! - `web`: the Web API agents see (Request, Response, streams, URL, ...).
 
+mod call;
+pub mod code;
 pub mod engine;
 pub mod fetch;
 pub mod limits;
+pub mod pool;
 pub mod typescript;
 mod web;
 
+pub use call::{ResponseHead, ResponsePart};
+pub use code::{AgentCode, CodeCache, CompileError};
 pub use engine::{Fetched, HttpRequest, HttpResponse, LogLine, Sandbox, SandboxError};
 pub use fetch::FetchPolicy;
 pub use limits::Limits;
+pub use pool::{Lease, Pool, PoolConfig};

@@ -9,11 +9,18 @@ pub struct Limits {
     pub memory_bytes_max: usize,
     /// Native stack the interpreter may use, in bytes (bounds recursion).
     pub stack_bytes_max: usize,
-    /// JavaScript execution time of one call (or of loading the module), as
-    /// measured by the interrupt handler while JavaScript runs.
+    /// Execution time of one call (or of loading the module): time the
+    /// engine spends running the agent's JavaScript and the host functions it
+    /// calls, not time spent waiting on the network or timers. Checked by the
+    /// interrupt handler QuickJS polls while JavaScript runs.
     pub cpu_time_max: Duration,
-    /// Time one call may take in all, including waiting on the host.
+    /// Time one call may take in all, including waiting on the host and
+    /// streaming the response.
     pub wall_time_max: Duration,
+    /// Largest request body handed to the agent, in bytes.
+    pub request_body_bytes_max: usize,
+    /// Largest response body the agent may send (streamed or not), in bytes.
+    pub response_body_bytes_max: usize,
 }
 
 impl Default for Limits {
@@ -23,6 +30,8 @@ impl Default for Limits {
             stack_bytes_max: 512 * 1024,
             cpu_time_max: Duration::from_millis(500),
             wall_time_max: Duration::from_secs(30),
+            request_body_bytes_max: 2 * 1024 * 1024,
+            response_body_bytes_max: 32 * 1024 * 1024,
         }
     }
 }
@@ -35,6 +44,8 @@ impl Limits {
             stack_bytes_max: self.stack_bytes_max.min(cap.stack_bytes_max),
             cpu_time_max: self.cpu_time_max.min(cap.cpu_time_max),
             wall_time_max: self.wall_time_max.min(cap.wall_time_max),
+            request_body_bytes_max: self.request_body_bytes_max.min(cap.request_body_bytes_max),
+            response_body_bytes_max: self.response_body_bytes_max.min(cap.response_body_bytes_max),
         }
     }
 }

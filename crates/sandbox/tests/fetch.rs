@@ -75,7 +75,7 @@ const AGENT: &str = r#"export default {
     },
 };"#;
 
-async fn call(sandbox: &Sandbox, target: &str, method: &str, body: Option<&str>) -> serde_json::Value {
+async fn call(sandbox: &mut Sandbox, target: &str, method: &str, body: Option<&str>) -> serde_json::Value {
     let argument = serde_json::json!({ "target": target, "method": method, "body": body });
     let request = HttpRequest {
         url: "https://agent.example/".into(),
@@ -98,8 +98,8 @@ async fn agent(policy: FetchPolicy) -> Sandbox {
 #[tokio::test]
 async fn fetch_reaches_a_real_server_when_allowed() {
     let port = serve();
-    let sandbox = agent(FetchPolicy { allow_private_addresses: true, ..FetchPolicy::default() }).await;
-    let out = call(&sandbox, &format!("http://127.0.0.1:{port}/echo?q=1"), "POST", Some("12345")).await;
+    let mut sandbox = agent(FetchPolicy { allow_private_addresses: true, ..FetchPolicy::default() }).await;
+    let out = call(&mut sandbox, &format!("http://127.0.0.1:{port}/echo?q=1"), "POST", Some("12345")).await;
     assert_eq!(out["status"], 200, "{out}");
     assert_eq!(out["served"], "test");
     let echoed: serde_json::Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
@@ -114,34 +114,34 @@ async fn fetch_reaches_a_real_server_when_allowed() {
 #[tokio::test]
 async fn policy_refusals_are_clear() {
     let port = serve();
-    let public_only = agent(FetchPolicy::default()).await;
-    let out = call(&public_only, &format!("http://127.0.0.1:{port}/"), "GET", None).await;
+    let mut public_only = agent(FetchPolicy::default()).await;
+    let out = call(&mut public_only, &format!("http://127.0.0.1:{port}/"), "GET", None).await;
     assert!(out["error"].as_str().unwrap().contains("not public"), "{out}");
-    let out = call(&public_only, &format!("http://localhost:{port}/"), "GET", None).await;
+    let out = call(&mut public_only, &format!("http://localhost:{port}/"), "GET", None).await;
     assert!(out["error"].as_str().unwrap().contains("non-public addresses"), "{out}");
-    let out = call(&public_only, "file:///etc/passwd", "GET", None).await;
+    let out = call(&mut public_only, "file:///etc/passwd", "GET", None).await;
     assert!(out["error"].as_str().unwrap().contains("only http and https"), "{out}");
 
-    let denied = agent(FetchPolicy {
+    let mut denied = agent(FetchPolicy {
         deny_hosts: vec!["127.0.0.1".into()],
         allow_private_addresses: true,
         ..FetchPolicy::default()
     })
     .await;
-    let out = call(&denied, &format!("http://127.0.0.1:{port}/"), "GET", None).await;
+    let out = call(&mut denied, &format!("http://127.0.0.1:{port}/"), "GET", None).await;
     assert!(out["error"].as_str().unwrap().contains("not allowed by this agent's fetch policy"), "{out}");
 
-    let small = agent(FetchPolicy {
+    let mut small = agent(FetchPolicy {
         allow_private_addresses: true,
         response_body_bytes_max: 1024 * 1024,
         subrequests_per_call_max: 1,
         ..FetchPolicy::default()
     })
     .await;
-    let out = call(&small, &format!("http://127.0.0.1:{port}/big"), "GET", None).await;
+    let out = call(&mut small, &format!("http://127.0.0.1:{port}/big"), "GET", None).await;
     assert!(out["error"].as_str().unwrap().contains("larger than 1048576 bytes"), "{out}");
     // The count starts over with each call; within a call it is enforced.
-    let out = call(&small, &format!("http://127.0.0.1:{port}/ok"), "GET", None).await;
+    let out = call(&mut small, &format!("http://127.0.0.1:{port}/ok"), "GET", None).await;
     assert_eq!(out["status"], 200, "{out}");
     let mut twice = Sandbox::with_policy(
         Limits::default(),

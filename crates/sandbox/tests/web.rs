@@ -44,7 +44,7 @@ async fn check_in_js(checks: &str) {
 /// captured per call and returned, not printed.
 #[tokio::test]
 async fn fetch_round_trip() {
-    let sandbox = agent(
+    let mut sandbox = agent(
         r#"export default {
             async fetch(request, env, ctx) {
                 const url = new URL(request.url);
@@ -100,7 +100,7 @@ async fn fetch_round_trip() {
 /// Returning something that is not a Response is a clear error.
 #[tokio::test]
 async fn non_response_is_refused() {
-    let sandbox = agent("export default { fetch() { return { status: 200 }; } };").await;
+    let mut sandbox = agent("export default { fetch() { return { status: 200 }; } };").await;
     let error = sandbox.fetch(get("https://a.example/"), vec![]).await;
     assert!(matches!(&error, Err(SandboxError::Threw(m)) if m.contains("must return a Response")), "{error:?}");
 }

@@ -1,11 +1,18 @@
-//! The Web API surface of an agent: the JavaScript prelude (`prelude.js`:
-//! console, TextEncoder/TextDecoder, URL, URLSearchParams, Headers, Request,
-//! Response, timers, crypto, structuredClone) and the host functions it
-//! delegates to where a standard must be matched exactly or a capability is
-//! needed: WHATWG URL parsing and form encoding (`url` crate), sleeping
-//! (tokio), randomness (getrandom) and SHA digests (RustCrypto).
-//! Installed once per context, before agent code.
+//! The Web API surface of an agent: the JavaScript prelude and the host
+//! functions it delegates to where a standard must be matched exactly, a
+//! capability is needed, or speed matters: WHATWG URL parsing and form
+//! encoding (`url` crate), UTF-8 decoding, sleeping (tokio), randomness
+//! (getrandom), SHA digests (RustCrypto), `fetch` (reqwest, under the
+//! policy) and handing the response to the host ([`Call`]).
+//!
+//! The prelude is one ES module assembled from `core.js` (console,
+//! encoding, URL, URLSearchParams, Headers), `runtime.js` (timers, crypto,
+//! structuredClone, events, AbortController), `streams.js` (WHATWG streams)
+//! and `http.js` (Blob, File, FormData, Request, Response, fetch, and the
+//! entry points the host calls). It is compiled to bytecode once per
+//! process and evaluated in every context before agent code.
 
+use crate::call::{Call, ResponseHead, Undeliverable};
 use crate::fetch::{Fetcher, Incoming, Outgoing};
 use rquickjs::prelude::{Async, Func, Opt};
 use rquickjs::{Ctx, Exception, Function, IntoJs, Object, TypedArray, Value};
@@ -13,8 +20,9 @@ use sha2::Digest;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The prelude script.
-const PRELUDE_JS: &str = include_str!("prelude.js");
+/// The prelude module's source.
+pub(crate) const PRELUDE_JS: &str =
+    concat!(include_str!("core.js"), include_str!("runtime.js"), include_str!("streams.js"), include_str!("http.js"));
 
 /// Most pairs parsed from one form-encoded string.
 const FORM_PAIRS_MAX: usize = 10_000;
@@ -25,20 +33,115 @@ const RANDOM_BYTES_MAX: usize = 65_536;
 /// Longest timer delay, in milliseconds (the wall-time limit ends calls long before).
 const TIMER_DELAY_MS_MAX: f64 = 24.0 * 3600.0 * 1000.0;
 
-/// Installs the Web API into `ctx`'s global object.
-pub(crate) fn install(ctx: &Ctx<'_>, fetcher: Arc<Fetcher>) -> rquickjs::Result<()> {
+/// Pairs from a flat `[name, value, name, value, ...]` list.
+fn pairs(flat: Vec<String>) -> Vec<(String, String)> {
+    let mut flat = flat.into_iter();
+    std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
+}
+
+/// A flat `[name, value, ...]` list from pairs.
+pub(crate) fn flatten(pairs: Vec<(String, String)>) -> Vec<String> {
+    pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()
+}
+
+/// Runs `f` on the bytes of a typed array (empty if its buffer was detached).
+fn with_bytes<T>(array: &TypedArray<'_, u8>, f: impl FnOnce(&[u8]) -> T) -> T {
+    // SAFETY: the slice aliases the engine's buffer and is only valid while
+    // no JavaScript runs. `f` is plain Rust that gets no `Ctx`, and the
+    // slice does not outlive this call.
+    #[allow(unsafe_code)]
+    let bytes = unsafe { array.as_bytes() };
+    f(bytes.unwrap_or_default())
+}
+
+fn bytes_of(array: &TypedArray<'_, u8>) -> Vec<u8> {
+    with_bytes(array, <[u8]>::to_vec)
+}
+
+fn undeliverable(why: Undeliverable) -> &'static str {
+    match why {
+        Undeliverable::TooLarge => "the response body is larger than this agent may send",
+        Undeliverable::Closed => "the client went away",
+        Undeliverable::OutOfOrder => "the response was already sent",
+    }
+}
+
+/// The result of an async host function as JavaScript sees it: a value, or
+/// a `TypeError` thrown with the message.
+enum Settled {
+    Bytes(Vec<u8>),
+    Null,
+    Undefined,
+    Failed(String),
+}
+
+impl<'js> IntoJs<'js> for Settled {
+    fn into_js(self, ctx: &Ctx<'js>) -> rquickjs::Result<Value<'js>> {
+        match self {
+            Settled::Bytes(bytes) => TypedArray::<u8>::new(ctx.clone(), bytes).map(TypedArray::into_value),
+            Settled::Null => Ok(Value::new_null(ctx.clone())),
+            Settled::Undefined => Ok(Value::new_undefined(ctx.clone())),
+            Settled::Failed(message) => Err(Exception::throw_type(ctx, &message)),
+        }
+    }
+}
+
+/// Puts the host functions where the prelude finds them (it removes them
+/// from the global object before agent code runs).
+pub(crate) fn install_host(ctx: &Ctx<'_>, fetcher: Arc<Fetcher>, call: Arc<Call>) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
+    let requests = fetcher.clone();
     host.set(
         "fetch",
         Function::new(
             ctx.clone(),
-            Async(move |url: String, method: String, headers: Vec<Vec<String>>, body: Opt<Vec<u8>>| {
-                let fetcher = fetcher.clone();
+            Async(move |url: String, method: String, headers: Vec<String>, body: Option<TypedArray<'_, u8>>| {
+                let fetcher = requests.clone();
+                let outgoing = Outgoing { url, method, headers: pairs(headers), body: body.as_ref().map(bytes_of) };
+                async move { Ok::<_, rquickjs::Error>(FetchOutcome(fetcher.fetch(outgoing).await)) }
+            }),
+        )?,
+    )?;
+    let reader = fetcher.clone();
+    host.set(
+        "fetchRead",
+        Function::new(
+            ctx.clone(),
+            Async(move |id: u32| {
+                let fetcher = reader.clone();
                 async move {
-                    let headers =
-                        headers.into_iter().filter_map(|p| <[String; 2]>::try_from(p).ok()).map(|[k, v]| (k, v));
-                    let outgoing = Outgoing { url, method, headers: headers.collect(), body: body.0 };
-                    Ok::<_, rquickjs::Error>(FetchOutcome(fetcher.fetch(outgoing).await))
+                    Ok::<_, rquickjs::Error>(match fetcher.read(id).await {
+                        Ok(Some(chunk)) => Settled::Bytes(chunk),
+                        Ok(None) => Settled::Null,
+                        Err(error) => Settled::Failed(error),
+                    })
+                }
+            }),
+        )?,
+    )?;
+    host.set("fetchClose", Func::from(move |id: u32| fetcher.close(id)))?;
+    let responder = call.clone();
+    host.set(
+        "respond",
+        Func::from(move |ctx: Ctx<'_>, status: u16, headers: Vec<String>, body: Option<TypedArray<'_, u8>>| {
+            let head = ResponseHead { status, headers: pairs(headers) };
+            responder
+                .respond(head, body.as_ref().map(bytes_of))
+                .map_err(|why| Exception::throw_type(&ctx, undeliverable(why)))
+        }),
+    )?;
+    host.set(
+        "write",
+        Function::new(
+            ctx.clone(),
+            Async(move |chunk: TypedArray<'_, u8>| {
+                let call = call.clone();
+                let chunk = bytes_of(&chunk);
+                async move {
+                    Ok::<_, rquickjs::Error>(match call.write(chunk).await {
+                        Ok(()) => Settled::Undefined,
+                        Err(why) => Settled::Failed(undeliverable(why).to_string()),
+                    })
                 }
             }),
         )?,
@@ -47,11 +150,11 @@ pub(crate) fn install(ctx: &Ctx<'_>, fetcher: Arc<Fetcher>) -> rquickjs::Result<
     host.set("urlSet", Func::from(url_set))?;
     host.set("formParse", Func::from(form_parse))?;
     host.set("formSerialize", Func::from(form_serialize))?;
+    host.set("utf8Decode", Func::from(utf8_decode))?;
     host.set("sleep", Function::new(ctx.clone(), Async(sleep))?)?;
     host.set("randomBytes", Func::from(random_bytes))?;
     host.set("digest", Func::from(digest))?;
-    ctx.globals().set("__phalanxHost", host)?;
-    ctx.eval::<(), _>(PRELUDE_JS)
+    ctx.globals().set("__phalanxHost", host)
 }
 
 /// The components of a URL, as the URL Standard's getters return them.
@@ -149,19 +252,30 @@ fn random_bytes(ctx: Ctx<'_>, count: usize) -> rquickjs::Result<Vec<u8>> {
 }
 
 /// `crypto.subtle.digest` for the SHA family.
-fn digest(ctx: Ctx<'_>, algorithm: String, data: Vec<u8>) -> rquickjs::Result<Vec<u8>> {
-    Ok(match algorithm.to_ascii_uppercase().as_str() {
-        "SHA-1" => sha1::Sha1::digest(&data).to_vec(),
-        "SHA-256" => sha2::Sha256::digest(&data).to_vec(),
-        "SHA-384" => sha2::Sha384::digest(&data).to_vec(),
-        "SHA-512" => sha2::Sha512::digest(&data).to_vec(),
+fn digest<'js>(ctx: Ctx<'js>, algorithm: String, data: TypedArray<'js, u8>) -> rquickjs::Result<TypedArray<'js, u8>> {
+    let out = match algorithm.to_ascii_uppercase().as_str() {
+        "SHA-1" => with_bytes(&data, |d| sha1::Sha1::digest(d).to_vec()),
+        "SHA-256" => with_bytes(&data, |d| sha2::Sha256::digest(d).to_vec()),
+        "SHA-384" => with_bytes(&data, |d| sha2::Sha384::digest(d).to_vec()),
+        "SHA-512" => with_bytes(&data, |d| sha2::Sha512::digest(d).to_vec()),
         other => {
             return Err(Exception::throw_type(&ctx, &format!("digest: unsupported algorithm {other}")));
         }
+    };
+    TypedArray::new(ctx, out)
+}
+
+/// WHATWG UTF-8 decode: invalid sequences become U+FFFD (`null` if `fatal`).
+fn utf8_decode(bytes: TypedArray<'_, u8>, fatal: bool) -> Option<String> {
+    with_bytes(&bytes, |bytes| match std::str::from_utf8(bytes) {
+        Ok(text) => Some(text.to_string()),
+        Err(_) if fatal => None,
+        Err(_) => Some(String::from_utf8_lossy(bytes).into_owned()),
     })
 }
 
-/// A host fetch result as the prelude reads it: `{ error }` or the response.
+/// A host fetch result as the prelude reads it: `{ error }` or the response
+/// head with the id of its body.
 struct FetchOutcome(Result<Incoming, String>);
 
 impl<'js> IntoJs<'js> for FetchOutcome {
@@ -172,9 +286,8 @@ impl<'js> IntoJs<'js> for FetchOutcome {
             Ok(incoming) => {
                 out.set("status", incoming.status)?;
                 out.set("statusText", incoming.status_text)?;
-                let headers: Vec<Vec<String>> = incoming.headers.into_iter().map(|(k, v)| vec![k, v]).collect();
-                out.set("headers", headers)?;
-                out.set("body", TypedArray::<u8>::new(ctx.clone(), incoming.body)?)?;
+                out.set("headers", flatten(incoming.headers))?;
+                out.set("body", incoming.body)?;
             }
         }
         Ok(out.into_value())

@@ -1,0 +1,240 @@
+// The Web API surface agents see, in the shape the WHATWG standards define
+// and Cloudflare Workers and Hono expect. Parsing that must match a
+// standard exactly (URLs, form encoding) is delegated to the host's Rust
+// implementations through `__phalanxHost`, which this script removes from
+// the global object before any agent code runs.
+const host = globalThis.__phalanxHost;
+delete globalThis.__phalanxHost;
+const define = (name, value) =>
+  Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
+
+// ---- console: captured per call, drained by the host ----
+const logs = [];
+const LOG_LINES_MAX = 1000, LOG_LINE_CHARS_MAX = 8192;
+const show = (v) => {
+  if (typeof v === "string") return v;
+  if (v instanceof Error) return `${v.name}: ${v.message}`;
+  try { return JSON.stringify(v) ?? String(v); } catch { return String(v); }
+};
+const log = (level) => (...args) => {
+  if (logs.length >= LOG_LINES_MAX) return;
+  logs.push([level, args.map(show).join(" ").slice(0, LOG_LINE_CHARS_MAX)]);
+};
+define("console", Object.freeze({
+  log: log("log"), info: log("info"), debug: log("debug"), warn: log("warn"), error: log("error"),
+}));
+Object.defineProperty(globalThis, "__phalanxDrainLogs", { value: () => logs.splice(0, logs.length) });
+
+// ---- TextEncoder / TextDecoder (UTF-8) ----
+class TextEncoder {
+  get encoding() { return "utf-8"; }
+  encode(input = "") {
+    const s = String(input), out = [];
+    for (let i = 0; i < s.length; i++) {
+      let c = s.charCodeAt(i);
+      if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+        const d = s.charCodeAt(i + 1);
+        if (d >= 0xdc00 && d <= 0xdfff) { c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00); i++; }
+        else c = 0xfffd;
+      } else if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
+      if (c < 0x80) out.push(c);
+      else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 63));
+      else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+      else out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+    }
+    return new Uint8Array(out);
+  }
+}
+const toBytes = (input) => {
+  if (input instanceof Uint8Array) return input;
+  if (input instanceof ArrayBuffer) return new Uint8Array(input);
+  if (ArrayBuffer.isView(input)) return new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+  throw new TypeError("expected an ArrayBuffer or a typed array");
+};
+class TextDecoder {
+  #fatal; #ignoreBOM; #pending = null; #started = false;
+  constructor(label = "utf-8", options = {}) {
+    if (!["utf-8", "utf8", "unicode-1-1-utf-8"].includes(String(label).toLowerCase().trim()))
+      throw new RangeError(`TextDecoder: unsupported encoding ${label}; only utf-8 is available`);
+    this.#fatal = !!options?.fatal; this.#ignoreBOM = !!options?.ignoreBOM;
+  }
+  get encoding() { return "utf-8"; }
+  get fatal() { return this.#fatal; }
+  get ignoreBOM() { return this.#ignoreBOM; }
+  // The WHATWG UTF-8 decoder (the host's, which replaces maximal invalid
+  // subparts exactly as the Encoding Standard says), with streaming: an
+  // incomplete sequence at the end of a `stream: true` chunk waits for the next.
+  decode(input = undefined, options = {}) {
+    let b = input === undefined ? new Uint8Array(0) : toBytes(input);
+    if (this.#pending !== null) {
+      const joined = new Uint8Array(this.#pending.length + b.length);
+      joined.set(this.#pending); joined.set(b, this.#pending.length);
+      b = joined; this.#pending = null;
+    }
+    const stream = !!options?.stream;
+    if (stream) {
+      let k = b.length - 1, continuation = 0;
+      while (k >= 0 && continuation < 3 && (b[k] & 0xc0) === 0x80) { k--; continuation++; }
+      if (k >= 0) {
+        const c = b[k];
+        const need = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xc2 && c <= 0xdf ? 1 : 0;
+        if (need > continuation) { this.#pending = b.slice(k); b = b.subarray(0, k); }
+      }
+    }
+    if (!this.#started && !this.#ignoreBOM && b.length >= 3 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) b = b.subarray(3);
+    if (b.length > 0 || !stream) this.#started = stream;
+    if (b.length === 0) return "";
+    const text = host.utf8Decode(b, this.#fatal);
+    if (typeof text !== "string") throw new TypeError("The encoded data was not valid utf-8");
+    return text;
+  }
+}
+define("TextEncoder", TextEncoder);
+define("TextDecoder", TextDecoder);
+const encoder = new TextEncoder(), decoder = new TextDecoder();
+
+// ---- URLSearchParams (application/x-www-form-urlencoded, parsed by the host) ----
+class URLSearchParams {
+  #list = []; #onChange = null;
+  constructor(init = "") {
+    if (typeof init === "string") this.#list = host.formParse(init.startsWith("?") ? init.slice(1) : init);
+    else if (init instanceof URLSearchParams) this.#list = [...init];
+    else if (init != null && typeof init[Symbol.iterator] === "function") {
+      for (const pair of init) {
+        const p = [...pair];
+        if (p.length !== 2) throw new TypeError("URLSearchParams: each pair must have two items");
+        this.#list.push([String(p[0]), String(p[1])]);
+      }
+    } else if (init != null && typeof init === "object") {
+      for (const k of Object.keys(init)) this.#list.push([k, String(init[k])]);
+    } else this.#list = host.formParse(String(init));
+  }
+  static __attach(params, onChange) { params.#onChange = onChange; }
+  static __replace(params, query) { params.#list = host.formParse(query); }
+  #changed() { if (this.#onChange) this.#onChange(this.toString()); }
+  get size() { return this.#list.length; }
+  append(n, v) { this.#list.push([String(n), String(v)]); this.#changed(); }
+  delete(n, v) {
+    n = String(n);
+    this.#list = this.#list.filter(([k, x]) => k !== n || (v !== undefined && x !== String(v)));
+    this.#changed();
+  }
+  get(n) { n = String(n); const e = this.#list.find(([k]) => k === n); return e ? e[1] : null; }
+  getAll(n) { n = String(n); return this.#list.filter(([k]) => k === n).map(([, v]) => v); }
+  has(n, v) { n = String(n); return this.#list.some(([k, x]) => k === n && (v === undefined || x === String(v))); }
+  set(n, v) {
+    n = String(n); v = String(v);
+    const i = this.#list.findIndex(([k]) => k === n);
+    if (i < 0) this.#list.push([n, v]);
+    else { this.#list[i] = [n, v]; this.#list = this.#list.filter(([k], j) => j <= i || k !== n); }
+    this.#changed();
+  }
+  sort() {
+    this.#list = this.#list.map((e, i) => [e, i]).sort(([a, i], [b, j]) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : i - j)).map(([e]) => e);
+    this.#changed();
+  }
+  forEach(cb, thisArg) { for (const [k, v] of this.#list) cb.call(thisArg, v, k, this); }
+  *entries() { for (const [k, v] of this.#list) yield [k, v]; }
+  *keys() { for (const [k] of this.#list) yield k; }
+  *values() { for (const [, v] of this.#list) yield v; }
+  [Symbol.iterator]() { return this.entries(); }
+  toString() { return host.formSerialize(this.#list); }
+}
+const attachParams = URLSearchParams.__attach, replaceParams = URLSearchParams.__replace;
+delete URLSearchParams.__attach; delete URLSearchParams.__replace;
+define("URLSearchParams", URLSearchParams);
+
+// ---- URL (WHATWG URL Standard, parsed and updated by the host's `url` crate) ----
+class URL {
+  #parts; #params;
+  constructor(url, base) {
+    this.#parts = base === undefined ? host.urlParse(String(url)) : host.urlParse(String(url), String(base));
+    this.#params = new URLSearchParams(this.#parts.search);
+    attachParams(this.#params, (query) => { this.#set("search", query); });
+  }
+  static canParse(url, base) { try { new URL(url, base); return true; } catch { return false; } }
+  static parse(url, base) { try { return new URL(url, base); } catch { return null; } }
+  #set(part, value) {
+    this.#parts = host.urlSet(this.#parts.href, part, String(value));
+    if (part !== "search") replaceParams(this.#params, this.#parts.search.slice(1));
+    else replaceParams(this.#params, this.#parts.search.slice(1));
+  }
+  get href() { return this.#parts.href; }
+  set href(v) { this.#parts = host.urlParse(String(v)); replaceParams(this.#params, this.#parts.search.slice(1)); }
+  get origin() { return this.#parts.origin; }
+  get protocol() { return this.#parts.protocol; } set protocol(v) { this.#set("protocol", v); }
+  get username() { return this.#parts.username; } set username(v) { this.#set("username", v); }
+  get password() { return this.#parts.password; } set password(v) { this.#set("password", v); }
+  get host() { return this.#parts.host; } set host(v) { this.#set("host", v); }
+  get hostname() { return this.#parts.hostname; } set hostname(v) { this.#set("hostname", v); }
+  get port() { return this.#parts.port; } set port(v) { this.#set("port", v); }
+  get pathname() { return this.#parts.pathname; } set pathname(v) { this.#set("pathname", v); }
+  get search() { return this.#parts.search; } set search(v) { this.#set("search", v); }
+  get hash() { return this.#parts.hash; } set hash(v) { this.#set("hash", v); }
+  get searchParams() { return this.#params; }
+  toString() { return this.href; }
+  toJSON() { return this.href; }
+}
+define("URL", URL);
+
+// ---- Headers ----
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const headerName = (n) => {
+  n = String(n);
+  if (!TOKEN.test(n)) throw new TypeError(`Invalid header name: ${JSON.stringify(n)}`);
+  return n.toLowerCase();
+};
+const headerValue = (v) => {
+  v = String(v).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
+  if (/[\0\r\n]/.test(v)) throw new TypeError("Invalid header value: contains NUL, CR or LF");
+  return v;
+};
+let trustedHeaders, flatHeaders;
+class Headers {
+  #map = new Map();
+  static {
+    // From the host's flat [name, value, ...] list of already valid, lowercased names.
+    trustedHeaders = (flat) => {
+      const h = new Headers(), map = h.#map;
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const l = map.get(flat[i]);
+        if (l) l.push(flat[i + 1]); else map.set(flat[i], [flat[i + 1]]);
+      }
+      return h;
+    };
+    // To the host: flat [name, value, ...], sorted by name.
+    flatHeaders = (h) => {
+      const out = [];
+      for (const [k, v] of h.entries()) out.push(k, v);
+      return out;
+    };
+  }
+  constructor(init) {
+    if (init instanceof Headers) { for (const [k, vs] of init.#map) this.#map.set(k, [...vs]); }
+    else if (init != null && typeof init[Symbol.iterator] === "function") {
+      for (const pair of init) {
+        const p = [...pair];
+        if (p.length !== 2) throw new TypeError("Headers: each pair must have two items");
+        this.append(p[0], p[1]);
+      }
+    } else if (init != null && typeof init === "object") { for (const k of Object.keys(init)) this.append(k, init[k]); }
+    else if (init !== undefined && init !== null) throw new TypeError("Headers: invalid init");
+  }
+  append(n, v) { n = headerName(n); v = headerValue(v); const l = this.#map.get(n); if (l) l.push(v); else this.#map.set(n, [v]); }
+  set(n, v) { this.#map.set(headerName(n), [headerValue(v)]); }
+  get(n) { const l = this.#map.get(headerName(n)); return l ? l.join(", ") : null; }
+  getSetCookie() { return [...(this.#map.get("set-cookie") ?? [])]; }
+  has(n) { return this.#map.has(headerName(n)); }
+  delete(n) { this.#map.delete(headerName(n)); }
+  *entries() {
+    for (const n of [...this.#map.keys()].sort()) {
+      if (n === "set-cookie") for (const v of this.#map.get(n)) yield [n, v];
+      else yield [n, this.#map.get(n).join(", ")];
+    }
+  }
+  *keys() { for (const [k] of this.entries()) yield k; }
+  *values() { for (const [, v] of this.entries()) yield v; }
+  forEach(cb, thisArg) { for (const [k, v] of this.entries()) cb.call(thisArg, v, k, this); }
+  [Symbol.iterator]() { return this.entries(); }
+}
+define("Headers", Headers);
