@@ -260,3 +260,84 @@ async fn abort_controller_and_events() {
     )
     .await;
 }
+
+/// Streams, streaming text decoding, Blob, File and FormData as the
+/// standards define them.
+#[tokio::test]
+async fn streams_blobs_and_form_data() {
+    check_in_js(
+        r##"
+        // ReadableStream: queue, pull, close, reader, locks, async iteration.
+        let pulls = 0;
+        const rs = new ReadableStream({ start(c) { c.enqueue("a"); }, pull(c) { pulls++; if (pulls === 3) c.close(); else c.enqueue("p" + pulls); } });
+        const reader = rs.getReader();
+        eq("locked", rs.locked, true);
+        throws("second reader", () => rs.getReader(), TypeError);
+        const got = [];
+        for (let r = await reader.read(); !r.done; r = await reader.read()) got.push(r.value);
+        eq("read all", got, ["a", "p1", "p2"]);
+        reader.releaseLock();
+        eq("unlocked", rs.locked, false);
+        const items = [];
+        for await (const x of ReadableStream.from([1, 2, 3])) items.push(x);
+        eq("from + async iteration", items, [1, 2, 3]);
+        const [t1, t2] = ReadableStream.from(["x", "y"]).tee();
+        eq("tee", [await new Response(t1.pipeThrough(new TextEncoderStream())).text(), await new Response(t2.pipeThrough(new TextEncoderStream())).text()], ["xy", "xy"]);
+        let cancelled = null;
+        await new ReadableStream({ cancel(reason) { cancelled = reason; } }).cancel("why");
+        eq("cancel reaches the source", cancelled, "why");
+        const errored = new ReadableStream({ start(c) { c.error(new RangeError("bad")); } });
+        let error = null; try { await errored.getReader().read(); } catch (e) { error = e; }
+        eq("errored read rejects", error instanceof RangeError, true);
+
+        // WritableStream and TransformStream.
+        const written = [];
+        const ws = new WritableStream({ write(chunk) { written.push(chunk); }, close() { written.push("closed"); } });
+        const writer = ws.getWriter();
+        await writer.write("w1"); await writer.write("w2"); await writer.close();
+        eq("writable", written, ["w1", "w2", "closed"]);
+        const doubled = ReadableStream.from([1, 2]).pipeThrough(new TransformStream({ transform(n, c) { c.enqueue(n * 2); }, flush(c) { c.enqueue(0); } }));
+        const out = []; for await (const n of doubled) out.push(n);
+        eq("transform + flush", out, [2, 4, 0]);
+
+        // TextDecoder streaming: a multi-byte character split across chunks.
+        const euro = new TextEncoder().encode("€€");
+        const d = new TextDecoder();
+        eq("split decode", d.decode(euro.subarray(0, 2), { stream: true }) + d.decode(euro.subarray(2, 5), { stream: true }) + d.decode(euro.subarray(5)), "€€");
+        eq("truncated at end", new TextDecoder().decode(euro.subarray(0, 2)), "\ufffd");
+        const split = [euro.subarray(0, 1), euro.subarray(1, 4), euro.subarray(4)];
+        eq("TextDecoderStream", await new Response(ReadableStream.from(split).pipeThrough(new TextDecoderStream()).pipeThrough(new TextEncoderStream())).text(), "€€");
+        const into = new Uint8Array(4);
+        eq("encodeInto stops at a character boundary", new TextEncoder().encodeInto("a€€", into), { read: 2, written: 4 });
+
+        // Bodies as streams.
+        const res = new Response("streamed body");
+        eq("body is a stream", res.body instanceof ReadableStream, true);
+        const rewrapped = new Response(res.body, res);
+        eq("rewrap", await rewrapped.text(), "streamed body");
+        eq("source body used", res.bodyUsed, false);
+        const clone = new Response(ReadableStream.from([new Uint8Array([104, 105])]));
+        const twin = clone.clone();
+        eq("clone a stream body", [await clone.text(), await twin.text()], ["hi", "hi"]);
+        let chunkError = null;
+        try { await new Response(ReadableStream.from([42])).text(); } catch (e) { chunkError = e; }
+        eq("non-byte chunk rejected", chunkError instanceof TypeError, true);
+
+        // Blob, File, FormData (urlencoded and multipart round trips).
+        const blob = new Blob(["ab", new Uint8Array([99]), new Blob(["d"])], { type: "Text/Plain" });
+        eq("blob", [blob.size, blob.type, await blob.text(), await blob.slice(1, -1).text()], [4, "text/plain", "abcd", "bc"]);
+        const form = new FormData();
+        form.append("name", "Ada\nLovelace");
+        form.append("file", new Blob(["binary\r\n--not-a-boundary"], { type: "application/octet-stream" }), "a.bin");
+        const posted = new Request("https://a.example/upload", { method: "POST", body: form });
+        eq("multipart content type", posted.headers.get("content-type").startsWith("multipart/form-data; boundary="), true);
+        const parsed = await posted.formData();
+        const file = parsed.get("file");
+        eq("multipart fields", [parsed.get("name"), file instanceof File, file.name, file.type, await file.text()],
+           ["Ada\r\nLovelace", true, "a.bin", "application/octet-stream", "binary\r\n--not-a-boundary"]);
+        const urlencoded = await new Request("https://a.example/", { method: "POST", body: new URLSearchParams("a=1&b=two") }).formData();
+        eq("urlencoded form", [...urlencoded], [["a", "1"], ["b", "two"]]);
+        "##,
+    )
+    .await;
+}

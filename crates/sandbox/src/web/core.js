@@ -9,40 +9,48 @@ const define = (name, value) =>
   Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
 
 // ---- console: captured per call, drained by the host ----
+// Per call: at most LOG_LINES_MAX lines and LOG_CHARS_MAX characters in
+// all; past either, one notice line says how much was dropped.
 const logs = [];
-const LOG_LINES_MAX = 1000, LOG_LINE_CHARS_MAX = 8192;
+const LOG_LINES_MAX = 1000, LOG_LINE_CHARS_MAX = 8192, LOG_CHARS_MAX = 256 * 1024;
+let logChars = 0, logsDropped = 0;
 const show = (v) => {
   if (typeof v === "string") return v;
   if (v instanceof Error) return `${v.name}: ${v.message}`;
   try { return JSON.stringify(v) ?? String(v); } catch { return String(v); }
 };
 const log = (level) => (...args) => {
-  if (logs.length >= LOG_LINES_MAX) return;
-  logs.push([level, args.map(show).join(" ").slice(0, LOG_LINE_CHARS_MAX)]);
+  if (logsDropped > 0 || logs.length >= LOG_LINES_MAX || logChars >= LOG_CHARS_MAX) { logsDropped++; return; }
+  const line = args.map(show).join(" ").slice(0, Math.min(LOG_LINE_CHARS_MAX, LOG_CHARS_MAX - logChars));
+  logChars += line.length;
+  logs.push([level, line]);
+};
+const drainLogs = () => {
+  const out = logs.splice(0, logs.length);
+  if (logsDropped > 0)
+    out.push(["warn", `[phalanx] console output over the limit (${LOG_LINES_MAX} lines, ${LOG_CHARS_MAX} characters per call): ${logsDropped} more lines dropped`]);
+  logChars = 0; logsDropped = 0;
+  return out;
 };
 define("console", Object.freeze({
   log: log("log"), info: log("info"), debug: log("debug"), warn: log("warn"), error: log("error"),
 }));
-Object.defineProperty(globalThis, "__phalanxDrainLogs", { value: () => logs.splice(0, logs.length) });
+Object.defineProperty(globalThis, "__phalanxDrainLogs", { value: drainLogs });
 
 // ---- TextEncoder / TextDecoder (UTF-8) ----
 class TextEncoder {
   get encoding() { return "utf-8"; }
-  encode(input = "") {
-    const s = String(input), out = [];
-    for (let i = 0; i < s.length; i++) {
-      let c = s.charCodeAt(i);
-      if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-        const d = s.charCodeAt(i + 1);
-        if (d >= 0xdc00 && d <= 0xdfff) { c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00); i++; }
-        else c = 0xfffd;
-      } else if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
-      if (c < 0x80) out.push(c);
-      else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 63));
-      else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
-      else out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+  // Lone surrogates become U+FFFD, as the Encoding Standard says; the host encodes.
+  encode(input = "") { return host.utf8Encode(String(input).toWellFormed()); }
+  encodeInto(input, destination) {
+    const bytes = this.encode(input);
+    let written = bytes.length;
+    if (written > destination.length) {
+      written = destination.length;
+      while (written > 0 && (bytes[written] & 0xc0) === 0x80) written--;
     }
-    return new Uint8Array(out);
+    destination.set(bytes.subarray(0, written));
+    return { read: decoder.decode(bytes.subarray(0, written)).length, written };
   }
 }
 const toBytes = (input) => {

@@ -151,6 +151,7 @@ pub(crate) fn install_host(ctx: &Ctx<'_>, fetcher: Arc<Fetcher>, call: Arc<Call>
     host.set("formParse", Func::from(form_parse))?;
     host.set("formSerialize", Func::from(form_serialize))?;
     host.set("utf8Decode", Func::from(utf8_decode))?;
+    host.set("utf8Encode", Func::from(utf8_encode))?;
     host.set("sleep", Function::new(ctx.clone(), Async(sleep))?)?;
     host.set("randomBytes", Func::from(random_bytes))?;
     host.set("digest", Func::from(digest))?;
@@ -263,6 +264,11 @@ fn digest<'js>(ctx: Ctx<'js>, algorithm: String, data: TypedArray<'js, u8>) -> r
         }
     };
     TypedArray::new(ctx, out)
+}
+
+/// UTF-8 bytes of a well-formed string.
+fn utf8_encode<'js>(ctx: Ctx<'js>, text: String) -> rquickjs::Result<TypedArray<'js, u8>> {
+    TypedArray::new(ctx, text.into_bytes())
 }
 
 /// WHATWG UTF-8 decode: invalid sequences become U+FFFD (`null` if `fatal`).
