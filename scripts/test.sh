@@ -5,6 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build outside the clone so repeated runs (and CI) reuse the cache.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/phalanx-target}"
+# Node.js and npm build the third-party agent fixtures (crates/sandbox/tests/npm);
+# running agents never needs them.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "installing Node.js and npm (for test fixtures only)"
+  sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
