@@ -150,8 +150,17 @@ async fn handle(
         }
         let _ = done.send(result);
     });
-    let head = match parts.recv().await {
-        Some(ResponsePart::Head(head)) => head,
+    let (head, body) = match parts.recv().await {
+        Some(ResponsePart::Complete(head, body)) => (head, axum::body::Body::from(body)),
+        Some(ResponsePart::Head(head)) => {
+            let chunks = futures::stream::unfold(parts, |mut parts| async move {
+                match parts.recv().await? {
+                    ResponsePart::Body(chunk) => Some((Ok::<_, std::convert::Infallible>(Bytes::from(chunk)), parts)),
+                    _ => None,
+                }
+            });
+            (head, axum::body::Body::from_stream(chunks))
+        }
         _ => {
             return match outcome.await {
                 Ok(Err(error)) => failure(&error),
@@ -159,17 +168,11 @@ async fn handle(
             };
         }
     };
-    let chunks = futures::stream::unfold(parts, |mut parts| async move {
-        match parts.recv().await? {
-            ResponsePart::Body(chunk) => Some((Ok::<_, std::convert::Infallible>(Bytes::from(chunk)), parts)),
-            ResponsePart::Head(_) => None,
-        }
-    });
     let mut response = Response::builder().status(head.status);
     for (name, value) in &head.headers {
         response = response.header(name, value);
     }
-    response.body(axum::body::Body::from_stream(chunks)).unwrap_or_else(|e| {
+    response.body(body).unwrap_or_else(|e| {
         (StatusCode::INTERNAL_SERVER_ERROR, format!("invalid response from the agent: {e}\n")).into_response()
     })
 }

@@ -35,6 +35,19 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 16)]
         clients: usize,
     },
+    /// Agent sandbox: warm and first calls, idle memory, and HTTP requests/s
+    /// of `agent dev` against a plain hyper server, in one run.
+    Agent {
+        /// Seconds of load per HTTP server.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent keep-alive connections of the load generator.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Calls timed for the in-process figures.
+        #[arg(long, default_value_t = 20_000)]
+        calls: usize,
+    },
 }
 
 struct Node(Child);
@@ -69,7 +82,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Result<()> {
-    let BenchCommand::Chain { txs, senders, clients } = command;
+    let (txs, senders, clients) = match command {
+        BenchCommand::Chain { txs, senders, clients } => (txs, senders, clients),
+        BenchCommand::Agent { seconds, connections, calls } => {
+            return crate::bench_agent::run(seconds, connections, calls).await;
+        }
+    };
     anyhow::ensure!(senders > 0 && clients > 0 && txs >= senders, "need txs >= senders > 0 and clients > 0");
     let data_dir = tempfile_dir()?;
     let (rpc_port, p2p_port) = (free_port()?, free_port()?);

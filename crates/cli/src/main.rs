@@ -5,6 +5,7 @@
 mod account;
 mod agent;
 mod bench;
+mod bench_agent;
 mod chain;
 mod client;
 mod dev;

@@ -2,9 +2,12 @@
 //!
 //! The prelude hands the response over with `respond(status, headers, body)`
 //! (body `null` when it will stream) and then `write(chunk)` per streamed
-//! chunk. The head goes to the caller's channel with the first chunk (or at
-//! the end), so a streamed response reaches the client while the agent is
-//! still producing it; the channel's capacity is the backpressure.
+//! chunk. A body known whole goes out at once as one
+//! [`ResponsePart::Complete`] (before any `waitUntil` work finishes, when
+//! the channel has room). A streamed body goes out as a
+//! [`ResponsePart::Head`] with the first chunk, then [`ResponsePart::Body`]
+//! chunks, so it reaches the client while the agent is still producing it;
+//! the channel's capacity is the backpressure.
 
 use std::sync::Mutex;
 use tokio::sync::mpsc;
@@ -17,10 +20,15 @@ pub struct ResponseHead {
     pub headers: Vec<(String, String)>,
 }
 
-/// What a call sends to its caller, in order: one head, then body chunks.
+/// What a call sends to its caller: one `Complete`, or one `Head` followed
+/// by `Body` chunks (the end of the channel ends the body).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResponsePart {
+    /// A response whose body was known whole.
+    Complete(ResponseHead, Vec<u8>),
+    /// The head of a streamed response.
     Head(ResponseHead),
+    /// The next chunk of a streamed body.
     Body(Vec<u8>),
 }
 
@@ -39,7 +47,7 @@ pub(crate) enum Undeliverable {
 struct Inner {
     sink: Option<mpsc::Sender<ResponsePart>>,
     head: Option<ResponseHead>,
-    /// A body given in one piece, sent after the call.
+    /// A body given in one piece that did not fit the channel yet.
     body: Option<Vec<u8>>,
     responded: bool,
     streaming: bool,
@@ -90,8 +98,19 @@ impl Call {
             return Err(Self::fail(&mut inner, Undeliverable::TooLarge));
         }
         inner.streaming = body.is_none();
-        inner.head = Some(head);
-        inner.body = body;
+        match body {
+            None => inner.head = Some(head),
+            Some(body) => match inner.sink.as_ref().map(|sink| sink.try_send(ResponsePart::Complete(head, body))) {
+                Some(Err(mpsc::error::TrySendError::Full(ResponsePart::Complete(head, body)))) => {
+                    inner.head = Some(head);
+                    inner.body = Some(body);
+                }
+                Some(Err(mpsc::error::TrySendError::Closed(_))) => {
+                    return Err(Self::fail(&mut inner, Undeliverable::Closed));
+                }
+                _ => {}
+            },
+        }
         Ok(())
     }
 
@@ -133,11 +152,10 @@ impl Call {
             (sink, inner.head.take(), inner.body.take())
         };
         let sent = async {
-            if let Some(head) = head {
-                sink.send(ResponsePart::Head(head)).await?;
-            }
-            if let Some(body) = body.filter(|b| !b.is_empty()) {
-                sink.send(ResponsePart::Body(body)).await?;
+            match (head, body) {
+                (Some(head), Some(body)) => sink.send(ResponsePart::Complete(head, body)).await?,
+                (Some(head), None) => sink.send(ResponsePart::Head(head)).await?,
+                _ => {}
             }
             Ok::<_, mpsc::error::SendError<ResponsePart>>(())
         };

@@ -200,8 +200,37 @@ impl Deadline {
     }
 }
 
+/// Hidden global holding the promise of a call that waits on the host.
+const PENDING: &str = "__phalanxPending";
+
+/// How the synchronous attempt at a call ended: settled (with its result
+/// and console lines), or waiting on the host (with the rest of the work).
+enum Quick<T, F> {
+    Settled(Result<Option<T>, String>, Vec<LogLine>),
+    Pending(F),
+}
+
 /// The prelude's bytecode, compiled by the first sandbox of the process.
 static PRELUDE_BYTECODE: OnceLock<Vec<u8>> = OnceLock::new();
+
+/// The prelude compiled once per process, in a throwaway runtime, without
+/// debug information and source text: every instance holds its own copy, so
+/// smaller is better, and the prelude's frames matter little in an agent's
+/// stack trace.
+fn prelude_bytecode() -> Result<&'static [u8], String> {
+    if let Some(bytecode) = PRELUDE_BYTECODE.get() {
+        return Ok(bytecode);
+    }
+    let runtime = rquickjs::Runtime::new().map_err(|e| e.to_string())?;
+    let context = rquickjs::Context::full(&runtime).map_err(|e| e.to_string())?;
+    let options = WriteOptions { strip_debug: true, strip_source: true, ..WriteOptions::default() };
+    let bytecode = context.with(|ctx| {
+        Module::declare(ctx.clone(), "phalanx:prelude", crate::web::PRELUDE_JS)
+            .and_then(|module| module.write(options))
+            .map_err(|e| describe(&ctx, e))
+    })?;
+    Ok(PRELUDE_BYTECODE.get_or_init(|| bytecode))
+}
 
 /// Loads a module from bytecode this process wrote.
 fn load_bytecode<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Module<'js>> {
@@ -262,14 +291,8 @@ impl Sandbox {
             .with(|ctx| {
                 let installed: rquickjs::Result<()> = (|| {
                     crate::web::install_host(&ctx, host_fetcher, host_call)?;
-                    let module = match PRELUDE_BYTECODE.get() {
-                        Some(bytecode) => load_bytecode(&ctx, bytecode)?,
-                        None => {
-                            let module = Module::declare(ctx.clone(), "phalanx:prelude", crate::web::PRELUDE_JS)?;
-                            let _ = PRELUDE_BYTECODE.set(module.write(WriteOptions::default())?);
-                            module
-                        }
-                    };
+                    let bytecode = prelude_bytecode().map_err(|e| Error::new_loading_message("phalanx:prelude", e))?;
+                    let module = load_bytecode(&ctx, bytecode)?;
                     let (_, evaluated) = module.eval()?;
                     evaluated.finish::<()>()
                 })();
@@ -291,6 +314,12 @@ impl Sandbox {
     /// SHA-256 of the loaded agent's source.
     pub fn code_hash(&self) -> Option<[u8; 32]> {
         self.code_hash
+    }
+
+    #[doc(hidden)]
+    pub async fn memory_report(&self) -> String {
+        self.runtime.run_gc().await;
+        format!("{:#?}", self.runtime.memory_usage().await)
     }
 
     /// Bytes of JavaScript heap in use.
@@ -366,9 +395,10 @@ impl Sandbox {
     }
 
     /// Runs the agent's `fetch(request, env, ctx)` and sends its response to
-    /// `sink`: one [`ResponsePart::Head`], then the body in chunks as the
-    /// agent produces them (a streamed body reaches the receiver while the
-    /// agent is still writing). The channel's capacity is the backpressure.
+    /// `sink`: one [`ResponsePart::Complete`] when the body is known whole,
+    /// or a [`ResponsePart::Head`] and then the body in chunks as the agent
+    /// produces them (a streamed body reaches the receiver while the agent
+    /// is still writing). The channel's capacity is the backpressure.
     /// Returns how the call ended and the console lines it wrote (also when
     /// it failed). Promises passed to `ctx.waitUntil` are awaited after the
     /// response, within the same limits.
@@ -422,6 +452,7 @@ impl Sandbox {
             let mut body = Vec::new();
             while let Some(part) = receiver.recv().await {
                 match part {
+                    ResponsePart::Complete(h, whole) => (head, body) = (Some(h), whole),
                     ResponsePart::Head(h) => head = Some(h),
                     ResponsePart::Body(chunk) => body.extend_from_slice(&chunk),
                 }
@@ -450,17 +481,45 @@ impl Sandbox {
             return (Err(SandboxError::NotLoaded), vec![]);
         }
         let wall = self.limits.wall_time_max;
+        let started = Instant::now();
         self.fetcher.reset();
         self.deadline.arm(self.limits.cpu_time_max);
-        let calling = self.context.async_with(async move |ctx| {
-            // A previous call's interrupted background job may have left
-            // an exception pending; it must not leak into this call.
+        // Fast path: most calls settle by running JavaScript alone (no wait
+        // on the host), which needs no future machinery. A call that does
+        // wait leaves its promise in a hidden global for the async path.
+        let quick = self.context.with(move |ctx| {
+            // A previous call's interrupted background job may have left an
+            // exception pending; it must not leak into this call.
             if ctx.has_exception() {
                 let _ = ctx.catch();
             }
-            let called: rquickjs::Result<Option<T>> = async {
+            let attempt: rquickjs::Result<Result<T, F>> = (|| {
                 let promise = start(&ctx)?;
-                match tokio::time::timeout(wall, promise.into_future::<Value>()).await {
+                match promise.finish::<Value>() {
+                    Ok(value) => finish(&ctx, value).map(Ok),
+                    Err(Error::WouldBlock) => {
+                        ctx.globals().set(PENDING, promise)?;
+                        Ok(Err(finish))
+                    }
+                    Err(error) => Err(error),
+                }
+            })();
+            match attempt {
+                Ok(Err(finish)) => Quick::Pending(finish),
+                Ok(Ok(value)) => Quick::Settled(Ok(Some(value)), drain_logs(&ctx)),
+                Err(error) => Quick::Settled(Err(describe(&ctx, error)), drain_logs(&ctx)),
+            }
+        });
+        let finish = match self.deadline.meter(quick).await {
+            Quick::Pending(finish) => finish,
+            Quick::Settled(result, logs) => return self.conclude(result, logs, wall),
+        };
+        let wall_left = wall.saturating_sub(started.elapsed());
+        let calling = self.context.async_with(async move |ctx| {
+            let called: rquickjs::Result<Option<T>> = async {
+                let promise: Promise = ctx.globals().get(PENDING)?;
+                ctx.globals().remove(PENDING)?;
+                match tokio::time::timeout(wall_left, promise.into_future::<Value>()).await {
                     Ok(value) => finish(&ctx, value?).map(Some),
                     Err(_) => Ok(None),
                 }
@@ -470,6 +529,16 @@ impl Sandbox {
             (result, drain_logs(&ctx))
         });
         let (result, logs) = self.deadline.meter(calling).await;
+        self.conclude(result, logs, wall)
+    }
+
+    /// Ends a call: disarms the limits and turns the outcome into a result.
+    fn conclude<T>(
+        &mut self,
+        result: Result<Option<T>, String>,
+        logs: Vec<LogLine>,
+        wall: Duration,
+    ) -> (Result<T, SandboxError>, Vec<LogLine>) {
         self.deadline.disarm();
         self.fetcher.reset();
         if let Some(violation) = self.violation() {

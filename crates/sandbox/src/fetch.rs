@@ -113,6 +113,32 @@ impl reqwest::dns::Resolve for PolicyResolver {
     }
 }
 
+/// HTTP clients shared by all sandboxes with the same address rule and
+/// timeout (a client holds the TLS roots and a connection pool; one per
+/// instance would cost every idle agent that memory). The host-side
+/// connection pool carries no agent state: agents never see connections.
+fn shared_client(allow_private_addresses: bool, timeout: Duration) -> Result<reqwest::Client, String> {
+    static CLIENTS: Mutex<Vec<((bool, Duration), reqwest::Client)>> = Mutex::new(Vec::new());
+    let mut clients = CLIENTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let key = (allow_private_addresses, timeout);
+    if let Some((_, client)) = clients.iter().find(|(k, _)| *k == key) {
+        return Ok(client.clone());
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .dns_resolver(Arc::new(PolicyResolver { allow_private_addresses }))
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    const CLIENTS_MAX: usize = 16;
+    if clients.len() >= CLIENTS_MAX {
+        clients.remove(0);
+    }
+    clients.push((key, client.clone()));
+    Ok(client)
+}
+
 /// A request an agent made.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
@@ -151,13 +177,7 @@ pub(crate) struct Fetcher {
 
 impl Fetcher {
     pub(crate) fn new(policy: FetchPolicy) -> Result<Arc<Self>, String> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(policy.timeout)
-            .dns_resolver(Arc::new(PolicyResolver { allow_private_addresses: policy.allow_private_addresses }))
-            .no_proxy()
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = shared_client(policy.allow_private_addresses, policy.timeout)?;
         Ok(Arc::new(Fetcher {
             policy,
             client,

@@ -37,8 +37,10 @@ async fn call(
     let collect = async {
         let mut body = Vec::new();
         while let Some(part) = receiver.recv().await {
-            if let ResponsePart::Body(chunk) = part {
-                body.extend_from_slice(&chunk);
+            match part {
+                ResponsePart::Complete(_, whole) => body = whole,
+                ResponsePart::Body(chunk) => body.extend_from_slice(&chunk),
+                ResponsePart::Head(_) => {}
             }
         }
         body

@@ -62,6 +62,7 @@ async fn hono_and_zod_bundles_answer_like_node() {
             let (mut head, mut chunks) = (None, Vec::new());
             while let Some(part) = parts.recv().await {
                 match part {
+                    ResponsePart::Complete(h, whole) => (head, chunks) = (Some(h), vec![whole]),
                     ResponsePart::Head(h) => head = Some(h),
                     ResponsePart::Body(chunk) => chunks.push(chunk),
                 }

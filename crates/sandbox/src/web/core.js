@@ -187,17 +187,32 @@ define("URL", URL);
 
 // ---- Headers ----
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Validated names and values are remembered (bounded): agents use the same
+// few headers over and over, and validation is the costly part of Headers.
+const CACHE_MAX = 512;
+const knownNames = new Map(), knownValues = new Map();
+const remember = (cache, key, value) => {
+  if (cache.size >= CACHE_MAX) cache.clear();
+  cache.set(key, value);
+  return value;
+};
 const headerName = (n) => {
-  n = String(n);
-  if (!TOKEN.test(n)) throw new TypeError(`Invalid header name: ${JSON.stringify(n)}`);
-  return n.toLowerCase();
+  const known = knownNames.get(n);
+  if (known !== undefined) return known;
+  const name = String(n);
+  if (!TOKEN.test(name)) throw new TypeError(`Invalid header name: ${JSON.stringify(name)}`);
+  return typeof n === "string" ? remember(knownNames, n, name.toLowerCase()) : name.toLowerCase();
 };
 const headerValue = (v) => {
-  v = String(v).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
-  if (/[\0\r\n]/.test(v)) throw new TypeError("Invalid header value: contains NUL, CR or LF");
-  return v;
+  if (typeof v === "string") {
+    const known = knownValues.get(v);
+    if (known !== undefined) return known;
+  }
+  const value = String(v).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
+  if (/[\0\r\n]/.test(value)) throw new TypeError("Invalid header value: contains NUL, CR or LF");
+  return typeof v === "string" && v.length <= 256 ? remember(knownValues, v, value) : value;
 };
-let trustedHeaders, flatHeaders;
+let trustedHeaders, flatHeaders, setTrusted;
 class Headers {
   #map = new Map();
   static {
@@ -212,10 +227,17 @@ class Headers {
     };
     // To the host: flat [name, value, ...], sorted by name.
     flatHeaders = (h) => {
-      const out = [];
-      for (const [k, v] of h.entries()) out.push(k, v);
+      const map = h.#map, out = [];
+      const names = map.size > 1 ? [...map.keys()].sort() : map.keys();
+      for (const n of names) {
+        const values = map.get(n);
+        if (n === "set-cookie") for (const v of values) out.push(n, v);
+        else out.push(n, values.length === 1 ? values[0] : values.join(", "));
+      }
       return out;
     };
+    // A header the prelude itself sets (name and value known valid).
+    setTrusted = (h, name, value) => { h.#map.set(name, [value]); };
   }
   constructor(init) {
     if (init instanceof Headers) { for (const [k, vs] of init.#map) this.#map.set(k, [...vs]); }

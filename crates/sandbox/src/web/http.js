@@ -172,7 +172,7 @@ const extractBody = (body, headers) => {
   else if (body instanceof Blob) { bytes = blobBytes.get(body); type = body.type || null; }
   else if (body instanceof FormData) [bytes, type] = encodeMultipart(body);
   else { bytes = encoder.encode(String(body)); type = "text/plain;charset=UTF-8"; }
-  if (type && !headers.has("content-type")) headers.set("content-type", type);
+  if (type && !headers.has("content-type")) setTrusted(headers, "content-type", type);
   return [bytes, stream];
 };
 const readAll = async (stream) => {
@@ -294,24 +294,28 @@ define("Request", Request);
 const NULL_BODY_STATUS = [101, 103, 204, 205, 304];
 class Response extends Body {
   #status; #statusText; #headers; #type = "default"; #url = "";
-  constructor(body = null, init = {}) {
+  constructor(body = null, init = undefined) {
     super();
-    init ??= {};
-    const status = init.status ?? 200;
-    if (!Number.isInteger(status) || status < 200 || status > 599)
+    const status = init?.status ?? 200;
+    if (status !== 200 && (!Number.isInteger(status) || status < 200 || status > 599))
       throw new RangeError(`Response status must be an integer from 200 to 599, got ${status}`);
     this.#status = status;
-    this.#statusText = String(init.statusText ?? "");
-    this.#headers = new Headers(init.headers);
+    const statusText = init?.statusText;
+    this.#statusText = statusText === undefined ? "" : String(statusText);
+    this.#headers = new Headers(init?.headers);
+    if (body === null || body === undefined) return;
     const extracted = extractBody(body, this.#headers);
-    if ((extracted[0] !== null || extracted[1] !== null) && NULL_BODY_STATUS.includes(status))
-      throw new TypeError(`Response with status ${status} cannot have a body`);
+    if (NULL_BODY_STATUS.includes(status)) throw new TypeError(`Response with status ${status} cannot have a body`);
     setBody(this, extracted);
   }
-  static json(data, init = {}) {
-    const headers = new Headers(init?.headers);
-    if (!headers.has("content-type")) headers.set("content-type", "application/json");
-    return new Response(JSON.stringify(data), { ...init, headers });
+  static json(data, init = undefined) {
+    const text = JSON.stringify(data);
+    if (text === undefined) throw new TypeError("Response.json: the value cannot be serialized as JSON");
+    const response = new Response(null, init);
+    if (NULL_BODY_STATUS.includes(response.#status)) throw new TypeError(`Response with status ${response.#status} cannot have a body`);
+    if (!response.#headers.has("content-type")) setTrusted(response.#headers, "content-type", "application/json");
+    setBody(response, [encoder.encode(text), null]);
+    return response;
   }
   static redirect(url, status = 302) {
     if (![301, 302, 303, 307, 308].includes(status)) throw new RangeError(`Invalid redirect status ${status}`);
@@ -370,6 +374,14 @@ define("fetch", async (input, init = undefined) => {
 });
 
 // ---- how the host calls the agent ----
+// The `ctx` argument of `fetch(request, env, ctx)`.
+class ExecutionContext {
+  #pending;
+  constructor(pending) { this.#pending = pending; }
+  waitUntil(promise) { this.#pending.push(Promise.resolve(promise)); }
+  passThroughOnException() {}
+  get props() { return {}; }
+}
 let agent = null;
 Object.defineProperty(globalThis, "__phalanxSetAgent", { value: (a) => { agent = a; } });
 Object.defineProperty(globalThis, "__phalanxInvoke", {
@@ -382,7 +394,7 @@ Object.defineProperty(globalThis, "__phalanxServe", {
   value: async (url, method, headers, body, env) => {
     const request = new Request(hostKey, { url, method, headers: trustedHeaders(headers), body: body ?? null });
     const waitUntil = [];
-    const ctx = Object.freeze({ waitUntil(p) { waitUntil.push(Promise.resolve(p)); }, passThroughOnException() {}, props: {} });
+    const ctx = new ExecutionContext(waitUntil);
     try {
       const response = await agent.fetch(request, env, ctx);
       if (!(response instanceof Response)) throw new TypeError("fetch() must return a Response (or a Promise of one)");
