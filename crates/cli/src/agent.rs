@@ -13,7 +13,7 @@ use phalanx_sandbox::{AgentCode, FetchPolicy, HttpRequest, Limits, Pool, PoolCon
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// Largest request body the dev server accepts, in bytes.
 const DEV_BODY_BYTES_MAX: usize = 1024 * 1024;
@@ -138,9 +138,8 @@ async fn handle(
         Err(error) => return failure(&error),
     };
     let (sender, mut parts) = mpsc::channel(16);
-    let (done, outcome) = oneshot::channel();
     let env = served.env.clone();
-    tokio::spawn(async move {
+    let mut call = Box::pin(async move {
         let (result, logs) = lease.serve(request, &env, sender).await;
         for line in &logs {
             println!("[{}] {}", line.level, line.message);
@@ -148,9 +147,23 @@ async fn handle(
         if let Err(error) = &result {
             eprintln!("agent error: {error}");
         }
-        let _ = done.send(result);
+        result
     });
-    let (head, body) = match parts.recv().await {
+    // Most calls finish on their first poll (no wait on the host): then the
+    // response is already in the channel. A call still running when its
+    // response starts (a stream, or `waitUntil` work) goes on in a task.
+    let first = tokio::select! {
+        biased;
+        result = &mut call => match parts.recv().await {
+            Some(part) => Some(part),
+            None => return failure(&result.err().unwrap_or(SandboxError::NoResponse)),
+        },
+        part = parts.recv() => {
+            tokio::spawn(call);
+            part
+        }
+    };
+    let (head, body) = match first {
         Some(ResponsePart::Complete(head, body)) => (head, axum::body::Body::from(body)),
         Some(ResponsePart::Head(head)) => {
             let chunks = futures::stream::unfold(parts, |mut parts| async move {
@@ -161,12 +174,7 @@ async fn handle(
             });
             (head, axum::body::Body::from_stream(chunks))
         }
-        _ => {
-            return match outcome.await {
-                Ok(Err(error)) => failure(&error),
-                _ => failure(&SandboxError::NoResponse),
-            };
-        }
+        _ => return failure(&SandboxError::NoResponse),
     };
     let mut response = Response::builder().status(head.status);
     for (name, value) in &head.headers {

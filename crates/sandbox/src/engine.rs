@@ -416,7 +416,7 @@ impl Sandbox {
         let headers = crate::web::flatten(normalized(headers));
         let env: Vec<(String, String)> = env.to_vec();
         self.call.start(sink, self.limits.response_body_bytes_max);
-        let (result, logs) = self
+        let (result, mut logs) = self
             .run(
                 move |ctx| {
                     let env_object = Object::new(ctx.clone())?;
@@ -426,7 +426,7 @@ impl Sandbox {
                     let body = body.map(|bytes| TypedArray::<u8>::new(ctx.clone(), bytes)).transpose()?;
                     ctx.globals().get::<_, Function>("__phalanxServe")?.call((url, method, headers, body, env_object))
                 },
-                |_, _| Ok(()),
+                |ctx, value| if value.is_null() { Ok(Vec::new()) } else { Ok(log_lines(Vec::from_js(ctx, value)?)) },
             )
             .await;
         let responded = self.call.responded();
@@ -438,8 +438,11 @@ impl Sandbox {
             }
             (Some(Undeliverable::Closed), _) => Err(SandboxError::ClientGone),
             (_, Err(error)) => Err(error),
-            (_, Ok(())) if !responded => Err(SandboxError::NoResponse),
-            (_, Ok(())) => Ok(()),
+            (_, Ok(_)) if !responded => Err(SandboxError::NoResponse),
+            (_, Ok(returned)) => {
+                logs = returned;
+                Ok(())
+            }
         };
         (result, logs)
     }
@@ -506,7 +509,7 @@ impl Sandbox {
             })();
             match attempt {
                 Ok(Err(finish)) => Quick::Pending(finish),
-                Ok(Ok(value)) => Quick::Settled(Ok(Some(value)), drain_logs(&ctx)),
+                Ok(Ok(value)) => Quick::Settled(Ok(Some(value)), Vec::new()),
                 Err(error) => Quick::Settled(Err(describe(&ctx, error)), drain_logs(&ctx)),
             }
         });
@@ -525,8 +528,10 @@ impl Sandbox {
                 }
             }
             .await;
-            let result = called.map_err(|e| describe(&ctx, e));
-            (result, drain_logs(&ctx))
+            match called {
+                Ok(value) => (Ok(value), Vec::new()),
+                Err(error) => (Err(describe(&ctx, error)), drain_logs(&ctx)),
+            }
         });
         let (result, logs) = self.deadline.meter(calling).await;
         self.conclude(result, logs, wall)
@@ -591,12 +596,16 @@ fn normalized_method(method: String) -> String {
     }
 }
 
-/// The console lines written since the last drain.
+/// The console lines written since the last drain (calls that fail; a
+/// call that succeeds returns its lines with its result).
 fn drain_logs(ctx: &Ctx<'_>) -> Vec<LogLine> {
     let drained: rquickjs::Result<Vec<Vec<String>>> =
         ctx.globals().get::<_, Function>("__phalanxDrainLogs").and_then(|f| f.call(()));
-    drained
-        .unwrap_or_default()
+    log_lines(drained.unwrap_or_default())
+}
+
+fn log_lines(pairs: Vec<Vec<String>>) -> Vec<LogLine> {
+    pairs
         .into_iter()
         .filter_map(|pair| <[String; 2]>::try_from(pair).ok())
         .map(|[level, message]| LogLine { level, message })

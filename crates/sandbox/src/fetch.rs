@@ -194,8 +194,9 @@ impl Fetcher {
     /// Starts a new agent call: the subrequest count starts over and bodies
     /// left open by the previous call are dropped.
     pub(crate) fn reset(&self) {
-        self.calls.store(0, Ordering::Relaxed);
-        self.open_bodies().clear();
+        if self.calls.swap(0, Ordering::Relaxed) != 0 {
+            self.open_bodies().clear();
+        }
     }
 
     /// The next chunk of an open response body; `None` at its end.

@@ -25,6 +25,7 @@ const log = (level) => (...args) => {
   logChars += line.length;
   logs.push([level, line]);
 };
+const pendingLogs = () => logs.length > 0 || logsDropped > 0;
 const drainLogs = () => {
   const out = logs.splice(0, logs.length);
   if (logsDropped > 0)

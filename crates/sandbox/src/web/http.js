@@ -385,7 +385,11 @@ class ExecutionContext {
 let agent = null;
 Object.defineProperty(globalThis, "__phalanxSetAgent", { value: (a) => { agent = a; } });
 Object.defineProperty(globalThis, "__phalanxInvoke", {
-  value: async (method, argument) => JSON.stringify(await agent[method](JSON.parse(argument))),
+  value: async (method, argument) => {
+    const result = JSON.stringify(await agent[method](JSON.parse(argument)));
+    drainLogs();
+    return result;
+  },
 });
 // Runs `fetch(request, env, ctx)` and hands the response to the host:
 // known bytes in one piece, a stream chunk by chunk as the agent produces
@@ -411,5 +415,7 @@ Object.defineProperty(globalThis, "__phalanxServe", {
     } finally {
       if (waitUntil.length > 0) await Promise.allSettled(waitUntil);
     }
+    // The call's console lines (null when there are none).
+    return pendingLogs() ? drainLogs() : null;
   },
 });
