@@ -213,27 +213,31 @@ enum Quick<T, F> {
 /// The prelude's bytecode, compiled by the first sandbox of the process.
 static PRELUDE_BYTECODE: OnceLock<Vec<u8>> = OnceLock::new();
 
-/// The prelude compiled once per process, in a throwaway runtime, without
-/// debug information and source text: every instance holds its own copy, so
-/// smaller is better, and the prelude's frames matter little in an agent's
-/// stack trace.
-fn prelude_bytecode() -> Result<&'static [u8], String> {
-    if let Some(bytecode) = PRELUDE_BYTECODE.get() {
+/// A prelude module compiled once per process, in a throwaway runtime,
+/// without debug information and source text: every instance holds its own
+/// copy, so smaller is better, and the prelude's frames matter little in an
+/// agent's stack trace.
+pub(crate) fn prelude_bytecode(
+    slot: &'static OnceLock<Vec<u8>>,
+    name: &str,
+    source: &str,
+) -> Result<&'static [u8], String> {
+    if let Some(bytecode) = slot.get() {
         return Ok(bytecode);
     }
     let runtime = rquickjs::Runtime::new().map_err(|e| e.to_string())?;
     let context = rquickjs::Context::full(&runtime).map_err(|e| e.to_string())?;
     let options = WriteOptions { strip_debug: true, strip_source: true, ..WriteOptions::default() };
     let bytecode = context.with(|ctx| {
-        Module::declare(ctx.clone(), "phalanx:prelude", crate::web::PRELUDE_JS)
+        Module::declare(ctx.clone(), name, source)
             .and_then(|module| module.write(options))
             .map_err(|e| describe(&ctx, e))
     })?;
-    Ok(PRELUDE_BYTECODE.get_or_init(|| bytecode))
+    Ok(slot.get_or_init(|| bytecode))
 }
 
 /// Loads a module from bytecode this process wrote.
-fn load_bytecode<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Module<'js>> {
+pub(crate) fn load_bytecode<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> rquickjs::Result<Module<'js>> {
     // SAFETY: `Module::load` requires valid QuickJS bytecode. The only
     // callers pass the prelude bytecode written by `Module::write` in this
     // process (`PRELUDE_BYTECODE`) or an `AgentCode`'s bytecode, which only
@@ -291,7 +295,8 @@ impl Sandbox {
             .with(|ctx| {
                 let installed: rquickjs::Result<()> = (|| {
                     crate::web::install_host(&ctx, host_fetcher, host_call)?;
-                    let bytecode = prelude_bytecode().map_err(|e| Error::new_loading_message("phalanx:prelude", e))?;
+                    let bytecode = prelude_bytecode(&PRELUDE_BYTECODE, "phalanx:prelude", crate::web::PRELUDE_JS)
+                        .map_err(|e| Error::new_loading_message("phalanx:prelude", e))?;
                     let module = load_bytecode(&ctx, bytecode)?;
                     let (_, evaluated) = module.eval()?;
                     evaluated.finish::<()>()

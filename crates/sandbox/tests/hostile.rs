@@ -50,6 +50,9 @@ async fn call(
     (result, body, logs, started.elapsed())
 }
 
+/// Whether an error is the one a case expects.
+type Expect = Box<dyn Fn(&SandboxError) -> bool>;
+
 /// Each agent misbehaves on `/bad` and answers "fine" otherwise.
 fn hostile(bad: &str) -> AgentCode {
     let source = format!(
@@ -63,7 +66,7 @@ async fn each_violation_has_its_own_error_and_the_host_keeps_serving() {
     let pool = Pool::new(PoolConfig::default());
     let bystander = hostile("return new Response('never');");
     let slack = Duration::from_millis(400);
-    let cases: Vec<(&str, &str, Box<dyn Fn(&SandboxError) -> bool>, Duration)> = vec![
+    let cases: Vec<(&str, &str, Expect, Duration)> = vec![
         ("loop", "for (;;) {}", Box::new(|e| *e == SandboxError::CpuTime { limit_ms: 100 }), limits().cpu_time_max),
         (
             "caught loop",

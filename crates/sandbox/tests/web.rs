@@ -341,3 +341,20 @@ async fn streams_blobs_and_form_data() {
     )
     .await;
 }
+
+/// The rarely used parts of the Web API load on first use, and an agent's
+/// own definition of one of their globals (a polyfill) survives the load.
+#[tokio::test]
+async fn lazily_loaded_globals_respect_polyfills() {
+    check_in_js(
+        r##"
+        class MyBlob {}
+        globalThis.Blob = MyBlob;
+        const u = new URL("https://a.example/p?q=1");
+        eq("extras work after the load", [u.pathname, typeof ReadableStream, typeof FormData], ["/p", "function", "function"]);
+        eq("polyfill kept", Blob === MyBlob, true);
+        eq("no internals left", typeof __phalanxInternals, "undefined");
+        "##,
+    )
+    .await;
+}

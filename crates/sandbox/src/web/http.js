@@ -1,4 +1,4 @@
-// ---- Blob, File, FormData ----
+// ---- the Web API parts loaded on first use (see extras.js) ----
 const EMPTY = new Uint8Array(0);
 const concatBytes = (chunks, total) => {
   if (chunks.length === 1) return chunks[0];
@@ -7,184 +7,61 @@ const concatBytes = (chunks, total) => {
   for (const c of chunks) { out.set(c, at); at += c.byteLength; }
   return out;
 };
-const blobBytes = new WeakMap();
-class Blob {
-  #type;
-  constructor(parts = [], options = {}) {
-    const chunks = [];
-    for (const part of parts) {
-      if (part instanceof Blob) chunks.push(blobBytes.get(part));
-      else if (part instanceof ArrayBuffer || ArrayBuffer.isView(part)) chunks.push(toBytes(part).slice());
-      else chunks.push(encoder.encode(String(part)));
-    }
-    blobBytes.set(this, concatBytes(chunks.length ? chunks : [EMPTY]));
-    const type = String(options?.type ?? "");
-    this.#type = /^[\x20-\x7e]*$/.test(type) ? type.toLowerCase() : "";
+// Extras globals not yet loaded: the agent may define its own first (a
+// polyfill), which loading the extras then leaves alone.
+const lazy = new Set();
+// What the extras module needs from here, and what it adds when loaded.
+const internals = {
+  host, encoder, decoder, toBytes, setTrusted, EMPTY, concatBytes, loaded: false,
+  define: (name, value) => { if (lazy.delete(name)) define(name, value); },
+};
+const extras = () => {
+  if (!internals.loaded) {
+    Object.defineProperty(globalThis, "__phalanxInternals", { value: internals, configurable: true });
+    try { host.loadExtras(); } finally { delete globalThis.__phalanxInternals; }
+    if (!internals.loaded) throw new TypeError("the Web API extras failed to load");
   }
-  get size() { return blobBytes.get(this).byteLength; }
-  get type() { return this.#type; }
-  async arrayBuffer() { return blobBytes.get(this).slice().buffer; }
-  async bytes() { return blobBytes.get(this).slice(); }
-  async text() { return decoder.decode(blobBytes.get(this)); }
-  slice(start = 0, end = undefined, type = "") {
-    const b = blobBytes.get(this);
-    return new Blob([b.subarray(...[start, end ?? b.byteLength].map((i) => (i < 0 ? Math.max(b.byteLength + i, 0) : Math.min(i, b.byteLength))))], { type });
-  }
-  stream() { return bytesStream(blobBytes.get(this)); }
-  get [Symbol.toStringTag]() { return "Blob"; }
+  return internals;
+};
+const EXTRAS = [
+  "URL", "URLSearchParams", "structuredClone", "Event", "EventTarget", "AbortSignal", "AbortController",
+  "ReadableStream", "ReadableStreamDefaultReader", "ReadableStreamDefaultController", "WritableStream",
+  "WritableStreamDefaultWriter", "WritableStreamDefaultController", "TransformStream",
+  "TransformStreamDefaultController", "TextEncoderStream", "TextDecoderStream", "CountQueuingStrategy",
+  "ByteLengthQueuingStrategy", "Blob", "File", "FormData",
+];
+for (const name of EXTRAS) {
+  lazy.add(name);
+  Object.defineProperty(globalThis, name, {
+    get() { extras(); return Object.getOwnPropertyDescriptor(globalThis, name).value; },
+    set(value) { lazy.delete(name); define(name, value); },
+    configurable: true, enumerable: false,
+  });
 }
-class File extends Blob {
-  #name; #lastModified;
-  constructor(parts, name, options = {}) {
-    if (arguments.length < 2) throw new TypeError("File: a name is required");
-    super(parts, options);
-    this.#name = String(name);
-    this.#lastModified = options?.lastModified === undefined ? Date.now() : Number(options.lastModified);
-  }
-  get name() { return this.#name; }
-  get lastModified() { return this.#lastModified; }
-  get [Symbol.toStringTag]() { return "File"; }
-}
-define("Blob", Blob);
-define("File", File);
-
-class FormData {
-  #list = [];
-  constructor(form) { if (form !== undefined) throw new TypeError("FormData: HTML forms do not exist here"); }
-  static #entry(name, value, filename) {
-    if (value instanceof Blob) {
-      const file = value instanceof File && filename === undefined
-        ? value
-        : new File([value], filename ?? (value instanceof File ? value.name : "blob"), { type: value.type });
-      return [String(name), file];
-    }
-    return [String(name), String(value)];
-  }
-  append(name, value, filename) { this.#list.push(FormData.#entry(name, value, filename)); }
-  set(name, value, filename) {
-    const entry = FormData.#entry(name, value, filename);
-    const i = this.#list.findIndex(([k]) => k === entry[0]);
-    if (i < 0) this.#list.push(entry);
-    else { this.#list[i] = entry; this.#list = this.#list.filter(([k], j) => j <= i || k !== entry[0]); }
-  }
-  get(name) { const e = this.#list.find(([k]) => k === String(name)); return e ? e[1] : null; }
-  getAll(name) { return this.#list.filter(([k]) => k === String(name)).map(([, v]) => v); }
-  has(name) { return this.#list.some(([k]) => k === String(name)); }
-  delete(name) { this.#list = this.#list.filter(([k]) => k !== String(name)); }
-  *entries() { yield* this.#list.map(([k, v]) => [k, v]); }
-  *keys() { for (const [k] of this.#list) yield k; }
-  *values() { for (const [, v] of this.#list) yield v; }
-  forEach(cb, thisArg) { for (const [k, v] of this.#list) cb.call(thisArg, v, k, this); }
-  [Symbol.iterator]() { return this.entries(); }
-}
-define("FormData", FormData);
-
-// multipart/form-data (RFC 7578), encoded and parsed here.
-const MULTIPART_PARTS_MAX = 1000;
-const quoteParam = (s) => s.replace(/\r/g, "%0D").replace(/\n/g, "%0A").replace(/"/g, "%22");
-const encodeMultipart = (form) => {
-  const boundary = `----phalanx${crypto.randomUUID().replace(/-/g, "")}`;
-  const chunks = [];
-  for (const [name, value] of form) {
-    let head = `--${boundary}\r\nContent-Disposition: form-data; name="${quoteParam(name)}"`;
-    if (typeof value === "string") {
-      chunks.push(encoder.encode(`${head}\r\n\r\n${value.replace(/\r(?!\n)|(?<!\r)\n/g, "\r\n")}\r\n`));
-    } else {
-      head += `; filename="${quoteParam(value.name)}"\r\nContent-Type: ${value.type || "application/octet-stream"}\r\n\r\n`;
-      chunks.push(encoder.encode(head), blobBytes.get(value), encoder.encode("\r\n"));
-    }
-  }
-  chunks.push(encoder.encode(`--${boundary}--\r\n`));
-  return [concatBytes(chunks), `multipart/form-data; boundary=${boundary}`];
-};
-const indexOfBytes = (haystack, needle, from) => {
-  const first = needle[0], last = haystack.length - needle.length;
-  outer: for (let i = haystack.indexOf(first, from); i !== -1 && i <= last; i = haystack.indexOf(first, i + 1)) {
-    for (let j = 1; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
-    return i;
-  }
-  return -1;
-};
-const headerParam = (header, name) => {
-  const m = new RegExp(`;\\s*${name}="((?:[^"\\\\]|\\\\.)*)"|;\\s*${name}=([^;\\s]*)`, "i").exec(header);
-  return m ? (m[1] ?? m[2]).replace(/\\(.)/g, "$1") : null;
-};
-const parseMultipart = (bytes, contentType) => {
-  const boundary = headerParam(contentType, "boundary");
-  if (!boundary) throw new TypeError("multipart/form-data without a boundary");
-  const delimiter = encoder.encode(`--${boundary}`);
-  const form = new FormData();
-  let at = indexOfBytes(bytes, delimiter, 0);
-  if (at < 0) throw new TypeError("multipart body has no parts");
-  for (let parts = 0; ; parts++) {
-    at += delimiter.length;
-    if (bytes[at] === 0x2d && bytes[at + 1] === 0x2d) return form; // closing delimiter
-    if (parts >= MULTIPART_PARTS_MAX) throw new RangeError(`multipart body has more than ${MULTIPART_PARTS_MAX} parts`);
-    at += 2; // CRLF after the delimiter
-    const headEnd = indexOfBytes(bytes, encoder.encode("\r\n\r\n"), at);
-    if (headEnd < 0) throw new TypeError("multipart part without a header end");
-    const next = indexOfBytes(bytes, encoder.encode(`\r\n--${boundary}`), headEnd + 4);
-    if (next < 0) throw new TypeError("multipart body is truncated");
-    const headers = new Headers();
-    for (const line of decoder.decode(bytes.subarray(at, headEnd)).split("\r\n")) {
-      const colon = line.indexOf(":");
-      if (colon > 0) headers.append(line.slice(0, colon).trim(), line.slice(colon + 1));
-    }
-    const disposition = headers.get("content-disposition") ?? "";
-    const name = headerParam(disposition, "name");
-    if (name === null) throw new TypeError("multipart part without a name");
-    const content = bytes.subarray(headEnd + 4, next);
-    const filename = headerParam(disposition, "filename");
-    if (filename === null) form.append(name, decoder.decode(content));
-    else form.append(name, new File([content], filename, { type: headers.get("content-type") ?? "" }));
-    at = next + 2;
-  }
-};
 
 // ---- Body (shared by Request and Response) ----
 // A body is known bytes (`bytes`), a stream (`stream`), or null. A stream
 // made from known bytes remembers them, so re-wrapping a body
 // (`new Response(res.body, res)`) does not go through the stream machinery.
-const streamBytes = new WeakMap();
-const bytesStream = (bytes) => {
-  const stream = new ReadableStream({ start(c) { if (bytes.byteLength) c.enqueue(bytes); c.close(); } });
-  streamBytes.set(stream, bytes);
-  return stream;
-};
-const chunkBytes = (chunk) => {
-  if (chunk instanceof Uint8Array) return chunk;
-  if (chunk instanceof ArrayBuffer || ArrayBuffer.isView(chunk)) return toBytes(chunk);
-  if (typeof chunk === "string") return encoder.encode(chunk);
-  throw new TypeError("a body stream chunk must be a Uint8Array (or an ArrayBuffer view)");
-};
 // [bytes | null, stream | null] from a BodyInit, setting the content type.
+// (Streams, URLSearchParams, Blobs and forms exist only once the extras are loaded.)
 const extractBody = (body, headers) => {
   if (body === undefined || body === null) return [null, null];
   let bytes = null, stream = null, type = null;
+  const x = internals;
   if (typeof body === "string") { bytes = encoder.encode(body); type = "text/plain;charset=UTF-8"; }
-  else if (body instanceof ReadableStream) {
-    if (body.locked || streamDisturbed(body)) throw new TypeError("the body stream is locked or was already read");
-    const known = streamBytes.get(body);
+  else if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) bytes = toBytes(body).slice();
+  else if (x.loaded && body instanceof x.ReadableStream) {
+    if (body.locked || x.streamDisturbed(body)) throw new TypeError("the body stream is locked or was already read");
+    const known = x.streamBytes.get(body);
     if (known !== undefined) bytes = known; else stream = body;
   }
-  else if (body instanceof URLSearchParams) { bytes = encoder.encode(body.toString()); type = "application/x-www-form-urlencoded;charset=UTF-8"; }
-  else if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) bytes = toBytes(body).slice();
-  else if (body instanceof Blob) { bytes = blobBytes.get(body); type = body.type || null; }
-  else if (body instanceof FormData) [bytes, type] = encodeMultipart(body);
+  else if (x.loaded && body instanceof x.URLSearchParams) { bytes = encoder.encode(body.toString()); type = "application/x-www-form-urlencoded;charset=UTF-8"; }
+  else if (x.loaded && body instanceof x.Blob) { bytes = x.blobBytes.get(body); type = body.type || null; }
+  else if (x.loaded && body instanceof x.FormData) [bytes, type] = x.encodeMultipart(body);
   else { bytes = encoder.encode(String(body)); type = "text/plain;charset=UTF-8"; }
   if (type && !headers.has("content-type")) setTrusted(headers, "content-type", type);
   return [bytes, stream];
-};
-const readAll = async (stream) => {
-  const reader = stream.getReader(), chunks = [];
-  let total = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    const bytes = chunkBytes(value);
-    chunks.push(bytes); total += bytes.byteLength;
-  }
-  return chunks.length ? concatBytes(chunks, total) : EMPTY;
 };
 let bodyOf, setBody, tee;
 class Body {
@@ -192,8 +69,8 @@ class Body {
   static {
     bodyOf = (b) => {
       if (b.#stream === null) return [b.#bytes, null];
-      const known = streamBytes.get(b.#stream);
-      return known !== undefined && !streamDisturbed(b.#stream) ? [known, null] : [null, b.#stream];
+      const known = internals.streamBytes.get(b.#stream);
+      return known !== undefined && !internals.streamDisturbed(b.#stream) ? [known, null] : [null, b.#stream];
     };
     setBody = (b, [bytes, stream]) => { b.#bytes = bytes; b.#stream = stream; };
     // The remaining body for a copy (clone): tees a stream.
@@ -207,17 +84,17 @@ class Body {
     };
   }
   get body() {
-    if (this.#stream === null && this.#bytes !== null) this.#stream = bytesStream(this.#bytes);
+    if (this.#stream === null && this.#bytes !== null) this.#stream = extras().bytesStream(this.#bytes);
     return this.#stream;
   }
-  get bodyUsed() { return this.#used || (this.#stream !== null && streamDisturbed(this.#stream)); }
+  get bodyUsed() { return this.#used || (this.#stream !== null && internals.streamDisturbed(this.#stream)); }
   async #consume() {
     if (this.bodyUsed) throw new TypeError("Body has already been consumed");
     if (this.#stream?.locked) throw new TypeError("the body stream is locked");
     this.#used = true;
     const [bytes, stream] = bodyOf(this);
     if (stream === null) return bytes ?? EMPTY;
-    return readAll(stream);
+    return internals.readAll(stream);
   }
   // The remaining body for a copy (clone): tees a stream.
   __tee() {
@@ -232,14 +109,15 @@ class Body {
   async bytes() { return (await this.#consume()).slice(); }
   async text() { return decoder.decode(await this.#consume()); }
   async json() { return JSON.parse(await this.text()); }
-  async blob() { return new Blob([await this.#consume()], { type: this.headers.get("content-type") ?? "" }); }
+  async blob() { return new (extras().Blob)([await this.#consume()], { type: this.headers.get("content-type") ?? "" }); }
   async formData() {
     const type = this.headers.get("content-type") ?? "";
     const bytes = await this.#consume();
-    if (/^multipart\/form-data/i.test(type)) return parseMultipart(bytes, type);
+    const x = extras();
+    if (/^multipart\/form-data/i.test(type)) return x.parseMultipart(bytes, type);
     if (/^application\/x-www-form-urlencoded/i.test(type)) {
-      const form = new FormData();
-      for (const [k, v] of new URLSearchParams(decoder.decode(bytes))) form.append(k, v);
+      const form = new x.FormData();
+      for (const [k, v] of new x.URLSearchParams(decoder.decode(bytes))) form.append(k, v);
       return form;
     }
     throw new TypeError(`cannot parse a body of type "${type}" as form data`);
@@ -352,7 +230,7 @@ define("fetch", async (input, init = undefined) => {
   const signal = init?.signal ?? (input instanceof Request ? input.signal : null);
   signal?.throwIfAborted?.();
   const [known, stream] = bodyOf(request);
-  const bytes = stream !== null ? await readAll(stream) : known;
+  const bytes = stream !== null ? await internals.readAll(stream) : known;
   const out = await host.fetch(request.url, request.method, flatHeaders(request.headers), bytes ?? null);
   if (out.error !== undefined) throw new TypeError(`fetch to ${request.url} failed: ${out.error}`);
   let id = out.body;
@@ -409,7 +287,7 @@ Object.defineProperty(globalThis, "__phalanxServe", {
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
-          await host.write(chunkBytes(value));
+          await host.write(internals.chunkBytes(value));
         }
       }
     } finally {

@@ -6,11 +6,14 @@
 //! policy) and handing the response to the host ([`Call`]).
 //!
 //! The prelude is one ES module assembled from `core.js` (console,
-//! encoding, URL, URLSearchParams, Headers), `runtime.js` (timers, crypto,
-//! structuredClone, events, AbortController), `streams.js` (WHATWG streams)
-//! and `http.js` (Blob, File, FormData, Request, Response, fetch, and the
-//! entry points the host calls). It is compiled to bytecode once per
-//! process and evaluated in every context before agent code.
+//! encoding, Headers), `runtime.js` (timers, crypto) and `http.js` (Request,
+//! Response, fetch, and the entry points the host calls). What most calls
+//! never touch is a second module, loaded on first use of one of its
+//! globals so an idle agent does not pay for it: `url.js` (URL,
+//! URLSearchParams), `events.js` (structuredClone, events,
+//! AbortController), `streams.js` (WHATWG streams) and `forms.js` (Blob,
+//! File, FormData, bodies as streams), framed by `extras.js` and
+//! `extras_end.js`. Both are compiled to bytecode once per process.
 
 use crate::call::{Call, ResponseHead, Undeliverable};
 use crate::fetch::{Fetcher, Incoming, Outgoing};
@@ -22,7 +25,32 @@ use std::time::Duration;
 
 /// The prelude module's source.
 pub(crate) const PRELUDE_JS: &str =
-    concat!(include_str!("core.js"), include_str!("runtime.js"), include_str!("streams.js"), include_str!("http.js"));
+    concat!(include_str!("core.js"), include_str!("runtime.js"), include_str!("http.js"));
+
+/// The extras module's source: loaded on first use of one of its globals.
+const EXTRAS_JS: &str = concat!(
+    include_str!("extras.js"),
+    include_str!("url.js"),
+    include_str!("events.js"),
+    include_str!("streams.js"),
+    include_str!("forms.js"),
+    include_str!("extras_end.js"),
+);
+
+/// The extras module's bytecode, compiled once per process.
+static EXTRAS_BYTECODE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// Loads and runs the extras module (the prelude calls this once, on first
+/// use of a global it defines).
+fn load_extras(ctx: Ctx<'_>) -> rquickjs::Result<()> {
+    let bytecode = crate::engine::prelude_bytecode(&EXTRAS_BYTECODE, "phalanx:extras", EXTRAS_JS)
+        .map_err(|e| Exception::throw_internal(&ctx, &format!("cannot compile the Web API extras: {e}")))?;
+    let (_, evaluated) = crate::engine::load_bytecode(&ctx, bytecode)?.eval()?;
+    match evaluated.result::<()>() {
+        Some(Err(error)) => Err(error),
+        _ => Ok(()),
+    }
+}
 
 /// Most pairs parsed from one form-encoded string.
 const FORM_PAIRS_MAX: usize = 10_000;
@@ -146,6 +174,7 @@ pub(crate) fn install_host(ctx: &Ctx<'_>, fetcher: Arc<Fetcher>, call: Arc<Call>
             }),
         )?,
     )?;
+    host.set("loadExtras", Func::from(load_extras))?;
     host.set("urlParse", Func::from(url_parse))?;
     host.set("urlSet", Func::from(url_set))?;
     host.set("formParse", Func::from(form_parse))?;

@@ -1,0 +1,6 @@
+
+Object.assign(internals, {
+  URL, URLSearchParams, ReadableStream, Blob, FormData, AbortController,
+  streamDisturbed, streamBytes, bytesStream, chunkBytes, readAll, blobBytes, encodeMultipart, parseMultipart,
+  loaded: true,
+});
