@@ -15,6 +15,7 @@
 //! is catchable by the agent, so the only safe state after a violation is a
 //! fresh runtime. Other agents never share a runtime with this one.
 
+use crate::bindings::{Binding, Bound};
 use crate::call::{Call, ResponseHead, ResponsePart, Undeliverable};
 use crate::code::{AgentCode, CompileError};
 use crate::fetch::{FetchPolicy, Fetcher};
@@ -257,6 +258,7 @@ pub struct Sandbox {
     deadline: Arc<Deadline>,
     fetcher: Arc<Fetcher>,
     call: Arc<Call>,
+    bound: Arc<Bound>,
     code_hash: Option<[u8; 32]>,
     poisoned: bool,
 }
@@ -282,6 +284,7 @@ impl Sandbox {
     pub async fn with_policy(limits: Limits, policy: FetchPolicy) -> Result<Self, SandboxError> {
         let fetcher = Fetcher::new(policy).map_err(SandboxError::Runtime)?;
         let call = Arc::new(Call::default());
+        let bound = Arc::new(Bound::default());
         let runtime = AsyncRuntime::new().map_err(|e| SandboxError::Runtime(e.to_string()))?;
         runtime.set_memory_limit(limits.memory_bytes_max).await;
         runtime.set_max_stack_size(limits.stack_bytes_max).await;
@@ -290,11 +293,11 @@ impl Sandbox {
         runtime.set_interrupt_handler(Some(Box::new(move || check.check()))).await;
         runtime.set_loader(DenyImports, DenyImports).await;
         let context = AsyncContext::full(&runtime).await.map_err(|e| SandboxError::Runtime(e.to_string()))?;
-        let (host_fetcher, host_call) = (fetcher.clone(), call.clone());
+        let (host_fetcher, host_call, host_bound) = (fetcher.clone(), call.clone(), bound.clone());
         context
             .with(|ctx| {
                 let installed: rquickjs::Result<()> = (|| {
-                    crate::web::install_host(&ctx, host_fetcher, host_call)?;
+                    crate::web::install_host(&ctx, host_fetcher, host_call, host_bound)?;
                     let bytecode = prelude_bytecode(&PRELUDE_BYTECODE, "phalanx:prelude", crate::web::PRELUDE_JS)
                         .map_err(|e| Error::new_loading_message("phalanx:prelude", e))?;
                     let module = load_bytecode(&ctx, bytecode)?;
@@ -304,7 +307,7 @@ impl Sandbox {
                 installed.map_err(|e| SandboxError::Runtime(describe(&ctx, e)))
             })
             .await?;
-        Ok(Sandbox { runtime, context, limits, deadline, fetcher, call, code_hash: None, poisoned: false })
+        Ok(Sandbox { runtime, context, limits, deadline, fetcher, call, bound, code_hash: None, poisoned: false })
     }
 
     pub fn limits(&self) -> Limits {
@@ -325,6 +328,29 @@ impl Sandbox {
     pub async fn memory_report(&self) -> String {
         self.runtime.run_gc().await;
         format!("{:#?}", self.runtime.memory_usage().await)
+    }
+
+    /// Puts a host object on the agent's `env` as `name` (for example
+    /// `STATE` or `AGENTS`), with the binding's methods.
+    pub async fn bind(&mut self, name: &str, binding: Arc<dyn Binding>) -> Result<(), SandboxError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(SandboxError::Runtime(format!("invalid binding name {name:?}")));
+        }
+        let methods = binding.methods();
+        let index = self.bound.add(binding);
+        let name = name.to_string();
+        self.context
+            .with(move |ctx| {
+                ctx.globals()
+                    .get::<_, Function>("__phalanxBind")
+                    .and_then(|bind| bind.call::<_, ()>((index, name, methods)))
+                    .map_err(|e| SandboxError::Runtime(describe(&ctx, e)))
+            })
+            .await
     }
 
     /// Bytes of JavaScript heap in use.
@@ -491,6 +517,7 @@ impl Sandbox {
         let wall = self.limits.wall_time_max;
         let started = Instant::now();
         self.fetcher.reset();
+        self.bound.reset();
         self.deadline.arm(self.limits.cpu_time_max);
         // Fast path: most calls settle by running JavaScript alone (no wait
         // on the host), which needs no future machinery. A call that does

@@ -6,8 +6,10 @@
 //! - [`engine`]: one agent instance ([`Sandbox`]) and its limits.
 //! - [`pool`]: warm instances per agent, reused across calls.
 //! - [`fetch`]: the agent's only network access, under a [`FetchPolicy`].
+//! - [`bindings`]: host objects on `env` (`env.STATE`, `env.AGENTS`).
 //! - `web`: the Web API agents see (Request, Response, streams, URL, ...).
 
+pub mod bindings;
 mod call;
 pub mod code;
 pub mod engine;
@@ -17,6 +19,7 @@ pub mod pool;
 pub mod typescript;
 mod web;
 
+pub use bindings::{Binding, BindingFuture};
 pub use call::{ResponseHead, ResponsePart};
 pub use code::{AgentCode, CodeCache, CompileError};
 pub use engine::{Fetched, HttpRequest, HttpResponse, LogLine, Sandbox, SandboxError};

@@ -8,6 +8,7 @@
 //! replaced. Module-level state persists across calls on one instance, as
 //! in Cloudflare Workers; agents must not rely on it.
 
+use crate::bindings::Binding;
 use crate::code::AgentCode;
 use crate::engine::{Sandbox, SandboxError};
 use crate::fetch::FetchPolicy;
@@ -73,6 +74,18 @@ impl Pool {
         limits: Limits,
         policy: &FetchPolicy,
     ) -> Result<Lease, SandboxError> {
+        self.lease_with(agent, code, limits, policy, &[]).await
+    }
+
+    /// [`lease`](Self::lease), with `bindings` on the `env` of new instances.
+    pub async fn lease_with(
+        self: &Arc<Self>,
+        agent: &str,
+        code: &AgentCode,
+        limits: Limits,
+        policy: &FetchPolicy,
+        bindings: &[(String, Arc<dyn Binding>)],
+    ) -> Result<Lease, SandboxError> {
         let running = {
             let mut inner = self.lock();
             let stale = inner.slots.get(agent).is_some_and(|slot| slot.code_hash != code.hash());
@@ -103,6 +116,9 @@ impl Pool {
             Some(sandbox) => sandbox,
             None => {
                 let mut sandbox = Sandbox::with_policy(limits, policy.clone()).await?;
+                for (name, binding) in bindings {
+                    sandbox.bind(name, binding.clone()).await?;
+                }
                 sandbox.load_code(code, "fetch").await?;
                 sandbox
             }

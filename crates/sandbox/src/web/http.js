@@ -269,12 +269,25 @@ Object.defineProperty(globalThis, "__phalanxInvoke", {
     return result;
   },
 });
+// Host objects on `env` (see bindings.rs): methods that return promises of
+// the host's JSON result.
+const bound = [];
+Object.defineProperty(globalThis, "__phalanxBind", {
+  value: (index, name, methods) => {
+    const object = {};
+    for (const method of methods) {
+      object[method] = (...args) => host.binding(index, method, JSON.stringify(args)).then((json) => JSON.parse(json));
+    }
+    bound.push([name, Object.freeze(object)]);
+  },
+});
 // Runs `fetch(request, env, ctx)` and hands the response to the host:
 // known bytes in one piece, a stream chunk by chunk as the agent produces
 // it. Promises given to `ctx.waitUntil` are awaited after the response.
 Object.defineProperty(globalThis, "__phalanxServe", {
   value: async (url, method, headers, body, env) => {
     const request = new Request(hostKey, { url, method, headers: trustedHeaders(headers), body: body ?? null });
+    for (let i = 0; i < bound.length; i++) env[bound[i][0]] = bound[i][1];
     const waitUntil = [];
     const ctx = new ExecutionContext(waitUntil);
     try {

@@ -15,6 +15,7 @@
 //! File, FormData, bodies as streams), framed by `extras.js` and
 //! `extras_end.js`. Both are compiled to bytecode once per process.
 
+use crate::bindings::Bound;
 use crate::call::{Call, ResponseHead, Undeliverable};
 use crate::fetch::{Fetcher, Incoming, Outgoing};
 use rquickjs::prelude::{Async, Func, Opt};
@@ -98,6 +99,7 @@ fn undeliverable(why: Undeliverable) -> &'static str {
 /// a `TypeError` thrown with the message.
 enum Settled {
     Bytes(Vec<u8>),
+    Text(String),
     Null,
     Undefined,
     Failed(String),
@@ -107,6 +109,7 @@ impl<'js> IntoJs<'js> for Settled {
     fn into_js(self, ctx: &Ctx<'js>) -> rquickjs::Result<Value<'js>> {
         match self {
             Settled::Bytes(bytes) => TypedArray::<u8>::new(ctx.clone(), bytes).map(TypedArray::into_value),
+            Settled::Text(text) => text.into_js(ctx),
             Settled::Null => Ok(Value::new_null(ctx.clone())),
             Settled::Undefined => Ok(Value::new_undefined(ctx.clone())),
             Settled::Failed(message) => Err(Exception::throw_type(ctx, &message)),
@@ -116,8 +119,28 @@ impl<'js> IntoJs<'js> for Settled {
 
 /// Puts the host functions where the prelude finds them (it removes them
 /// from the global object before agent code runs).
-pub(crate) fn install_host(ctx: &Ctx<'_>, fetcher: Arc<Fetcher>, call: Arc<Call>) -> rquickjs::Result<()> {
+pub(crate) fn install_host(
+    ctx: &Ctx<'_>,
+    fetcher: Arc<Fetcher>,
+    call: Arc<Call>,
+    bound: Arc<Bound>,
+) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
+    host.set(
+        "binding",
+        Function::new(
+            ctx.clone(),
+            Async(move |index: usize, method: String, arguments: String| {
+                let result = bound.call(index, &method, arguments);
+                async move {
+                    Ok::<_, rquickjs::Error>(match result.await {
+                        Ok(json) => Settled::Text(json),
+                        Err(message) => Settled::Failed(message),
+                    })
+                }
+            }),
+        )?,
+    )?;
     let requests = fetcher.clone();
     host.set(
         "fetch",
