@@ -4,6 +4,7 @@
 
 mod account;
 mod agent;
+mod attest;
 mod bench;
 mod bench_agent;
 mod chain;
@@ -48,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: agent::AgentCommand,
     },
+    /// Remote attestation evidence.
+    Attest {
+        #[command(subcommand)]
+        command: attest::AttestCommand,
+    },
     /// Measure performance end to end.
     Bench {
         #[command(subcommand)]
@@ -73,5 +79,6 @@ fn main() -> anyhow::Result<()> {
         Command::Account { command, client } => runtime.block_on(account::run(command, &client)),
         Command::Bench { command, client } => runtime.block_on(bench::run(command, &client)),
         Command::Agent { command } => runtime.block_on(agent::run(command)),
+        Command::Attest { command } => attest::run(command),
     }
 }

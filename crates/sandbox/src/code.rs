@@ -163,3 +163,25 @@ impl Default for CodeCache {
         CodeCache::new(64 * 1024 * 1024)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_each_source_once_and_stays_within_its_budget() {
+        let cache = CodeCache::new(1);
+        let source = "export default { fetch() { return new Response('a'); } };";
+        let first = cache.get_or_compile("a.js", source).unwrap();
+        let again = cache.get_or_compile("a.js", source).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the same source is compiled once");
+        assert_eq!(first.hash(), <[u8; 32]>::from(Sha256::digest(source.as_bytes())));
+        let other = cache.get_or_compile("b.js", "export default { fetch() {} };").unwrap();
+        assert_ne!(other.hash(), first.hash());
+        // Over budget: the oldest entry went, the newest stays.
+        assert_eq!(cache.len(), 1);
+        let recompiled = cache.get_or_compile("a.js", source).unwrap();
+        assert!(!Arc::ptr_eq(&first, &recompiled));
+        assert_eq!(recompiled.bytecode(), first.bytecode(), "compilation is deterministic");
+    }
+}
