@@ -73,5 +73,6 @@ async fn agents_call_host_bindings_on_env() {
     assert_eq!(out["error"], "TypeError: store is read-only for x");
     assert_eq!(out["secret"], "sk-1");
     assert_eq!(out["limited"], "at most 1000 binding calls per request");
-    assert_eq!(store.0.lock().unwrap().get("greeting").unwrap(), r#"{"n":2,"text":"hi"}"#);
+    let stored: serde_json::Value = serde_json::from_str(store.0.lock().unwrap().get("greeting").unwrap()).unwrap();
+    assert_eq!(stored, serde_json::json!({ "text": "hi", "n": 2 }));
 }
