@@ -60,10 +60,14 @@ impl AgentCode {
     /// Compiles `source`; `file_name` says whether it is TypeScript
     /// (`.ts`, `.mts`) and names the module in stack traces.
     pub fn compile(file_name: &str, source: &str) -> Result<Self, CompileError> {
+        Self::compile_hashed(Sha256::digest(source.as_bytes()).into(), file_name, source)
+    }
+
+    /// [`compile`](Self::compile) for a source whose hash is known.
+    fn compile_hashed(hash: [u8; 32], file_name: &str, source: &str) -> Result<Self, CompileError> {
         if source.len() > SOURCE_BYTES_MAX {
             return Err(CompileError::TooLarge { size: source.len() });
         }
-        let hash: [u8; 32] = Sha256::digest(source.as_bytes()).into();
         let javascript = to_javascript(source, file_name)?;
         let runtime = Runtime::new().map_err(|e| CompileError::Engine(e.to_string()))?;
         runtime.set_memory_limit(COMPILE_MEMORY_BYTES_MAX);
@@ -129,7 +133,7 @@ impl CodeCache {
         if let Some(code) = self.lock().entries.get(&hash).filter(|c| c.name == file_name) {
             return Ok(code.clone());
         }
-        let code = Arc::new(AgentCode::compile(file_name, source)?);
+        let code = Arc::new(AgentCode::compile_hashed(hash, file_name, source)?);
         let mut inner = self.lock();
         if !inner.entries.contains_key(&hash) {
             inner.bytes += code.bytecode.len();

@@ -92,12 +92,14 @@ impl Pool {
             if stale && let Some(old) = inner.slots.remove(agent) {
                 inner.idle_total -= old.idle.len();
             }
-            let slot = inner.slots.entry(agent.to_string()).or_insert_with(|| Slot {
-                code_hash: code.hash(),
-                idle: Vec::new(),
-                running: Arc::new(Semaphore::new(self.config.instances_per_agent_max)),
-            });
-            slot.running.clone()
+            if let Some(slot) = inner.slots.get(agent) {
+                slot.running.clone()
+            } else {
+                let running = Arc::new(Semaphore::new(self.config.instances_per_agent_max));
+                let slot = Slot { code_hash: code.hash(), idle: Vec::new(), running: running.clone() };
+                inner.slots.insert(agent.to_string(), slot);
+                running
+            }
         };
         let permit = running.acquire_owned().await.map_err(|_| SandboxError::Runtime("pool closed".into()))?;
         let warm = {

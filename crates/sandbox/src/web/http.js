@@ -96,15 +96,6 @@ class Body {
     if (stream === null) return bytes ?? EMPTY;
     return internals.readAll(stream);
   }
-  // The remaining body for a copy (clone): tees a stream.
-  __tee() {
-    if (this.bodyUsed) throw new TypeError("Cannot clone a body that was consumed");
-    const [bytes, stream] = bodyOf(this);
-    if (stream === null) return [bytes, null];
-    const [a, b] = stream.tee();
-    this.#stream = a;
-    return [null, b];
-  }
   async arrayBuffer() { const b = await this.#consume(); return b.slice().buffer; }
   async bytes() { return (await this.#consume()).slice(); }
   async text() { return decoder.decode(await this.#consume()); }
