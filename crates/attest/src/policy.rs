@@ -8,10 +8,11 @@
 //! Everything else (`OutOfDateConfigurationNeeded`, `TDRelaunchAdvised…`,
 //! `Revoked`, unknown strings) is rejected: the policy fails closed.
 
+use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 /// A TCB status as Intel's TCB info names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub enum TcbStatus {
     UpToDate,
     SWHardeningNeeded,
@@ -35,7 +36,7 @@ impl TcbStatus {
 }
 
 /// What the network accepts from a worker's evidence.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
 pub struct AttestationPolicy {
     /// Statuses accepted (others are rejected even though verified).
     pub allowed_statuses: Vec<TcbStatus>,

@@ -1,7 +1,7 @@
 //! 32-byte SHA-256 hashes: block digests, transaction hashes, state roots.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 use std::fmt;
 
 /// A SHA-256 digest. Shown and serialized as `0x`-prefixed lowercase hex.
@@ -29,6 +29,16 @@ pub fn sha256_parts(parts: &[&[u8]]) -> Hash {
         hasher.update(part);
     }
     Hash(hasher.finalize().into())
+}
+
+/// SHA-512 of the concatenation of several byte strings: 64 bytes, the size
+/// of a TEE quote's report data.
+pub fn sha512_parts(parts: &[&[u8]]) -> [u8; 64] {
+    let mut hasher = Sha512::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize().into()
 }
 
 impl fmt::Display for Hash {

@@ -8,12 +8,13 @@
 pub mod amount;
 pub mod codec;
 pub mod hash;
+pub mod hex_serde;
 pub mod keys;
 pub mod mnemonic;
 pub mod ss58;
 
 pub use amount::{Balance, PLANCK_PER_PHA, format_pha, parse_pha};
 pub use codec::{DecodeError, decode_bounded, encode};
-pub use hash::{Hash, sha256, sha256_parts};
+pub use hash::{Hash, sha256, sha256_parts, sha512_parts};
 pub use keys::{Keypair, PublicKey, Signature, SignatureError};
 pub use ss58::{AddressError, SS58_PREFIX};

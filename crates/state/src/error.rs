@@ -24,6 +24,24 @@ pub enum TxError {
     NotGovernance,
     #[error("arithmetic overflow in {0}")]
     Overflow(&'static str),
+    #[error("transaction is {size} bytes; this call allows at most {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("attestation refused: {0}")]
+    Attestation(String),
+    #[error("the registry is full ({0} workers)")]
+    RegistryFull(usize),
+    #[error("worker {0} is not registered")]
+    UnknownWorker(phalanx_primitives::PublicKey),
+    #[error("worker message is for chain {got}, this chain is {expected}")]
+    MessageWrongChain { expected: Hash, got: Hash },
+    #[error("worker message sequence {got} already used: the worker's next sequence is {expected}")]
+    StaleSequence { expected: u64, got: u64 },
+    #[error("worker message sequence {got} skips ahead of the worker's next sequence {expected}")]
+    FutureSequence { expected: u64, got: u64 },
+    #[error("worker message signature: {0}")]
+    BadMessageSignature(phalanx_primitives::SignatureError),
+    #[error("heartbeat claims height {claimed}, beyond the chain's height {height}")]
+    HeartbeatAhead { claimed: u64, height: u64 },
 }
 
 /// Why a block is invalid. An invalid block leaves the state unchanged.

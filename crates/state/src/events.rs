@@ -1,6 +1,7 @@
 //! Events: what a block did, for clients and indexers. Their Merkle root is in
 //! the block header, so a client can check an event against a certificate.
 
+use crate::modules::registry::TeeKind;
 use borsh::{BorshDeserialize, BorshSerialize};
 use phalanx_primitives::{Balance, Hash, PublicKey};
 
@@ -31,6 +32,19 @@ pub enum Event {
     FeeScheduleChanged {
         base_fee: Balance,
         byte_fee: Balance,
+    },
+    /// A worker's evidence was accepted (first registration or renewal).
+    WorkerRegistered {
+        worker: PublicKey,
+        operator: PublicKey,
+        tee: TeeKind,
+        confidence: u8,
+    },
+    AttestationPolicyChanged,
+    /// A worker message was accepted.
+    WorkerMessage {
+        worker: PublicKey,
+        sequence: u64,
     },
 }
 

@@ -6,6 +6,7 @@
 
 use crate::block::Block;
 use crate::modules::balances::TOTAL_SUPPLY;
+use crate::modules::registry::AttestationPolicy;
 use crate::modules::system::{ChainParams, FeeSchedule, Head};
 use crate::state::State;
 use borsh::BorshSerialize;
@@ -32,6 +33,10 @@ pub struct Genesis {
     pub validators: Vec<PublicKey>,
     /// Initial balances in planck; they must add up to exactly [`TOTAL_SUPPLY`].
     pub balances: Vec<(PublicKey, Balance)>,
+    /// How worker evidence is judged; absent means the fail-closed default
+    /// (no simulated evidence).
+    #[serde(default)]
+    pub attestation: AttestationPolicy,
 }
 
 /// Why a genesis configuration is invalid.
@@ -56,7 +61,8 @@ pub fn dev_treasury() -> PublicKey {
 
 impl Genesis {
     /// A dev network's genesis: alice (also governance) holds 100,000,000 PHA,
-    /// bob, charlie and dave 10,000,000 each, the treasury the rest.
+    /// bob, charlie and dave 10,000,000 each, the treasury the rest; simulated
+    /// worker evidence is accepted.
     pub fn dev(validators: Vec<PublicKey>) -> Genesis {
         let mut balances = Vec::new();
         let mut allocated = 0;
@@ -77,6 +83,8 @@ impl Genesis {
             },
             validators,
             balances,
+            // A dev network has no TEE: simulated workers are welcome.
+            attestation: AttestationPolicy { allow_simulated: true, ..AttestationPolicy::default() },
         }
     }
 
@@ -117,7 +125,8 @@ impl Genesis {
     pub fn build(&self) -> Result<(State, Block), GenesisError> {
         self.validate()?;
         let head = Head { height: 0, timestamp_ms: self.timestamp_ms };
-        let mut state = State::empty(self.chain_id(), self.params.clone(), self.validators.clone(), head);
+        let mut state =
+            State::empty(self.chain_id(), self.params.clone(), self.validators.clone(), head, self.attestation.clone());
         for (who, amount) in &self.balances {
             state.set_account(*who, crate::Account { nonce: 0, free: *amount });
         }

@@ -17,7 +17,7 @@ pub mod error;
 pub mod events;
 pub mod genesis;
 pub mod merkle;
-mod modules;
+pub mod modules;
 pub mod state;
 pub mod tx;
 
@@ -26,6 +26,9 @@ pub use error::{BlockError, TxError};
 pub use events::{Event, EventRecord};
 pub use genesis::{Genesis, GenesisError};
 pub use modules::balances::{Account, TOTAL_SUPPLY};
+pub use modules::registry::{
+    AttestationPolicy, Evidence, RegistrationInfo, SignedWorkerMessage, TeeKind, Worker, WorkerMessage, WorkerPayload,
+};
 pub use modules::system::{ChainParams, FeeSchedule, Head};
 pub use state::{Pending, State, StateChange};
 pub use tx::{Call, SignedTransaction, Transaction};

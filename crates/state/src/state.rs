@@ -9,6 +9,9 @@ use crate::error::TxError;
 use crate::events::{Event, EventRecord};
 use crate::merkle;
 use crate::modules::balances::{ACCOUNT_PREFIX, Account, ISSUANCE_KEY, account_key};
+use crate::modules::registry::{
+    self, AttestationPolicy, POLICY_KEY, WORKER_PREFIX, WORKERS_MAX, Worker, WorkerPayload, worker_key,
+};
 use crate::modules::system::{ChainParams, HEAD_KEY, Head, PARAMS_KEY, VALIDATORS_KEY};
 use crate::tx::{Call, SignedTransaction};
 use imbl::OrdMap;
@@ -32,6 +35,15 @@ pub struct Pending {
 /// A leaf written since the last [`State::take_changes`]: key and new value.
 pub type StateChange = (Vec<u8>, Vec<u8>);
 
+/// What [`State::check`] established about a transaction.
+struct Checked {
+    signer: Account,
+    /// Amount plus fee.
+    spend: Balance,
+    /// The verdict on a registration's evidence.
+    attested: Option<registry::Attested>,
+}
+
 /// Why stored leaves could not be loaded into a state.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -51,12 +63,20 @@ pub struct State {
     pub(crate) head: Head,
     pub(crate) issuance: Balance,
     pub(crate) accounts: OrdMap<PublicKey, Account>,
+    pub(crate) attestation: AttestationPolicy,
+    pub(crate) workers: OrdMap<PublicKey, Worker>,
     leaves: OrdMap<Vec<u8>, Hash>,
     changes: OrdMap<Vec<u8>, Vec<u8>>,
 }
 
 impl State {
-    pub(crate) fn empty(chain_id: Hash, params: ChainParams, validators: Vec<PublicKey>, head: Head) -> Self {
+    pub(crate) fn empty(
+        chain_id: Hash,
+        params: ChainParams,
+        validators: Vec<PublicKey>,
+        head: Head,
+        attestation: AttestationPolicy,
+    ) -> Self {
         let mut state = State {
             chain_id,
             params,
@@ -64,6 +84,8 @@ impl State {
             head,
             issuance: 0,
             accounts: OrdMap::new(),
+            attestation,
+            workers: OrdMap::new(),
             leaves: OrdMap::new(),
             changes: OrdMap::new(),
         };
@@ -72,6 +94,7 @@ impl State {
         state.write(VALIDATORS_KEY.to_vec(), encode(&state.validators));
         state.write(HEAD_KEY.to_vec(), encode(&head));
         state.write(ISSUANCE_KEY.to_vec(), encode(&0u128));
+        state.write(POLICY_KEY.to_vec(), encode(&state.attestation));
         state
     }
 
@@ -82,7 +105,9 @@ impl State {
                 .map_err(|e| LoadError::Corrupt { key: hex_key(key), reason: e.to_string() })
         }
         let (mut chain_id, mut params, mut validators, mut head, mut issuance) = (None, None, None, None, None);
+        let mut attestation = None;
         let mut accounts = OrdMap::new();
+        let mut workers = OrdMap::new();
         let mut leaves = OrdMap::new();
         for (key, value) in entries {
             match key.as_slice() {
@@ -91,9 +116,14 @@ impl State {
                 VALIDATORS_KEY => validators = Some(decode(&key, &value)?),
                 HEAD_KEY => head = Some(decode(&key, &value)?),
                 ISSUANCE_KEY => issuance = Some(decode(&key, &value)?),
+                POLICY_KEY => attestation = Some(decode(&key, &value)?),
                 k if k.len() == ACCOUNT_PREFIX.len() + 32 && k.starts_with(ACCOUNT_PREFIX) => {
                     let who = PublicKey(k[ACCOUNT_PREFIX.len()..].try_into().expect("length checked"));
                     accounts.insert(who, decode(&key, &value)?);
+                }
+                k if k.len() == WORKER_PREFIX.len() + 32 && k.starts_with(WORKER_PREFIX) => {
+                    let who = PublicKey(k[WORKER_PREFIX.len()..].try_into().expect("length checked"));
+                    workers.insert(who, decode(&key, &value)?);
                 }
                 _ => {
                     return Err(LoadError::Corrupt { key: hex_key(&key), reason: "unknown key".into() });
@@ -108,6 +138,8 @@ impl State {
             head: head.ok_or(LoadError::Missing("head"))?,
             issuance: issuance.ok_or(LoadError::Missing("total issuance"))?,
             accounts,
+            attestation: attestation.ok_or(LoadError::Missing("attestation policy"))?,
+            workers,
             leaves,
             changes: OrdMap::new(),
         })
@@ -164,6 +196,26 @@ impl State {
         self.accounts.iter()
     }
 
+    /// The attestation policy registrations are judged by.
+    pub fn attestation_policy(&self) -> &AttestationPolicy {
+        &self.attestation
+    }
+
+    /// A registered worker by identity key.
+    pub fn worker(&self, identity: &PublicKey) -> Option<&Worker> {
+        self.workers.get(identity)
+    }
+
+    /// All registered workers in key order.
+    pub fn workers(&self) -> impl Iterator<Item = (&PublicKey, &Worker)> {
+        self.workers.iter()
+    }
+
+    pub(crate) fn set_worker(&mut self, worker: Worker) {
+        self.write(worker_key(&worker.info.identity), encode(&worker));
+        self.workers.insert(worker.info.identity, worker);
+    }
+
     pub(crate) fn set_account(&mut self, who: PublicKey, account: Account) {
         self.accounts.insert(who, account);
         self.write(account_key(&who), encode(&account));
@@ -195,7 +247,7 @@ impl State {
         encoded_len: usize,
         pending: Pending,
     ) -> Result<Balance, TxError> {
-        self.check(tx, encoded_len, false, pending).map(|(_, spend)| spend)
+        self.check(tx, encoded_len, false, pending).map(|checked| checked.spend)
     }
 
     fn check(
@@ -204,7 +256,7 @@ impl State {
         encoded_len: usize,
         verify_signature: bool,
         pending: Pending,
-    ) -> Result<(Account, Balance), TxError> {
+    ) -> Result<Checked, TxError> {
         let tx = &signed.tx;
         if tx.chain_id != self.chain_id {
             return Err(TxError::WrongChain { expected: self.chain_id, got: tx.chain_id });
@@ -226,12 +278,31 @@ impl State {
         if tx.fee < minimum {
             return Err(TxError::FeeTooLow { offered: tx.fee, minimum });
         }
+        if encoded_len > tx.call.bytes_max() {
+            return Err(TxError::TooLarge { size: encoded_len, max: tx.call.bytes_max() });
+        }
         let amount = match &tx.call {
             Call::Transfer { amount, .. } => *amount,
-            Call::SetFeeSchedule { .. } => {
+            Call::SetFeeSchedule { .. } | Call::SetAttestationPolicy { .. } => {
                 if !self.params.governance.contains(&tx.signer) {
                     return Err(TxError::NotGovernance);
                 }
+                0
+            }
+            Call::RegisterWorker { info, .. } => {
+                if info.chain_id != self.chain_id {
+                    return Err(TxError::Attestation(format!(
+                        "registration is for chain {}, this chain is {}",
+                        info.chain_id, self.chain_id
+                    )));
+                }
+                if !self.workers.contains_key(&info.identity) && self.workers.len() >= WORKERS_MAX {
+                    return Err(TxError::RegistryFull(WORKERS_MAX));
+                }
+                0
+            }
+            Call::WorkerMessage { message } => {
+                self.check_worker_message(message, pending.count)?;
                 0
             }
         };
@@ -240,7 +311,39 @@ impl State {
         if signer.free < needed {
             return Err(TxError::InsufficientBalance { needed, available: signer.free });
         }
-        Ok((signer, spend))
+        // Quote verification is the most expensive check: it runs last.
+        let attested = match &tx.call {
+            Call::RegisterWorker { info, evidence } => {
+                Some(registry::verify_evidence(&self.attestation, info, evidence, self.head.timestamp_ms / 1000)?)
+            }
+            _ => None,
+        };
+        Ok(Checked { signer, spend, attested })
+    }
+
+    /// Checks a worker message: chain, sender, sequence (allowing `pending`
+    /// earlier messages of the same submitter ahead of it) and signature.
+    fn check_worker_message(&self, signed: &crate::SignedWorkerMessage, pending: u64) -> Result<(), TxError> {
+        let message = &signed.message;
+        if message.chain_id != self.chain_id {
+            return Err(TxError::MessageWrongChain { expected: self.chain_id, got: message.chain_id });
+        }
+        let worker = self.workers.get(&message.worker).ok_or(TxError::UnknownWorker(message.worker))?;
+        let expected = worker.next_sequence;
+        if message.sequence < expected {
+            return Err(TxError::StaleSequence { expected, got: message.sequence });
+        }
+        if message.sequence > expected.saturating_add(pending) {
+            return Err(TxError::FutureSequence { expected, got: message.sequence });
+        }
+        if let WorkerPayload::Heartbeat { synced_height } = message.payload
+            && synced_height > self.head.height
+        {
+            return Err(TxError::HeartbeatAhead { claimed: synced_height, height: self.head.height });
+        }
+        // The message signature is the worker's, not the submitter's: it is
+        // checked even where the transaction signature was checked earlier.
+        signed.verify_signature().map_err(TxError::BadMessageSignature)
     }
 
     /// Applies one transaction: all of it or, on error, nothing.
@@ -252,7 +355,8 @@ impl State {
         tx_index: u32,
         events: &mut Vec<EventRecord>,
     ) -> Result<Hash, TxError> {
-        let (mut signer, _) = self.check(signed, encoded_len, verify_signature, Pending::default())?;
+        let Checked { mut signer, attested, .. } =
+            self.check(signed, encoded_len, verify_signature, Pending::default())?;
         // Every check is done: from here on nothing can fail.
         let tx = &signed.tx;
         let hash = signed.hash();
@@ -274,6 +378,57 @@ impl State {
                 self.params.fees = crate::FeeSchedule { base_fee: *base_fee, byte_fee: *byte_fee };
                 self.write(PARAMS_KEY.to_vec(), encode(&self.params));
                 emit(Event::FeeScheduleChanged { base_fee: *base_fee, byte_fee: *byte_fee });
+            }
+            Call::SetAttestationPolicy { policy } => {
+                self.attestation = policy.clone();
+                self.write(POLICY_KEY.to_vec(), encode(&self.attestation));
+                emit(Event::AttestationPolicyChanged);
+            }
+            Call::RegisterWorker { info, .. } => {
+                let attested = attested.expect("check verified the evidence");
+                let height = self.head.height;
+                let worker = match self.workers.get(&info.identity) {
+                    // A renewal keeps the worker's history and message sequence.
+                    Some(existing) => Worker {
+                        info: info.clone(),
+                        tee: attested.tee,
+                        confidence: attested.confidence,
+                        measurement: attested.measurement,
+                        attested_at: height,
+                        ..existing.clone()
+                    },
+                    None => Worker {
+                        info: info.clone(),
+                        tee: attested.tee,
+                        confidence: attested.confidence,
+                        measurement: attested.measurement,
+                        registered_at: height,
+                        attested_at: height,
+                        next_sequence: 0,
+                        synced_height: 0,
+                        heartbeat_at: 0,
+                    },
+                };
+                emit(Event::WorkerRegistered {
+                    worker: info.identity,
+                    operator: info.operator,
+                    tee: worker.tee,
+                    confidence: worker.confidence,
+                });
+                self.set_worker(worker);
+            }
+            Call::WorkerMessage { message } => {
+                let mut worker = self.workers.get(&message.message.worker).expect("checked").clone();
+                worker.next_sequence += 1;
+                match message.message.payload {
+                    WorkerPayload::Heartbeat { synced_height } => {
+                        worker.synced_height = synced_height;
+                        worker.heartbeat_at = self.head.height;
+                    }
+                    WorkerPayload::Benchmark { score } => worker.info.benchmark_score = score,
+                }
+                emit(Event::WorkerMessage { worker: worker.info.identity, sequence: message.message.sequence });
+                self.set_worker(worker);
             }
         }
         emit(Event::TxApplied { hash, signer: tx.signer, nonce: tx.nonce });

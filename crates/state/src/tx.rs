@@ -6,14 +6,20 @@
 //! The signature covers the canonical encoding of all of that under
 //! [`TX_SIGNING_LABEL`].
 
+use crate::modules::registry::{AttestationPolicy, Evidence, RegistrationInfo, SignedWorkerMessage};
 use borsh::{BorshDeserialize, BorshSerialize};
 use phalanx_primitives::{Balance, DecodeError, Hash, Keypair, PublicKey, Signature, decode_bounded, encode, sha256};
 
 /// Domain label of transaction signatures.
 pub const TX_SIGNING_LABEL: &[u8] = b"phalanx/tx/v1";
 
-/// Largest encoded signed transaction accepted anywhere, in bytes.
-pub const TX_BYTES_MAX: usize = 16 * 1024;
+/// Largest encoded signed transaction accepted anywhere, in bytes: a worker
+/// registration with its quote and collateral. Every other call is held to
+/// [`CALL_BYTES_MAX`] (see [`Call::bytes_max`]).
+pub const TX_BYTES_MAX: usize = 96 * 1024;
+
+/// Largest encoded signed transaction for calls other than worker registration.
+pub const CALL_BYTES_MAX: usize = 16 * 1024;
 
 /// What a transaction does.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
@@ -23,6 +29,24 @@ pub enum Call {
     Transfer { to: PublicKey, amount: Balance },
     /// Governance only: replaces the fee schedule.
     SetFeeSchedule { base_fee: Balance, byte_fee: Balance },
+    /// Registers a worker (or renews its registration) with evidence from its
+    /// TEE. Anyone may submit it: the evidence, not the signer, is what counts.
+    RegisterWorker { info: RegistrationInfo, evidence: Evidence },
+    /// Governance only: replaces the attestation policy. Registered workers
+    /// keep their registration until they renew it.
+    SetAttestationPolicy { policy: AttestationPolicy },
+    /// Delivers a message signed by a registered worker.
+    WorkerMessage { message: SignedWorkerMessage },
+}
+
+impl Call {
+    /// Largest encoded signed transaction carrying this call.
+    pub fn bytes_max(&self) -> usize {
+        match self {
+            Call::RegisterWorker { .. } => TX_BYTES_MAX,
+            _ => CALL_BYTES_MAX,
+        }
+    }
 }
 
 /// The signed part of a transaction.
