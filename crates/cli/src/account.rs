@@ -48,7 +48,7 @@ fn resolve(account: &str) -> anyhow::Result<PublicKey> {
     account.parse().with_context(|| format!("{account:?} is neither a dev account name nor an address"))
 }
 
-fn signer(from: Option<String>, from_file: Option<PathBuf>) -> anyhow::Result<Keypair> {
+pub(crate) fn signer(from: Option<String>, from_file: Option<PathBuf>) -> anyhow::Result<Keypair> {
     if let Some(name) = from {
         return dev_keypair(&name).with_context(|| {
             format!("{name:?} is not a dev account (alice, bob, charlie, dave); use --from-file for others")

@@ -16,6 +16,34 @@ pub(crate) struct DevArgs {
     /// Print the endpoints as one JSON line once the network is up.
     #[arg(long)]
     json: bool,
+    /// Simulated-TEE workers to run beside the validator (operated by bob, charlie, dave, alice in turn).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=8))]
+    workers: u8,
+}
+
+/// Starts the dev network's workers: sim TEE, data under `<data>/workers/worker-<i>`.
+fn start_workers(count: u8, rpc: std::net::SocketAddr, data_dir: &std::path::Path) -> Vec<PathBuf> {
+    let operators = ["bob", "charlie", "dave", "alice"];
+    (0..count as usize)
+        .map(|index| {
+            let dir = data_dir.join("workers").join(format!("worker-{index}"));
+            let operator = phalanx_primitives::mnemonic::dev_keypair(operators[index % operators.len()])
+                .expect("dev account");
+            let mut config = phalanx_worker::WorkerConfig::new(format!("http://{rpc}"), dir.clone(), operator);
+            // Dev blocks come every 0.5 s when idle: a heartbeat a minute.
+            config.heartbeat_every = 120;
+            let (events, _) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                let shutdown = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                if let Err(error) = phalanx_worker::run(config, shutdown, events).await {
+                    tracing::error!(worker = index, %error, "dev worker stopped");
+                }
+            });
+            dir
+        })
+        .collect()
 }
 
 fn default_data_dir() -> PathBuf {
@@ -26,7 +54,7 @@ fn default_data_dir() -> PathBuf {
 pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,phalanx_node=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,phalanx_node=info,phalanx_worker=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -34,7 +62,9 @@ pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
     config.rpc_port = args.rpc_port;
     config.p2p_port = args.p2p_port;
     let json = args.json;
+    let workers = args.workers;
     phalanx_node::dev::run(config, move |endpoints| {
+        let worker_dirs = start_workers(workers, endpoints.rpc, &endpoints.data_dir);
         let dev_accounts = phalanx_primitives::mnemonic::DEV_ACCOUNTS.map(|name| {
             (name, phalanx_primitives::mnemonic::dev_keypair(name).expect("dev account").public().to_string())
         });
@@ -45,6 +75,7 @@ pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
                 "p2p": endpoints.p2p.to_string(),
                 "data_dir": endpoints.data_dir,
                 "finalized_height": endpoints.height,
+                "workers": worker_dirs,
                 "accounts": dev_accounts.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             });
             println!("{value}");
@@ -60,12 +91,13 @@ pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
             })
             .collect();
         println!(
-            "phalanx dev network running (finalized height {4})\n  rpc      http://{0} and ws://{0}\n  p2p      {1}\n  data     {2}\ndev accounts:\n{3}\nStop with Ctrl-C; start again to resume.",
+            "phalanx dev network running (finalized height {4})\n  rpc      http://{0} and ws://{0}\n  p2p      {1}\n  data     {2}\n  workers  {5} (simulated TEE; they register in a few seconds: phalanx worker list)\ndev accounts:\n{3}\nStop with Ctrl-C; start again to resume.",
             endpoints.rpc,
             endpoints.p2p,
             endpoints.data_dir.display(),
             accounts.join("\n"),
             endpoints.height,
+            worker_dirs.len(),
         );
     })?;
     Ok(())

@@ -11,6 +11,7 @@ mod chain;
 mod client;
 mod dev;
 mod output;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -61,6 +62,8 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Run a worker (the TEE runtime) against a node, or list registered workers.
+    Worker(worker::WorkerArgs),
     /// Accounts and PHA transfers.
     Account {
         #[command(subcommand)]
@@ -80,5 +83,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { command, client } => runtime.block_on(bench::run(command, &client)),
         Command::Agent { command } => runtime.block_on(agent::run(command)),
         Command::Attest { command } => attest::run(command),
+        Command::Worker(args) => runtime.block_on(worker::run(args)),
     }
 }

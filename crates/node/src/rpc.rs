@@ -8,7 +8,11 @@ use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::server::{PendingSubscriptionSink, ServerBuilder, ServerConfig, ServerHandle, SubscriptionMessage};
 use jsonrpsee::types::ErrorObjectOwned;
 use phalanx_primitives::{Hash, PublicKey};
-use phalanx_rpc::{AccountInfo, BlockInfo, ChainInfo, HeadInfo, PhalanxServer, TxInfo, TxStatus, codes};
+use phalanx_rpc::{
+    AccountInfo, BlockInfo, ChainInfo, HeadInfo, PhalanxServer, RAW_BLOCKS_BYTES_MAX, RAW_BLOCKS_MAX, RawBlock, TxInfo,
+    TxStatus, WorkerInfo, codes,
+};
+use phalanx_state::{AttestationPolicy, Genesis};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -95,6 +99,28 @@ impl PhalanxServer for Api {
             encoded: format!("0x{}", hex::encode(block.encode())),
             header: block.header,
         }))
+    }
+
+    async fn chain_genesis(&self) -> RpcResult<Genesis> {
+        Ok(self.chain.genesis().clone())
+    }
+
+    async fn chain_raw_blocks(&self, from: u64, count: u64) -> RpcResult<Vec<RawBlock>> {
+        let store = self.chain.store().clone();
+        let count = count.min(RAW_BLOCKS_MAX);
+        let raw = tokio::task::spawn_blocking(move || store.raw_blocks(from, count, RAW_BLOCKS_BYTES_MAX))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        Ok(raw.into_iter().map(|(block, certificate)| RawBlock { block, certificate }).collect())
+    }
+
+    async fn registry_workers(&self) -> RpcResult<Vec<WorkerInfo>> {
+        Ok(self.chain.finalized().state.workers().map(|(_, w)| WorkerInfo::new(w)).collect())
+    }
+
+    async fn registry_policy(&self) -> RpcResult<AttestationPolicy> {
+        Ok(self.chain.finalized().state.attestation_policy().clone())
     }
 
     async fn state_account(&self, address: String) -> RpcResult<AccountInfo> {

@@ -182,6 +182,28 @@ impl Store {
             .transpose()
     }
 
+    /// Encoded blocks with their certificates from `from` on, in one read
+    /// transaction: at most `count` blocks, and no more once `bytes_max`
+    /// bytes are gathered (but always the first block, if it exists).
+    pub fn raw_blocks(&self, from: u64, count: u64, bytes_max: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let blocks = txn.open_table(BLOCKS).map_err(db)?;
+        let certificates = txn.open_table(CERTIFICATES).map_err(db)?;
+        let mut out = Vec::new();
+        let mut total = 0;
+        for height in from..from.saturating_add(count) {
+            let Some(block) = blocks.get(height).map_err(db)? else { break };
+            let block = block.value().to_vec();
+            let certificate = certificates.get(height).map_err(db)?.map(|c| c.value().to_vec()).unwrap_or_default();
+            total += block.len() + certificate.len();
+            if !out.is_empty() && total > bytes_max {
+                break;
+            }
+            out.push((block, certificate));
+        }
+        Ok(out)
+    }
+
     /// The encoded finalization certificate of a block (empty for genesis).
     pub fn certificate(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
         self.get_bytes(CERTIFICATES, height)

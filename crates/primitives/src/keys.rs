@@ -123,6 +123,11 @@ impl Keypair {
         PublicKey(self.signing.verifying_key().to_bytes())
     }
 
+    /// The secret seed, for sealing the key inside a TEE. Never log or print it.
+    pub fn seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes())
+    }
+
     /// Signs `message` under the domain `label`.
     pub fn sign(&self, label: &[u8], message: &[u8]) -> Signature {
         Signature(self.signing.sign(&framed(label, message)).to_bytes())

@@ -8,7 +8,7 @@
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
 use phalanx_primitives::{Balance, Hash, PublicKey};
-use phalanx_state::{ChainParams, EventRecord, Header, Transaction};
+use phalanx_state::{AttestationPolicy, ChainParams, EventRecord, Genesis, Header, Transaction, Worker};
 use serde::{Deserialize, Serialize};
 
 /// Error codes returned by the node, beside JSON-RPC's standard ones.
@@ -71,6 +71,42 @@ pub struct BlockInfo {
     pub encoded: String,
 }
 
+/// Most blocks one `chain_rawBlocks` call returns.
+pub const RAW_BLOCKS_MAX: u64 = 1024;
+/// Bytes of blocks one `chain_rawBlocks` call gathers before it stops (the
+/// first block is always included).
+pub const RAW_BLOCKS_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// A finalized block as bytes, for verifiers: nothing in it is trusted.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RawBlock {
+    /// The encoded block, 0x hex.
+    #[serde(with = "phalanx_primitives::hex_serde")]
+    pub block: Vec<u8>,
+    /// Its finalization certificate, 0x hex (empty for genesis, or when the
+    /// node finalized the block only through a descendant's certificate).
+    #[serde(with = "phalanx_primitives::hex_serde")]
+    pub certificate: Vec<u8>,
+}
+
+/// A registered worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Identity key, as an address.
+    pub identity: PublicKey,
+    #[serde(flatten)]
+    pub worker: serde_json::Value,
+}
+
+impl WorkerInfo {
+    pub fn new(worker: &Worker) -> Self {
+        WorkerInfo {
+            identity: worker.info.identity,
+            worker: serde_json::to_value(worker).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
 /// One account.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccountInfo {
@@ -118,6 +154,24 @@ pub trait Phalanx {
     /// A finalized block by height, with its certificate; null if not yet finalized.
     #[method(name = "chain_block")]
     async fn chain_block(&self, height: u64) -> RpcResult<Option<BlockInfo>>;
+
+    /// The genesis configuration; its chain id is SHA-256 of its encoding, so
+    /// a client that knows the chain id can check it.
+    #[method(name = "chain_genesis")]
+    async fn chain_genesis(&self) -> RpcResult<Genesis>;
+
+    /// Up to `count` (at most [`RAW_BLOCKS_MAX`]) finalized blocks from
+    /// height `from`, encoded, with their certificates.
+    #[method(name = "chain_rawBlocks")]
+    async fn chain_raw_blocks(&self, from: u64, count: u64) -> RpcResult<Vec<RawBlock>>;
+
+    /// Registered workers at the last finalized block, by identity key.
+    #[method(name = "registry_workers")]
+    async fn registry_workers(&self) -> RpcResult<Vec<WorkerInfo>>;
+
+    /// The attestation policy registrations are judged by.
+    #[method(name = "registry_policy")]
+    async fn registry_policy(&self) -> RpcResult<AttestationPolicy>;
 
     /// An account at the last finalized block (address: SS58 or 0x hex).
     #[method(name = "state_account")]

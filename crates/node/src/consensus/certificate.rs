@@ -35,6 +35,30 @@ pub fn encode(finalization: &Finalization) -> Vec<u8> {
     finalization.encode().to_vec()
 }
 
+/// Signs a finalization of `block` in `view` by every one of `secrets`, as
+/// consensus would: for tools and benchmarks that build a chain without
+/// running consensus (the result is a real certificate; [`verify`] accepts it
+/// for a validator set in which `secrets` are a quorum).
+pub fn sign(validators: &[PublicKey], secrets: &[super::ValidatorSecret], block: Hash, view: u64) -> Vec<u8> {
+    use commonware_consensus::simplex::types::{Finalize, Proposal};
+    use commonware_consensus::types::{Epoch, Round, View};
+    let keys: Vec<ValidatorKey> =
+        validators.iter().map(super::validator_key).collect::<Result<_, _>>().expect("valid validator keys");
+    let participants = Set::from_iter_dedup(keys);
+    let proposal = Proposal::new(Round::new(Epoch::zero(), View::new(view)), View::new(view - 1), to_digest(block));
+    let votes: Vec<Finalize<Scheme, super::Digest>> = secrets
+        .iter()
+        .map(|secret| {
+            let scheme = Scheme::signer(NAMESPACE, participants.clone(), secret.clone()).expect("signer is a validator");
+            Finalize::sign(&scheme, proposal.clone()).expect("a validator can sign")
+        })
+        .collect();
+    let scheme = Scheme::verifier(NAMESPACE, participants);
+    let finalization = Finalization::from_finalizes(&scheme, commonware_utils::non_empty![@votes.iter()], &Sequential)
+        .expect("a quorum of votes for one proposal");
+    encode(&finalization)
+}
+
 /// Verifies that `bytes` is a finalization of `block` by a quorum of
 /// `validators`. Decoding is bounded by the size of the set.
 pub fn verify(

@@ -1,0 +1,251 @@
+//! The host: the untrusted half of a worker. It talks to a node over
+//! JSON-RPC, feeds finalized blocks to the runtime, submits the runtime's
+//! registration and messages as transactions paid by the operator's
+//! account, and asks for checkpoints. A malicious host can stop the worker
+//! or feed it garbage (which the runtime refuses), never make it accept a
+//! block the validators did not finalize or sign for another worker.
+
+use crate::runtime::{Resumed, Runtime, StartError};
+use crate::tee::{Platform, sgx::SgxPlatform, sim::SimPlatform, tdx::TdxPlatform};
+use crate::verified::Applied;
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use phalanx_primitives::{Hash, Keypair};
+use phalanx_rpc::{PhalanxClient, RAW_BLOCKS_MAX};
+use phalanx_state::{Call, Transaction};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Which TEE the worker runs in.
+#[derive(Debug, Clone)]
+pub enum TeeChoice {
+    Sim,
+    Sgx { collateral: PathBuf },
+    Tdx { collateral: PathBuf, sealing_key: Option<PathBuf> },
+}
+
+/// Settings of one worker.
+#[derive(Debug)]
+pub struct WorkerConfig {
+    /// The node's JSON-RPC URL (`http://…`).
+    pub node: String,
+    pub tee: TeeChoice,
+    pub data_dir: PathBuf,
+    /// Operates the worker and pays for its transactions.
+    pub operator: Keypair,
+    /// The chain the worker must be on; unset: the chain of its sealed
+    /// identity, or on first start the node's.
+    pub chain_id: Option<Hash>,
+    pub features: u64,
+    /// A heartbeat every this many verified blocks.
+    pub heartbeat_every: u64,
+    /// A checkpoint at most this often (and on shutdown).
+    pub checkpoint_every: Duration,
+    /// Pause between polls once caught up.
+    pub poll: Duration,
+}
+
+impl WorkerConfig {
+    pub fn new(node: String, data_dir: PathBuf, operator: Keypair) -> Self {
+        WorkerConfig {
+            node,
+            tee: TeeChoice::Sim,
+            data_dir,
+            operator,
+            chain_id: None,
+            features: phalanx_state::modules::registry::FEATURE_AGENTS,
+            heartbeat_every: 600,
+            checkpoint_every: Duration::from_secs(10),
+            poll: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Why a worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("node {node}: {source}")]
+    Rpc { node: String, source: jsonrpsee::core::ClientError },
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("the worker task failed: {0}")]
+    Task(String),
+}
+
+/// What a running worker reports to whoever started it.
+#[derive(Debug, Clone)]
+pub enum WorkerEvent {
+    Started { identity: phalanx_primitives::PublicKey, resumed: Resumed, new_identity: bool },
+    Registered { height: u64 },
+}
+
+fn platform(config: &WorkerConfig) -> Box<dyn Platform> {
+    match &config.tee {
+        TeeChoice::Sim => Box::new(SimPlatform::new(config.data_dir.join("sim-sealing.key"))),
+        TeeChoice::Sgx { collateral } => Box::new(SgxPlatform { collateral_file: collateral.clone() }),
+        TeeChoice::Tdx { collateral, sealing_key } => {
+            Box::new(TdxPlatform { collateral_file: collateral.clone(), sealing_key_file: sealing_key.clone() })
+        }
+    }
+}
+
+/// Runs a worker until `shutdown` resolves; `events` hears its milestones.
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+    events: tokio::sync::mpsc::UnboundedSender<WorkerEvent>,
+) -> Result<(), WorkerError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| WorkerError::DataDir { path: config.data_dir.clone(), source })?;
+    let rpc_error = |source| WorkerError::Rpc { node: config.node.clone(), source };
+    let client = HttpClientBuilder::default()
+        .max_response_size(64 * 1024 * 1024)
+        .request_timeout(Duration::from_secs(30))
+        .build(&config.node)
+        .map_err(rpc_error)?;
+    let genesis = client.chain_genesis().await.map_err(rpc_error)?;
+    let score = tokio::task::spawn_blocking(crate::benchmark::measure).await.map_err(|e| WorkerError::Task(e.to_string()))?;
+    let platform = platform(&config);
+    let (data_dir, operator, pinned, features) =
+        (config.data_dir.clone(), config.operator.public(), config.chain_id, config.features);
+    let mut runtime = tokio::task::spawn_blocking(move || {
+        Runtime::start(platform, &data_dir, &genesis, pinned, operator, features, score)
+    })
+    .await
+    .map_err(|e| WorkerError::Task(e.to_string()))??;
+    tracing::info!(
+        identity = %runtime.identity(),
+        resumed = ?runtime.resumed,
+        height = runtime.chain().height(),
+        "worker started"
+    );
+    let _ = events.send(WorkerEvent::Started {
+        identity: runtime.identity(),
+        resumed: runtime.resumed.clone(),
+        new_identity: runtime.new_identity,
+    });
+
+    tokio::pin!(shutdown);
+    let mut last_checkpoint = Instant::now();
+    let mut registration_sent: Option<Instant> = None;
+    let mut heartbeat_sent_at: Option<u64> = None;
+    let mut announced = false;
+    loop {
+        let caught_up = match sync_batch(&client, runtime).await {
+            Ok((back, caught_up)) => {
+                runtime = back;
+                caught_up
+            }
+            Err((back, error)) => {
+                runtime = back;
+                tracing::warn!(%error, "sync failed; keeping the verified state and retrying");
+                true
+            }
+        };
+        if last_checkpoint.elapsed() >= config.checkpoint_every {
+            checkpoint(&runtime);
+            last_checkpoint = Instant::now();
+        }
+        if caught_up {
+            match runtime.registered() {
+                None => {
+                    let due = registration_sent.is_none_or(|at| at.elapsed() > Duration::from_secs(10));
+                    if due {
+                        registration_sent = Some(Instant::now());
+                        match runtime.registration() {
+                            Ok((info, evidence)) => {
+                                submit(&client, &config.operator, &runtime, Call::RegisterWorker { info, evidence }).await
+                            }
+                            Err(error) => tracing::error!(%error, "the TEE produced no evidence"),
+                        }
+                    }
+                }
+                Some(worker) => {
+                    if !announced {
+                        announced = true;
+                        tracing::info!(height = worker.attested_at, confidence = worker.confidence, "worker registered");
+                        let _ = events.send(WorkerEvent::Registered { height: worker.attested_at });
+                    }
+                    let height = runtime.chain().height();
+                    let due = height.saturating_sub(worker.heartbeat_at.max(worker.attested_at)) >= config.heartbeat_every
+                        && heartbeat_sent_at.is_none_or(|at| height > at + 20);
+                    if due && let Some(message) = runtime.heartbeat() {
+                        heartbeat_sent_at = Some(height);
+                        submit(&client, &config.operator, &runtime, Call::WorkerMessage { message }).await;
+                    }
+                }
+            }
+        }
+        let pause = if caught_up { config.poll } else { Duration::ZERO };
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+    checkpoint(&runtime);
+    tracing::info!(height = runtime.chain().height(), "worker stopped");
+    Ok(())
+}
+
+fn checkpoint(runtime: &Runtime) {
+    match runtime.save_checkpoint() {
+        Ok(()) => tracing::debug!(height = runtime.chain().height(), "checkpoint sealed"),
+        Err(error) => tracing::error!(%error, "checkpoint failed"),
+    }
+}
+
+/// Fetches the next blocks and feeds them to the runtime (on a blocking
+/// thread: replay is CPU work). Returns whether the worker is at the node's head.
+async fn sync_batch(client: &HttpClient, runtime: Runtime) -> Result<(Runtime, bool), (Runtime, String)> {
+    let from = runtime.chain().tip_height() + 1;
+    let blocks = match client.chain_raw_blocks(from, RAW_BLOCKS_MAX).await {
+        Ok(blocks) => blocks,
+        Err(e) => return Err((runtime, format!("fetching blocks from {from}: {e}"))),
+    };
+    if blocks.is_empty() {
+        return Ok((runtime, true));
+    }
+    let full = blocks.len() as u64 >= RAW_BLOCKS_MAX;
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut runtime = runtime;
+        for raw in &blocks {
+            match runtime.apply_block(&raw.block, &raw.certificate) {
+                Ok(Applied::Verified { .. } | Applied::Waiting { .. }) => {}
+                Err(e) => return Err((runtime, format!("refused a block: {e}"))),
+            }
+        }
+        Ok(runtime)
+    })
+    .await;
+    match joined {
+        Ok(Ok(runtime)) => Ok((runtime, !full)),
+        Ok(Err(refused)) => Err(refused),
+        Err(e) => panic!("block replay panicked: {e}"),
+    }
+}
+
+/// Signs `call` with the operator's account and submits it; errors are
+/// logged (the next round retries what is still needed).
+async fn submit(client: &HttpClient, operator: &Keypair, runtime: &Runtime, call: Call) {
+    let state = runtime.chain().state();
+    let nonce = match client.state_account(operator.public().to_string()).await {
+        Ok(account) => account.next_nonce,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the operator's nonce");
+            return;
+        }
+    };
+    let mut tx = Transaction { chain_id: state.chain_id(), signer: operator.public(), nonce, fee: 0, call };
+    let length = tx.clone().sign(operator).encode().len();
+    tx.fee = state.params().fees.minimum(length).unwrap_or(u128::MAX);
+    let signed = tx.sign(operator);
+    let what = match &signed.tx.call {
+        Call::RegisterWorker { .. } => "registration",
+        _ => "worker message",
+    };
+    match client.tx_submit(format!("0x{}", hex::encode(signed.encode()))).await {
+        Ok(hash) => tracing::info!(%hash, what, "submitted"),
+        Err(error) => tracing::warn!(%error, what, "submission refused"),
+    }
+}

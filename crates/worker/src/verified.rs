@@ -1,0 +1,157 @@
+//! The worker's own view of the chain, trusting nothing its host feeds it.
+//!
+//! Each block must extend the last one (height and parent hash), carry a
+//! finalization certificate signed by a quorum of the validator set *as the
+//! verified state records it*, and replay with the state machine to exactly
+//! the roots in its header. A block that fails any check is refused and the
+//! verified state stays where it was.
+//!
+//! A node may hold a block without its own certificate (it finalized it
+//! through a descendant's). Such blocks are replayed tentatively and kept
+//! aside (at most [`UNCERTIFIED_MAX`]); they become verified only when a
+//! later block that extends them by parent hash arrives with a valid
+//! certificate, which vouches for its whole ancestry.
+
+use crate::checkpoint::Checkpoint;
+use imbl::OrdMap;
+use phalanx_node::consensus::certificate::{self, CertificateError};
+use phalanx_primitives::{DecodeError, Hash};
+use phalanx_state::{Block, BlockError, Genesis, GenesisError, Header, State};
+
+/// Most blocks held waiting for a certificate.
+pub const UNCERTIFIED_MAX: usize = 1024;
+
+/// Why a block was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("block does not decode: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("block at height {got} does not follow height {expected_after}")]
+    Height { expected_after: u64, got: u64 },
+    #[error("block {height} names parent {claimed}, but the verified chain has {expected}")]
+    Parent { height: u64, claimed: Hash, expected: Hash },
+    #[error("block {height} has a bad certificate: {source}")]
+    Certificate { height: u64, source: CertificateError },
+    #[error("block {height} does not replay: {source}")]
+    Replay { height: u64, source: BlockError },
+    #[error("more than {UNCERTIFIED_MAX} blocks in a row without a certificate")]
+    TooManyUncertified,
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+}
+
+/// What applying a block did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The block and `count` waiting ancestors (if any) are now verified.
+    Verified { height: u64, count: usize },
+    /// The block replayed but waits for a certificate from a descendant.
+    Waiting { height: u64 },
+}
+
+struct Tentative {
+    header: Header,
+    hash: Hash,
+    state: State,
+    changes: Vec<phalanx_state::StateChange>,
+}
+
+/// Verified chain state, advanced only by verified blocks.
+pub struct VerifiedChain {
+    state: State,
+    header: Header,
+    hash: Hash,
+    /// Every leaf of `state` as bytes, for checkpoints.
+    leaves: OrdMap<Vec<u8>, Vec<u8>>,
+    uncertified: Vec<Tentative>,
+}
+
+impl std::fmt::Debug for VerifiedChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VerifiedChain(height {}, {})", self.header.height, self.hash)
+    }
+}
+
+impl VerifiedChain {
+    /// Starts at a genesis the worker trusts (checked against its pinned chain id by the caller).
+    pub fn from_genesis(genesis: &Genesis) -> Result<Self, SyncError> {
+        let (mut state, block) = genesis.build()?;
+        let leaves = state.take_changes().into_iter().collect();
+        Ok(VerifiedChain { hash: block.hash(), header: block.header, state, leaves, uncertified: Vec::new() })
+    }
+
+    /// Resumes from a checkpoint whose leaves were checked against its header.
+    pub fn from_checkpoint(checkpoint: Checkpoint) -> Self {
+        let Checkpoint { header, state, leaves } = checkpoint;
+        VerifiedChain { hash: header.hash(), header, state, leaves, uncertified: Vec::new() }
+    }
+
+    /// The verified state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Header of the last verified block.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn height(&self) -> u64 {
+        self.header.height
+    }
+
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    /// Height of the last block applied, verified or waiting.
+    pub fn tip_height(&self) -> u64 {
+        self.uncertified.last().map_or(self.header.height, |t| t.header.height)
+    }
+
+    /// A snapshot of the verified state for sealing.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint { header: self.header.clone(), state: self.state.clone(), leaves: self.leaves.clone() }
+    }
+
+    /// Applies one block as served by an untrusted host.
+    pub fn apply(&mut self, encoded: &[u8], certificate_bytes: &[u8]) -> Result<Applied, SyncError> {
+        let block = Block::decode(encoded)?;
+        let (tip_height, tip_hash, tip_state) = match self.uncertified.last() {
+            Some(t) => (t.header.height, t.hash, &t.state),
+            None => (self.header.height, self.hash, &self.state),
+        };
+        let height = block.header.height;
+        if height != tip_height + 1 {
+            return Err(SyncError::Height { expected_after: tip_height, got: height });
+        }
+        if block.header.parent != tip_hash {
+            return Err(SyncError::Parent { height, claimed: block.header.parent, expected: tip_hash });
+        }
+        let hash = block.hash();
+        let certified = !certificate_bytes.is_empty();
+        if certified {
+            // The validator set that finalizes a block is the one in its parent's state.
+            certificate::verify(&mut rand::rng(), tip_state.validators(), hash, certificate_bytes)
+                .map_err(|source| SyncError::Certificate { height, source })?;
+        } else if self.uncertified.len() >= UNCERTIFIED_MAX {
+            return Err(SyncError::TooManyUncertified);
+        }
+        let mut state = tip_state.clone();
+        state.execute_block(&block).map_err(|source| SyncError::Replay { height, source })?;
+        let changes = state.take_changes();
+        let tentative = Tentative { header: block.header, hash, state, changes };
+        if !certified {
+            self.uncertified.push(tentative);
+            return Ok(Applied::Waiting { height });
+        }
+        let count = self.uncertified.len() + 1;
+        for done in std::mem::take(&mut self.uncertified).into_iter().chain([tentative]) {
+            self.leaves.extend(done.changes);
+            self.state = done.state;
+            self.header = done.header;
+            self.hash = done.hash;
+        }
+        Ok(Applied::Verified { height, count })
+    }
+}
