@@ -27,8 +27,8 @@ fn start_workers(count: u8, rpc: std::net::SocketAddr, data_dir: &std::path::Pat
     (0..count as usize)
         .map(|index| {
             let dir = data_dir.join("workers").join(format!("worker-{index}"));
-            let operator = phalanx_primitives::mnemonic::dev_keypair(operators[index % operators.len()])
-                .expect("dev account");
+            let operator =
+                phalanx_primitives::mnemonic::dev_keypair(operators[index % operators.len()]).expect("dev account");
             let mut config = phalanx_worker::WorkerConfig::new(format!("http://{rpc}"), dir.clone(), operator);
             // Dev blocks come every 0.5 s when idle: a heartbeat a minute.
             config.heartbeat_every = 120;
@@ -54,7 +54,8 @@ fn default_data_dir() -> PathBuf {
 pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,phalanx_node=info,phalanx_worker=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,phalanx_node=info,phalanx_worker=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -56,6 +56,9 @@ struct RunArgs {
     /// Send a heartbeat every this many blocks.
     #[arg(long, default_value_t = 600)]
     heartbeat_every: u64,
+    /// Seal a checkpoint of the verified state at most this often, in seconds (and on Ctrl-C).
+    #[arg(long, default_value_t = 10)]
+    checkpoint_every: u64,
 }
 
 pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
@@ -84,6 +87,7 @@ async fn run_worker(args: RunArgs) -> anyhow::Result<()> {
     config.tee = tee;
     config.chain_id = args.chain_id;
     config.heartbeat_every = args.heartbeat_every.max(1);
+    config.checkpoint_every = std::time::Duration::from_secs(args.checkpoint_every.max(1));
     let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {
         while let Some(event) = heard.recv().await {

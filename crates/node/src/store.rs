@@ -64,6 +64,9 @@ pub struct Store {
     db: Database,
 }
 
+/// An encoded block and its encoded certificate, as stored.
+pub type RawStored = (Vec<u8>, Vec<u8>);
+
 impl Store {
     /// Opens (or creates) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -185,7 +188,7 @@ impl Store {
     /// Encoded blocks with their certificates from `from` on, in one read
     /// transaction: at most `count` blocks, and no more once `bytes_max`
     /// bytes are gathered (but always the first block, if it exists).
-    pub fn raw_blocks(&self, from: u64, count: u64, bytes_max: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn raw_blocks(&self, from: u64, count: u64, bytes_max: usize) -> Result<Vec<RawStored>, StoreError> {
         let txn = self.db.begin_read().map_err(db)?;
         let blocks = txn.open_table(BLOCKS).map_err(db)?;
         let certificates = txn.open_table(CERTIFICATES).map_err(db)?;

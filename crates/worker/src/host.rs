@@ -105,12 +105,13 @@ pub async fn run(
         .build(&config.node)
         .map_err(rpc_error)?;
     let genesis = client.chain_genesis().await.map_err(rpc_error)?;
-    let score = tokio::task::spawn_blocking(crate::benchmark::measure).await.map_err(|e| WorkerError::Task(e.to_string()))?;
+    let score =
+        tokio::task::spawn_blocking(crate::benchmark::measure).await.map_err(|e| WorkerError::Task(e.to_string()))?;
     let platform = platform(&config);
     let (data_dir, operator, pinned, features) =
         (config.data_dir.clone(), config.operator.public(), config.chain_id, config.features);
     let mut runtime = tokio::task::spawn_blocking(move || {
-        Runtime::start(platform, &data_dir, &genesis, pinned, operator, features, score)
+        Runtime::start(platform, &data_dir, &genesis, pinned, operator, features, score).map(Box::new)
     })
     .await
     .map_err(|e| WorkerError::Task(e.to_string()))??;
@@ -155,7 +156,8 @@ pub async fn run(
                         registration_sent = Some(Instant::now());
                         match runtime.registration() {
                             Ok((info, evidence)) => {
-                                submit(&client, &config.operator, &runtime, Call::RegisterWorker { info, evidence }).await
+                                submit(&client, &config.operator, &runtime, Call::RegisterWorker { info, evidence })
+                                    .await
                             }
                             Err(error) => tracing::error!(%error, "the TEE produced no evidence"),
                         }
@@ -164,11 +166,16 @@ pub async fn run(
                 Some(worker) => {
                     if !announced {
                         announced = true;
-                        tracing::info!(height = worker.attested_at, confidence = worker.confidence, "worker registered");
+                        tracing::info!(
+                            height = worker.attested_at,
+                            confidence = worker.confidence,
+                            "worker registered"
+                        );
                         let _ = events.send(WorkerEvent::Registered { height: worker.attested_at });
                     }
                     let height = runtime.chain().height();
-                    let due = height.saturating_sub(worker.heartbeat_at.max(worker.attested_at)) >= config.heartbeat_every
+                    let due = height.saturating_sub(worker.heartbeat_at.max(worker.attested_at))
+                        >= config.heartbeat_every
                         && heartbeat_sent_at.is_none_or(|at| height > at + 20);
                     if due && let Some(message) = runtime.heartbeat() {
                         heartbeat_sent_at = Some(height);
@@ -197,7 +204,10 @@ fn checkpoint(runtime: &Runtime) {
 
 /// Fetches the next blocks and feeds them to the runtime (on a blocking
 /// thread: replay is CPU work). Returns whether the worker is at the node's head.
-async fn sync_batch(client: &HttpClient, runtime: Runtime) -> Result<(Runtime, bool), (Runtime, String)> {
+async fn sync_batch(
+    client: &HttpClient,
+    runtime: Box<Runtime>,
+) -> Result<(Box<Runtime>, bool), (Box<Runtime>, String)> {
     let from = runtime.chain().tip_height() + 1;
     let blocks = match client.chain_raw_blocks(from, RAW_BLOCKS_MAX).await {
         Ok(blocks) => blocks,

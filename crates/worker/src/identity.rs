@@ -77,11 +77,7 @@ impl Identity {
             return Ok((identity, false));
         }
         let identity = Identity::generate(chain_id);
-        let sealed = Sealed {
-            signing_seed: *identity.signing.seed(),
-            ecdh_secret: identity.ecdh.to_bytes(),
-            chain_id,
-        };
+        let sealed = Sealed { signing_seed: *identity.signing.seed(), ecdh_secret: identity.ecdh.to_bytes(), chain_id };
         let plaintext = Zeroizing::new(borsh::to_vec(&sealed).expect("in-memory encoding"));
         sealer.seal_to_file(path, IDENTITY_PURPOSE, &plaintext)?;
         Ok((identity, true))

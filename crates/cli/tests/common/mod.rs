@@ -35,11 +35,17 @@ impl DevNode {
         Self::start_on(data_dir, free_port(), free_port())
     }
 
+    /// Starts a dev network without workers (tests that want them use [`DevNode::start_with`]).
     pub fn start_on(data_dir: &Path, rpc_port: u16, p2p_port: u16) -> DevNode {
+        Self::start_with(data_dir, rpc_port, p2p_port, &["--workers", "0"])
+    }
+
+    pub fn start_with(data_dir: &Path, rpc_port: u16, p2p_port: u16, extra: &[&str]) -> DevNode {
         let child = phalanx()
             .args(["dev", "--data-dir"])
             .arg(data_dir)
             .args(["--rpc-port", &rpc_port.to_string(), "--p2p-port", &p2p_port.to_string()])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

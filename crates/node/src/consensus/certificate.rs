@@ -49,7 +49,8 @@ pub fn sign(validators: &[PublicKey], secrets: &[super::ValidatorSecret], block:
     let votes: Vec<Finalize<Scheme, super::Digest>> = secrets
         .iter()
         .map(|secret| {
-            let scheme = Scheme::signer(NAMESPACE, participants.clone(), secret.clone()).expect("signer is a validator");
+            let scheme =
+                Scheme::signer(NAMESPACE, participants.clone(), secret.clone()).expect("signer is a validator");
             Finalize::sign(&scheme, proposal.clone()).expect("a validator can sign")
         })
         .collect();

@@ -32,7 +32,10 @@ fn check_available() -> Result<(), TeeError> {
         reason: format!("{} is missing (not running under Gramine-SGX)", kind.display()),
     })?;
     if found.trim() != "dcap" {
-        return Err(TeeError::Unavailable { tee: "sgx", reason: format!("Gramine attestation type is {found:?}, not dcap") });
+        return Err(TeeError::Unavailable {
+            tee: "sgx",
+            reason: format!("Gramine attestation type is {found:?}, not dcap"),
+        });
     }
     Ok(())
 }

@@ -37,10 +37,9 @@ impl Platform for SimPlatform {
         match std::fs::read(&self.key_file) {
             Ok(bytes) => {
                 let bytes = Zeroizing::new(bytes);
-                let key: [u8; 32] = bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| TeeError::Invalid("sim", format!("{} is not a 32-byte key", self.key_file.display())))?;
+                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    TeeError::Invalid("sim", format!("{} is not a 32-byte key", self.key_file.display()))
+                })?;
                 Ok(Zeroizing::new(key))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
