@@ -48,6 +48,16 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 20_000)]
         calls: usize,
     },
+    /// Worker catch-up (blocks/s) over a certified chain served by a node,
+    /// against replay alone; DCAP quote verifications/s against ed25519.
+    Worker {
+        /// Blocks in the chain.
+        #[arg(long, default_value_t = 10_000)]
+        blocks: u64,
+        /// Signed transfers per block.
+        #[arg(long, default_value_t = 10)]
+        txs_per_block: usize,
+    },
 }
 
 struct Node(Child);
@@ -86,6 +96,9 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
         BenchCommand::Chain { txs, senders, clients } => (txs, senders, clients),
         BenchCommand::Agent { seconds, connections, calls } => {
             return crate::bench_agent::run(seconds, connections, calls).await;
+        }
+        BenchCommand::Worker { blocks, txs_per_block } => {
+            return crate::bench_worker::run(blocks, txs_per_block).await;
         }
     };
     anyhow::ensure!(senders > 0 && clients > 0 && txs >= senders, "need txs >= senders > 0 and clients > 0");

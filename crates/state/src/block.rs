@@ -95,6 +95,18 @@ impl State {
     /// Applies a block (its parent must be the state's last block) and checks
     /// every root in its header. On error the state is unchanged.
     pub fn execute_block(&mut self, block: &Block) -> Result<Vec<EventRecord>, BlockError> {
+        self.execute_block_checked(block, false)
+    }
+
+    /// [`State::execute_block`] for a caller that has already verified every
+    /// transaction signature of `block` (`signatures_verified`), for example
+    /// on other cores ahead of a sequential replay. Everything else is
+    /// checked as usual.
+    pub fn execute_block_checked(
+        &mut self,
+        block: &Block,
+        signatures_verified: bool,
+    ) -> Result<Vec<EventRecord>, BlockError> {
         let header = &block.header;
         if header.height != self.height() + 1 {
             return Err(BlockError::Height { expected: self.height() + 1, got: header.height });
@@ -114,7 +126,7 @@ impl State {
             let applied = if encoded_len > TX_BYTES_MAX {
                 Err(crate::TxError::Overflow("transaction size"))
             } else {
-                next.apply_tx(tx, encoded_len, true, index as u32, &mut events)
+                next.apply_tx(tx, encoded_len, !signatures_verified, index as u32, &mut events)
             };
             hashes.push(applied.map_err(|error| BlockError::InvalidTransaction { index, error })?);
         }

@@ -7,7 +7,6 @@
 
 use crate::runtime::{Resumed, Runtime, StartError};
 use crate::tee::{Platform, sgx::SgxPlatform, sim::SimPlatform, tdx::TdxPlatform};
-use crate::verified::Applied;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use phalanx_primitives::{Hash, Keypair};
 use phalanx_rpc::{PhalanxClient, RAW_BLOCKS_MAX};
@@ -202,6 +201,18 @@ fn checkpoint(runtime: &Runtime) {
     }
 }
 
+/// Feeds the runtime every finalized block the node has, batch by batch,
+/// until it is at the node's head (a refused block stops it with the reason).
+pub async fn catch_up(client: &HttpClient, mut runtime: Box<Runtime>) -> Result<Box<Runtime>, String> {
+    loop {
+        match sync_batch(client, runtime).await {
+            Ok((back, true)) => return Ok(back),
+            Ok((back, false)) => runtime = back,
+            Err((_, error)) => return Err(error),
+        }
+    }
+}
+
 /// Fetches the next blocks and feeds them to the runtime (on a blocking
 /// thread: replay is CPU work). Returns whether the worker is at the node's head.
 async fn sync_batch(
@@ -219,11 +230,9 @@ async fn sync_batch(
     let full = blocks.len() as u64 >= RAW_BLOCKS_MAX;
     let joined = tokio::task::spawn_blocking(move || {
         let mut runtime = runtime;
-        for raw in &blocks {
-            match runtime.apply_block(&raw.block, &raw.certificate) {
-                Ok(Applied::Verified { .. } | Applied::Waiting { .. }) => {}
-                Err(e) => return Err((runtime, format!("refused a block: {e}"))),
-            }
+        let raw: Vec<(&[u8], &[u8])> = blocks.iter().map(|r| (r.block.as_slice(), r.certificate.as_slice())).collect();
+        if let Err((index, e)) = runtime.apply_blocks(&raw) {
+            return Err((runtime, format!("refused block {}: {e}", from + index as u64)));
         }
         Ok(runtime)
     })

@@ -124,6 +124,11 @@ impl Runtime {
         self.chain.apply(encoded, certificate)
     }
 
+    /// Applies consecutive blocks fed by the host (see [`VerifiedChain::apply_batch`]).
+    pub fn apply_blocks(&mut self, raw: &[(&[u8], &[u8])]) -> Result<usize, (usize, SyncError)> {
+        self.chain.apply_batch(raw)
+    }
+
     /// Seals the verified state to disk.
     pub fn save_checkpoint(&self) -> Result<(), CheckpointError> {
         self.chain.checkpoint().save(&self.sealer, &self.checkpoint_path)
