@@ -116,9 +116,9 @@ async fn host_tampering_is_refused(client: &HttpClient) {
     forged.header.tx_count = 0;
     let forged = reencode(&forged);
     batch[2].0 = &forged;
-    let (index, error) = chain.apply_batch(&batch).unwrap_err();
-    assert_eq!(index, 2);
-    assert!(matches!(error, SyncError::Certificate { .. }), "{error}");
+    let refused = chain.apply_batch(&batch).unwrap_err();
+    assert_eq!(refused.index, 2);
+    assert!(matches!(*refused.error, SyncError::Certificate { .. }), "{}", refused.error);
     assert_eq!(chain.height(), block.header.height + 1);
     let batch: Vec<(&[u8], &[u8])> = rest[2..].iter().map(|r| (r.block.as_slice(), r.certificate.as_slice())).collect();
     assert_eq!(chain.apply_batch(&batch).unwrap(), batch.len());

@@ -231,8 +231,8 @@ async fn sync_batch(
     let joined = tokio::task::spawn_blocking(move || {
         let mut runtime = runtime;
         let raw: Vec<(&[u8], &[u8])> = blocks.iter().map(|r| (r.block.as_slice(), r.certificate.as_slice())).collect();
-        if let Err((index, e)) = runtime.apply_blocks(&raw) {
-            return Err((runtime, format!("refused block {}: {e}", from + index as u64)));
+        if let Err(refused) = runtime.apply_blocks(&raw) {
+            return Err((runtime, format!("refused block {}: {}", from + refused.index as u64, refused.error)));
         }
         Ok(runtime)
     })

@@ -125,7 +125,7 @@ impl Runtime {
     }
 
     /// Applies consecutive blocks fed by the host (see [`VerifiedChain::apply_batch`]).
-    pub fn apply_blocks(&mut self, raw: &[(&[u8], &[u8])]) -> Result<usize, (usize, SyncError)> {
+    pub fn apply_blocks(&mut self, raw: &[(&[u8], &[u8])]) -> Result<usize, crate::verified::BatchRefused> {
         self.chain.apply_batch(raw)
     }
 

@@ -40,6 +40,14 @@ pub enum SyncError {
     Genesis(#[from] GenesisError),
 }
 
+/// A block of a batch was refused: `index` blocks before it were applied.
+#[derive(Debug, thiserror::Error)]
+#[error("block {index} of the batch: {error}")]
+pub struct BatchRefused {
+    pub index: usize,
+    pub error: Box<SyncError>,
+}
+
 /// What applying a block did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -125,7 +133,8 @@ impl VerifiedChain {
     /// linked, certified and replayed in order exactly as [`Self::apply`]
     /// does. Stops at the first refused block, returning how many blocks
     /// before it were applied.
-    pub fn apply_batch(&mut self, raw: &[(&[u8], &[u8])]) -> Result<usize, (usize, SyncError)> {
+    pub fn apply_batch(&mut self, raw: &[(&[u8], &[u8])]) -> Result<usize, BatchRefused> {
+        let refused = |index, error: SyncError| BatchRefused { index, error: Box::new(error) };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(raw.len().max(1));
         let chunk = raw.len().div_ceil(threads).max(1);
         let prepared: Vec<Result<(Block, bool), DecodeError>> = std::thread::scope(|scope| {
@@ -146,10 +155,10 @@ impl VerifiedChain {
             handles.into_iter().flat_map(|h| h.join().expect("decoding thread panicked")).collect()
         });
         for (index, (result, (_, certificate))) in prepared.into_iter().zip(raw).enumerate() {
-            let (block, signatures_verified) = result.map_err(|e| (index, e.into()))?;
+            let (block, signatures_verified) = result.map_err(|e| refused(index, e.into()))?;
             // A block whose signatures did not all verify replays with
             // verification on, which names the offending transaction.
-            self.apply_decoded(block, certificate, signatures_verified).map_err(|e| (index, e))?;
+            self.apply_decoded(block, certificate, signatures_verified).map_err(|e| refused(index, e))?;
         }
         Ok(raw.len())
     }
