@@ -53,7 +53,7 @@ fn bad_input_is_refused_and_the_node_keeps_running() {
         // Malformed transactions.
         expect_error(client.tx_submit("zz".into()).await, codes::MALFORMED_TX, "not hex");
         expect_error(client.tx_submit("0x00".into()).await, codes::MALFORMED_TX, "malformed");
-        let oversized_tx = format!("0x{}", "00".repeat(20 * 1024));
+        let oversized_tx = format!("0x{}", "00".repeat(100 * 1024)); // beyond the 96 KiB of a registration
         expect_error(client.tx_submit(oversized_tx).await, codes::MALFORMED_TX, "more than the limit");
         let mut trailing = hex_tx(&transfer(chain_id, &alice, alice_before.nonce, bob.public(), 1));
         trailing.push_str("00");

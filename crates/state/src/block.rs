@@ -118,8 +118,11 @@ impl State {
             return Err(BlockError::TooManyTransactions { count: block.txs.len(), max: BLOCK_TXS_MAX });
         }
         let mut next = self.clone();
-        next.set_head(crate::modules::system::Head { height: header.height, timestamp_ms: header.timestamp_ms });
         let mut events = Vec::new();
+        next.begin_block(
+            crate::modules::system::Head { height: header.height, timestamp_ms: header.timestamp_ms },
+            &mut events,
+        );
         let mut hashes = Vec::with_capacity(block.txs.len());
         for (index, tx) in block.txs.iter().enumerate() {
             let encoded_len = borsh::object_length(tx).expect("length of an in-memory value");

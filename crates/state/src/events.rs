@@ -46,6 +46,40 @@ pub enum Event {
         worker: PublicKey,
         sequence: u64,
     },
+    /// The elected gatekeeper set changed.
+    GatekeepersElected {
+        members: Vec<PublicKey>,
+    },
+    GatekeeperOverride {
+        worker: PublicKey,
+        member: Option<bool>,
+    },
+    GatekeeperParamsChanged,
+    /// A master-key rotation started (or restarted).
+    RotationStarted {
+        epoch: u64,
+        leader: PublicKey,
+        members: Vec<PublicKey>,
+    },
+    MasterKeyAnnounced {
+        epoch: u64,
+        #[serde(with = "phalanx_primitives::hex_serde")]
+        commitment: [u8; 32],
+    },
+    MasterKeyConfirmed {
+        epoch: u64,
+        gatekeeper: PublicKey,
+    },
+    /// A new master-key epoch is current.
+    MasterKeyActivated {
+        epoch: u64,
+        holders: Vec<PublicKey>,
+    },
+    /// A gatekeeper handed a key to a worker (the key travels encrypted).
+    KeyHandedOver {
+        from: PublicKey,
+        to: PublicKey,
+    },
 }
 
 /// An event with the index of the transaction that emitted it.

@@ -6,6 +6,7 @@
 
 use crate::block::Block;
 use crate::modules::balances::TOTAL_SUPPLY;
+use crate::modules::gatekeeper::GatekeeperParams;
 use crate::modules::registry::AttestationPolicy;
 use crate::modules::system::{ChainParams, FeeSchedule, Head};
 use crate::state::State;
@@ -37,6 +38,9 @@ pub struct Genesis {
     /// (no simulated evidence).
     #[serde(default)]
     pub attestation: AttestationPolicy,
+    /// Gatekeeper elections and key epochs; absent means the defaults.
+    #[serde(default)]
+    pub gatekeeper: GatekeeperParams,
 }
 
 /// Why a genesis configuration is invalid.
@@ -85,6 +89,8 @@ impl Genesis {
             balances,
             // A dev network has no TEE: simulated workers are welcome.
             attestation: AttestationPolicy { allow_simulated: true, ..AttestationPolicy::default() },
+            // One gatekeeper, elections every 20 blocks (10 s when idle).
+            gatekeeper: GatekeeperParams { era_blocks: 20, gatekeepers_max: 1, activation_delay: 2 },
         }
     }
 
@@ -125,8 +131,14 @@ impl Genesis {
     pub fn build(&self) -> Result<(State, Block), GenesisError> {
         self.validate()?;
         let head = Head { height: 0, timestamp_ms: self.timestamp_ms };
-        let mut state =
-            State::empty(self.chain_id(), self.params.clone(), self.validators.clone(), head, self.attestation.clone());
+        let mut state = State::empty(
+            self.chain_id(),
+            self.params.clone(),
+            self.validators.clone(),
+            head,
+            self.attestation.clone(),
+            self.gatekeeper.clone(),
+        );
         for (who, amount) in &self.balances {
             state.set_account(*who, crate::Account { nonce: 0, free: *amount });
         }

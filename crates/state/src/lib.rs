@@ -26,9 +26,10 @@ pub use error::{BlockError, TxError};
 pub use events::{Event, EventRecord};
 pub use genesis::{Genesis, GenesisError};
 pub use modules::balances::{Account, TOTAL_SUPPLY};
+pub use modules::gatekeeper::{GatekeeperParams, Gatekeepers, KeyEpochs, MasterEpoch, Rotation};
 pub use modules::registry::{
     AttestationPolicy, Evidence, RegistrationInfo, SignedWorkerMessage, TeeKind, Worker, WorkerMessage, WorkerPayload,
 };
 pub use modules::system::{ChainParams, FeeSchedule, Head};
-pub use state::{Pending, State, StateChange};
+pub use state::{BLOCK_EVENT_INDEX, Pending, State, StateChange};
 pub use tx::{Call, SignedTransaction, Transaction};

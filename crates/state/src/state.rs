@@ -9,6 +9,10 @@ use crate::error::TxError;
 use crate::events::{Event, EventRecord};
 use crate::merkle;
 use crate::modules::balances::{ACCOUNT_PREFIX, Account, ISSUANCE_KEY, account_key};
+use crate::modules::gatekeeper::{
+    self, EPOCHS_KEY, GATEKEEPERS_KEY, GOVERNANCE_LIST_MAX, GatekeeperParams, Gatekeepers, HANDOVER_BYTES_MAX,
+    KeyEpochs, MasterEpoch, Rotation,
+};
 use crate::modules::registry::{
     self, AttestationPolicy, POLICY_KEY, WORKER_PREFIX, WORKERS_MAX, Worker, WorkerPayload, worker_key,
 };
@@ -34,6 +38,10 @@ pub struct Pending {
 
 /// A leaf written since the last [`State::take_changes`]: key and new value.
 pub type StateChange = (Vec<u8>, Vec<u8>);
+
+/// The transaction index of events a block emits outside its transactions
+/// (elections, epoch activations).
+pub const BLOCK_EVENT_INDEX: u32 = u32::MAX;
 
 /// What [`State::check`] established about a transaction.
 struct Checked {
@@ -65,6 +73,9 @@ pub struct State {
     pub(crate) accounts: OrdMap<PublicKey, Account>,
     pub(crate) attestation: AttestationPolicy,
     pub(crate) workers: OrdMap<PublicKey, Worker>,
+    pub(crate) gatekeeper_params: GatekeeperParams,
+    pub(crate) gatekeepers: Gatekeepers,
+    pub(crate) epochs: KeyEpochs,
     leaves: OrdMap<Vec<u8>, Hash>,
     changes: OrdMap<Vec<u8>, Vec<u8>>,
 }
@@ -76,7 +87,10 @@ impl State {
         validators: Vec<PublicKey>,
         head: Head,
         attestation: AttestationPolicy,
+        gatekeeper_params: GatekeeperParams,
     ) -> Self {
+        let gatekeepers =
+            Gatekeepers { next_election: head.height + gatekeeper_params.era_blocks, ..Default::default() };
         let mut state = State {
             chain_id,
             params,
@@ -86,6 +100,9 @@ impl State {
             accounts: OrdMap::new(),
             attestation,
             workers: OrdMap::new(),
+            gatekeeper_params,
+            gatekeepers,
+            epochs: KeyEpochs::default(),
             leaves: OrdMap::new(),
             changes: OrdMap::new(),
         };
@@ -95,6 +112,9 @@ impl State {
         state.write(HEAD_KEY.to_vec(), encode(&head));
         state.write(ISSUANCE_KEY.to_vec(), encode(&0u128));
         state.write(POLICY_KEY.to_vec(), encode(&state.attestation));
+        state.write(gatekeeper::PARAMS_KEY.to_vec(), encode(&state.gatekeeper_params));
+        state.write(GATEKEEPERS_KEY.to_vec(), encode(&state.gatekeepers));
+        state.write(EPOCHS_KEY.to_vec(), encode(&state.epochs));
         state
     }
 
@@ -106,6 +126,7 @@ impl State {
         }
         let (mut chain_id, mut params, mut validators, mut head, mut issuance) = (None, None, None, None, None);
         let mut attestation = None;
+        let (mut gatekeeper_params, mut gatekeepers, mut epochs) = (None, None, None);
         let mut accounts = OrdMap::new();
         let mut workers = OrdMap::new();
         let mut leaves = OrdMap::new();
@@ -117,6 +138,9 @@ impl State {
                 HEAD_KEY => head = Some(decode(&key, &value)?),
                 ISSUANCE_KEY => issuance = Some(decode(&key, &value)?),
                 POLICY_KEY => attestation = Some(decode(&key, &value)?),
+                gatekeeper::PARAMS_KEY => gatekeeper_params = Some(decode(&key, &value)?),
+                GATEKEEPERS_KEY => gatekeepers = Some(decode(&key, &value)?),
+                EPOCHS_KEY => epochs = Some(decode(&key, &value)?),
                 k if k.len() == ACCOUNT_PREFIX.len() + 32 && k.starts_with(ACCOUNT_PREFIX) => {
                     let who = PublicKey(k[ACCOUNT_PREFIX.len()..].try_into().expect("length checked"));
                     accounts.insert(who, decode(&key, &value)?);
@@ -140,6 +164,9 @@ impl State {
             accounts,
             attestation: attestation.ok_or(LoadError::Missing("attestation policy"))?,
             workers,
+            gatekeeper_params: gatekeeper_params.ok_or(LoadError::Missing("gatekeeper parameters"))?,
+            gatekeepers: gatekeepers.ok_or(LoadError::Missing("gatekeepers"))?,
+            epochs: epochs.ok_or(LoadError::Missing("key epochs"))?,
             leaves,
             changes: OrdMap::new(),
         })
@@ -209,6 +236,111 @@ impl State {
     /// All registered workers in key order.
     pub fn workers(&self) -> impl Iterator<Item = (&PublicKey, &Worker)> {
         self.workers.iter()
+    }
+
+    pub fn gatekeeper_params(&self) -> &GatekeeperParams {
+        &self.gatekeeper_params
+    }
+
+    /// The elected gatekeepers and governance's overrides.
+    pub fn gatekeepers(&self) -> &Gatekeepers {
+        &self.gatekeepers
+    }
+
+    /// Master-key epochs: current, rotation in progress, history.
+    pub fn key_epochs(&self) -> &KeyEpochs {
+        &self.epochs
+    }
+
+    fn set_gatekeepers(&mut self, gatekeepers: Gatekeepers) {
+        self.write(GATEKEEPERS_KEY.to_vec(), encode(&gatekeepers));
+        self.gatekeepers = gatekeepers;
+    }
+
+    fn set_epochs(&mut self, epochs: KeyEpochs) {
+        self.write(EPOCHS_KEY.to_vec(), encode(&epochs));
+        self.epochs = epochs;
+    }
+
+    /// Starts a rotation to `members` at the current height.
+    fn start_rotation(&mut self, members: Vec<PublicKey>, emit: &mut impl FnMut(Event)) {
+        let mut epochs = self.epochs.clone();
+        let epoch = epochs.current.as_ref().map_or(1, |c| c.epoch + 1);
+        let leader = gatekeeper::leader(&members, epochs.current.as_ref());
+        emit(Event::RotationStarted { epoch, leader, members: members.clone() });
+        epochs.rotation = Some(Rotation {
+            id: self.head.height,
+            epoch,
+            leader,
+            members,
+            commitment: None,
+            confirmed: Vec::new(),
+            activates_at: None,
+        });
+        self.set_epochs(epochs);
+    }
+
+    /// The block-level part of applying a block, before its transactions:
+    /// the new head, epoch activation, rotation timeouts and elections.
+    /// Events it emits carry [`BLOCK_EVENT_INDEX`] as their transaction index.
+    pub(crate) fn begin_block(&mut self, head: Head, events: &mut Vec<EventRecord>) {
+        self.set_head(head);
+        let height = head.height;
+        let mut emit = |event| events.push(EventRecord { tx_index: BLOCK_EVENT_INDEX, event });
+        if let Some(rotation) = &self.epochs.rotation {
+            if rotation.activates_at.is_some_and(|at| height >= at) {
+                let mut epochs = self.epochs.clone();
+                let rotation = epochs.rotation.take().expect("checked");
+                if let Some(previous) = epochs.current.take() {
+                    epochs.previous.push(previous);
+                    if epochs.previous.len() > gatekeeper::EPOCH_HISTORY_MAX {
+                        epochs.previous.remove(0);
+                    }
+                }
+                emit(Event::MasterKeyActivated { epoch: rotation.epoch, holders: rotation.confirmed.clone() });
+                epochs.current = Some(MasterEpoch {
+                    epoch: rotation.epoch,
+                    commitment: rotation.commitment.expect("confirmed rotations have a commitment"),
+                    holders: rotation.confirmed,
+                    activated_at: height,
+                });
+                self.set_epochs(epochs);
+            } else if rotation.activates_at.is_none()
+                && height >= rotation.id.saturating_add(self.gatekeeper_params.era_blocks)
+            {
+                // Timed out: go ahead with two thirds, or start over.
+                let enough =
+                    rotation.commitment.is_some() && rotation.confirmed.len() * 3 >= rotation.members.len() * 2;
+                if enough {
+                    let mut epochs = self.epochs.clone();
+                    let rotation = epochs.rotation.as_mut().expect("checked");
+                    rotation.members = rotation.confirmed.clone();
+                    rotation.activates_at = Some(height + self.gatekeeper_params.activation_delay);
+                    self.set_epochs(epochs);
+                } else {
+                    let members = rotation.members.clone();
+                    self.start_rotation(members, &mut emit);
+                }
+            }
+        }
+        if height >= self.gatekeepers.next_election {
+            let elected = gatekeeper::elect(&self.gatekeeper_params, &self.gatekeepers, self.workers.values());
+            let mut gatekeepers = self.gatekeepers.clone();
+            gatekeepers.next_election = height + self.gatekeeper_params.era_blocks.max(1);
+            if elected != gatekeepers.elected {
+                emit(Event::GatekeepersElected { members: elected.clone() });
+            }
+            gatekeepers.elected = elected.clone();
+            self.set_gatekeepers(gatekeepers);
+            let holders = self.epochs.current.as_ref().map(|c| c.holders.clone()).unwrap_or_default();
+            let rotating_to = self.epochs.rotation.as_ref().map(|r| r.members.clone());
+            // A rotation about to activate is left alone: the next election
+            // compares the set with its holders.
+            let activating = self.epochs.rotation.as_ref().is_some_and(|r| r.activates_at.is_some());
+            if !elected.is_empty() && elected != holders && rotating_to.as_ref() != Some(&elected) && !activating {
+                self.start_rotation(elected, &mut emit);
+            }
+        }
     }
 
     pub(crate) fn set_worker(&mut self, worker: Worker) {
@@ -283,6 +415,46 @@ impl State {
         }
         let amount = match &tx.call {
             Call::Transfer { amount, .. } => *amount,
+            Call::SetGatekeeper { worker, .. } => {
+                if !self.params.governance.contains(&tx.signer) {
+                    return Err(TxError::NotGovernance);
+                }
+                if !self.workers.contains_key(worker) {
+                    return Err(TxError::UnknownWorker(*worker));
+                }
+                let g = &self.gatekeepers;
+                if g.forced.len() >= GOVERNANCE_LIST_MAX || g.excluded.len() >= GOVERNANCE_LIST_MAX {
+                    return Err(TxError::Gatekeeping(format!("governance lists hold at most {GOVERNANCE_LIST_MAX}")));
+                }
+                0
+            }
+            Call::RotateMasterKey => {
+                if !self.params.governance.contains(&tx.signer) {
+                    return Err(TxError::NotGovernance);
+                }
+                if self.epochs.rotation.is_some() {
+                    return Err(TxError::Gatekeeping("a master-key rotation is already in progress".into()));
+                }
+                if self.gatekeepers.elected.is_empty() {
+                    return Err(TxError::Gatekeeping("there are no gatekeepers to rotate the master key".into()));
+                }
+                0
+            }
+            Call::SetGatekeeperParams { params } => {
+                if !self.params.governance.contains(&tx.signer) {
+                    return Err(TxError::NotGovernance);
+                }
+                if params.gatekeepers_max == 0 || params.gatekeepers_max > gatekeeper::GATEKEEPERS_MAX {
+                    return Err(TxError::Gatekeeping(format!(
+                        "gatekeepers_max must be 1 to {}",
+                        gatekeeper::GATEKEEPERS_MAX
+                    )));
+                }
+                if params.era_blocks == 0 {
+                    return Err(TxError::Gatekeeping("era_blocks must be at least 1".into()));
+                }
+                0
+            }
             Call::SetFeeSchedule { .. } | Call::SetAttestationPolicy { .. } => {
                 if !self.params.governance.contains(&tx.signer) {
                     return Err(TxError::NotGovernance);
@@ -336,10 +508,47 @@ impl State {
         if message.sequence > expected.saturating_add(pending) {
             return Err(TxError::FutureSequence { expected, got: message.sequence });
         }
-        if let WorkerPayload::Heartbeat { synced_height } = message.payload
-            && synced_height > self.head.height
-        {
-            return Err(TxError::HeartbeatAhead { claimed: synced_height, height: self.head.height });
+        let sender = &message.worker;
+        let rotation = self.epochs.rotation.as_ref();
+        let in_rotation = |id: u64| {
+            rotation
+                .filter(|r| r.id == id)
+                .ok_or_else(|| TxError::Gatekeeping(format!("no rotation {id} is in progress")))
+        };
+        match &message.payload {
+            WorkerPayload::Heartbeat { synced_height } if *synced_height > self.head.height => {
+                return Err(TxError::HeartbeatAhead { claimed: *synced_height, height: self.head.height });
+            }
+            WorkerPayload::Heartbeat { .. } | WorkerPayload::Benchmark { .. } => {}
+            WorkerPayload::MasterKeyAnnounce { rotation, .. } => {
+                let r = in_rotation(*rotation)?;
+                if &r.leader != sender {
+                    return Err(TxError::Gatekeeping("only the rotation's leader announces its key".into()));
+                }
+                if r.commitment.is_some() {
+                    return Err(TxError::Gatekeeping("the rotation's key is already announced".into()));
+                }
+            }
+            WorkerPayload::MasterKeyConfirm { rotation, commitment } => {
+                let r = in_rotation(*rotation)?;
+                if !r.members.contains(sender) || r.confirmed.contains(sender) || r.activates_at.is_some() {
+                    return Err(TxError::Gatekeeping("not a member waiting to confirm this rotation".into()));
+                }
+                if r.commitment != Some(*commitment) {
+                    return Err(TxError::Gatekeeping("confirmation does not match the announced key".into()));
+                }
+            }
+            WorkerPayload::KeyHandover { to, envelope } => {
+                if envelope.len() > HANDOVER_BYTES_MAX {
+                    return Err(TxError::Gatekeeping(format!("handover is larger than {HANDOVER_BYTES_MAX} bytes")));
+                }
+                if !self.epochs.may_hand_over(sender) {
+                    return Err(TxError::Gatekeeping("only gatekeepers hand over keys".into()));
+                }
+                if !self.workers.contains_key(to) {
+                    return Err(TxError::UnknownWorker(*to));
+                }
+            }
         }
         // The message signature is the worker's, not the submitter's: it is
         // checked even where the transaction signature was checked earlier.
@@ -384,8 +593,40 @@ impl State {
                 self.write(POLICY_KEY.to_vec(), encode(&self.attestation));
                 emit(Event::AttestationPolicyChanged);
             }
+            Call::SetGatekeeper { worker, member } => {
+                let mut gatekeepers = self.gatekeepers.clone();
+                gatekeepers.forced.retain(|w| w != worker);
+                gatekeepers.excluded.retain(|w| w != worker);
+                match member {
+                    Some(true) => gatekeepers.forced.push(*worker),
+                    Some(false) => gatekeepers.excluded.push(*worker),
+                    None => {}
+                }
+                // Re-elect at the next block.
+                gatekeepers.next_election = self.head.height + 1;
+                self.set_gatekeepers(gatekeepers);
+                emit(Event::GatekeeperOverride { worker: *worker, member: *member });
+            }
+            Call::RotateMasterKey => {
+                let members = self.gatekeepers.elected.clone();
+                self.start_rotation(members, &mut emit);
+            }
+            Call::SetGatekeeperParams { params } => {
+                self.gatekeeper_params = params.clone();
+                self.write(gatekeeper::PARAMS_KEY.to_vec(), encode(&self.gatekeeper_params));
+                emit(Event::GatekeeperParamsChanged);
+            }
             Call::RegisterWorker { info, .. } => {
                 let attested = attested.expect("check verified the evidence");
+                // The first gatekeeper candidate is elected at the next block.
+                if info.features & crate::modules::registry::FEATURE_GATEKEEPER != 0
+                    && self.gatekeepers.elected.is_empty()
+                    && self.gatekeepers.next_election > self.head.height + 1
+                {
+                    let mut gatekeepers = self.gatekeepers.clone();
+                    gatekeepers.next_election = self.head.height + 1;
+                    self.set_gatekeepers(gatekeepers);
+                }
                 let height = self.head.height;
                 let worker = match self.workers.get(&info.identity) {
                     // A renewal keeps the worker's history and message sequence.
@@ -420,12 +661,36 @@ impl State {
             Call::WorkerMessage { message } => {
                 let mut worker = self.workers.get(&message.message.worker).expect("checked").clone();
                 worker.next_sequence += 1;
-                match message.message.payload {
+                match message.message.payload.clone() {
                     WorkerPayload::Heartbeat { synced_height } => {
                         worker.synced_height = synced_height;
                         worker.heartbeat_at = self.head.height;
                     }
                     WorkerPayload::Benchmark { score } => worker.info.benchmark_score = score,
+                    WorkerPayload::MasterKeyAnnounce { commitment, .. } => {
+                        let mut epochs = self.epochs.clone();
+                        let rotation = epochs.rotation.as_mut().expect("checked");
+                        rotation.commitment = Some(commitment);
+                        rotation.confirmed = vec![worker.info.identity];
+                        if rotation.members.len() == 1 {
+                            rotation.activates_at = Some(self.head.height + self.gatekeeper_params.activation_delay);
+                        }
+                        emit(Event::MasterKeyAnnounced { epoch: rotation.epoch, commitment });
+                        self.set_epochs(epochs);
+                    }
+                    WorkerPayload::MasterKeyConfirm { .. } => {
+                        let mut epochs = self.epochs.clone();
+                        let rotation = epochs.rotation.as_mut().expect("checked");
+                        rotation.confirmed.push(worker.info.identity);
+                        if rotation.confirmed.len() == rotation.members.len() {
+                            rotation.activates_at = Some(self.head.height + self.gatekeeper_params.activation_delay);
+                        }
+                        emit(Event::MasterKeyConfirmed { epoch: rotation.epoch, gatekeeper: worker.info.identity });
+                        self.set_epochs(epochs);
+                    }
+                    WorkerPayload::KeyHandover { to, .. } => {
+                        emit(Event::KeyHandedOver { from: worker.info.identity, to });
+                    }
                 }
                 emit(Event::WorkerMessage { worker: worker.info.identity, sequence: message.message.sequence });
                 self.set_worker(worker);

@@ -6,6 +6,7 @@
 //! The signature covers the canonical encoding of all of that under
 //! [`TX_SIGNING_LABEL`].
 
+use crate::modules::gatekeeper::GatekeeperParams;
 use crate::modules::registry::{AttestationPolicy, Evidence, RegistrationInfo, SignedWorkerMessage};
 use borsh::{BorshDeserialize, BorshSerialize};
 use phalanx_primitives::{Balance, DecodeError, Hash, Keypair, PublicKey, Signature, decode_bounded, encode, sha256};
@@ -37,6 +38,14 @@ pub enum Call {
     SetAttestationPolicy { policy: AttestationPolicy },
     /// Delivers a message signed by a registered worker.
     WorkerMessage { message: SignedWorkerMessage },
+    /// Governance only: always elect (`Some(true)`), never elect
+    /// (`Some(false)`) or drop the override for (`None`) a worker as
+    /// gatekeeper; the set is re-elected at the next block.
+    SetGatekeeper { worker: PublicKey, member: Option<bool> },
+    /// Governance only: starts a master-key rotation with the elected set.
+    RotateMasterKey,
+    /// Governance only: election period, set size, activation delay.
+    SetGatekeeperParams { params: GatekeeperParams },
 }
 
 impl Call {

@@ -1,6 +1,7 @@
 //! State modules. Each owns its part of the state and its leaf-key prefix:
-//! `system` (0x00), `balances` (0x01) and `registry` (0x02).
+//! `system` (0x00), `balances` (0x01), `registry` (0x02) and `gatekeeper` (0x03).
 
 pub(crate) mod balances;
+pub mod gatekeeper;
 pub mod registry;
 pub(crate) mod system;

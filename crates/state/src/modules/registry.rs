@@ -146,6 +146,24 @@ pub enum WorkerPayload {
     Heartbeat { synced_height: u64 },
     /// The worker measured a new benchmark score.
     Benchmark { score: u64 },
+    /// A rotation's leader commits to the master key it generated.
+    MasterKeyAnnounce {
+        rotation: u64,
+        #[serde(with = "phalanx_primitives::hex_serde")]
+        commitment: [u8; 32],
+    },
+    /// A rotation member holds the announced key.
+    MasterKeyConfirm {
+        rotation: u64,
+        #[serde(with = "phalanx_primitives::hex_serde")]
+        commitment: [u8; 32],
+    },
+    /// A key for `to`, in an envelope sealed to its attested key-agreement key.
+    KeyHandover {
+        to: PublicKey,
+        #[serde(with = "phalanx_primitives::hex_serde")]
+        envelope: Vec<u8>,
+    },
 }
 
 /// A message from a worker, signed inside its TEE.
