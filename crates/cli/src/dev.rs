@@ -16,7 +16,8 @@ pub(crate) struct DevArgs {
     /// Print the endpoints as one JSON line once the network is up.
     #[arg(long)]
     json: bool,
-    /// Simulated-TEE workers to run beside the validator (operated by bob, charlie, dave, alice in turn).
+    /// Simulated-TEE workers to run beside the validator (operated by bob,
+    /// charlie, dave, alice in turn); the first is the gatekeeper.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=8))]
     workers: u8,
 }
@@ -32,6 +33,10 @@ fn start_workers(count: u8, rpc: std::net::SocketAddr, data_dir: &std::path::Pat
             let mut config = phalanx_worker::WorkerConfig::new(format!("http://{rpc}"), dir.clone(), operator);
             // Dev blocks come every 0.5 s when idle: a heartbeat a minute.
             config.heartbeat_every = 120;
+            // The first worker is the dev network's gatekeeper.
+            if index == 0 {
+                config.features |= phalanx_state::modules::registry::FEATURE_GATEKEEPER;
+            }
             let (events, _) = tokio::sync::mpsc::unbounded_channel();
             tokio::spawn(async move {
                 let shutdown = async {

@@ -11,6 +11,7 @@ mod bench_worker;
 mod chain;
 mod client;
 mod dev;
+mod keys;
 mod output;
 mod worker;
 
@@ -65,6 +66,13 @@ enum Command {
     },
     /// Run a worker (the TEE runtime) against a node, or list registered workers.
     Worker(worker::WorkerArgs),
+    /// Gatekeepers, master-key epochs and rotations.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Accounts and PHA transfers.
     Account {
         #[command(subcommand)]
@@ -85,5 +93,6 @@ fn main() -> anyhow::Result<()> {
         Command::Agent { command } => runtime.block_on(agent::run(command)),
         Command::Attest { command } => attest::run(command),
         Command::Worker(args) => runtime.block_on(worker::run(args)),
+        Command::Keys { command, client } => runtime.block_on(keys::run(command, &client)),
     }
 }

@@ -53,6 +53,9 @@ struct RunArgs {
     /// The 32-byte sealing key released to this TD by a key service (tdx).
     #[arg(long)]
     sealing_key_file: Option<PathBuf>,
+    /// Stand as a gatekeeper candidate (holds the master key if elected).
+    #[arg(long)]
+    gatekeeper: bool,
     /// Send a heartbeat every this many blocks.
     #[arg(long, default_value_t = 600)]
     heartbeat_every: u64,
@@ -87,6 +90,9 @@ async fn run_worker(args: RunArgs) -> anyhow::Result<()> {
     config.tee = tee;
     config.chain_id = args.chain_id;
     config.heartbeat_every = args.heartbeat_every.max(1);
+    if args.gatekeeper {
+        config.features |= phalanx_state::modules::registry::FEATURE_GATEKEEPER;
+    }
     config.checkpoint_every = std::time::Duration::from_secs(args.checkpoint_every.max(1));
     let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {

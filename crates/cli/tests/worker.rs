@@ -143,6 +143,27 @@ async fn judges_evidence(node: &DevNode, dir: &std::path::Path) {
         assert!(worker["info"]["benchmark_score"].as_u64().unwrap() > 0);
     }
 
+    // The first dev worker is the gatekeeper: it generates epoch 1's master
+    // key; a governance rotation moves the network to epoch 2 without a pause.
+    let epoch = |node: &DevNode| -> Option<u64> {
+        let status: serde_json::Value = node.cli_json(&["keys", "status"]);
+        status["epochs"]["current"]["epoch"].as_u64()
+    };
+    let wait_epoch = |node: &DevNode, wanted: u64| {
+        let started = Instant::now();
+        while epoch(node) != Some(wanted) {
+            assert!(started.elapsed() < Duration::from_secs(60), "epoch {wanted} never activated");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_epoch(node, 1);
+    let rotated: serde_json::Value = node.cli_json(&["keys", "rotate", "--from", "alice"]);
+    assert_eq!(rotated["status"]["status"], "finalized", "{rotated}");
+    wait_epoch(node, 2);
+    let refused = phalanx().args(["keys", "rotate", "--from", "bob", "--rpc", &node.url()]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("only a governance account"));
+
     // Some blocks with transactions for the host-tampering checks.
     let chain_id = client.chain_info().await.unwrap().chain_id;
     let (alice, eve) = (dev("alice"), Keypair::from_seed(&[77; 32]));

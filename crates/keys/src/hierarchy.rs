@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 const SALT: &[u8] = b"phalanx/keys/v1";
 const CLUSTER_LABEL: &[u8] = b"phalanx/cluster-key/v1";
 const AGENT_LABEL: &[u8] = b"phalanx/agent-key/v1";
+const COMMITMENT_LABEL: &[u8] = b"phalanx/master-commitment/v1";
 
 /// A 32-byte X25519 secret with its public key.
 #[derive(Clone)]
@@ -100,6 +101,13 @@ impl MasterKey {
     /// The secret bytes, for sealing or handing to another gatekeeper in an envelope.
     pub fn to_bytes(&self) -> Zeroizing<[u8; 32]> {
         self.bytes.clone()
+    }
+
+    /// A public commitment to this key: the X25519 public key of
+    /// HKDF(master, "phalanx/master-commitment/v1" ‖ zero id ‖ epoch). The chain records it,
+    /// so gatekeepers can show they hold the same key without revealing it.
+    pub fn commitment(&self) -> [u8; 32] {
+        derive(self.bytes.as_ref(), COMMITMENT_LABEL, &Hash::ZERO, self.epoch).public()
     }
 
     /// The key of `cluster` in this epoch.

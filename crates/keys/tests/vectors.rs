@@ -58,6 +58,9 @@ fn derivation_vectors() {
     let other_agent = MasterKey::from_bytes(MASTER, 7).cluster_key(&CLUSTER).agent_key(&Hash([0x34; 32]));
     let other_master = MasterKey::from_bytes([0x12; 32], 7).cluster_key(&CLUSTER).agent_key(&AGENT);
     let base = agent_key(7).secret().public();
+    let master = MasterKey::from_bytes(MASTER, 7);
+    assert_ne!(master.commitment(), MasterKey::from_bytes(MASTER, 8).commitment());
+    assert_ne!(master.commitment(), MasterKey::from_bytes([0x12; 32], 7).commitment());
     for other in [agent_key(8), other_cluster, other_agent, other_master] {
         assert_ne!(other.secret().public(), base);
     }

@@ -9,8 +9,8 @@ use jsonrpsee::server::{PendingSubscriptionSink, ServerBuilder, ServerConfig, Se
 use jsonrpsee::types::ErrorObjectOwned;
 use phalanx_primitives::{Hash, PublicKey};
 use phalanx_rpc::{
-    AccountInfo, BlockInfo, ChainInfo, HeadInfo, PhalanxServer, RAW_BLOCKS_BYTES_MAX, RAW_BLOCKS_MAX, RawBlock, TxInfo,
-    TxStatus, WorkerInfo, codes,
+    AccountInfo, BlockInfo, ChainInfo, HeadInfo, KeysStatus, PhalanxServer, RAW_BLOCKS_BYTES_MAX, RAW_BLOCKS_MAX,
+    RawBlock, TxInfo, TxStatus, WorkerInfo, codes,
 };
 use phalanx_state::{AttestationPolicy, Genesis};
 use std::net::SocketAddr;
@@ -117,6 +117,11 @@ impl PhalanxServer for Api {
 
     async fn registry_workers(&self) -> RpcResult<Vec<WorkerInfo>> {
         Ok(self.chain.finalized().state.workers().map(|(_, w)| WorkerInfo::new(w)).collect())
+    }
+
+    async fn keys_status(&self) -> RpcResult<KeysStatus> {
+        let state = &self.chain.finalized().state;
+        Ok(KeysStatus::new(state.gatekeeper_params(), state.gatekeepers(), state.key_epochs()))
     }
 
     async fn registry_policy(&self) -> RpcResult<AttestationPolicy> {

@@ -8,7 +8,10 @@
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
 use phalanx_primitives::{Balance, Hash, PublicKey};
-use phalanx_state::{AttestationPolicy, ChainParams, EventRecord, Genesis, Header, Transaction, Worker};
+use phalanx_state::{
+    AttestationPolicy, ChainParams, EventRecord, GatekeeperParams, Gatekeepers, Genesis, Header, KeyEpochs,
+    Transaction, Worker,
+};
 use serde::{Deserialize, Serialize};
 
 /// Error codes returned by the node, beside JSON-RPC's standard ones.
@@ -107,6 +110,24 @@ impl WorkerInfo {
     }
 }
 
+/// Gatekeepers and master-key epochs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeysStatus {
+    pub params: GatekeeperParams,
+    pub gatekeepers: serde_json::Value,
+    pub epochs: serde_json::Value,
+}
+
+impl KeysStatus {
+    pub fn new(params: &GatekeeperParams, gatekeepers: &Gatekeepers, epochs: &KeyEpochs) -> Self {
+        KeysStatus {
+            params: params.clone(),
+            gatekeepers: serde_json::to_value(gatekeepers).unwrap_or_default(),
+            epochs: serde_json::to_value(epochs).unwrap_or_default(),
+        }
+    }
+}
+
 /// One account.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccountInfo {
@@ -168,6 +189,11 @@ pub trait Phalanx {
     /// Registered workers at the last finalized block, by identity key.
     #[method(name = "registry_workers")]
     async fn registry_workers(&self) -> RpcResult<Vec<WorkerInfo>>;
+
+    /// Gatekeepers (elected, governance overrides) and master-key epochs
+    /// (current, rotation in progress, history).
+    #[method(name = "keys_status")]
+    async fn keys_status(&self) -> RpcResult<KeysStatus>;
 
     /// The attestation policy registrations are judged by.
     #[method(name = "registry_policy")]

@@ -10,7 +10,7 @@ use crate::tee::{Platform, sgx::SgxPlatform, sim::SimPlatform, tdx::TdxPlatform}
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use phalanx_primitives::{Hash, Keypair};
 use phalanx_rpc::{PhalanxClient, RAW_BLOCKS_MAX};
-use phalanx_state::{Call, Transaction};
+use phalanx_state::{Call, Transaction, WorkerPayload};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -163,6 +163,7 @@ pub async fn run(
                     }
                 }
                 Some(worker) => {
+                    let worker_heartbeat_base = worker.heartbeat_at.max(worker.attested_at);
                     if !announced {
                         announced = true;
                         tracing::info!(
@@ -173,11 +174,14 @@ pub async fn run(
                         let _ = events.send(WorkerEvent::Registered { height: worker.attested_at });
                     }
                     let height = runtime.chain().height();
-                    let due = height.saturating_sub(worker.heartbeat_at.max(worker.attested_at))
-                        >= config.heartbeat_every
+                    let mut payloads = runtime.gatekeeper_duties();
+                    let heartbeat_due = height.saturating_sub(worker_heartbeat_base) >= config.heartbeat_every
                         && heartbeat_sent_at.is_none_or(|at| height > at + 20);
-                    if due && let Some(message) = runtime.heartbeat() {
+                    if heartbeat_due {
                         heartbeat_sent_at = Some(height);
+                        payloads.push(WorkerPayload::Heartbeat { synced_height: height });
+                    }
+                    for message in runtime.sign_messages(payloads) {
                         submit(&client, &config.operator, &runtime, Call::WorkerMessage { message }).await;
                     }
                 }

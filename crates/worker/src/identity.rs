@@ -97,6 +97,11 @@ impl Identity {
         self.chain_id
     }
 
+    /// The key-agreement secret, for opening envelopes sealed to this worker.
+    pub(crate) fn ecdh_secret(&self) -> phalanx_keys::SecretKey {
+        phalanx_keys::SecretKey::from_bytes(self.ecdh.to_bytes())
+    }
+
     /// The signing key (never leaves the runtime).
     pub(crate) fn signing(&self) -> &Keypair {
         &self.signing

@@ -8,16 +8,20 @@
 //!   against the validator set, blocks replayed with `phalanx-state`.
 //! - [`checkpoint`]: sealed snapshots of the verified state.
 //! - [`benchmark`]: the score measured at start.
+//! - [`gatekeeper`], [`vault`]: the gatekeeper role (master keys generated,
+//!   handed over, confirmed; sealed in the vault).
 //! - [`runtime`]: the trusted core tying these together.
 //! - [`host`]: the untrusted half: RPC transport, transaction submission.
 
 pub mod benchmark;
 pub mod checkpoint;
+pub mod gatekeeper;
 pub mod host;
 pub mod identity;
 pub mod runtime;
 pub mod seal;
 pub mod tee;
+pub mod vault;
 pub mod verified;
 
 pub use host::{TeeChoice, WorkerConfig, WorkerError, WorkerEvent, run};

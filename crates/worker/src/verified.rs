@@ -15,11 +15,13 @@
 use crate::checkpoint::Checkpoint;
 use imbl::OrdMap;
 use phalanx_node::consensus::certificate::{self, CertificateError};
-use phalanx_primitives::{DecodeError, Hash};
-use phalanx_state::{Block, BlockError, Genesis, GenesisError, Header, State};
+use phalanx_primitives::{DecodeError, Hash, PublicKey};
+use phalanx_state::{Block, BlockError, Call, Genesis, GenesisError, Header, State, WorkerPayload};
 
 /// Most blocks held waiting for a certificate.
 pub const UNCERTIFIED_MAX: usize = 1024;
+/// Most key handovers kept for the runtime to read (older ones are dropped).
+pub const INBOX_MAX: usize = 1024;
 
 /// Why a block was refused.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,7 @@ struct Tentative {
     hash: Hash,
     state: State,
     changes: Vec<phalanx_state::StateChange>,
+    inbox: Vec<Vec<u8>>,
 }
 
 /// Verified chain state, advanced only by verified blocks.
@@ -72,6 +75,10 @@ pub struct VerifiedChain {
     /// Every leaf of `state` as bytes, for checkpoints.
     leaves: OrdMap<Vec<u8>, Vec<u8>>,
     uncertified: Vec<Tentative>,
+    /// Whose key handovers to collect.
+    watch: Option<PublicKey>,
+    /// Key handover envelopes addressed to `watch`, from verified blocks.
+    inbox: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for VerifiedChain {
@@ -85,13 +92,39 @@ impl VerifiedChain {
     pub fn from_genesis(genesis: &Genesis) -> Result<Self, SyncError> {
         let (mut state, block) = genesis.build()?;
         let leaves = state.take_changes().into_iter().collect();
-        Ok(VerifiedChain { hash: block.hash(), header: block.header, state, leaves, uncertified: Vec::new() })
+        Ok(VerifiedChain {
+            hash: block.hash(),
+            header: block.header,
+            state,
+            leaves,
+            uncertified: Vec::new(),
+            watch: None,
+            inbox: Vec::new(),
+        })
     }
 
     /// Resumes from a checkpoint whose leaves were checked against its header.
     pub fn from_checkpoint(checkpoint: Checkpoint) -> Self {
         let Checkpoint { header, state, leaves } = checkpoint;
-        VerifiedChain { hash: header.hash(), header, state, leaves, uncertified: Vec::new() }
+        VerifiedChain {
+            hash: header.hash(),
+            header,
+            state,
+            leaves,
+            uncertified: Vec::new(),
+            watch: None,
+            inbox: Vec::new(),
+        }
+    }
+
+    /// Collects key handovers addressed to `worker` from now on.
+    pub fn watch(&mut self, worker: PublicKey) {
+        self.watch = Some(worker);
+    }
+
+    /// Key handover envelopes for the watched worker from verified blocks, oldest first.
+    pub fn take_inbox(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.inbox)
     }
 
     /// The verified state.
@@ -194,7 +227,21 @@ impl VerifiedChain {
             .execute_block_checked(&block, signatures_verified)
             .map_err(|source| SyncError::Replay { height, source })?;
         let changes = state.take_changes();
-        let tentative = Tentative { header: block.header, hash, state, changes };
+        let inbox = match &self.watch {
+            Some(me) => block
+                .txs
+                .iter()
+                .filter_map(|tx| match &tx.tx.call {
+                    Call::WorkerMessage { message } => match &message.message.payload {
+                        WorkerPayload::KeyHandover { to, envelope } if to == me => Some(envelope.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let tentative = Tentative { header: block.header, hash, state, changes, inbox };
         if !certified {
             self.uncertified.push(tentative);
             return Ok(Applied::Waiting { height });
@@ -202,6 +249,11 @@ impl VerifiedChain {
         let count = self.uncertified.len() + 1;
         for done in std::mem::take(&mut self.uncertified).into_iter().chain([tentative]) {
             self.leaves.extend(done.changes);
+            self.inbox.extend(done.inbox);
+            if self.inbox.len() > INBOX_MAX {
+                let excess = self.inbox.len() - INBOX_MAX;
+                self.inbox.drain(..excess);
+            }
             self.state = done.state;
             self.header = done.header;
             self.hash = done.hash;

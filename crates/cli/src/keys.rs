@@ -1,0 +1,108 @@
+//! `phalanx keys`: gatekeepers, master-key epochs and rotations.
+
+use crate::ClientArgs;
+use crate::client::{connect, rpc_error};
+use crate::output::emit;
+use anyhow::Context;
+use phalanx_rpc::PhalanxClient;
+use phalanx_state::{Call, Transaction};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Elected gatekeepers, the current master-key epoch and any rotation in progress.
+    Status,
+    /// Start a master-key rotation (governance only); waits until it is finalized.
+    Rotate {
+        /// What to rotate (only the master key for now).
+        #[arg(long, default_value = "master", value_parser = ["master"])]
+        scope: String,
+        /// Governance account: a dev account name.
+        #[arg(long, required_unless_present = "from_file", conflicts_with = "from_file")]
+        from: Option<String>,
+        /// Governance account: a file holding a secret phrase.
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+    },
+}
+
+pub(crate) async fn run(command: KeysCommand, args: &ClientArgs) -> anyhow::Result<()> {
+    let client = connect(&args.rpc)?;
+    match command {
+        KeysCommand::Status => {
+            let status = client.keys_status().await.map_err(rpc_error(&args.rpc))?;
+            emit(args.json, &status, || {
+                let epochs = &status.epochs;
+                let current = &epochs["current"];
+                let mut lines = vec![format!(
+                    "gatekeepers elected: {}",
+                    status.gatekeepers["elected"].as_array().map_or(0, |a| a.len())
+                )];
+                for member in status.gatekeepers["elected"].as_array().into_iter().flatten() {
+                    lines.push(format!("  {}", member.as_str().unwrap_or("?")));
+                }
+                if current.is_null() {
+                    lines.push("master key: none yet".into());
+                } else {
+                    lines.push(format!(
+                        "master key: epoch {} since block {}, {} holders",
+                        current["epoch"],
+                        current["activated_at"],
+                        current["holders"].as_array().map_or(0, |a| a.len())
+                    ));
+                }
+                let rotation = &epochs["rotation"];
+                if !rotation.is_null() {
+                    lines.push(format!(
+                        "rotation to epoch {}: leader {}, {} of {} confirmed{}",
+                        rotation["epoch"],
+                        rotation["leader"].as_str().unwrap_or("?"),
+                        rotation["confirmed"].as_array().map_or(0, |a| a.len()),
+                        rotation["members"].as_array().map_or(0, |a| a.len()),
+                        match rotation["activates_at"].as_u64() {
+                            Some(at) => format!(", activates at block {at}"),
+                            None => String::new(),
+                        }
+                    ));
+                }
+                lines.push(format!(
+                    "elections every {} blocks, up to {} gatekeepers",
+                    status.params.era_blocks, status.params.gatekeepers_max
+                ));
+                lines.join("\n")
+            })
+        }
+        KeysCommand::Rotate { scope: _, from, from_file } => {
+            let key = crate::account::signer(from, from_file)?;
+            let info = client.chain_info().await.map_err(rpc_error(&args.rpc))?;
+            let account = client.state_account(key.public().to_string()).await.map_err(rpc_error(&args.rpc))?;
+            let mut tx = Transaction {
+                chain_id: info.chain_id,
+                signer: key.public(),
+                nonce: account.next_nonce,
+                fee: 0,
+                call: Call::RotateMasterKey,
+            };
+            let length = tx.clone().sign(&key).encode().len();
+            tx.fee = info.params.fees.minimum(length).context("fee overflow")?;
+            let signed = tx.sign(&key);
+            let hash =
+                client.tx_submit(format!("0x{}", hex::encode(signed.encode()))).await.map_err(rpc_error(&args.rpc))?;
+            let started = Instant::now();
+            let status = loop {
+                let status = client.tx_status(hash).await.map_err(rpc_error(&args.rpc))?;
+                if matches!(status, phalanx_rpc::TxStatus::Finalized { .. })
+                    || started.elapsed() > Duration::from_secs(60)
+                {
+                    break status;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let value = serde_json::json!({ "hash": hash, "status": status });
+            emit(args.json, &value, || {
+                format!("rotation started in transaction {hash} ({status:?}); follow it with `phalanx keys status`")
+            })
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The gatekeeper role of a worker: generating, handing over, receiving
+//! and confirming master keys as the chain's rotations ask (see
+//! `phalanx_state::modules::gatekeeper` for the rules).
+//!
+//! Everything travels through the chain: the leader of a rotation announces
+//! a commitment to the key it generated, then sends each member the key in
+//! an envelope sealed to that member's *attested* key-agreement key (taken
+//! from the verified registry, so a host cannot substitute its own); a
+//! member opens it, checks it against the announced commitment, seals it
+//! and confirms. Keys of epochs the chain no longer lists are destroyed.
+
+use crate::identity::Identity;
+use crate::seal::Sealer;
+use crate::vault::{Vault, VaultError};
+use crate::verified::VerifiedChain;
+use borsh::{BorshDeserialize, BorshSerialize};
+use phalanx_keys::envelope::KeyKind;
+use phalanx_keys::{Envelope, KeyRef, MasterKey, Purpose};
+use phalanx_primitives::{Hash, PublicKey, decode_bounded};
+use phalanx_state::{State, WorkerPayload};
+use std::collections::BTreeMap;
+use zeroize::{Zeroize, Zeroizing};
+
+/// Blocks to wait before sending the same handover or confirmation again.
+pub const RESEND_AFTER_BLOCKS: u64 = 30;
+
+/// What a handover envelope carries.
+#[derive(BorshSerialize, BorshDeserialize)]
+struct Handover {
+    rotation: u64,
+    epoch: u64,
+    key: [u8; 32],
+    /// Earlier epochs' keys, for data not yet re-encrypted.
+    history: Vec<(u64, [u8; 32])>,
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        self.key.zeroize();
+        for (_, key) in &mut self.history {
+            key.zeroize();
+        }
+    }
+}
+
+/// A worker's gatekeeper state: its vault and what it sent recently.
+#[derive(Debug)]
+pub struct Gatekeeper {
+    vault: Vault,
+    /// (rotation, recipient) → height of the last handover sent.
+    handed: BTreeMap<(u64, PublicKey), u64>,
+    /// (rotation) → height of the last confirmation or announcement sent.
+    said: BTreeMap<u64, u64>,
+}
+
+fn worker_ref(worker: &PublicKey, epoch: u64) -> KeyRef {
+    KeyRef { kind: KeyKind::Worker, id: Hash(worker.0), epoch }
+}
+
+/// The commitment the chain records for `epoch`, current or previous.
+fn recorded_commitment(state: &State, epoch: u64) -> Option<[u8; 32]> {
+    let epochs = state.key_epochs();
+    epochs.current.iter().chain(epochs.previous.iter()).find(|e| e.epoch == epoch).map(|e| e.commitment)
+}
+
+impl Gatekeeper {
+    pub fn new(vault: Vault) -> Self {
+        Gatekeeper { vault, handed: BTreeMap::new(), said: BTreeMap::new() }
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Reads handovers, keeps the vault in step with the chain, and returns
+    /// the messages this worker owes the chain now.
+    pub fn duties(
+        &mut self,
+        chain: &mut VerifiedChain,
+        identity: &Identity,
+        sealer: &Sealer,
+    ) -> Result<Vec<WorkerPayload>, VaultError> {
+        let me = identity.public();
+        let mut changed = self.receive(chain, identity);
+        let state = chain.state();
+        let height = state.height();
+        let epochs = state.key_epochs();
+
+        // A pending key becomes an epoch key once the chain activates it with us as holder.
+        if let Some((rotation, key)) = self.vault.pending_rotation() {
+            let current = epochs.current.as_ref();
+            let activated = current.is_some_and(|c| c.epoch == key.epoch() && c.commitment == key.commitment());
+            let still_rotating = epochs.rotation.as_ref().is_some_and(|r| r.id == rotation);
+            if activated && current.is_some_and(|c| c.holders.contains(&me)) {
+                let key = key.clone();
+                self.vault.insert(key);
+                self.vault.clear_pending();
+                changed = true;
+            } else if !still_rotating && !activated {
+                self.vault.clear_pending();
+                changed = true;
+            }
+        }
+        // Keys of epochs the chain no longer lists are destroyed.
+        let retained = self.vault.retain(|epoch| recorded_commitment(state, epoch).is_some());
+        changed |= retained > 0;
+
+        let mut out = Vec::new();
+        if let Some(rotation) = &epochs.rotation {
+            let due = |last: Option<&u64>| last.is_none_or(|at| height >= at + RESEND_AFTER_BLOCKS);
+            if rotation.leader == me {
+                match rotation.commitment {
+                    None => {
+                        if self.vault.pending(rotation.id).is_none() {
+                            // Sealed before it is announced: a crash cannot lose it.
+                            self.vault.set_pending(rotation.id, MasterKey::generate(rotation.epoch));
+                            changed = true;
+                        }
+                        if due(self.said.get(&rotation.id)) {
+                            let commitment = self.vault.pending(rotation.id).expect("just set").commitment();
+                            self.said.insert(rotation.id, height);
+                            out.push(WorkerPayload::MasterKeyAnnounce { rotation: rotation.id, commitment });
+                        }
+                    }
+                    Some(commitment) => {
+                        if let Some(key) = self.vault.pending(rotation.id).filter(|k| k.commitment() == commitment) {
+                            let history: Vec<(u64, [u8; 32])> =
+                                self.vault.all().map(|k| (k.epoch(), *k.to_bytes())).collect();
+                            for member in &rotation.members {
+                                if member == &me || rotation.confirmed.contains(member) {
+                                    continue;
+                                }
+                                if !due(self.handed.get(&(rotation.id, *member))) {
+                                    continue;
+                                }
+                                let Some(worker) = state.worker(member) else { continue };
+                                let handover = Handover {
+                                    rotation: rotation.id,
+                                    epoch: rotation.epoch,
+                                    key: *key.to_bytes(),
+                                    history: history.clone(),
+                                };
+                                let plaintext = Zeroizing::new(borsh::to_vec(&handover).expect("in-memory encoding"));
+                                match Envelope::seal(
+                                    &worker.info.ecdh,
+                                    worker_ref(member, rotation.epoch),
+                                    Hash::ZERO,
+                                    Purpose::KeyHandover,
+                                    &plaintext,
+                                ) {
+                                    Ok((envelope, _)) => {
+                                        self.handed.insert((rotation.id, *member), height);
+                                        out.push(WorkerPayload::KeyHandover { to: *member, envelope });
+                                    }
+                                    Err(error) => tracing::warn!(%error, %member, "cannot seal a handover"),
+                                }
+                            }
+                        }
+                    }
+                }
+            } else if rotation.members.contains(&me)
+                && !rotation.confirmed.contains(&me)
+                && rotation.activates_at.is_none()
+                && let Some(commitment) = rotation.commitment
+                && self.vault.pending(rotation.id).is_some_and(|k| k.commitment() == commitment)
+                && due(self.said.get(&rotation.id))
+            {
+                self.said.insert(rotation.id, height);
+                out.push(WorkerPayload::MasterKeyConfirm { rotation: rotation.id, commitment });
+            }
+        }
+        self.handed.retain(|(rotation, _), _| epochs.rotation.as_ref().is_some_and(|r| r.id == *rotation));
+        self.said.retain(|rotation, _| epochs.rotation.as_ref().is_some_and(|r| r.id == *rotation));
+        if changed {
+            self.vault.save(sealer)?;
+        }
+        Ok(out)
+    }
+
+    /// Opens the handovers addressed to this worker; keeps what checks out
+    /// against the chain's commitments. Returns whether the vault changed.
+    fn receive(&mut self, chain: &mut VerifiedChain, identity: &Identity) -> bool {
+        let inbox = chain.take_inbox();
+        if inbox.is_empty() {
+            return false;
+        }
+        let state = chain.state();
+        let secret = identity.ecdh_secret();
+        let mut changed = false;
+        for envelope in inbox {
+            let opened = match Envelope::open(&envelope, &secret) {
+                Ok(opened) => opened,
+                Err(error) => {
+                    tracing::warn!(%error, "a key handover does not open");
+                    continue;
+                }
+            };
+            if opened.header.purpose != Purpose::KeyHandover
+                || opened.header.key.kind != KeyKind::Worker
+                || opened.header.key.id != Hash(identity.public().0)
+            {
+                tracing::warn!("an envelope that is not a key handover for this worker was ignored");
+                continue;
+            }
+            let Ok(handover) = decode_bounded::<Handover>(&opened.plaintext, 16 * 1024) else {
+                tracing::warn!("a key handover is malformed");
+                continue;
+            };
+            for (epoch, key) in &handover.history {
+                let key = MasterKey::from_bytes(*key, *epoch);
+                if recorded_commitment(state, *epoch) == Some(key.commitment()) && self.vault.master(*epoch).is_none() {
+                    self.vault.insert(key);
+                    changed = true;
+                }
+            }
+            let key = MasterKey::from_bytes(handover.key, handover.epoch);
+            let expected = state
+                .key_epochs()
+                .rotation
+                .as_ref()
+                .filter(|r| r.id == handover.rotation && r.epoch == handover.epoch)
+                .and_then(|r| r.commitment);
+            if expected == Some(key.commitment()) {
+                self.vault.set_pending(handover.rotation, key);
+                changed = true;
+            } else if recorded_commitment(state, handover.epoch) == Some(key.commitment()) {
+                // The rotation already activated: the key is an epoch key now.
+                self.vault.insert(key);
+                changed = true;
+            } else {
+                tracing::warn!(epoch = handover.epoch, "a handed-over key does not match the chain's commitment");
+            }
+        }
+        changed
+    }
+}

@@ -1,0 +1,189 @@
+//! Gatekeepers end to end, in one process: real worker runtimes (simulated
+//! TEE, sealed vaults) and a chain built block by block with real
+//! certificates. Every message a runtime owes goes into the next block,
+//! which every runtime then verifies and replays; nothing is shortcut.
+//!
+//! Three gatekeepers are elected and share epoch 1; a fourth is added and
+//! all four share epoch 2; one is removed and the other three move to epoch
+//! 3, which the removed one never learns: it cannot open what is sealed to
+//! an epoch-3 agent key, though it still opens epoch 2's.
+
+use phalanx_keys::envelope::KeyKind;
+use phalanx_keys::{Envelope, KeyRef, Purpose};
+use phalanx_node::consensus::{certificate, validator_secret};
+use phalanx_node::dev::{dev_genesis, dev_validator_seed};
+use phalanx_primitives::mnemonic::dev_keypair;
+use phalanx_primitives::{Hash, PLANCK_PER_PHA};
+use phalanx_state::builder::{Candidate, build_block};
+use phalanx_state::modules::registry::FEATURE_GATEKEEPER;
+use phalanx_state::{Block, Call, GatekeeperParams, SignedTransaction, State, Transaction};
+use phalanx_worker::Runtime;
+use phalanx_worker::tee::sim::SimPlatform;
+
+struct Network {
+    state: State,
+    parent: Block,
+    runtimes: Vec<Runtime>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+fn signed(state: &State, from: &str, nonce: u64, call: Call) -> SignedTransaction {
+    let key = dev_keypair(from).unwrap();
+    Transaction { chain_id: state.chain_id(), signer: key.public(), nonce, fee: PLANCK_PER_PHA, call }.sign(&key)
+}
+
+impl Network {
+    fn new(workers: usize) -> Network {
+        let mut genesis = dev_genesis();
+        genesis.gatekeeper = GatekeeperParams { era_blocks: 10, gatekeepers_max: 3, activation_delay: 2 };
+        let (state, parent) = genesis.build().unwrap();
+        let mut dirs = Vec::new();
+        let mut runtimes = Vec::new();
+        for _ in 0..workers {
+            let dir = tempfile::tempdir().unwrap();
+            let platform = Box::new(SimPlatform::new(dir.path().join("sim-sealing.key")));
+            let operator = dev_keypair("bob").unwrap().public();
+            let runtime = Runtime::start(
+                platform,
+                dir.path(),
+                &genesis,
+                Some(genesis.chain_id()),
+                operator,
+                FEATURE_GATEKEEPER,
+                1,
+            )
+            .unwrap();
+            runtimes.push(runtime);
+            dirs.push(dir);
+        }
+        Network { state, parent, runtimes, _dirs: dirs }
+    }
+
+    /// One round: every runtime's registration or owed messages (paid by
+    /// bob), plus governance calls by alice, in one certified block that
+    /// every runtime verifies and replays.
+    fn step(&mut self, governance: Vec<Call>) {
+        let nonce = |name: &str| self.state.account(&dev_keypair(name).unwrap().public()).unwrap().nonce;
+        let (mut bob_nonce, mut alice_nonce) = (nonce("bob"), nonce("alice"));
+        let mut txs = Vec::new();
+        for runtime in &mut self.runtimes {
+            let calls: Vec<Call> = if runtime.registered().is_none() {
+                let (info, evidence) = runtime.registration().unwrap();
+                vec![Call::RegisterWorker { info, evidence }]
+            } else {
+                let payloads = runtime.gatekeeper_duties();
+                runtime.sign_messages(payloads).into_iter().map(|message| Call::WorkerMessage { message }).collect()
+            };
+            for call in calls {
+                txs.push(signed(&self.state, "bob", bob_nonce, call));
+                bob_nonce += 1;
+            }
+        }
+        for call in governance {
+            txs.push(signed(&self.state, "alice", alice_nonce, call));
+            alice_nonce += 1;
+        }
+        let candidates: Vec<Candidate> = txs
+            .into_iter()
+            .map(|tx| {
+                let encoded_len = tx.encode().len();
+                Candidate { tx, encoded_len, signature_verified: false }
+            })
+            .collect();
+        let built = build_block(&self.state, self.parent.hash(), self.state.timestamp_ms() + 500, candidates);
+        assert!(built.rejected.is_empty(), "every owed message applies: {:?}", built.rejected);
+        let secret = validator_secret(&dev_validator_seed());
+        let height = built.block.header.height;
+        let cert =
+            certificate::sign(self.state.validators(), std::slice::from_ref(&secret), built.block.hash(), height);
+        let encoded = built.block.encode();
+        for runtime in &mut self.runtimes {
+            runtime.apply_blocks(&[(encoded.as_slice(), cert.as_slice())]).unwrap();
+        }
+        self.state = built.state;
+        self.parent = built.block;
+    }
+
+    /// Steps until epoch `epoch` is current with `holders` holders.
+    fn run_until_epoch(&mut self, epoch: u64, holders: usize) {
+        for _ in 0..200 {
+            if let Some(current) = &self.state.key_epochs().current
+                && current.epoch == epoch
+                && current.holders.len() == holders
+            {
+                // One more round so every runtime sees the activation.
+                self.step(vec![]);
+                return;
+            }
+            self.step(vec![]);
+        }
+        panic!("epoch {epoch} with {holders} holders never activated: {:?}", self.state.key_epochs());
+    }
+
+    /// Exactly the epoch's holders hold its key, and all the same one.
+    fn check_holders(&self, epoch: u64) -> Vec<usize> {
+        let current = self.state.key_epochs().current.clone().unwrap();
+        assert_eq!(current.epoch, epoch);
+        let mut holding = Vec::new();
+        for (index, runtime) in self.runtimes.iter().enumerate() {
+            let holder = current.holders.contains(&runtime.identity());
+            match runtime.master_commitment(epoch) {
+                Some(commitment) => {
+                    assert!(holder, "worker {index} holds epoch {epoch} without being a holder");
+                    assert_eq!(commitment, current.commitment, "worker {index} holds another key");
+                    holding.push(index);
+                }
+                None => assert!(!holder, "holder {index} lacks the epoch {epoch} key"),
+            }
+        }
+        holding
+    }
+}
+
+#[test]
+fn three_gatekeepers_then_four_then_one_removed() {
+    let mut network = Network::new(4);
+    network.run_until_epoch(1, 3);
+    let first = network.check_holders(1);
+    assert_eq!(first.len(), 3);
+    let outsider = (0..4).find(|i| !first.contains(i)).unwrap();
+    assert!(network.runtimes[outsider].master_epochs().is_empty(), "a non-member receives no key");
+
+    // A fourth gatekeeper: governance raises the set size.
+    let params = GatekeeperParams { era_blocks: 10, gatekeepers_max: 4, activation_delay: 2 };
+    network.step(vec![Call::SetGatekeeperParams { params }]);
+    network.run_until_epoch(2, 4);
+    assert_eq!(network.check_holders(2).len(), 4);
+    // The newcomer also received epoch 1 (history), checked against the chain's commitment.
+    assert!(network.runtimes[outsider].master_epochs().contains(&1));
+
+    // Something sealed to an agent key of epoch 2, before the removal.
+    let cluster = Hash([0xc1; 32]);
+    let agent = Hash([0xa9; 32]);
+    let seal = |network: &Network, holder: usize, epoch: u64, text: &[u8]| {
+        let public = network.runtimes[holder].agent_public_key(&cluster, &agent, epoch).unwrap();
+        let key = KeyRef { kind: KeyKind::Agent, id: agent, epoch };
+        Envelope::seal(&public, key, agent, Purpose::Secret, text).unwrap().0
+    };
+    let before = seal(&network, 0, 2, b"sealed in epoch 2");
+
+    // Governance removes one gatekeeper: epoch 3 goes ahead without it.
+    let removed = first[0];
+    let worker = network.runtimes[removed].identity();
+    network.step(vec![Call::SetGatekeeper { worker, member: Some(false) }]);
+    network.run_until_epoch(3, 3);
+    let holders = network.check_holders(3);
+    assert!(!holders.contains(&removed));
+    assert!(!network.runtimes[removed].master_epochs().contains(&3));
+
+    let after = seal(&network, holders[0], 3, b"sealed in epoch 3");
+    for &h in &holders {
+        let opened = network.runtimes[h].open_for_agent(&cluster, &after).unwrap();
+        assert_eq!(opened.plaintext.as_slice(), b"sealed in epoch 3");
+    }
+    let refused = network.runtimes[removed].open_for_agent(&cluster, &after).unwrap_err();
+    assert!(refused.to_string().contains("no key of epoch 3"), "{refused}");
+    // It still reads what was sealed while it was a gatekeeper.
+    let opened = network.runtimes[removed].open_for_agent(&cluster, &before).unwrap();
+    assert_eq!(opened.plaintext.as_slice(), b"sealed in epoch 2");
+}
