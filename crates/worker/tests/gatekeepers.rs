@@ -21,10 +21,19 @@ use phalanx_worker::Runtime;
 use phalanx_worker::tee::sim::SimPlatform;
 
 struct Network {
+    genesis: phalanx_state::Genesis,
     state: State,
     parent: Block,
     runtimes: Vec<Runtime>,
-    _dirs: Vec<tempfile::TempDir>,
+    dirs: Vec<tempfile::TempDir>,
+    /// Every block so far, encoded with its certificate (for restarted workers).
+    blocks: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn start(genesis: &phalanx_state::Genesis, dir: &std::path::Path) -> Runtime {
+    let platform = Box::new(SimPlatform::new(dir.join("sim-sealing.key")));
+    let operator = dev_keypair("bob").unwrap().public();
+    Runtime::start(platform, dir, genesis, Some(genesis.chain_id()), operator, FEATURE_GATEKEEPER, 1).unwrap()
 }
 
 fn signed(state: &State, from: &str, nonce: u64, call: Call) -> SignedTransaction {
@@ -41,22 +50,20 @@ impl Network {
         let mut runtimes = Vec::new();
         for _ in 0..workers {
             let dir = tempfile::tempdir().unwrap();
-            let platform = Box::new(SimPlatform::new(dir.path().join("sim-sealing.key")));
-            let operator = dev_keypair("bob").unwrap().public();
-            let runtime = Runtime::start(
-                platform,
-                dir.path(),
-                &genesis,
-                Some(genesis.chain_id()),
-                operator,
-                FEATURE_GATEKEEPER,
-                1,
-            )
-            .unwrap();
-            runtimes.push(runtime);
+            runtimes.push(start(&genesis, dir.path()));
             dirs.push(dir);
         }
-        Network { state, parent, runtimes, _dirs: dirs }
+        Network { genesis, state, parent, runtimes, dirs, blocks: Vec::new() }
+    }
+
+    /// Kills worker `index` (drops it without any goodbye) and starts it
+    /// again from its data folder; it verifies the chain from genesis again.
+    fn restart(&mut self, index: usize) {
+        let identity = self.runtimes[index].identity();
+        self.runtimes[index] = start(&self.genesis, self.dirs[index].path());
+        assert_eq!(self.runtimes[index].identity(), identity, "same sealed identity");
+        let raw: Vec<(&[u8], &[u8])> = self.blocks.iter().map(|(b, c)| (b.as_slice(), c.as_slice())).collect();
+        self.runtimes[index].apply_blocks(&raw).unwrap();
     }
 
     /// One round: every runtime's registration or owed messages (paid by
@@ -102,6 +109,7 @@ impl Network {
         }
         self.state = built.state;
         self.parent = built.block;
+        self.blocks.push((encoded, cert));
     }
 
     /// Steps until epoch `epoch` is current with `holders` holders.
@@ -186,4 +194,36 @@ fn three_gatekeepers_then_four_then_one_removed() {
     // It still reads what was sealed while it was a gatekeeper.
     let opened = network.runtimes[removed].open_for_agent(&cluster, &before).unwrap();
     assert_eq!(opened.plaintext.as_slice(), b"sealed in epoch 2");
+}
+
+/// A gatekeeper killed in the middle of a rotation and restarted: the
+/// rotation completes with the key that was announced before the crash (the
+/// leader sealed it before announcing), and a member killed after receiving
+/// its key but before confirming confirms after the restart.
+#[test]
+fn rotation_survives_gatekeepers_crashing_midway() {
+    let mut network = Network::new(3);
+    // Until the rotation to epoch 1 with all three members has its key announced.
+    let announced = loop {
+        network.step(vec![]);
+        if let Some(rotation) = &network.state.key_epochs().rotation
+            && rotation.members.len() == 3
+            && let Some(commitment) = rotation.commitment
+        {
+            break (rotation.clone(), commitment);
+        }
+        assert!(network.state.height() < 100, "no announcement");
+    };
+    let (rotation, commitment) = announced;
+    let leader = network.runtimes.iter().position(|r| r.identity() == rotation.leader).unwrap();
+    network.restart(leader);
+
+    // Let the handovers land, then kill a member that has its key but has not confirmed.
+    let member = (0..3).find(|&i| i != leader).unwrap();
+    network.step(vec![]); // the restarted leader hands over
+    network.restart(member);
+    network.run_until_epoch(1, 3);
+    let current = network.state.key_epochs().current.clone().unwrap();
+    assert_eq!(current.commitment, commitment, "the key announced before the crash is the one activated");
+    assert_eq!(network.check_holders(1).len(), 3);
 }
