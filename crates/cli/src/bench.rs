@@ -48,6 +48,13 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 20_000)]
         calls: usize,
     },
+    /// Envelope seal/open per second for 1 KiB against the AEAD alone; cost
+    /// of a master-key rotation with many agents' keys and stored data.
+    Keys {
+        /// Agents whose keys and stored data are rotated.
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+    },
     /// Worker catch-up (blocks/s) over a certified chain served by a node,
     /// against replay alone; DCAP quote verifications/s against ed25519.
     Worker {
@@ -97,6 +104,7 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
         BenchCommand::Agent { seconds, connections, calls } => {
             return crate::bench_agent::run(seconds, connections, calls).await;
         }
+        BenchCommand::Keys { agents } => return crate::bench_keys::run(agents),
         BenchCommand::Worker { blocks, txs_per_block } => {
             return crate::bench_worker::run(blocks, txs_per_block).await;
         }

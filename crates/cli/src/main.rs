@@ -7,6 +7,7 @@ mod agent;
 mod attest;
 mod bench;
 mod bench_agent;
+mod bench_keys;
 mod bench_worker;
 mod chain;
 mod client;

@@ -259,6 +259,24 @@ impl Envelope {
     }
 }
 
+impl Envelope {
+    /// Re-encrypts a request-direction envelope (stored data: state,
+    /// secrets) from `old` to the key `new` names: opened with the old key,
+    /// sealed with a fresh ephemeral key to the new one, same purpose and
+    /// agent. The plaintext exists only in zeroized memory meanwhile.
+    pub fn reseal(
+        envelope: &[u8],
+        old: &SecretKey,
+        new_recipient: &[u8; 32],
+        new_key: KeyRef,
+    ) -> Result<Vec<u8>, EnvelopeError> {
+        let opened = Envelope::open(envelope, old)?;
+        let (sealed, _) =
+            Envelope::seal(new_recipient, new_key, opened.header.agent, opened.header.purpose, &opened.plaintext)?;
+        Ok(sealed)
+    }
+}
+
 /// The key of one exchange's responses, held by the request's sender and
 /// its recipient.
 #[derive(Clone)]

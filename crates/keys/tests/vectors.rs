@@ -145,3 +145,15 @@ proptest::proptest! {
         proptest::prop_assert!(Envelope::open(&bytes, agent_key(7).secret()).is_err());
     }
 }
+
+#[test]
+fn reseal_moves_data_to_the_next_epoch() {
+    let (envelope, _) = request();
+    let new = agent_key(8);
+    let resealed = Envelope::reseal(&envelope, agent_key(7).secret(), &new.secret().public(), key_ref(8)).unwrap();
+    let opened = Envelope::open(&resealed, new.secret()).unwrap();
+    assert_eq!(opened.plaintext.as_slice(), b"{\"prompt\":\"hello\"}");
+    assert_eq!((opened.header.key.epoch, opened.header.agent, opened.header.purpose), (8, AGENT, Purpose::Call));
+    assert_eq!(Envelope::open(&resealed, agent_key(7).secret()).unwrap_err(), EnvelopeError::Open);
+    assert!(Envelope::reseal(&envelope, agent_key(8).secret(), &new.secret().public(), key_ref(8)).is_err());
+}
