@@ -44,6 +44,8 @@ pub enum TxError {
     HeartbeatAhead { claimed: u64, height: u64 },
     #[error("gatekeeping: {0}")]
     Gatekeeping(String),
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// Why a block is invalid. An invalid block leaves the state unchanged.

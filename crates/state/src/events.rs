@@ -75,6 +75,25 @@ pub enum Event {
         epoch: u64,
         holders: Vec<PublicKey>,
     },
+    ClusterCreated {
+        cluster: Hash,
+        name: String,
+    },
+    ClusterWorker {
+        cluster: Hash,
+        worker: PublicKey,
+        member: bool,
+    },
+    /// A cluster's public key of an epoch is on chain.
+    ClusterKeyPublished {
+        cluster: Hash,
+        epoch: u64,
+    },
+    ClusterKeyReceived {
+        cluster: Hash,
+        epoch: u64,
+        worker: PublicKey,
+    },
     /// A gatekeeper handed a key to a worker (the key travels encrypted).
     KeyHandedOver {
         from: PublicKey,

@@ -9,6 +9,10 @@ use crate::error::TxError;
 use crate::events::{Event, EventRecord};
 use crate::merkle;
 use crate::modules::balances::{ACCOUNT_PREFIX, Account, ISSUANCE_KEY, account_key};
+use crate::modules::clusters::{
+    CLUSTER_EPOCHS_KEPT, CLUSTER_NAME_BYTES_MAX, CLUSTER_PREFIX, CLUSTER_WORKERS_MAX, CLUSTERS_MAX, Cluster,
+    ClusterEpochKey, cluster_id, cluster_key,
+};
 use crate::modules::gatekeeper::{
     self, EPOCHS_KEY, GATEKEEPERS_KEY, GOVERNANCE_LIST_MAX, GatekeeperParams, Gatekeepers, HANDOVER_BYTES_MAX,
     KeyEpochs, MasterEpoch, Rotation,
@@ -76,6 +80,7 @@ pub struct State {
     pub(crate) gatekeeper_params: GatekeeperParams,
     pub(crate) gatekeepers: Gatekeepers,
     pub(crate) epochs: KeyEpochs,
+    pub(crate) clusters: OrdMap<Hash, Cluster>,
     leaves: OrdMap<Vec<u8>, Hash>,
     changes: OrdMap<Vec<u8>, Vec<u8>>,
 }
@@ -103,6 +108,7 @@ impl State {
             gatekeeper_params,
             gatekeepers,
             epochs: KeyEpochs::default(),
+            clusters: OrdMap::new(),
             leaves: OrdMap::new(),
             changes: OrdMap::new(),
         };
@@ -129,6 +135,7 @@ impl State {
         let (mut gatekeeper_params, mut gatekeepers, mut epochs) = (None, None, None);
         let mut accounts = OrdMap::new();
         let mut workers = OrdMap::new();
+        let mut clusters = OrdMap::new();
         let mut leaves = OrdMap::new();
         for (key, value) in entries {
             match key.as_slice() {
@@ -149,6 +156,10 @@ impl State {
                     let who = PublicKey(k[WORKER_PREFIX.len()..].try_into().expect("length checked"));
                     workers.insert(who, decode(&key, &value)?);
                 }
+                k if k.len() == CLUSTER_PREFIX.len() + 32 && k.starts_with(CLUSTER_PREFIX) => {
+                    let id = Hash(k[CLUSTER_PREFIX.len()..].try_into().expect("length checked"));
+                    clusters.insert(id, decode(&key, &value)?);
+                }
                 _ => {
                     return Err(LoadError::Corrupt { key: hex_key(&key), reason: "unknown key".into() });
                 }
@@ -167,6 +178,7 @@ impl State {
             gatekeeper_params: gatekeeper_params.ok_or(LoadError::Missing("gatekeeper parameters"))?,
             gatekeepers: gatekeepers.ok_or(LoadError::Missing("gatekeepers"))?,
             epochs: epochs.ok_or(LoadError::Missing("key epochs"))?,
+            clusters,
             leaves,
             changes: OrdMap::new(),
         })
@@ -250,6 +262,21 @@ impl State {
     /// Master-key epochs: current, rotation in progress, history.
     pub fn key_epochs(&self) -> &KeyEpochs {
         &self.epochs
+    }
+
+    /// A cluster by id.
+    pub fn cluster(&self, id: &Hash) -> Option<&Cluster> {
+        self.clusters.get(id)
+    }
+
+    /// All clusters in id order.
+    pub fn clusters(&self) -> impl Iterator<Item = (&Hash, &Cluster)> {
+        self.clusters.iter()
+    }
+
+    fn set_cluster(&mut self, cluster: Cluster) {
+        self.write(cluster_key(&cluster.id), encode(&cluster));
+        self.clusters.insert(cluster.id, cluster);
     }
 
     fn set_gatekeepers(&mut self, gatekeepers: Gatekeepers) {
@@ -455,6 +482,32 @@ impl State {
                 }
                 0
             }
+            Call::CreateCluster { name } => {
+                if !self.params.governance.contains(&tx.signer) {
+                    return Err(TxError::NotGovernance);
+                }
+                if name.is_empty() || name.len() > CLUSTER_NAME_BYTES_MAX {
+                    return Err(TxError::Cluster(format!("a cluster name is 1 to {CLUSTER_NAME_BYTES_MAX} bytes")));
+                }
+                if self.clusters.len() >= CLUSTERS_MAX {
+                    return Err(TxError::Cluster(format!("the chain holds at most {CLUSTERS_MAX} clusters")));
+                }
+                0
+            }
+            Call::SetClusterWorker { cluster, worker, member } => {
+                if !self.params.governance.contains(&tx.signer) {
+                    return Err(TxError::NotGovernance);
+                }
+                let found =
+                    self.clusters.get(cluster).ok_or_else(|| TxError::Cluster(format!("no cluster {cluster}")))?;
+                if !self.workers.contains_key(worker) {
+                    return Err(TxError::UnknownWorker(*worker));
+                }
+                if *member && !found.workers.contains(worker) && found.workers.len() >= CLUSTER_WORKERS_MAX {
+                    return Err(TxError::Cluster(format!("a cluster holds at most {CLUSTER_WORKERS_MAX} workers")));
+                }
+                0
+            }
             Call::SetFeeSchedule { .. } | Call::SetAttestationPolicy { .. } => {
                 if !self.params.governance.contains(&tx.signer) {
                     return Err(TxError::NotGovernance);
@@ -538,6 +591,30 @@ impl State {
                     return Err(TxError::Gatekeeping("confirmation does not match the announced key".into()));
                 }
             }
+            WorkerPayload::ClusterKeyPublish { cluster, epoch, .. } => {
+                let found =
+                    self.clusters.get(cluster).ok_or_else(|| TxError::Cluster(format!("no cluster {cluster}")))?;
+                let current = self.epochs.current.as_ref().filter(|c| c.epoch == *epoch);
+                if !current.is_some_and(|c| c.holders.contains(sender)) {
+                    return Err(TxError::Gatekeeping(format!(
+                        "only holders of epoch {epoch} publish its cluster keys"
+                    )));
+                }
+                if found.key(*epoch).is_some() {
+                    return Err(TxError::Cluster(format!("the epoch {epoch} key of {cluster} is already published")));
+                }
+            }
+            WorkerPayload::ClusterKeyReceived { cluster, epoch } => {
+                let found =
+                    self.clusters.get(cluster).ok_or_else(|| TxError::Cluster(format!("no cluster {cluster}")))?;
+                if !found.workers.contains(sender) {
+                    return Err(TxError::Cluster(format!("{sender} is not a worker of {cluster}")));
+                }
+                let key = found.key(*epoch).ok_or_else(|| TxError::Cluster(format!("no epoch {epoch} key")))?;
+                if key.received.contains(sender) {
+                    return Err(TxError::Cluster("receipt already reported".into()));
+                }
+            }
             WorkerPayload::KeyHandover { to, envelope } => {
                 if envelope.len() > HANDOVER_BYTES_MAX {
                     return Err(TxError::Gatekeeping(format!("handover is larger than {HANDOVER_BYTES_MAX} bytes")));
@@ -606,6 +683,29 @@ impl State {
                 gatekeepers.next_election = self.head.height + 1;
                 self.set_gatekeepers(gatekeepers);
                 emit(Event::GatekeeperOverride { worker: *worker, member: *member });
+            }
+            Call::CreateCluster { name } => {
+                let id = cluster_id(&hash);
+                emit(Event::ClusterCreated { cluster: id, name: name.clone() });
+                self.set_cluster(Cluster {
+                    id,
+                    name: name.clone(),
+                    workers: Vec::new(),
+                    keys: Vec::new(),
+                    created_at: self.head.height,
+                });
+            }
+            Call::SetClusterWorker { cluster, worker, member } => {
+                let mut found = self.clusters.get(cluster).expect("checked").clone();
+                found.workers.retain(|w| w != worker);
+                if *member {
+                    found.workers.push(*worker);
+                }
+                for key in &mut found.keys {
+                    key.received.retain(|w| found.workers.contains(w));
+                }
+                emit(Event::ClusterWorker { cluster: *cluster, worker: *worker, member: *member });
+                self.set_cluster(found);
             }
             Call::RotateMasterKey => {
                 let members = self.gatekeepers.elected.clone();
@@ -687,6 +787,22 @@ impl State {
                         }
                         emit(Event::MasterKeyConfirmed { epoch: rotation.epoch, gatekeeper: worker.info.identity });
                         self.set_epochs(epochs);
+                    }
+                    WorkerPayload::ClusterKeyPublish { cluster, epoch, public } => {
+                        let mut found = self.clusters.get(&cluster).expect("checked").clone();
+                        found.keys.push(ClusterEpochKey { epoch, public, received: Vec::new() });
+                        while found.keys.len() > CLUSTER_EPOCHS_KEPT {
+                            found.keys.remove(0);
+                        }
+                        emit(Event::ClusterKeyPublished { cluster, epoch });
+                        self.set_cluster(found);
+                    }
+                    WorkerPayload::ClusterKeyReceived { cluster, epoch } => {
+                        let mut found = self.clusters.get(&cluster).expect("checked").clone();
+                        let key = found.keys.iter_mut().find(|k| k.epoch == epoch).expect("checked");
+                        key.received.push(worker.info.identity);
+                        emit(Event::ClusterKeyReceived { cluster, epoch, worker: worker.info.identity });
+                        self.set_cluster(found);
                     }
                     WorkerPayload::KeyHandover { to, .. } => {
                         emit(Event::KeyHandedOver { from: worker.info.identity, to });

@@ -46,6 +46,10 @@ pub enum Call {
     RotateMasterKey,
     /// Governance only: election period, set size, activation delay.
     SetGatekeeperParams { params: GatekeeperParams },
+    /// Governance only: a new cluster (its id derives from this transaction's hash).
+    CreateCluster { name: String },
+    /// Governance only: adds a worker to a cluster or removes it.
+    SetClusterWorker { cluster: Hash, worker: PublicKey, member: bool },
 }
 
 impl Call {

@@ -26,18 +26,18 @@ pub const RESEND_AFTER_BLOCKS: u64 = 30;
 
 /// What a handover envelope carries.
 #[derive(BorshSerialize, BorshDeserialize)]
-struct Handover {
-    rotation: u64,
-    epoch: u64,
-    key: [u8; 32],
-    /// Earlier epochs' keys, for data not yet re-encrypted.
-    history: Vec<(u64, [u8; 32])>,
+enum Handover {
+    /// A rotation's master key, with earlier epochs' keys (for data not yet re-encrypted).
+    Master { rotation: u64, epoch: u64, key: [u8; 32], history: Vec<(u64, [u8; 32])> },
+    /// A cluster's key of `epoch`, with the keys of the other epochs the chain keeps.
+    Cluster { cluster: Hash, epoch: u64, key: [u8; 32], history: Vec<(u64, [u8; 32])> },
 }
 
 impl Drop for Handover {
     fn drop(&mut self) {
-        self.key.zeroize();
-        for (_, key) in &mut self.history {
+        let (Handover::Master { key, history, .. } | Handover::Cluster { key, history, .. }) = self;
+        key.zeroize();
+        for (_, key) in history {
             key.zeroize();
         }
     }
@@ -51,6 +51,8 @@ pub struct Gatekeeper {
     handed: BTreeMap<(u64, PublicKey), u64>,
     /// (rotation) → height of the last confirmation or announcement sent.
     said: BTreeMap<u64, u64>,
+    /// (cluster, epoch, worker or self) → height of the last cluster-key message about it.
+    cluster_said: BTreeMap<(Hash, u64, PublicKey), u64>,
 }
 
 fn worker_ref(worker: &PublicKey, epoch: u64) -> KeyRef {
@@ -65,7 +67,7 @@ fn recorded_commitment(state: &State, epoch: u64) -> Option<[u8; 32]> {
 
 impl Gatekeeper {
     pub fn new(vault: Vault) -> Self {
-        Gatekeeper { vault, handed: BTreeMap::new(), said: BTreeMap::new() }
+        Gatekeeper { vault, handed: BTreeMap::new(), said: BTreeMap::new(), cluster_said: BTreeMap::new() }
     }
 
     pub fn vault(&self) -> &Vault {
@@ -134,7 +136,7 @@ impl Gatekeeper {
                                     continue;
                                 }
                                 let Some(worker) = state.worker(member) else { continue };
-                                let handover = Handover {
+                                let handover = Handover::Master {
                                     rotation: rotation.id,
                                     epoch: rotation.epoch,
                                     key: *key.to_bytes(),
@@ -169,12 +171,97 @@ impl Gatekeeper {
                 out.push(WorkerPayload::MasterKeyConfirm { rotation: rotation.id, commitment });
             }
         }
+        out.extend(self.cluster_duties(state, &me));
+        let retired = self.vault.retain_clusters(|cluster, epoch| {
+            state.cluster(cluster).is_some_and(|c| c.key(epoch).is_some() && c.workers.contains(&me))
+        });
+        changed |= retired > 0;
         self.handed.retain(|(rotation, _), _| epochs.rotation.as_ref().is_some_and(|r| r.id == *rotation));
         self.said.retain(|rotation, _| epochs.rotation.as_ref().is_some_and(|r| r.id == *rotation));
         if changed {
             self.vault.save(sealer)?;
         }
         Ok(out)
+    }
+
+    /// Cluster keys: the first holder of the current master key publishes
+    /// each cluster's public key and hands the key to the cluster's workers;
+    /// a cluster's worker reports each key it holds.
+    fn cluster_duties(&mut self, state: &State, me: &PublicKey) -> Vec<WorkerPayload> {
+        let height = state.height();
+        let mut out = Vec::new();
+        let due = |said: &mut BTreeMap<(Hash, u64, PublicKey), u64>, key: (Hash, u64, PublicKey)| {
+            let due = said.get(&key).is_none_or(|at| height >= at + RESEND_AFTER_BLOCKS);
+            if due {
+                said.insert(key, height);
+            }
+            due
+        };
+        let current = state.key_epochs().current.as_ref();
+        let publisher = current.filter(|c| c.holders.first() == Some(me));
+        if let Some(current) = publisher
+            && let Some(master) = self.vault.master(current.epoch)
+        {
+            for (id, cluster) in state.clusters() {
+                let key = master.cluster_key(id);
+                match cluster.key(current.epoch) {
+                    None => {
+                        if due(&mut self.cluster_said, (*id, current.epoch, *me)) {
+                            out.push(WorkerPayload::ClusterKeyPublish {
+                                cluster: *id,
+                                epoch: current.epoch,
+                                public: key.secret().public(),
+                            });
+                        }
+                    }
+                    Some(published) if published.public == key.secret().public() => {
+                        let history: Vec<(u64, [u8; 32])> = cluster
+                            .keys
+                            .iter()
+                            .filter(|k| k.epoch != current.epoch)
+                            .filter_map(|k| {
+                                self.vault.master(k.epoch).map(|m| (k.epoch, *m.cluster_key(id).secret().to_bytes()))
+                            })
+                            .collect();
+                        for worker in &cluster.workers {
+                            if published.received.contains(worker)
+                                || !due(&mut self.cluster_said, (*id, current.epoch, *worker))
+                            {
+                                continue;
+                            }
+                            let Some(registered) = state.worker(worker) else { continue };
+                            let handover = Handover::Cluster {
+                                cluster: *id,
+                                epoch: current.epoch,
+                                key: *key.secret().to_bytes(),
+                                history: history.clone(),
+                            };
+                            let plaintext = Zeroizing::new(borsh::to_vec(&handover).expect("in-memory encoding"));
+                            match Envelope::seal(
+                                &registered.info.ecdh,
+                                worker_ref(worker, current.epoch),
+                                Hash::ZERO,
+                                Purpose::KeyHandover,
+                                &plaintext,
+                            ) {
+                                Ok((envelope, _)) => out.push(WorkerPayload::KeyHandover { to: *worker, envelope }),
+                                Err(error) => tracing::warn!(%error, %worker, "cannot seal a cluster key"),
+                            }
+                        }
+                    }
+                    Some(_) => tracing::warn!(cluster = %id, "the published cluster key is not this gatekeeper's"),
+                }
+            }
+        }
+        for (cluster, epoch) in self.vault.cluster_epochs() {
+            let Some(published) = state.cluster(&cluster).and_then(|c| c.key(epoch)) else { continue };
+            let member = state.cluster(&cluster).is_some_and(|c| c.workers.contains(me));
+            if member && !published.received.contains(me) && due(&mut self.cluster_said, (cluster, epoch, *me)) {
+                out.push(WorkerPayload::ClusterKeyReceived { cluster, epoch });
+            }
+        }
+        self.cluster_said.retain(|_, at| height < *at + 2 * RESEND_AFTER_BLOCKS);
+        out
     }
 
     /// Opens the handovers addressed to this worker; keeps what checks out
@@ -206,29 +293,47 @@ impl Gatekeeper {
                 tracing::warn!("a key handover is malformed");
                 continue;
             };
-            for (epoch, key) in &handover.history {
-                let key = MasterKey::from_bytes(*key, *epoch);
-                if recorded_commitment(state, *epoch) == Some(key.commitment()) && self.vault.master(*epoch).is_none() {
-                    self.vault.insert(key);
-                    changed = true;
+            match &handover {
+                Handover::Master { rotation, epoch, key, history } => {
+                    for (epoch, key) in history {
+                        let key = MasterKey::from_bytes(*key, *epoch);
+                        if recorded_commitment(state, *epoch) == Some(key.commitment())
+                            && self.vault.master(*epoch).is_none()
+                        {
+                            self.vault.insert(key);
+                            changed = true;
+                        }
+                    }
+                    let key = MasterKey::from_bytes(*key, *epoch);
+                    let expected = state
+                        .key_epochs()
+                        .rotation
+                        .as_ref()
+                        .filter(|r| r.id == *rotation && r.epoch == *epoch)
+                        .and_then(|r| r.commitment);
+                    if expected == Some(key.commitment()) {
+                        self.vault.set_pending(*rotation, key);
+                        changed = true;
+                    } else if recorded_commitment(state, *epoch) == Some(key.commitment()) {
+                        // The rotation already activated: the key is an epoch key now.
+                        self.vault.insert(key);
+                        changed = true;
+                    } else {
+                        tracing::warn!(epoch, "a handed-over master key does not match the chain's commitment");
+                    }
                 }
-            }
-            let key = MasterKey::from_bytes(handover.key, handover.epoch);
-            let expected = state
-                .key_epochs()
-                .rotation
-                .as_ref()
-                .filter(|r| r.id == handover.rotation && r.epoch == handover.epoch)
-                .and_then(|r| r.commitment);
-            if expected == Some(key.commitment()) {
-                self.vault.set_pending(handover.rotation, key);
-                changed = true;
-            } else if recorded_commitment(state, handover.epoch) == Some(key.commitment()) {
-                // The rotation already activated: the key is an epoch key now.
-                self.vault.insert(key);
-                changed = true;
-            } else {
-                tracing::warn!(epoch = handover.epoch, "a handed-over key does not match the chain's commitment");
+                Handover::Cluster { cluster, epoch, key, history } => {
+                    let Some(found) = state.cluster(cluster) else { continue };
+                    for (epoch, key) in std::iter::once((epoch, key)).chain(history.iter().map(|(e, k)| (e, k))) {
+                        let key = phalanx_keys::ClusterKey::from_bytes(*key, *cluster, *epoch);
+                        if found.key(*epoch).is_some_and(|k| k.public == key.secret().public()) {
+                            self.vault.insert_cluster(key);
+                            changed = true;
+                        } else {
+                            tracing::warn!(epoch, "a handed-over cluster key does not match the published one");
+                        }
+                    }
+                }
             }
         }
         changed

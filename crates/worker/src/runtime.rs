@@ -213,12 +213,23 @@ impl Runtime {
     }
 
     /// Opens an envelope sealed to an agent key (of the epoch its header
-    /// names) with the master keys this worker holds.
+    /// names) with the cluster key this worker holds for that epoch, or, on
+    /// a gatekeeper, the master key.
     pub fn open_for_agent(&self, cluster: &Hash, envelope: &[u8]) -> Result<phalanx_keys::Opened, OpenError> {
         let header = phalanx_keys::Header::peek(envelope)?;
-        let master = self.gatekeeper.vault().master(header.key.epoch).ok_or(OpenError::NoKey(header.key.epoch))?;
-        let key = master.cluster_key(cluster).agent_key(&header.key.id);
+        let epoch = header.key.epoch;
+        let vault = self.gatekeeper.vault();
+        let cluster_key = match vault.cluster(cluster, epoch) {
+            Some(key) => key.clone(),
+            None => vault.master(epoch).ok_or(OpenError::NoKey(epoch))?.cluster_key(cluster),
+        };
+        let key = cluster_key.agent_key(&header.key.id);
         Ok(phalanx_keys::Envelope::open(envelope, key.secret())?)
+    }
+
+    /// Cluster keys this worker holds, as (cluster, epoch).
+    pub fn cluster_keys(&self) -> Vec<(Hash, u64)> {
+        self.gatekeeper.vault().cluster_epochs()
     }
 
     /// Signs `payloads` as consecutive messages. Numbering continues after

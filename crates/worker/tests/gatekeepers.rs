@@ -43,8 +43,12 @@ fn signed(state: &State, from: &str, nonce: u64, call: Call) -> SignedTransactio
 
 impl Network {
     fn new(workers: usize) -> Network {
+        Self::with(workers, GatekeeperParams { era_blocks: 10, gatekeepers_max: 3, activation_delay: 2 })
+    }
+
+    fn with(workers: usize, params: GatekeeperParams) -> Network {
         let mut genesis = dev_genesis();
-        genesis.gatekeeper = GatekeeperParams { era_blocks: 10, gatekeepers_max: 3, activation_delay: 2 };
+        genesis.gatekeeper = params;
         let (state, parent) = genesis.build().unwrap();
         let mut dirs = Vec::new();
         let mut runtimes = Vec::new();
@@ -226,4 +230,75 @@ fn rotation_survives_gatekeepers_crashing_midway() {
     let current = network.state.key_epochs().current.clone().unwrap();
     assert_eq!(current.commitment, commitment, "the key announced before the crash is the one activated");
     assert_eq!(network.check_holders(1).len(), 3);
+}
+
+/// Cluster keys: published on chain per epoch, handed to the cluster's
+/// workers only, following master rotations; a worker removed from the
+/// cluster gets no later key, and keys of retired epochs are destroyed.
+#[test]
+fn cluster_keys_reach_cluster_workers_and_follow_rotations() {
+    let mut network = Network::with(4, GatekeeperParams { era_blocks: 10, gatekeepers_max: 1, activation_delay: 2 });
+    network.run_until_epoch(1, 1);
+    let gatekeeper = network.check_holders(1)[0];
+    let others: Vec<usize> = (0..4).filter(|&i| i != gatekeeper).collect();
+    let (a, b, outside) = (others[0], others[1], others[2]);
+
+    network.step(vec![Call::CreateCluster { name: "inference".into() }]);
+    let cluster = *network.state.clusters().next().unwrap().0;
+    let add = |network: &Network, i: usize| Call::SetClusterWorker {
+        cluster,
+        worker: network.runtimes[i].identity(),
+        member: true,
+    };
+    let calls = vec![add(&network, a), add(&network, b)];
+    network.step(calls);
+    let received = |network: &Network, epoch: u64| {
+        network.state.cluster(&cluster).unwrap().key(epoch).map_or(0, |k| k.received.len())
+    };
+    let run_until_received = |network: &mut Network, epoch: u64, count: usize| {
+        for _ in 0..100 {
+            if received(network, epoch) == count {
+                network.step(vec![]);
+                return;
+            }
+            network.step(vec![]);
+        }
+        panic!("cluster key of epoch {epoch} not received: {:?}", network.state.cluster(&cluster));
+    };
+    run_until_received(&mut network, 1, 2);
+
+    let agent = Hash([0xa1; 32]);
+    // Clients will take agent keys from the chain (agents issue); here the gatekeeper derives it.
+    let seal = |network: &Network, epoch: u64, text: &[u8]| {
+        let public = network.runtimes[gatekeeper].agent_public_key(&cluster, &agent, epoch).unwrap();
+        let key = KeyRef { kind: KeyKind::Agent, id: agent, epoch };
+        Envelope::seal(&public, key, agent, Purpose::State, text).unwrap().0
+    };
+    let opens =
+        |network: &Network, i: usize, envelope: &[u8]| network.runtimes[i].open_for_agent(&cluster, envelope).is_ok();
+    let one = seal(&network, 1, b"epoch 1");
+    assert!(opens(&network, a, &one) && opens(&network, b, &one), "cluster workers derive the agent key");
+    assert!(!opens(&network, outside, &one), "a worker outside the cluster has no key");
+    assert!(network.runtimes[outside].cluster_keys().is_empty());
+
+    // A master rotation: the cluster's epoch-2 key reaches both; epoch 1 still opens.
+    network.step(vec![Call::RotateMasterKey]);
+    network.run_until_epoch(2, 1);
+    run_until_received(&mut network, 2, 2);
+    let two = seal(&network, 2, b"epoch 2");
+    assert!(opens(&network, a, &two) && opens(&network, b, &two));
+    assert!(opens(&network, a, &one), "the previous epoch keeps decrypting");
+
+    // b leaves the cluster; the next epoch's key reaches a only, and epoch 1 is retired.
+    let leave = Call::SetClusterWorker { cluster, worker: network.runtimes[b].identity(), member: false };
+    network.step(vec![leave]);
+    network.step(vec![Call::RotateMasterKey]);
+    network.run_until_epoch(3, 1);
+    run_until_received(&mut network, 3, 1);
+    let three = seal(&network, 3, b"epoch 3");
+    assert!(opens(&network, a, &three));
+    assert!(!opens(&network, b, &three), "a worker removed from the cluster gets no later key");
+    assert!(network.runtimes[b].cluster_keys().is_empty(), "and destroys the keys it had");
+    assert!(!opens(&network, a, &one), "epoch 1 is retired: its key is destroyed");
+    assert_eq!(network.runtimes[a].cluster_keys().len(), 2);
 }
