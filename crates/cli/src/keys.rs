@@ -66,6 +66,27 @@ pub(crate) async fn run(command: KeysCommand, args: &ClientArgs) -> anyhow::Resu
                         }
                     ));
                 }
+                for cluster in &status.clusters {
+                    let workers = cluster["workers"].as_array().map_or(0, |a| a.len());
+                    let keys: Vec<String> = cluster["keys"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|k| {
+                            format!(
+                                "epoch {}: {}/{workers}",
+                                k["epoch"],
+                                k["received"].as_array().map_or(0, |a| a.len())
+                            )
+                        })
+                        .collect();
+                    lines.push(format!(
+                        "cluster {} ({}): {workers} workers, keys received {}",
+                        cluster["id"].as_str().unwrap_or("?"),
+                        cluster["name"].as_str().unwrap_or("?"),
+                        if keys.is_empty() { "none yet".to_string() } else { keys.join(", ") }
+                    ));
+                }
                 lines.push(format!(
                     "elections every {} blocks, up to {} gatekeepers",
                     status.params.era_blocks, status.params.gatekeepers_max

@@ -121,7 +121,8 @@ impl PhalanxServer for Api {
 
     async fn keys_status(&self) -> RpcResult<KeysStatus> {
         let state = &self.chain.finalized().state;
-        Ok(KeysStatus::new(state.gatekeeper_params(), state.gatekeepers(), state.key_epochs()))
+        let clusters = state.clusters().map(|(_, c)| c);
+        Ok(KeysStatus::new(state.gatekeeper_params(), state.gatekeepers(), state.key_epochs(), clusters))
     }
 
     async fn registry_policy(&self) -> RpcResult<AttestationPolicy> {

@@ -9,7 +9,7 @@ use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
 use phalanx_primitives::{Balance, Hash, PublicKey};
 use phalanx_state::{
-    AttestationPolicy, ChainParams, EventRecord, GatekeeperParams, Gatekeepers, Genesis, Header, KeyEpochs,
+    AttestationPolicy, ChainParams, Cluster, EventRecord, GatekeeperParams, Gatekeepers, Genesis, Header, KeyEpochs,
     Transaction, Worker,
 };
 use serde::{Deserialize, Serialize};
@@ -116,14 +116,22 @@ pub struct KeysStatus {
     pub params: GatekeeperParams,
     pub gatekeepers: serde_json::Value,
     pub epochs: serde_json::Value,
+    /// Clusters with their workers and published keys (who received each).
+    pub clusters: Vec<serde_json::Value>,
 }
 
 impl KeysStatus {
-    pub fn new(params: &GatekeeperParams, gatekeepers: &Gatekeepers, epochs: &KeyEpochs) -> Self {
+    pub fn new<'a>(
+        params: &GatekeeperParams,
+        gatekeepers: &Gatekeepers,
+        epochs: &KeyEpochs,
+        clusters: impl Iterator<Item = &'a Cluster>,
+    ) -> Self {
         KeysStatus {
             params: params.clone(),
             gatekeepers: serde_json::to_value(gatekeepers).unwrap_or_default(),
             epochs: serde_json::to_value(epochs).unwrap_or_default(),
+            clusters: clusters.map(|c| serde_json::to_value(c).unwrap_or_default()).collect(),
         }
     }
 }
