@@ -22,10 +22,11 @@ const CLUSTER_LABEL: &[u8] = b"phalanx/cluster-key/v1";
 const AGENT_LABEL: &[u8] = b"phalanx/agent-key/v1";
 const COMMITMENT_LABEL: &[u8] = b"phalanx/master-commitment/v1";
 
-/// A 32-byte X25519 secret with its public key.
+/// A 32-byte X25519 secret with its public key (computed once).
 #[derive(Clone)]
 pub struct SecretKey {
     secret: x25519_dalek::StaticSecret,
+    public: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretKey {
@@ -36,7 +37,9 @@ impl std::fmt::Debug for SecretKey {
 
 impl SecretKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        SecretKey { secret: x25519_dalek::StaticSecret::from(bytes) }
+        let secret = x25519_dalek::StaticSecret::from(bytes);
+        let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+        SecretKey { secret, public }
     }
 
     /// A fresh key from the operating system's randomness.
@@ -48,7 +51,7 @@ impl SecretKey {
 
     /// The public key clients encrypt to.
     pub fn public(&self) -> [u8; 32] {
-        x25519_dalek::PublicKey::from(&self.secret).to_bytes()
+        self.public
     }
 
     /// The secret bytes, for sealing. Never log them.
