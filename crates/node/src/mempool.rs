@@ -18,11 +18,14 @@ pub struct MempoolConfig {
     pub txs_max: usize,
     /// Most transactions held for one signer.
     pub txs_per_sender_max: usize,
+    /// Most bytes of encoded transactions held at once (agent code makes
+    /// some transactions a megabyte).
+    pub bytes_max: usize,
 }
 
 impl Default for MempoolConfig {
     fn default() -> Self {
-        MempoolConfig { txs_max: 100_000, txs_per_sender_max: 4_096 }
+        MempoolConfig { txs_max: 100_000, txs_per_sender_max: 4_096, bytes_max: 256 * 1024 * 1024 }
     }
 }
 
@@ -35,6 +38,8 @@ pub enum AdmitError {
     Full(usize),
     #[error("signer already has {0} transactions waiting")]
     SenderFull(usize),
+    #[error("mempool holds its limit of {0} bytes; try again shortly")]
+    BytesFull(usize),
     #[error(transparent)]
     Invalid(#[from] TxError),
 }
@@ -55,6 +60,7 @@ pub struct Mempool {
     by_arrival: BTreeMap<u64, Entry>,
     by_hash: HashMap<Hash, u64>,
     by_sender: HashMap<PublicKey, Pending>,
+    bytes: usize,
 }
 
 impl Mempool {
@@ -66,6 +72,7 @@ impl Mempool {
             by_arrival: BTreeMap::new(),
             by_hash: HashMap::new(),
             by_sender: HashMap::new(),
+            bytes: 0,
         }
     }
 
@@ -95,6 +102,9 @@ impl Mempool {
         if self.by_arrival.len() >= self.config.txs_max {
             return Err(AdmitError::Full(self.config.txs_max));
         }
+        if self.bytes + encoded_len > self.config.bytes_max {
+            return Err(AdmitError::BytesFull(self.config.bytes_max));
+        }
         let pending = self.by_sender.get(&tx.tx.signer).copied().unwrap_or_default();
         if pending.count as usize >= self.config.txs_per_sender_max {
             return Err(AdmitError::SenderFull(self.config.txs_per_sender_max));
@@ -106,6 +116,7 @@ impl Mempool {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         self.by_hash.insert(hash, sequence);
+        self.bytes += encoded_len;
         self.by_arrival.insert(sequence, Entry { tx, hash, encoded_len, spend });
         Ok(hash)
     }
@@ -128,6 +139,7 @@ impl Mempool {
                 continue;
             };
             let entry = self.by_arrival.remove(&sequence).expect("indexes agree");
+            self.bytes -= entry.encoded_len;
             let sender = self.by_sender.get_mut(&entry.tx.tx.signer).expect("indexes agree");
             sender.count -= 1;
             sender.spend -= entry.spend;
@@ -176,7 +188,7 @@ mod tests {
     #[test]
     fn queues_consecutive_nonces_and_refuses_overdraft_and_gaps() {
         let (state, _) = Genesis::dev(vec![Keypair::from_seed(&[1; 32]).public()]).build().unwrap();
-        let mut pool = Mempool::new(MempoolConfig { txs_max: 10, txs_per_sender_max: 3 });
+        let mut pool = Mempool::new(MempoolConfig { txs_max: 10, txs_per_sender_max: 3, bytes_max: 1 << 20 });
         let charlie_balance = state.account(&dev_keypair("charlie").unwrap().public()).unwrap().free;
         let (a, len) = tx(&state, "charlie", 0, charlie_balance / 2);
         pool.admit(a.clone(), len, &state).unwrap();

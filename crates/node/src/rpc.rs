@@ -20,7 +20,8 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 pub struct RpcConfig {
     pub listen: SocketAddr,
-    /// Largest request body, in bytes (a transaction is at most 16 KiB, as hex 32 KiB).
+    /// Largest request body, in bytes (a transaction is at most about 1 MiB
+    /// with agent code, 2 MiB as hex).
     pub request_bytes_max: u32,
     /// Largest response body, in bytes (a full block with its transactions).
     pub response_bytes_max: u32,
@@ -34,7 +35,7 @@ impl RpcConfig {
     pub fn local(port: u16) -> Self {
         RpcConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], port)),
-            request_bytes_max: 256 * 1024,
+            request_bytes_max: 5 * 512 * 1024,
             response_bytes_max: 32 * 1024 * 1024,
             connections_max: 256,
             subscriptions_per_connection_max: 16,
@@ -154,7 +155,7 @@ impl PhalanxServer for Api {
         let result = tokio::task::spawn_blocking(move || chain.submit(&bytes)).await.map_err(internal)?;
         result.map_err(|e| match &e {
             SubmitError::Malformed(_) => error(codes::MALFORMED_TX, e.to_string()),
-            SubmitError::Admit(AdmitError::Full(_) | AdmitError::SenderFull(_)) => {
+            SubmitError::Admit(AdmitError::Full(_) | AdmitError::SenderFull(_) | AdmitError::BytesFull(_)) => {
                 error(codes::POOL_FULL, e.to_string())
             }
             SubmitError::Admit(AdmitError::AlreadyKnown(_)) => error(codes::ALREADY_KNOWN, e.to_string()),

@@ -46,6 +46,10 @@ pub enum TxError {
     Gatekeeping(String),
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error("agent: {0}")]
+    Agent(String),
+    #[error("only the agent's owner or governance may manage agent {0}")]
+    NotAgentOwner(Hash),
 }
 
 /// Why a block is invalid. An invalid block leaves the state unchanged.

@@ -94,6 +94,18 @@ pub enum Event {
         epoch: u64,
         worker: PublicKey,
     },
+    AgentDeployed {
+        agent: Hash,
+        owner: PublicKey,
+        cluster: Hash,
+        code_hash: Hash,
+    },
+    /// An agent changed (upgrade, pause, transfer, access, price, secrets).
+    AgentChanged {
+        agent: Hash,
+        change: String,
+        version: u32,
+    },
     /// A gatekeeper handed a key to a worker (the key travels encrypted).
     KeyHandedOver {
         from: PublicKey,

@@ -8,6 +8,10 @@
 use crate::error::TxError;
 use crate::events::{Event, EventRecord};
 use crate::merkle;
+use crate::modules::agents::{
+    self as agents, AGENT_CODE_BYTES_MAX, AGENT_NAME_BYTES_MAX, AGENT_PREFIX, AGENTS_MAX, ALLOWLIST_MAX, Access, Agent,
+    AgentChange, CODE_PREFIX, SECRET_BYTES_MAX, SECRETS_MAX, Secret,
+};
 use crate::modules::balances::{ACCOUNT_PREFIX, Account, ISSUANCE_KEY, account_key};
 use crate::modules::clusters::{
     CLUSTER_EPOCHS_KEPT, CLUSTER_NAME_BYTES_MAX, CLUSTER_PREFIX, CLUSTER_WORKERS_MAX, CLUSTERS_MAX, Cluster,
@@ -81,6 +85,9 @@ pub struct State {
     pub(crate) gatekeepers: Gatekeepers,
     pub(crate) epochs: KeyEpochs,
     pub(crate) clusters: OrdMap<Hash, Cluster>,
+    pub(crate) agents: OrdMap<Hash, Agent>,
+    /// Agent source by content hash.
+    pub(crate) codes: OrdMap<Hash, std::sync::Arc<Vec<u8>>>,
     leaves: OrdMap<Vec<u8>, Hash>,
     changes: OrdMap<Vec<u8>, Vec<u8>>,
 }
@@ -109,6 +116,8 @@ impl State {
             gatekeepers,
             epochs: KeyEpochs::default(),
             clusters: OrdMap::new(),
+            agents: OrdMap::new(),
+            codes: OrdMap::new(),
             leaves: OrdMap::new(),
             changes: OrdMap::new(),
         };
@@ -136,6 +145,7 @@ impl State {
         let mut accounts = OrdMap::new();
         let mut workers = OrdMap::new();
         let mut clusters = OrdMap::new();
+        let (mut agents, mut codes) = (OrdMap::new(), OrdMap::new());
         let mut leaves = OrdMap::new();
         for (key, value) in entries {
             match key.as_slice() {
@@ -155,6 +165,14 @@ impl State {
                 k if k.len() == WORKER_PREFIX.len() + 32 && k.starts_with(WORKER_PREFIX) => {
                     let who = PublicKey(k[WORKER_PREFIX.len()..].try_into().expect("length checked"));
                     workers.insert(who, decode(&key, &value)?);
+                }
+                k if k.len() == AGENT_PREFIX.len() + 32 && k.starts_with(AGENT_PREFIX) => {
+                    let id = Hash(k[AGENT_PREFIX.len()..].try_into().expect("length checked"));
+                    agents.insert(id, decode(&key, &value)?);
+                }
+                k if k.len() == CODE_PREFIX.len() + 32 && k.starts_with(CODE_PREFIX) => {
+                    let hash = Hash(k[CODE_PREFIX.len()..].try_into().expect("length checked"));
+                    codes.insert(hash, std::sync::Arc::new(decode::<Vec<u8>>(&key, &value)?));
                 }
                 k if k.len() == CLUSTER_PREFIX.len() + 32 && k.starts_with(CLUSTER_PREFIX) => {
                     let id = Hash(k[CLUSTER_PREFIX.len()..].try_into().expect("length checked"));
@@ -179,6 +197,8 @@ impl State {
             gatekeepers: gatekeepers.ok_or(LoadError::Missing("gatekeepers"))?,
             epochs: epochs.ok_or(LoadError::Missing("key epochs"))?,
             clusters,
+            agents,
+            codes,
             leaves,
             changes: OrdMap::new(),
         })
@@ -262,6 +282,70 @@ impl State {
     /// Master-key epochs: current, rotation in progress, history.
     pub fn key_epochs(&self) -> &KeyEpochs {
         &self.epochs
+    }
+
+    /// An agent by id.
+    pub fn agent(&self, id: &Hash) -> Option<&Agent> {
+        self.agents.get(id)
+    }
+
+    /// All agents in id order.
+    pub fn agents(&self) -> impl Iterator<Item = (&Hash, &Agent)> {
+        self.agents.iter()
+    }
+
+    /// Agent source by its SHA-256.
+    pub fn code(&self, hash: &Hash) -> Option<&std::sync::Arc<Vec<u8>>> {
+        self.codes.get(hash)
+    }
+
+    fn set_agent(&mut self, agent: Agent) {
+        self.write(agents::agent_key(&agent.id), encode(&agent));
+        self.agents.insert(agent.id, agent);
+    }
+
+    /// Stores `code` under its hash (once) and returns the hash.
+    fn store_code(&mut self, code: &[u8]) -> Hash {
+        let hash = phalanx_primitives::sha256(code);
+        if !self.codes.contains_key(&hash) {
+            self.write(agents::code_key(&hash), encode(&code.to_vec()));
+            self.codes.insert(hash, std::sync::Arc::new(code.to_vec()));
+        }
+        hash
+    }
+
+    /// Checks an agent change by `signer`.
+    fn check_agent_change(&self, signer: &PublicKey, agent: &Hash, change: &AgentChange) -> Result<(), TxError> {
+        let found = self.agents.get(agent).ok_or_else(|| TxError::Agent(format!("no agent {agent}")))?;
+        if &found.owner != signer && !self.params.governance.contains(signer) {
+            return Err(TxError::NotAgentOwner(*agent));
+        }
+        match change {
+            AgentChange::Upgrade { code } => check_code(code)?,
+            AgentChange::Pause if found.paused => return Err(TxError::Agent("the agent is already paused".into())),
+            AgentChange::Resume if !found.paused => return Err(TxError::Agent("the agent is not paused".into())),
+            AgentChange::Access { access: Access::Allowlist { accounts } } if accounts.len() > ALLOWLIST_MAX => {
+                return Err(TxError::Agent(format!("an allowlist holds at most {ALLOWLIST_MAX} accounts")));
+            }
+            AgentChange::SetSecret { name, sealed } => {
+                if !agents::valid_secret_name(name) {
+                    return Err(TxError::Agent(format!(
+                        "secret name {name:?} must be 1 to 64 of A-Z, 0-9 and _, not starting with a digit"
+                    )));
+                }
+                if sealed.is_empty() || sealed.len() > SECRET_BYTES_MAX {
+                    return Err(TxError::Agent(format!("a sealed secret is 1 to {SECRET_BYTES_MAX} bytes")));
+                }
+                if !found.secrets.iter().any(|s| &s.name == name) && found.secrets.len() >= SECRETS_MAX {
+                    return Err(TxError::Agent(format!("an agent holds at most {SECRETS_MAX} secrets")));
+                }
+            }
+            AgentChange::RemoveSecret { name } if !found.secrets.iter().any(|s| &s.name == name) => {
+                return Err(TxError::Agent(format!("the agent has no secret {name:?}")));
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// A cluster by id.
@@ -482,6 +566,23 @@ impl State {
                 }
                 0
             }
+            Call::DeployAgent { name, cluster, code } => {
+                if name.is_empty() || name.len() > AGENT_NAME_BYTES_MAX {
+                    return Err(TxError::Agent(format!("an agent name is 1 to {AGENT_NAME_BYTES_MAX} bytes")));
+                }
+                if !self.clusters.contains_key(cluster) {
+                    return Err(TxError::Cluster(format!("no cluster {cluster}")));
+                }
+                if self.agents.len() >= AGENTS_MAX {
+                    return Err(TxError::Agent(format!("the chain holds at most {AGENTS_MAX} agents")));
+                }
+                check_code(code)?;
+                0
+            }
+            Call::ManageAgent { agent, change } => {
+                self.check_agent_change(&tx.signer, agent, change)?;
+                0
+            }
             Call::CreateCluster { name } => {
                 if !self.params.governance.contains(&tx.signer) {
                     return Err(TxError::NotGovernance);
@@ -684,6 +785,71 @@ impl State {
                 self.set_gatekeepers(gatekeepers);
                 emit(Event::GatekeeperOverride { worker: *worker, member: *member });
             }
+            Call::DeployAgent { name, cluster, code } => {
+                let id = agents::agent_id(&hash);
+                let code_hash = self.store_code(code);
+                let height = self.head.height;
+                emit(Event::AgentDeployed { agent: id, owner: tx.signer, cluster: *cluster, code_hash });
+                self.set_agent(Agent {
+                    id,
+                    name: name.clone(),
+                    owner: tx.signer,
+                    cluster: *cluster,
+                    code_hash,
+                    version: 1,
+                    paused: false,
+                    access: Access::Public,
+                    price: 0,
+                    secrets: Vec::new(),
+                    created_at: height,
+                    updated_at: height,
+                });
+            }
+            Call::ManageAgent { agent, change } => {
+                let mut found = self.agents.get(agent).expect("checked").clone();
+                let what = match change {
+                    AgentChange::Upgrade { code } => {
+                        found.code_hash = self.store_code(code);
+                        found.version += 1;
+                        "upgrade"
+                    }
+                    AgentChange::Pause => {
+                        found.paused = true;
+                        "pause"
+                    }
+                    AgentChange::Resume => {
+                        found.paused = false;
+                        "resume"
+                    }
+                    AgentChange::Transfer { to } => {
+                        found.owner = *to;
+                        "transfer"
+                    }
+                    AgentChange::Access { access } => {
+                        found.access = access.clone();
+                        "access"
+                    }
+                    AgentChange::Price { price } => {
+                        found.price = *price;
+                        "price"
+                    }
+                    AgentChange::SetSecret { name, sealed } => {
+                        let secret = Secret { name: name.clone(), sealed: sealed.clone() };
+                        match found.secrets.iter_mut().find(|s| &s.name == name) {
+                            Some(existing) => *existing = secret,
+                            None => found.secrets.push(secret),
+                        }
+                        "set_secret"
+                    }
+                    AgentChange::RemoveSecret { name } => {
+                        found.secrets.retain(|s| &s.name != name);
+                        "remove_secret"
+                    }
+                };
+                found.updated_at = self.head.height;
+                emit(Event::AgentChanged { agent: *agent, change: what.into(), version: found.version });
+                self.set_agent(found);
+            }
             Call::CreateCluster { name } => {
                 let id = cluster_id(&hash);
                 emit(Event::ClusterCreated { cluster: id, name: name.clone() });
@@ -830,6 +996,16 @@ impl State {
         }
         self.set_account(who, account);
     }
+}
+
+fn check_code(code: &[u8]) -> Result<(), TxError> {
+    if code.is_empty() || code.len() > AGENT_CODE_BYTES_MAX {
+        return Err(TxError::Agent(format!("agent code is 1 to {AGENT_CODE_BYTES_MAX} bytes, this is {}", code.len())));
+    }
+    if std::str::from_utf8(code).is_err() {
+        return Err(TxError::Agent("agent code is not UTF-8 text".into()));
+    }
+    Ok(())
 }
 
 fn hex_key(key: &[u8]) -> String {

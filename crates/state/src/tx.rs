@@ -6,6 +6,7 @@
 //! The signature covers the canonical encoding of all of that under
 //! [`TX_SIGNING_LABEL`].
 
+use crate::modules::agents::AgentChange;
 use crate::modules::gatekeeper::GatekeeperParams;
 use crate::modules::registry::{AttestationPolicy, Evidence, RegistrationInfo, SignedWorkerMessage};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -14,10 +15,14 @@ use phalanx_primitives::{Balance, DecodeError, Hash, Keypair, PublicKey, Signatu
 /// Domain label of transaction signatures.
 pub const TX_SIGNING_LABEL: &[u8] = b"phalanx/tx/v1";
 
-/// Largest encoded signed transaction accepted anywhere, in bytes: a worker
-/// registration with its quote and collateral. Every other call is held to
-/// [`CALL_BYTES_MAX`] (see [`Call::bytes_max`]).
-pub const TX_BYTES_MAX: usize = 96 * 1024;
+/// Largest encoded signed transaction accepted anywhere, in bytes: an agent
+/// deployment or upgrade with its code. Worker registrations may be
+/// [`REGISTRATION_BYTES_MAX`]; every other call is held to [`CALL_BYTES_MAX`]
+/// (see [`Call::bytes_max`]).
+pub const TX_BYTES_MAX: usize = crate::modules::agents::AGENT_CODE_BYTES_MAX + 16 * 1024;
+
+/// Largest worker registration (quote and collateral included).
+pub const REGISTRATION_BYTES_MAX: usize = 96 * 1024;
 
 /// Largest encoded signed transaction for calls other than worker registration.
 pub const CALL_BYTES_MAX: usize = 16 * 1024;
@@ -50,13 +55,24 @@ pub enum Call {
     CreateCluster { name: String },
     /// Governance only: adds a worker to a cluster or removes it.
     SetClusterWorker { cluster: Hash, worker: PublicKey, member: bool },
+    /// Deploys an agent owned by the signer (its id derives from this
+    /// transaction's hash). Code is stored once per content hash.
+    DeployAgent {
+        name: String,
+        cluster: Hash,
+        #[serde(serialize_with = "crate::modules::agents::code_summary")]
+        code: Vec<u8>,
+    },
+    /// The owner (or governance) changes an agent.
+    ManageAgent { agent: Hash, change: AgentChange },
 }
 
 impl Call {
     /// Largest encoded signed transaction carrying this call.
     pub fn bytes_max(&self) -> usize {
         match self {
-            Call::RegisterWorker { .. } => TX_BYTES_MAX,
+            Call::RegisterWorker { .. } => REGISTRATION_BYTES_MAX,
+            Call::DeployAgent { .. } | Call::ManageAgent { change: AgentChange::Upgrade { .. }, .. } => TX_BYTES_MAX,
             _ => CALL_BYTES_MAX,
         }
     }

@@ -1,0 +1,135 @@
+//! The `agents` module: AI agent contracts on chain.
+//!
+//! An agent is JavaScript/TypeScript code (stored once per content hash),
+//! an owner, the cluster whose workers run it, and what the owner governs:
+//! pausing, ownership, who may call it (anyone, an allowlist of accounts, or
+//! anyone paying the per-call price), its price, and its secrets. Secrets
+//! are envelopes the owner sealed on their own machine to the agent's key;
+//! the chain stores and counts them but cannot read them. Upgrading replaces
+//! the code and keeps the id (so keys and state stay).
+//!
+//! Only the owner, or governance, manages an agent.
+//!
+//! Leaves: `0x05 0x01 ‖ code hash` the code, `0x05 0x02 ‖ agent id` one [`Agent`].
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use phalanx_primitives::{Balance, Hash, PublicKey};
+
+pub(crate) const CODE_PREFIX: &[u8] = &[0x05, 0x01];
+pub(crate) const AGENT_PREFIX: &[u8] = &[0x05, 0x02];
+
+/// Largest agent source, in bytes.
+pub const AGENT_CODE_BYTES_MAX: usize = 1_000_000;
+/// Longest agent name, in bytes.
+pub const AGENT_NAME_BYTES_MAX: usize = 64;
+/// Most agents on a chain.
+pub const AGENTS_MAX: usize = 1_000_000;
+/// Most accounts on an agent's allowlist.
+pub const ALLOWLIST_MAX: usize = 256;
+/// Most secrets per agent.
+pub const SECRETS_MAX: usize = 64;
+/// Longest secret name, in bytes (`[A-Z0-9_]`, as in `env.NAME`).
+pub const SECRET_NAME_BYTES_MAX: usize = 64;
+/// Largest sealed secret, in bytes.
+pub const SECRET_BYTES_MAX: usize = 8 * 1024;
+
+/// Who may call an agent.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Access {
+    /// Anyone.
+    Public,
+    /// Only these accounts (signed calls).
+    Allowlist { accounts: Vec<PublicKey> },
+    /// Anyone who pays the agent's price per call.
+    Paid,
+}
+
+/// One secret: a name and an envelope sealed to the agent's key.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+pub struct Secret {
+    pub name: String,
+    #[serde(with = "phalanx_primitives::hex_serde")]
+    pub sealed: Vec<u8>,
+}
+
+/// An agent.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+pub struct Agent {
+    pub id: Hash,
+    pub name: String,
+    pub owner: PublicKey,
+    pub cluster: Hash,
+    /// SHA-256 of the current source.
+    pub code_hash: Hash,
+    /// 1 at deployment, +1 per upgrade.
+    pub version: u32,
+    pub paused: bool,
+    pub access: Access,
+    /// Planck per call, paid by callers (see the economics issue).
+    pub price: Balance,
+    pub secrets: Vec<Secret>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// A change the owner (or governance) makes to an agent.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum AgentChange {
+    /// New code, same id, keys and state.
+    Upgrade {
+        #[serde(serialize_with = "code_summary")]
+        code: Vec<u8>,
+    },
+    Pause,
+    Resume,
+    Transfer {
+        to: PublicKey,
+    },
+    Access {
+        access: Access,
+    },
+    Price {
+        price: Balance,
+    },
+    /// Sets (or replaces) a secret, sealed to the agent's key.
+    SetSecret {
+        name: String,
+        #[serde(with = "phalanx_primitives::hex_serde")]
+        sealed: Vec<u8>,
+    },
+    RemoveSecret {
+        name: String,
+    },
+}
+
+/// Shows code in JSON as its size and hash, not its bytes.
+pub(crate) fn code_summary<S: serde::Serializer>(code: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut summary = s.serialize_struct("Code", 2)?;
+    summary.serialize_field("bytes", &code.len())?;
+    summary.serialize_field("sha256", &phalanx_primitives::sha256(code))?;
+    summary.end()
+}
+
+pub(crate) fn agent_key(id: &Hash) -> Vec<u8> {
+    [AGENT_PREFIX, &id.0].concat()
+}
+
+pub(crate) fn code_key(hash: &Hash) -> Vec<u8> {
+    [CODE_PREFIX, &hash.0].concat()
+}
+
+/// The id of the agent deployed by the transaction with hash `tx`.
+pub fn agent_id(tx: &Hash) -> Hash {
+    phalanx_primitives::sha256_parts(&[b"phalanx/agent/v1", &tx.0])
+}
+
+/// Whether `name` is a valid secret name (`env.NAME`): 1–64 of `A-Z`, `0-9`, `_`, not starting with a digit.
+pub fn valid_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= SECRET_NAME_BYTES_MAX
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
