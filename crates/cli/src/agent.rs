@@ -33,6 +33,8 @@ pub(crate) enum AgentCommand {
         #[arg(long = "env", value_name = "NAME=VALUE")]
         env: Vec<String>,
     },
+    #[command(flatten)]
+    Chain(crate::agent_chain::AgentChainCommand),
 }
 
 /// The pool key of the one agent the dev server runs.
@@ -61,7 +63,10 @@ fn modified(file: &Path) -> Option<SystemTime> {
 }
 
 pub(crate) async fn run(command: AgentCommand) -> anyhow::Result<()> {
-    let AgentCommand::Dev { file, port, env } = command;
+    let (file, port, env) = match command {
+        AgentCommand::Dev { file, port, env } => (file, port, env),
+        AgentCommand::Chain(command) => return crate::agent_chain::run(command).await,
+    };
     let env = env
         .iter()
         .map(|pair| pair.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))

@@ -25,3 +25,39 @@ pub(crate) fn rpc_error(url: &str) -> impl Fn(jsonrpsee::core::ClientError) -> a
         other => anyhow::anyhow!("RPC to {url} failed: {other}"),
     }
 }
+
+/// Signs `call` with `key` at the account's next nonce and the minimum fee,
+/// submits it, and (unless `wait` is false) waits up to a minute for
+/// finality. Returns the transaction hash and its last known status.
+pub(crate) async fn submit_call(
+    client: &HttpClient,
+    url: &str,
+    key: &phalanx_primitives::Keypair,
+    call: phalanx_state::Call,
+    wait: bool,
+) -> anyhow::Result<(phalanx_primitives::Hash, phalanx_rpc::TxStatus)> {
+    use phalanx_rpc::PhalanxClient;
+    let info = client.chain_info().await.map_err(rpc_error(url))?;
+    let account = client.state_account(key.public().to_string()).await.map_err(rpc_error(url))?;
+    let mut tx = phalanx_state::Transaction {
+        chain_id: info.chain_id,
+        signer: key.public(),
+        nonce: account.next_nonce,
+        fee: 0,
+        call,
+    };
+    // The fee depends on the length, which does not depend on the fee (fixed-width integers).
+    let length = tx.clone().sign(key).encode().len();
+    tx.fee = info.params.fees.minimum(length).context("fee overflow")?;
+    let signed = tx.sign(key);
+    let hash = client.tx_submit(format!("0x{}", hex::encode(signed.encode()))).await.map_err(rpc_error(url))?;
+    let started = std::time::Instant::now();
+    loop {
+        let status = client.tx_status(hash).await.map_err(rpc_error(url))?;
+        let done = matches!(status, phalanx_rpc::TxStatus::Finalized { .. });
+        if done || !wait || started.elapsed() > std::time::Duration::from_secs(60) {
+            return Ok((hash, status));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -1,5 +1,6 @@
 //! `phalanx dev`: a whole local network in this process.
 
+use anyhow::Context;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -23,9 +24,13 @@ pub(crate) struct DevArgs {
 }
 
 /// Starts the dev network's workers: sim TEE, data under `<data>/workers/worker-<i>`.
+/// Once they have all registered, governance (alice) puts them in a cluster
+/// named "dev" (created if the chain has no cluster yet), so agents can be
+/// deployed at once.
 fn start_workers(count: u8, rpc: std::net::SocketAddr, data_dir: &std::path::Path) -> Vec<PathBuf> {
     let operators = ["bob", "charlie", "dave", "alice"];
-    (0..count as usize)
+    let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let dirs = (0..count as usize)
         .map(|index| {
             let dir = data_dir.join("workers").join(format!("worker-{index}"));
             let operator =
@@ -37,7 +42,7 @@ fn start_workers(count: u8, rpc: std::net::SocketAddr, data_dir: &std::path::Pat
             if index == 0 {
                 config.features |= phalanx_state::modules::registry::FEATURE_GATEKEEPER;
             }
-            let (events, _) = tokio::sync::mpsc::unbounded_channel();
+            let events = events.clone();
             tokio::spawn(async move {
                 let shutdown = async {
                     let _ = tokio::signal::ctrl_c().await;
@@ -48,7 +53,54 @@ fn start_workers(count: u8, rpc: std::net::SocketAddr, data_dir: &std::path::Pat
             });
             dir
         })
-        .collect()
+        .collect();
+    if count > 0 {
+        tokio::spawn(async move {
+            let (mut identities, mut registered) = (Vec::new(), 0);
+            while let Some(event) = heard.recv().await {
+                match event {
+                    phalanx_worker::WorkerEvent::Started { identity, .. } => identities.push(identity),
+                    phalanx_worker::WorkerEvent::Registered { .. } => registered += 1,
+                }
+                if registered == count as usize {
+                    break;
+                }
+            }
+            if let Err(error) = form_cluster(&format!("http://{rpc}"), &identities).await {
+                tracing::warn!(%error, "could not put the dev workers in a cluster");
+            }
+        });
+    }
+    dirs
+}
+
+/// Creates the "dev" cluster if the chain has none and adds `workers` to the first cluster.
+async fn form_cluster(url: &str, workers: &[phalanx_primitives::PublicKey]) -> anyhow::Result<()> {
+    use phalanx_rpc::PhalanxClient;
+    let client = crate::client::connect(url)?;
+    let alice = phalanx_primitives::mnemonic::dev_keypair("alice").expect("dev account");
+    let mut status = client.keys_status().await?;
+    if status.clusters.is_empty() {
+        let call = phalanx_state::Call::CreateCluster { name: "dev".into() };
+        crate::client::submit_call(&client, url, &alice, call, true).await?;
+        status = client.keys_status().await?;
+    }
+    let cluster = status.clusters.first().and_then(|c| c["id"].as_str()).context("no cluster")?.parse()?;
+    let members: Vec<String> = status.clusters[0]["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.as_str().map(str::to_string))
+        .collect();
+    for worker in workers {
+        if members.contains(&worker.to_string()) {
+            continue;
+        }
+        let call = phalanx_state::Call::SetClusterWorker { cluster, worker: *worker, member: true };
+        crate::client::submit_call(&client, url, &alice, call, true).await?;
+    }
+    tracing::info!(%cluster, workers = workers.len(), "dev workers are in the cluster");
+    Ok(())
 }
 
 fn default_data_dir() -> PathBuf {
@@ -60,7 +112,7 @@ pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,phalanx_node=info,phalanx_worker=info".into()),
+                .unwrap_or_else(|_| "warn,phalanx_node=info,phalanx_worker=info,phalanx=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -3,11 +3,9 @@
 use crate::ClientArgs;
 use crate::client::{connect, rpc_error};
 use crate::output::emit;
-use anyhow::Context;
 use phalanx_rpc::PhalanxClient;
-use phalanx_state::{Call, Transaction};
+use phalanx_state::Call;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum KeysCommand {
@@ -96,30 +94,8 @@ pub(crate) async fn run(command: KeysCommand, args: &ClientArgs) -> anyhow::Resu
         }
         KeysCommand::Rotate { scope: _, from, from_file } => {
             let key = crate::account::signer(from, from_file)?;
-            let info = client.chain_info().await.map_err(rpc_error(&args.rpc))?;
-            let account = client.state_account(key.public().to_string()).await.map_err(rpc_error(&args.rpc))?;
-            let mut tx = Transaction {
-                chain_id: info.chain_id,
-                signer: key.public(),
-                nonce: account.next_nonce,
-                fee: 0,
-                call: Call::RotateMasterKey,
-            };
-            let length = tx.clone().sign(&key).encode().len();
-            tx.fee = info.params.fees.minimum(length).context("fee overflow")?;
-            let signed = tx.sign(&key);
-            let hash =
-                client.tx_submit(format!("0x{}", hex::encode(signed.encode()))).await.map_err(rpc_error(&args.rpc))?;
-            let started = Instant::now();
-            let status = loop {
-                let status = client.tx_status(hash).await.map_err(rpc_error(&args.rpc))?;
-                if matches!(status, phalanx_rpc::TxStatus::Finalized { .. })
-                    || started.elapsed() > Duration::from_secs(60)
-                {
-                    break status;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            };
+            let (hash, status) =
+                crate::client::submit_call(&client, &args.rpc, &key, Call::RotateMasterKey, true).await?;
             let value = serde_json::json!({ "hash": hash, "status": status });
             emit(args.json, &value, || {
                 format!("rotation started in transaction {hash} ({status:?}); follow it with `phalanx keys status`")

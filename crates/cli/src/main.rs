@@ -4,6 +4,7 @@
 
 mod account;
 mod agent;
+mod agent_chain;
 mod attest;
 mod bench;
 mod bench_agent;
@@ -48,7 +49,7 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Develop agents locally.
+    /// Develop agents locally (`agent dev`) and manage them on chain.
     Agent {
         #[command(subcommand)]
         command: agent::AgentCommand,

@@ -9,8 +9,8 @@ use jsonrpsee::server::{PendingSubscriptionSink, ServerBuilder, ServerConfig, Se
 use jsonrpsee::types::ErrorObjectOwned;
 use phalanx_primitives::{Hash, PublicKey};
 use phalanx_rpc::{
-    AccountInfo, BlockInfo, ChainInfo, HeadInfo, KeysStatus, PhalanxServer, RAW_BLOCKS_BYTES_MAX, RAW_BLOCKS_MAX,
-    RawBlock, TxInfo, TxStatus, WorkerInfo, codes,
+    AccountInfo, AgentInfo, BlockInfo, ChainInfo, HeadInfo, KeysStatus, PhalanxServer, RAW_BLOCKS_BYTES_MAX,
+    RAW_BLOCKS_MAX, RawBlock, TxInfo, TxStatus, WorkerInfo, codes,
 };
 use phalanx_state::{AttestationPolicy, Genesis};
 use std::net::SocketAddr;
@@ -124,6 +124,22 @@ impl PhalanxServer for Api {
         let state = &self.chain.finalized().state;
         let clusters = state.clusters().map(|(_, c)| c);
         Ok(KeysStatus::new(state.gatekeeper_params(), state.gatekeepers(), state.key_epochs(), clusters))
+    }
+
+    async fn agents_list(&self) -> RpcResult<Vec<AgentInfo>> {
+        let finalized = self.chain.finalized();
+        let state = &finalized.state;
+        Ok(state.agents().map(|(_, a)| AgentInfo::new(a, state.code(&a.code_hash).map_or(0, |c| c.len()))).collect())
+    }
+
+    async fn agents_get(&self, id: Hash) -> RpcResult<Option<AgentInfo>> {
+        let finalized = self.chain.finalized();
+        let state = &finalized.state;
+        Ok(state.agent(&id).map(|a| AgentInfo::new(a, state.code(&a.code_hash).map_or(0, |c| c.len()))))
+    }
+
+    async fn agents_code(&self, hash: Hash) -> RpcResult<Option<String>> {
+        Ok(self.chain.finalized().state.code(&hash).map(|code| format!("0x{}", hex::encode(code.as_slice()))))
     }
 
     async fn registry_policy(&self) -> RpcResult<AttestationPolicy> {

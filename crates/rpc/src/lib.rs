@@ -9,8 +9,8 @@ use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::proc_macros::rpc;
 use phalanx_primitives::{Balance, Hash, PublicKey};
 use phalanx_state::{
-    AttestationPolicy, ChainParams, Cluster, EventRecord, GatekeeperParams, Gatekeepers, Genesis, Header, KeyEpochs,
-    Transaction, Worker,
+    Agent, AttestationPolicy, ChainParams, Cluster, EventRecord, GatekeeperParams, Gatekeepers, Genesis, Header,
+    KeyEpochs, Transaction, Worker,
 };
 use serde::{Deserialize, Serialize};
 
@@ -110,6 +110,27 @@ impl WorkerInfo {
     }
 }
 
+/// An agent as the chain records it (secrets stay sealed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// The agent's fields (`id`, `name`, `owner`, `cluster`, `code_hash`, `version`, …).
+    #[serde(flatten)]
+    pub agent: serde_json::Value,
+    /// Size of the current code, in bytes.
+    pub code_bytes: usize,
+}
+
+impl AgentInfo {
+    pub fn new(agent: &Agent, code_bytes: usize) -> Self {
+        AgentInfo { agent: serde_json::to_value(agent).unwrap_or_default(), code_bytes }
+    }
+
+    /// The agent id as shown (0x hex).
+    pub fn id(&self) -> &str {
+        self.agent["id"].as_str().unwrap_or("?")
+    }
+}
+
 /// Gatekeepers and master-key epochs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeysStatus {
@@ -202,6 +223,18 @@ pub trait Phalanx {
     /// (current, rotation in progress, history).
     #[method(name = "keys_status")]
     async fn keys_status(&self) -> RpcResult<KeysStatus>;
+
+    /// Every agent at the last finalized block.
+    #[method(name = "agents_list")]
+    async fn agents_list(&self) -> RpcResult<Vec<AgentInfo>>;
+
+    /// One agent; null if there is none with this id.
+    #[method(name = "agents_get")]
+    async fn agents_get(&self, id: Hash) -> RpcResult<Option<AgentInfo>>;
+
+    /// Agent source by its SHA-256, as 0x hex; null if unknown.
+    #[method(name = "agents_code")]
+    async fn agents_code(&self, hash: Hash) -> RpcResult<Option<String>>;
 
     /// The attestation policy registrations are judged by.
     #[method(name = "registry_policy")]

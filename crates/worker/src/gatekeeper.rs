@@ -51,8 +51,16 @@ pub struct Gatekeeper {
     handed: BTreeMap<(u64, PublicKey), u64>,
     /// (rotation) → height of the last confirmation or announcement sent.
     said: BTreeMap<u64, u64>,
-    /// (cluster, epoch, worker or self) → height of the last cluster-key message about it.
-    cluster_said: BTreeMap<(Hash, u64, PublicKey), u64>,
+    /// (cluster, epoch, worker, what) → height of the last cluster-key message of that kind about it.
+    cluster_said: BTreeMap<(Hash, u64, PublicKey, ClusterMessage), u64>,
+}
+
+/// The kinds of cluster-key messages, each rate-limited on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum ClusterMessage {
+    Publish,
+    Handover,
+    Receipt,
 }
 
 fn worker_ref(worker: &PublicKey, epoch: u64) -> KeyRef {
@@ -171,7 +179,9 @@ impl Gatekeeper {
                 out.push(WorkerPayload::MasterKeyConfirm { rotation: rotation.id, commitment });
             }
         }
-        out.extend(self.cluster_duties(state, &me));
+        let (payloads, cluster_changed) = self.cluster_duties(state, &me);
+        out.extend(payloads);
+        changed |= cluster_changed;
         let retired = self.vault.retain_clusters(|cluster, epoch| {
             state.cluster(cluster).is_some_and(|c| c.key(epoch).is_some() && c.workers.contains(&me))
         });
@@ -187,10 +197,12 @@ impl Gatekeeper {
     /// Cluster keys: the first holder of the current master key publishes
     /// each cluster's public key and hands the key to the cluster's workers;
     /// a cluster's worker reports each key it holds.
-    fn cluster_duties(&mut self, state: &State, me: &PublicKey) -> Vec<WorkerPayload> {
+    fn cluster_duties(&mut self, state: &State, me: &PublicKey) -> (Vec<WorkerPayload>, bool) {
         let height = state.height();
         let mut out = Vec::new();
-        let due = |said: &mut BTreeMap<(Hash, u64, PublicKey), u64>, key: (Hash, u64, PublicKey)| {
+        let mut changed = false;
+        let due = |said: &mut BTreeMap<(Hash, u64, PublicKey, ClusterMessage), u64>,
+                   key: (Hash, u64, PublicKey, ClusterMessage)| {
             let due = said.get(&key).is_none_or(|at| height >= at + RESEND_AFTER_BLOCKS);
             if due {
                 said.insert(key, height);
@@ -200,13 +212,13 @@ impl Gatekeeper {
         let current = state.key_epochs().current.as_ref();
         let publisher = current.filter(|c| c.holders.first() == Some(me));
         if let Some(current) = publisher
-            && let Some(master) = self.vault.master(current.epoch)
+            && let Some(master) = self.vault.master(current.epoch).cloned()
         {
             for (id, cluster) in state.clusters() {
                 let key = master.cluster_key(id);
                 match cluster.key(current.epoch) {
                     None => {
-                        if due(&mut self.cluster_said, (*id, current.epoch, *me)) {
+                        if due(&mut self.cluster_said, (*id, current.epoch, *me, ClusterMessage::Publish)) {
                             out.push(WorkerPayload::ClusterKeyPublish {
                                 cluster: *id,
                                 epoch: current.epoch,
@@ -224,8 +236,16 @@ impl Gatekeeper {
                             })
                             .collect();
                         for worker in &cluster.workers {
+                            if worker == me {
+                                // The publisher is in the cluster too: it keeps the key it derived.
+                                if self.vault.cluster(id, current.epoch).is_none() {
+                                    self.vault.insert_cluster(key.clone());
+                                    changed = true;
+                                }
+                                continue;
+                            }
                             if published.received.contains(worker)
-                                || !due(&mut self.cluster_said, (*id, current.epoch, *worker))
+                                || !due(&mut self.cluster_said, (*id, current.epoch, *worker, ClusterMessage::Handover))
                             {
                                 continue;
                             }
@@ -256,12 +276,15 @@ impl Gatekeeper {
         for (cluster, epoch) in self.vault.cluster_epochs() {
             let Some(published) = state.cluster(&cluster).and_then(|c| c.key(epoch)) else { continue };
             let member = state.cluster(&cluster).is_some_and(|c| c.workers.contains(me));
-            if member && !published.received.contains(me) && due(&mut self.cluster_said, (cluster, epoch, *me)) {
+            if member
+                && !published.received.contains(me)
+                && due(&mut self.cluster_said, (cluster, epoch, *me, ClusterMessage::Receipt))
+            {
                 out.push(WorkerPayload::ClusterKeyReceived { cluster, epoch });
             }
         }
         self.cluster_said.retain(|_, at| height < *at + 2 * RESEND_AFTER_BLOCKS);
-        out
+        (out, changed)
     }
 
     /// Opens the handovers addressed to this worker; keeps what checks out

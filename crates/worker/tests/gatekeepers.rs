@@ -250,7 +250,8 @@ fn cluster_keys_reach_cluster_workers_and_follow_rotations() {
         worker: network.runtimes[i].identity(),
         member: true,
     };
-    let calls = vec![add(&network, a), add(&network, b)];
+    // The gatekeeper serves in the cluster too.
+    let calls = vec![add(&network, a), add(&network, b), add(&network, gatekeeper)];
     network.step(calls);
     let received = |network: &Network, epoch: u64| {
         network.state.cluster(&cluster).unwrap().key(epoch).map_or(0, |k| k.received.len())
@@ -265,7 +266,7 @@ fn cluster_keys_reach_cluster_workers_and_follow_rotations() {
         }
         panic!("cluster key of epoch {epoch} not received: {:?}", network.state.cluster(&cluster));
     };
-    run_until_received(&mut network, 1, 2);
+    run_until_received(&mut network, 1, 3);
 
     let agent = Hash([0xa1; 32]);
     // Clients will take agent keys from the chain (agents issue); here the gatekeeper derives it.
@@ -284,7 +285,7 @@ fn cluster_keys_reach_cluster_workers_and_follow_rotations() {
     // A master rotation: the cluster's epoch-2 key reaches both; epoch 1 still opens.
     network.step(vec![Call::RotateMasterKey]);
     network.run_until_epoch(2, 1);
-    run_until_received(&mut network, 2, 2);
+    run_until_received(&mut network, 2, 3);
     let two = seal(&network, 2, b"epoch 2");
     assert!(opens(&network, a, &two) && opens(&network, b, &two));
     assert!(opens(&network, a, &one), "the previous epoch keeps decrypting");
@@ -294,7 +295,7 @@ fn cluster_keys_reach_cluster_workers_and_follow_rotations() {
     network.step(vec![leave]);
     network.step(vec![Call::RotateMasterKey]);
     network.run_until_epoch(3, 1);
-    run_until_received(&mut network, 3, 1);
+    run_until_received(&mut network, 3, 2);
     let three = seal(&network, 3, b"epoch 3");
     assert!(opens(&network, a, &three));
     assert!(!opens(&network, b, &three), "a worker removed from the cluster gets no later key");

@@ -1,0 +1,182 @@
+//! `phalanx agent deploy|upgrade|list|info|pause|resume|transfer`: agents on chain.
+
+use crate::ClientArgs;
+use crate::client::{connect, rpc_error, submit_call};
+use crate::output::emit;
+use anyhow::Context;
+use phalanx_primitives::Hash;
+use phalanx_rpc::PhalanxClient;
+use phalanx_state::{AgentChange, Call};
+use std::path::{Path, PathBuf};
+
+/// Who signs: a dev account name or a secret-phrase file.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Signer {
+    /// Signing account: a dev account name (alice, bob, charlie, dave).
+    #[arg(long, required_unless_present = "from_file", conflicts_with = "from_file")]
+    from: Option<String>,
+    /// Signing account: a file holding a secret phrase.
+    #[arg(long)]
+    from_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum AgentChainCommand {
+    /// Deploy an agent (one bundled JS/TS module); prints its id once finalized.
+    Deploy {
+        file: PathBuf,
+        /// Agent name (default: the file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Cluster to run in (default: the chain's first cluster).
+        #[arg(long)]
+        cluster: Option<Hash>,
+        #[command(flatten)]
+        signer: Signer,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Replace an agent's code; id, keys and state stay.
+    Upgrade {
+        id: Hash,
+        file: PathBuf,
+        #[command(flatten)]
+        signer: Signer,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop serving calls until resumed.
+    Pause {
+        id: Hash,
+        #[command(flatten)]
+        signer: Signer,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    Resume {
+        id: Hash,
+        #[command(flatten)]
+        signer: Signer,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Hand the agent to another owner (a dev account name or an address).
+    Transfer {
+        id: Hash,
+        to: String,
+        #[command(flatten)]
+        signer: Signer,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Every agent on chain.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One agent.
+    Info {
+        id: Hash,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Reads agent source and checks it compiles here before anyone pays to store it.
+fn read_code(file: &Path) -> anyhow::Result<Vec<u8>> {
+    let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("agent.js");
+    phalanx_sandbox::AgentCode::compile(name, &source)
+        .with_context(|| format!("{} does not compile", file.display()))?;
+    Ok(source.into_bytes())
+}
+
+async fn change(id: Hash, change: AgentChange, signer: Signer, args: &ClientArgs) -> anyhow::Result<()> {
+    let client = connect(&args.rpc)?;
+    let key = crate::account::signer(signer.from, signer.from_file)?;
+    let what = format!("{change:?}").split([' ', '{']).next().unwrap_or("change").to_lowercase();
+    let (hash, status) = submit_call(&client, &args.rpc, &key, Call::ManageAgent { agent: id, change }, true).await?;
+    let value = serde_json::json!({ "id": id, "hash": hash, "status": status });
+    emit(args.json, &value, || format!("agent {id}: {what} in transaction {hash} ({status:?})"))
+}
+
+pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
+    match command {
+        AgentChainCommand::Deploy { file, name, cluster, signer, client: args } => {
+            let code = read_code(&file)?;
+            let client = connect(&args.rpc)?;
+            let cluster = match cluster {
+                Some(cluster) => cluster,
+                None => {
+                    let status = client.keys_status().await.map_err(rpc_error(&args.rpc))?;
+                    let first =
+                        status.clusters.first().and_then(|c| c["id"].as_str()).context(
+                            "the chain has no cluster yet (phalanx dev creates one once its workers register)",
+                        )?;
+                    first.parse().context("cluster id")?
+                }
+            };
+            let name = name.unwrap_or_else(|| {
+                file.file_stem().and_then(|s| s.to_str()).unwrap_or("agent").chars().take(64).collect()
+            });
+            let key = crate::account::signer(signer.from, signer.from_file)?;
+            eprintln!(
+                "deploying {} ({} bytes) to cluster {cluster}; waiting for finality…",
+                file.display(),
+                code.len()
+            );
+            let call = Call::DeployAgent { name: name.clone(), cluster, code };
+            let (hash, status) = submit_call(&client, &args.rpc, &key, call, true).await?;
+            anyhow::ensure!(
+                matches!(status, phalanx_rpc::TxStatus::Finalized { .. }),
+                "deployment {hash} not finalized within a minute ({status:?})"
+            );
+            let id = phalanx_state::agent_id(&hash);
+            let value =
+                serde_json::json!({ "id": id, "name": name, "cluster": cluster, "hash": hash, "status": status });
+            emit(args.json, &value, || format!("agent {name} deployed: {id}"))
+        }
+        AgentChainCommand::Upgrade { id, file, signer, client } => {
+            let code = read_code(&file)?;
+            change(id, AgentChange::Upgrade { code }, signer, &client).await
+        }
+        AgentChainCommand::Pause { id, signer, client } => change(id, AgentChange::Pause, signer, &client).await,
+        AgentChainCommand::Resume { id, signer, client } => change(id, AgentChange::Resume, signer, &client).await,
+        AgentChainCommand::Transfer { id, to, signer, client } => {
+            let to = match phalanx_primitives::mnemonic::dev_keypair(&to) {
+                Some(key) => key.public(),
+                None => to.parse().with_context(|| format!("{to:?} is neither a dev account name nor an address"))?,
+            };
+            change(id, AgentChange::Transfer { to }, signer, &client).await
+        }
+        AgentChainCommand::List { client: args } => {
+            let client = connect(&args.rpc)?;
+            let agents = client.agents_list().await.map_err(rpc_error(&args.rpc))?;
+            emit(args.json, &agents, || {
+                if agents.is_empty() {
+                    return "no agents".to_string();
+                }
+                agents
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{}  {:<20} v{} {} {} bytes{}",
+                            a.id(),
+                            a.agent["name"].as_str().unwrap_or("?"),
+                            a.agent["version"],
+                            a.agent["owner"].as_str().unwrap_or("?"),
+                            a.code_bytes,
+                            if a.agent["paused"].as_bool() == Some(true) { " (paused)" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        AgentChainCommand::Info { id, client: args } => {
+            let client = connect(&args.rpc)?;
+            let agent = client.agents_get(id).await.map_err(rpc_error(&args.rpc))?.context(format!("no agent {id}"))?;
+            emit(true, &agent, String::new)
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Agents on a real `phalanx dev` through the CLI: the dev workers form a
+//! cluster and receive its key; an agent is deployed, listed, upgraded by
+//! its owner (not by others), paused and transferred.
+
+mod common;
+
+use common::{DevNode, free_port, phalanx};
+use std::time::{Duration, Instant};
+
+fn cli(node: &DevNode, args: &[&str]) -> std::process::Output {
+    phalanx().args(args).args(["--rpc", &node.url()]).env("RUST_BACKTRACE", "0").output().unwrap()
+}
+
+#[test]
+fn deploy_upgrade_and_manage_agents_on_dev() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start_with(dir.path(), free_port(), free_port(), &["--workers", "2"]);
+
+    // Both dev workers end up in the "dev" cluster holding its key.
+    let started = Instant::now();
+    let cluster = loop {
+        let status: serde_json::Value = node.cli_json(&["keys", "status"]);
+        if let Some(cluster) = status["clusters"].as_array().and_then(|c| c.first()).cloned() {
+            let received = cluster["keys"][0]["received"].as_array().map_or(0, |r| r.len());
+            if cluster["workers"].as_array().unwrap().len() == 2 && received == 2 {
+                break cluster;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "dev cluster not formed: {status}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(cluster["name"], "dev");
+
+    let source = dir.path().join("hello.ts");
+    std::fs::write(&source, "export default { fetch(): Response { return new Response('v1'); } };").unwrap();
+    let deployed: serde_json::Value =
+        node.cli_json(&["agent", "deploy", source.to_str().unwrap(), "--from", "bob", "--name", "hello"]);
+    let id = deployed["id"].as_str().unwrap().to_string();
+    assert_eq!(deployed["cluster"], cluster["id"]);
+
+    let list: Vec<serde_json::Value> = node.cli_json(&["agent", "list"]);
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (list[0]["id"].as_str().unwrap(), &list[0]["name"], &list[0]["version"]),
+        (id.as_str(), &"hello".into(), &1.into())
+    );
+
+    // Code that does not compile is refused before anything is paid.
+    let broken = dir.path().join("broken.ts");
+    std::fs::write(&broken, "export default { fetch( {").unwrap();
+    let refused = cli(&node, &["agent", "upgrade", &id, broken.to_str().unwrap(), "--from", "bob"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not compile"));
+
+    // Only the owner upgrades; the id stays and the version rises.
+    std::fs::write(&source, "export default { fetch(): Response { return new Response('v2'); } };").unwrap();
+    let refused = cli(&node, &["agent", "upgrade", &id, source.to_str().unwrap(), "--from", "charlie"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("only the agent's owner"));
+    let _: serde_json::Value = node.cli_json(&["agent", "upgrade", &id, source.to_str().unwrap(), "--from", "bob"]);
+    let _: serde_json::Value = node.cli_json(&["agent", "pause", &id, "--from", "bob"]);
+    let _: serde_json::Value = node.cli_json(&["agent", "transfer", &id, "dave", "--from", "bob"]);
+    let info: serde_json::Value = node.cli_json(&["agent", "info", &id]);
+    assert_eq!(info["version"], 2);
+    assert_eq!(info["paused"], true);
+    assert_eq!(
+        info["owner"].as_str().unwrap(),
+        phalanx_primitives::mnemonic::dev_keypair("dave").unwrap().public().to_string()
+    );
+    let refused = cli(&node, &["agent", "resume", &id, "--from", "bob"]);
+    assert!(!refused.status.success(), "the previous owner lost control");
+}
