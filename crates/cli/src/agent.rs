@@ -7,13 +7,12 @@
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use phalanx_sandbox::{AgentCode, FetchPolicy, HttpRequest, Limits, Pool, PoolConfig, ResponsePart, SandboxError};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use phalanx_sandbox::{AgentCode, FetchPolicy, HttpRequest, Limits, Pool, PoolConfig, SandboxError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc;
 
 /// Largest request body the dev server accepts, in bytes.
 const DEV_BODY_BYTES_MAX: usize = 1024 * 1024;
@@ -115,14 +114,6 @@ async fn watch(served: Arc<Served>) {
     }
 }
 
-fn status_of(error: &SandboxError) -> StatusCode {
-    match error {
-        SandboxError::WallTime { .. } => StatusCode::GATEWAY_TIMEOUT,
-        SandboxError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 async fn handle(
     State(served): State<Arc<Served>>,
     method: Method,
@@ -138,58 +129,21 @@ async fn handle(
         body: if body.is_empty() && matches!(method, Method::GET | Method::HEAD) { None } else { Some(body.to_vec()) },
     };
     let code = served.code.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let mut lease = match served.pool.lease(DEV_AGENT, &code, Limits::default(), &served.policy).await {
+    let lease = match served.pool.lease(DEV_AGENT, &code, Limits::default(), &served.policy).await {
         Ok(lease) => lease,
         Err(error) => return failure(&error),
     };
-    let (sender, mut parts) = mpsc::channel(16);
-    let env = served.env.clone();
-    let mut call = Box::pin(async move {
-        let (result, logs) = lease.serve(request, &env, sender).await;
+    phalanx_worker::gateway::respond(lease, request, served.env.clone(), |logs, result| {
         for line in &logs {
             println!("[{}] {}", line.level, line.message);
         }
-        if let Err(error) = &result {
+        if let Err(error) = result {
             eprintln!("agent error: {error}");
         }
-        result
-    });
-    // Most calls finish on their first poll (no wait on the host): then the
-    // response is already in the channel. A call still running when its
-    // response starts (a stream, or `waitUntil` work) goes on in a task.
-    let first = tokio::select! {
-        biased;
-        result = &mut call => match parts.recv().await {
-            Some(part) => Some(part),
-            None => return failure(&result.err().unwrap_or(SandboxError::NoResponse)),
-        },
-        part = parts.recv() => {
-            tokio::spawn(call);
-            part
-        }
-    };
-    let (head, body) = match first {
-        Some(ResponsePart::Complete(head, body)) => (head, axum::body::Body::from(body)),
-        Some(ResponsePart::Head(head)) => {
-            let chunks = futures::stream::unfold(parts, |mut parts| async move {
-                match parts.recv().await? {
-                    ResponsePart::Body(chunk) => Some((Ok::<_, std::convert::Infallible>(Bytes::from(chunk)), parts)),
-                    _ => None,
-                }
-            });
-            (head, axum::body::Body::from_stream(chunks))
-        }
-        _ => return failure(&SandboxError::NoResponse),
-    };
-    let mut response = Response::builder().status(head.status);
-    for (name, value) in &head.headers {
-        response = response.header(name, value);
-    }
-    response.body(body).unwrap_or_else(|e| {
-        (StatusCode::INTERNAL_SERVER_ERROR, format!("invalid response from the agent: {e}\n")).into_response()
     })
+    .await
 }
 
 fn failure(error: &SandboxError) -> Response {
-    (status_of(error), format!("agent error: {error}\n")).into_response()
+    phalanx_worker::gateway::sandbox_failure(error)
 }

@@ -6,7 +6,7 @@ use crate::output::emit;
 use anyhow::Context;
 use phalanx_primitives::Hash;
 use phalanx_rpc::PhalanxClient;
-use phalanx_state::{AgentChange, Call};
+use phalanx_state::{AgentChange, Call, Language};
 use std::path::{Path, PathBuf};
 
 /// Who signs: a dev account name or a secret-phrase file.
@@ -69,6 +69,21 @@ pub(crate) enum AgentChainCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Call an agent through a worker's gateway; prints the response body.
+    Call {
+        id: Hash,
+        /// Path inside the agent (default /).
+        path: Option<String>,
+        /// HTTP method (default GET, or POST with --data).
+        #[arg(long)]
+        method: Option<String>,
+        /// Request body (JSON or text).
+        #[arg(long)]
+        data: Option<String>,
+        /// The gateway's URL.
+        #[arg(long, env = "PHALANX_GATEWAY", default_value = "http://127.0.0.1:8000")]
+        gateway: String,
+    },
     /// Every agent on chain.
     List {
         #[command(flatten)]
@@ -83,12 +98,13 @@ pub(crate) enum AgentChainCommand {
 }
 
 /// Reads agent source and checks it compiles here before anyone pays to store it.
-fn read_code(file: &Path) -> anyhow::Result<Vec<u8>> {
+fn read_code(file: &Path) -> anyhow::Result<(Vec<u8>, Language)> {
     let source = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("agent.js");
     phalanx_sandbox::AgentCode::compile(name, &source)
         .with_context(|| format!("{} does not compile", file.display()))?;
-    Ok(source.into_bytes())
+    let typescript = name.ends_with(".ts") || name.ends_with(".mts");
+    Ok((source.into_bytes(), if typescript { Language::TypeScript } else { Language::JavaScript }))
 }
 
 async fn change(id: Hash, change: AgentChange, signer: Signer, args: &ClientArgs) -> anyhow::Result<()> {
@@ -103,7 +119,7 @@ async fn change(id: Hash, change: AgentChange, signer: Signer, args: &ClientArgs
 pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
     match command {
         AgentChainCommand::Deploy { file, name, cluster, signer, client: args } => {
-            let code = read_code(&file)?;
+            let (code, language) = read_code(&file)?;
             let client = connect(&args.rpc)?;
             let cluster = match cluster {
                 Some(cluster) => cluster,
@@ -125,7 +141,7 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
                 file.display(),
                 code.len()
             );
-            let call = Call::DeployAgent { name: name.clone(), cluster, code };
+            let call = Call::DeployAgent { name: name.clone(), cluster, language, code };
             let (hash, status) = submit_call(&client, &args.rpc, &key, call, true).await?;
             anyhow::ensure!(
                 matches!(status, phalanx_rpc::TxStatus::Finalized { .. }),
@@ -137,8 +153,8 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
             emit(args.json, &value, || format!("agent {name} deployed: {id}"))
         }
         AgentChainCommand::Upgrade { id, file, signer, client } => {
-            let code = read_code(&file)?;
-            change(id, AgentChange::Upgrade { code }, signer, &client).await
+            let (code, language) = read_code(&file)?;
+            change(id, AgentChange::Upgrade { code, language }, signer, &client).await
         }
         AgentChainCommand::Pause { id, signer, client } => change(id, AgentChange::Pause, signer, &client).await,
         AgentChainCommand::Resume { id, signer, client } => change(id, AgentChange::Resume, signer, &client).await,
@@ -148,6 +164,31 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
                 None => to.parse().with_context(|| format!("{to:?} is neither a dev account name nor an address"))?,
             };
             change(id, AgentChange::Transfer { to }, signer, &client).await
+        }
+        AgentChainCommand::Call { id, path, method, data, gateway } => {
+            let path = path.unwrap_or_default();
+            let url = format!("{}/agents/{id}/{}", gateway.trim_end_matches('/'), path.trim_start_matches('/'));
+            let method = method.unwrap_or_else(|| if data.is_some() { "POST" } else { "GET" }.into());
+            let method: reqwest::Method = method.to_uppercase().parse().context("--method")?;
+            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build()?;
+            let mut request = client.request(method, &url);
+            if let Some(data) = data {
+                let json = serde_json::from_str::<serde_json::Value>(&data).is_ok();
+                request = request
+                    .header("content-type", if json { "application/json" } else { "text/plain; charset=utf-8" })
+                    .body(data);
+            }
+            let response = request.send().await.with_context(|| format!("cannot reach the gateway at {gateway}"))?;
+            let status = response.status();
+            let body = response.text().await.context("reading the response")?;
+            if !status.is_success() {
+                anyhow::bail!("{status}: {}", body.trim_end());
+            }
+            print!("{body}");
+            if !body.ends_with('\n') {
+                println!();
+            }
+            Ok(())
         }
         AgentChainCommand::List { client: args } => {
             let client = connect(&args.rpc)?;

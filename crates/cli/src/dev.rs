@@ -17,6 +17,9 @@ pub(crate) struct DevArgs {
     /// Print the endpoints as one JSON line once the network is up.
     #[arg(long)]
     json: bool,
+    /// Port of the first worker's gateway on 127.0.0.1 (agent calls); worker i uses this plus i.
+    #[arg(long, default_value_t = 8000)]
+    gateway_port: u16,
     /// Simulated-TEE workers to run beside the validator (operated by bob,
     /// charlie, dave, alice in turn); the first is the gatekeeper.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=8))]
@@ -27,7 +30,7 @@ pub(crate) struct DevArgs {
 /// Once they have all registered, governance (alice) puts them in a cluster
 /// named "dev" (created if the chain has no cluster yet), so agents can be
 /// deployed at once.
-fn start_workers(count: u8, rpc: std::net::SocketAddr, data_dir: &std::path::Path) -> Vec<PathBuf> {
+fn start_workers(count: u8, rpc: std::net::SocketAddr, data_dir: &std::path::Path, gateway_port: u16) -> Vec<PathBuf> {
     let operators = ["bob", "charlie", "dave", "alice"];
     let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
     let dirs = (0..count as usize)
@@ -38,6 +41,8 @@ fn start_workers(count: u8, rpc: std::net::SocketAddr, data_dir: &std::path::Pat
             let mut config = phalanx_worker::WorkerConfig::new(format!("http://{rpc}"), dir.clone(), operator);
             // Dev blocks come every 0.5 s when idle: a heartbeat a minute.
             config.heartbeat_every = 120;
+            config.gateway =
+                Some(phalanx_worker::gateway::GatewayConfig::local(gateway_port.saturating_add(index as u16)));
             // The first worker is the dev network's gatekeeper.
             if index == 0 {
                 config.features |= phalanx_state::modules::registry::FEATURE_GATEKEEPER;
@@ -61,6 +66,7 @@ fn start_workers(count: u8, rpc: std::net::SocketAddr, data_dir: &std::path::Pat
                 match event {
                     phalanx_worker::WorkerEvent::Started { identity, .. } => identities.push(identity),
                     phalanx_worker::WorkerEvent::Registered { .. } => registered += 1,
+                    phalanx_worker::WorkerEvent::Gateway { .. } => {}
                 }
                 if registered == count as usize {
                     break;
@@ -121,8 +127,9 @@ pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
     config.p2p_port = args.p2p_port;
     let json = args.json;
     let workers = args.workers;
+    let gateway_port = args.gateway_port;
     phalanx_node::dev::run(config, move |endpoints| {
-        let worker_dirs = start_workers(workers, endpoints.rpc, &endpoints.data_dir);
+        let worker_dirs = start_workers(workers, endpoints.rpc, &endpoints.data_dir, gateway_port);
         let dev_accounts = phalanx_primitives::mnemonic::DEV_ACCOUNTS.map(|name| {
             (name, phalanx_primitives::mnemonic::dev_keypair(name).expect("dev account").public().to_string())
         });
@@ -134,6 +141,7 @@ pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
                 "data_dir": endpoints.data_dir,
                 "finalized_height": endpoints.height,
                 "workers": worker_dirs,
+                "gateway": format!("http://127.0.0.1:{gateway_port}"),
                 "accounts": dev_accounts.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             });
             println!("{value}");
@@ -149,13 +157,14 @@ pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
             })
             .collect();
         println!(
-            "phalanx dev network running (finalized height {4})\n  rpc      http://{0} and ws://{0}\n  p2p      {1}\n  data     {2}\n  workers  {5} (simulated TEE; they register in a few seconds: phalanx worker list)\ndev accounts:\n{3}\nStop with Ctrl-C; start again to resume.",
+            "phalanx dev network running (finalized height {4})\n  rpc      http://{0} and ws://{0}\n  p2p      {1}\n  data     {2}\n  workers  {5} (simulated TEE; they register in a few seconds: phalanx worker list)\n  gateway  http://127.0.0.1:{6} (agent calls: /agents/ID/…)\ndev accounts:\n{3}\nStop with Ctrl-C; start again to resume.",
             endpoints.rpc,
             endpoints.p2p,
             endpoints.data_dir.display(),
             accounts.join("\n"),
             endpoints.height,
             worker_dirs.len(),
+            gateway_port,
         );
     })?;
     Ok(())

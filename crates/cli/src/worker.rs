@@ -56,6 +56,9 @@ struct RunArgs {
     /// Stand as a gatekeeper candidate (holds the master key if elected).
     #[arg(long)]
     gatekeeper: bool,
+    /// Serve agent calls on this port of 127.0.0.1 (the gateway).
+    #[arg(long)]
+    gateway_port: Option<u16>,
     /// Send a heartbeat every this many blocks.
     #[arg(long, default_value_t = 600)]
     heartbeat_every: u64,
@@ -90,6 +93,7 @@ async fn run_worker(args: RunArgs) -> anyhow::Result<()> {
     config.tee = tee;
     config.chain_id = args.chain_id;
     config.heartbeat_every = args.heartbeat_every.max(1);
+    config.gateway = args.gateway_port.map(phalanx_worker::gateway::GatewayConfig::local);
     if args.gatekeeper {
         config.features |= phalanx_state::modules::registry::FEATURE_GATEKEEPER;
     }
@@ -108,6 +112,7 @@ async fn run_worker(args: RunArgs) -> anyhow::Result<()> {
                     }
                 ),
                 WorkerEvent::Registered { height } => println!("worker registered at height {height}"),
+                WorkerEvent::Gateway { address } => println!("gateway on http://{address}"),
             }
         }
     });

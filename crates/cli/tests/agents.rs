@@ -14,7 +14,9 @@ fn cli(node: &DevNode, args: &[&str]) -> std::process::Output {
 #[test]
 fn deploy_upgrade_and_manage_agents_on_dev() {
     let dir = tempfile::tempdir().unwrap();
-    let node = DevNode::start_with(dir.path(), free_port(), free_port(), &["--workers", "2"]);
+    let gateway_port = free_port();
+    let port = gateway_port.to_string();
+    let node = DevNode::start_with(dir.path(), free_port(), free_port(), &["--workers", "2", "--gateway-port", &port]);
 
     // Both dev workers end up in the "dev" cluster holding its key.
     let started = Instant::now();
@@ -38,6 +40,29 @@ fn deploy_upgrade_and_manage_agents_on_dev() {
     let id = deployed["id"].as_str().unwrap().to_string();
     assert_eq!(deployed["cluster"], cluster["id"]);
 
+    // Called through the first worker's gateway (on the port given to phalanx dev).
+    let call = |path: &str| {
+        let output = phalanx()
+            .args(["agent", "call", &id, path, "--gateway", &format!("http://127.0.0.1:{gateway_port}")])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let text = if output.status.success() { output.stdout } else { output.stderr };
+        String::from_utf8_lossy(&text).trim().to_string()
+    };
+    let wait_for = |path: &str, expected: &str| {
+        let started = Instant::now();
+        loop {
+            let got = call(path);
+            if got.contains(expected) {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "expected {expected:?}, got {got:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for("/", "v1");
+
     let list: Vec<serde_json::Value> = node.cli_json(&["agent", "list"]);
     assert_eq!(list.len(), 1);
     assert_eq!(
@@ -58,7 +83,16 @@ fn deploy_upgrade_and_manage_agents_on_dev() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("only the agent's owner"));
     let _: serde_json::Value = node.cli_json(&["agent", "upgrade", &id, source.to_str().unwrap(), "--from", "bob"]);
+    wait_for("/", "v2");
     let _: serde_json::Value = node.cli_json(&["agent", "pause", &id, "--from", "bob"]);
+    wait_for("/", "503 Service Unavailable: agent");
+    let unknown = format!("0x{}", "ab".repeat(32));
+    let output = phalanx()
+        .args(["agent", "call", &unknown, "--gateway", &format!("http://127.0.0.1:{gateway_port}")])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("404 Not Found: no agent"));
     let _: serde_json::Value = node.cli_json(&["agent", "transfer", &id, "dave", "--from", "bob"]);
     let info: serde_json::Value = node.cli_json(&["agent", "info", &id]);
     assert_eq!(info["version"], 2);

@@ -321,7 +321,7 @@ impl State {
             return Err(TxError::NotAgentOwner(*agent));
         }
         match change {
-            AgentChange::Upgrade { code } => check_code(code)?,
+            AgentChange::Upgrade { code, .. } => check_code(code)?,
             AgentChange::Pause if found.paused => return Err(TxError::Agent("the agent is already paused".into())),
             AgentChange::Resume if !found.paused => return Err(TxError::Agent("the agent is not paused".into())),
             AgentChange::Access { access: Access::Allowlist { accounts } } if accounts.len() > ALLOWLIST_MAX => {
@@ -566,7 +566,7 @@ impl State {
                 }
                 0
             }
-            Call::DeployAgent { name, cluster, code } => {
+            Call::DeployAgent { name, cluster, code, .. } => {
                 if name.is_empty() || name.len() > AGENT_NAME_BYTES_MAX {
                     return Err(TxError::Agent(format!("an agent name is 1 to {AGENT_NAME_BYTES_MAX} bytes")));
                 }
@@ -785,7 +785,7 @@ impl State {
                 self.set_gatekeepers(gatekeepers);
                 emit(Event::GatekeeperOverride { worker: *worker, member: *member });
             }
-            Call::DeployAgent { name, cluster, code } => {
+            Call::DeployAgent { name, cluster, code, language } => {
                 let id = agents::agent_id(&hash);
                 let code_hash = self.store_code(code);
                 let height = self.head.height;
@@ -796,6 +796,7 @@ impl State {
                     owner: tx.signer,
                     cluster: *cluster,
                     code_hash,
+                    language: *language,
                     version: 1,
                     paused: false,
                     access: Access::Public,
@@ -808,8 +809,9 @@ impl State {
             Call::ManageAgent { agent, change } => {
                 let mut found = self.agents.get(agent).expect("checked").clone();
                 let what = match change {
-                    AgentChange::Upgrade { code } => {
+                    AgentChange::Upgrade { code, language } => {
                         found.code_hash = self.store_code(code);
+                        found.language = *language;
                         found.version += 1;
                         "upgrade"
                     }

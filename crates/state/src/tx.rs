@@ -60,6 +60,7 @@ pub enum Call {
     DeployAgent {
         name: String,
         cluster: Hash,
+        language: crate::modules::agents::Language,
         #[serde(serialize_with = "crate::modules::agents::code_summary")]
         code: Vec<u8>,
     },

@@ -6,7 +6,7 @@ use phalanx_primitives::{Hash, Keypair, PLANCK_PER_PHA, sha256};
 use phalanx_state::builder::{Candidate, build_block};
 use phalanx_state::modules::agents::{AGENT_CODE_BYTES_MAX, SECRETS_MAX};
 use phalanx_state::{
-    Access, AgentChange, Block, Call, Genesis, SignedTransaction, State, Transaction, TxError, agent_id,
+    Access, AgentChange, Block, Call, Genesis, Language, SignedTransaction, State, Transaction, TxError, agent_id,
 };
 
 struct Chain {
@@ -64,7 +64,12 @@ const CODE_V2: &str = "export default { fetch() { return new Response('v2'); } }
 fn deploy_upgrade_and_manage() {
     let mut chain = Chain::new();
     let cluster = chain.cluster();
-    let deploy = |code: &str| Call::DeployAgent { name: "echo".into(), cluster, code: code.as_bytes().to_vec() };
+    let deploy = |code: &str| Call::DeployAgent {
+        name: "echo".into(),
+        cluster,
+        language: Language::JavaScript,
+        code: code.as_bytes().to_vec(),
+    };
     let tx = chain.apply("bob", deploy(CODE_V1));
     let id = agent_id(&tx);
     let agent = chain.state.agent(&id).unwrap().clone();
@@ -81,7 +86,7 @@ fn deploy_upgrade_and_manage() {
     // Only the owner (or governance) manages.
     let manage = |change| Call::ManageAgent { agent: id, change };
     assert_eq!(chain.check("charlie", manage(AgentChange::Pause)), Err(TxError::NotAgentOwner(id)));
-    let upgrade = AgentChange::Upgrade { code: CODE_V2.as_bytes().to_vec() };
+    let upgrade = AgentChange::Upgrade { code: CODE_V2.as_bytes().to_vec(), language: Language::TypeScript };
     assert_eq!(chain.check("charlie", manage(upgrade.clone())), Err(TxError::NotAgentOwner(id)));
     chain.apply("bob", manage(upgrade));
     let upgraded = chain.state.agent(&id).unwrap().clone();
@@ -112,7 +117,15 @@ fn deploy_upgrade_and_manage() {
 fn secrets_are_named_bounded_and_replaceable() {
     let mut chain = Chain::new();
     let cluster = chain.cluster();
-    let tx = chain.apply("bob", Call::DeployAgent { name: "llm".into(), cluster, code: CODE_V1.as_bytes().to_vec() });
+    let tx = chain.apply(
+        "bob",
+        Call::DeployAgent {
+            name: "llm".into(),
+            cluster,
+            language: Language::JavaScript,
+            code: CODE_V1.as_bytes().to_vec(),
+        },
+    );
     let id = agent_id(&tx);
     let set = |name: &str, sealed: Vec<u8>| Call::ManageAgent {
         agent: id,
@@ -147,7 +160,12 @@ fn secrets_are_named_bounded_and_replaceable() {
 fn bad_deployments_are_refused() {
     let mut chain = Chain::new();
     let cluster = chain.cluster();
-    let deploy = |name: &str, cluster, code: Vec<u8>| Call::DeployAgent { name: name.into(), cluster, code };
+    let deploy = |name: &str, cluster, code: Vec<u8>| Call::DeployAgent {
+        name: name.into(),
+        cluster,
+        language: Language::JavaScript,
+        code,
+    };
     assert!(matches!(chain.check("bob", deploy("x", Hash([9; 32]), b"x".to_vec())), Err(TxError::Cluster(_))));
     assert!(matches!(chain.check("bob", deploy("", cluster, b"x".to_vec())), Err(TxError::Agent(_))));
     assert!(matches!(chain.check("bob", deploy("x", cluster, vec![])), Err(TxError::Agent(_))));

@@ -12,6 +12,7 @@ use phalanx_primitives::{Hash, Keypair};
 use phalanx_rpc::{PhalanxClient, RAW_BLOCKS_MAX};
 use phalanx_state::{Call, Transaction, WorkerPayload};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Which TEE the worker runs in.
@@ -41,6 +42,8 @@ pub struct WorkerConfig {
     pub checkpoint_every: Duration,
     /// Pause between polls once caught up.
     pub poll: Duration,
+    /// Where to serve agent calls, if anywhere.
+    pub gateway: Option<crate::gateway::GatewayConfig>,
 }
 
 impl WorkerConfig {
@@ -55,6 +58,7 @@ impl WorkerConfig {
             heartbeat_every: 600,
             checkpoint_every: Duration::from_secs(10),
             poll: Duration::from_millis(200),
+            gateway: None,
         }
     }
 }
@@ -70,13 +74,34 @@ pub enum WorkerError {
     Start(#[from] StartError),
     #[error("the worker task failed: {0}")]
     Task(String),
+    #[error("cannot start the gateway on {address}: {source} (port in use? choose another)")]
+    Gateway { address: std::net::SocketAddr, source: std::io::Error },
+}
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What a running worker reports to whoever started it.
 #[derive(Debug, Clone)]
 pub enum WorkerEvent {
-    Started { identity: phalanx_primitives::PublicKey, resumed: Resumed, new_identity: bool },
-    Registered { height: u64 },
+    Started {
+        identity: phalanx_primitives::PublicKey,
+        resumed: Resumed,
+        new_identity: bool,
+    },
+    Registered {
+        height: u64,
+    },
+    /// The gateway listens here.
+    Gateway {
+        address: std::net::SocketAddr,
+    },
 }
 
 fn platform(config: &WorkerConfig) -> Box<dyn Platform> {
@@ -126,6 +151,19 @@ pub async fn run(
         new_identity: runtime.new_identity,
     });
 
+    let (view, view_rx) = tokio::sync::watch::channel(Arc::new(runtime.chain().state().clone()));
+    let _gateway = match &config.gateway {
+        Some(gateway) => {
+            let (address, task) = crate::gateway::serve(gateway, runtime.identity(), view_rx)
+                .await
+                .map_err(|source| WorkerError::Gateway { address: gateway.listen, source })?;
+            tracing::info!(%address, "gateway listening");
+            let _ = events.send(WorkerEvent::Gateway { address });
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
+
     tokio::pin!(shutdown);
     let mut last_checkpoint = Instant::now();
     let mut registration_sent: Option<Instant> = None;
@@ -143,6 +181,9 @@ pub async fn run(
                 true
             }
         };
+        if view.borrow().height() != runtime.chain().height() {
+            view.send_replace(Arc::new(runtime.chain().state().clone()));
+        }
         if last_checkpoint.elapsed() >= config.checkpoint_every {
             checkpoint(&runtime);
             last_checkpoint = Instant::now();

@@ -12,10 +12,12 @@
 //!   handed over, confirmed; sealed in the vault).
 //! - [`runtime`]: the trusted core tying these together.
 //! - [`host`]: the untrusted half: RPC transport, transaction submission.
+//! - [`gateway`]: the HTTP server for agent calls.
 
 pub mod benchmark;
 pub mod checkpoint;
 pub mod gatekeeper;
+pub mod gateway;
 pub mod host;
 pub mod identity;
 pub mod runtime;

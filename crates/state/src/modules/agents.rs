@@ -33,6 +33,24 @@ pub const SECRET_NAME_BYTES_MAX: usize = 64;
 /// Largest sealed secret, in bytes.
 pub const SECRET_BYTES_MAX: usize = 8 * 1024;
 
+/// The language an agent is written in (TypeScript types are stripped by workers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    JavaScript,
+    TypeScript,
+}
+
+impl Language {
+    /// The file name workers compile the source under.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Language::JavaScript => "agent.js",
+            Language::TypeScript => "agent.ts",
+        }
+    }
+}
+
 /// Who may call an agent.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -62,6 +80,7 @@ pub struct Agent {
     pub cluster: Hash,
     /// SHA-256 of the current source.
     pub code_hash: Hash,
+    pub language: Language,
     /// 1 at deployment, +1 per upgrade.
     pub version: u32,
     pub paused: bool,
@@ -79,6 +98,7 @@ pub struct Agent {
 pub enum AgentChange {
     /// New code, same id, keys and state.
     Upgrade {
+        language: Language,
         #[serde(serialize_with = "code_summary")]
         code: Vec<u8>,
     },

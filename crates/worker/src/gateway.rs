@@ -1,0 +1,252 @@
+//! The gateway: the worker's HTTP server for agent calls.
+//!
+//! `ANY /agents/{id}/{path…}` runs the agent's `fetch` with the request
+//! (its URL rewritten to `/{path…}`), using the code the *verified* chain
+//! records for the agent, in the sandbox pool. `GET /attestation` returns
+//! the worker's identity and its registration as the verified chain holds
+//! it. Only agents of clusters this worker belongs to are served.
+//!
+//! Limits, each with a clear status: request bodies ([`GatewayConfig::body_bytes_max`], 413),
+//! calls in flight ([`GatewayConfig::concurrency_max`], 429), the agent's
+//! wall time (504), a paused agent (503), an agent of another cluster (421).
+//! Encrypted and signed calls, secrets and receipts come next (issue 6).
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use phalanx_primitives::{Hash, PublicKey};
+use phalanx_sandbox::{
+    CodeCache, FetchPolicy, HttpRequest, Lease, Limits, LogLine, Pool, PoolConfig, ResponsePart, SandboxError,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// Gateway limits.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// Largest request body, in bytes.
+    pub body_bytes_max: usize,
+    /// Most calls in flight; more get 429.
+    pub concurrency_max: usize,
+}
+
+impl GatewayConfig {
+    pub fn local(port: u16) -> Self {
+        GatewayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            body_bytes_max: 2 * 1024 * 1024,
+            concurrency_max: 256,
+        }
+    }
+}
+
+/// What the gateway serves from: the latest verified state.
+pub type StateView = watch::Receiver<Arc<phalanx_state::State>>;
+
+struct Gateway {
+    identity: PublicKey,
+    view: StateView,
+    pool: Arc<Pool>,
+    cache: CodeCache,
+    policy: FetchPolicy,
+    slots: Semaphore,
+}
+
+/// Starts the gateway; it serves until the task is dropped.
+pub async fn serve(
+    config: &GatewayConfig,
+    identity: PublicKey,
+    view: StateView,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let address = listener.local_addr()?;
+    let gateway = Arc::new(Gateway {
+        identity,
+        view,
+        pool: Pool::new(PoolConfig::default()),
+        cache: CodeCache::default(),
+        policy: FetchPolicy::default(),
+        slots: Semaphore::new(config.concurrency_max),
+    });
+    let app = axum::Router::new()
+        .route("/attestation", axum::routing::get(attestation))
+        .route("/agents/{id}", axum::routing::any(call_root))
+        .route("/agents/{id}/", axum::routing::any(call_root))
+        .route("/agents/{id}/{*path}", axum::routing::any(call))
+        .layer(DefaultBodyLimit::max(config.body_bytes_max))
+        .with_state(gateway);
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "gateway stopped");
+        }
+    });
+    Ok((address, task))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, format!("{}\n", message.into())).into_response()
+}
+
+async fn attestation(State(gateway): State<Arc<Gateway>>) -> Response {
+    let state = gateway.view.borrow().clone();
+    let worker = state.worker(&gateway.identity).map(|w| serde_json::to_value(w).unwrap_or_default());
+    axum::Json(serde_json::json!({
+        "identity": gateway.identity,
+        "chain_id": state.chain_id(),
+        "verified_height": state.height(),
+        "registration": worker,
+    }))
+    .into_response()
+}
+
+async fn call_root(
+    gateway: State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(gateway, id, String::new(), method, uri, headers, body).await
+}
+
+async fn call(
+    gateway: State<Arc<Gateway>>,
+    Path((id, path)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(gateway, id, path, method, uri, headers, body).await
+}
+
+async fn run(
+    State(gateway): State<Arc<Gateway>>,
+    id: String,
+    path: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(id) = id.parse::<Hash>() else {
+        return error(StatusCode::BAD_REQUEST, format!("{id:?} is not an agent id (0x and 64 hex digits)"));
+    };
+    let Ok(_slot) = gateway.slots.try_acquire() else {
+        return error(StatusCode::TOO_MANY_REQUESTS, "the gateway is at its limit of calls in flight; retry shortly");
+    };
+    let state = gateway.view.borrow().clone();
+    let Some(agent) = state.agent(&id) else {
+        return error(StatusCode::NOT_FOUND, format!("no agent {id} at verified height {}", state.height()));
+    };
+    if !state.cluster(&agent.cluster).is_some_and(|c| c.workers.contains(&gateway.identity)) {
+        return error(StatusCode::MISDIRECTED_REQUEST, format!("this worker does not serve cluster {}", agent.cluster));
+    }
+    if agent.paused {
+        return error(StatusCode::SERVICE_UNAVAILABLE, format!("agent {id} is paused by its owner"));
+    }
+    if !matches!(agent.access, phalanx_state::Access::Public) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "this agent takes signed or paid calls, which this gateway does not take yet",
+        );
+    }
+    let Some(source) = state.code(&agent.code_hash) else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "the agent's code is missing from the verified state");
+    };
+    let source = String::from_utf8_lossy(source);
+    let code = match gateway.cache.get_or_compile(agent.language.file_name(), &source) {
+        Ok(code) => code,
+        Err(compile) => return error(StatusCode::BAD_GATEWAY, format!("the agent's code does not compile: {compile}")),
+    };
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let request = HttpRequest {
+        url: format!("http://{host}/{path}{query}"),
+        method: method.to_string(),
+        headers: headers.iter().filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string()))).collect(),
+        body: if body.is_empty() && matches!(method, Method::GET | Method::HEAD) { None } else { Some(body.to_vec()) },
+    };
+    let lease = match gateway.pool.lease(&id.to_string(), &code, Limits::default(), &gateway.policy).await {
+        Ok(lease) => lease,
+        Err(failure) => return sandbox_failure(&failure),
+    };
+    let agent_id = id;
+    respond(lease, request, Vec::new(), move |logs, result| {
+        // Agent console output is the owner's (encrypted to them later): not in the worker's log.
+        if let Err(failure) = result {
+            tracing::debug!(agent = %agent_id, %failure, lines = logs.len(), "agent call failed");
+        }
+    })
+    .await
+}
+
+/// Maps a sandbox error to an HTTP status.
+pub fn status_of(error: &SandboxError) -> StatusCode {
+    match error {
+        SandboxError::WallTime { .. } => StatusCode::GATEWAY_TIMEOUT,
+        SandboxError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A sandbox error as an HTTP response.
+pub fn sandbox_failure(failure: &SandboxError) -> Response {
+    error(status_of(failure), format!("agent error: {failure}"))
+}
+
+/// Runs one call on a leased instance and turns its response parts into an
+/// HTTP response, streaming the body when the agent streams it. `done` gets
+/// the console lines and the result once the call (including `waitUntil`
+/// work) has finished.
+pub async fn respond(
+    mut lease: Lease,
+    request: HttpRequest,
+    env: Vec<(String, String)>,
+    done: impl FnOnce(Vec<LogLine>, &Result<(), SandboxError>) + Send + 'static,
+) -> Response {
+    let (sender, mut parts) = mpsc::channel(16);
+    let mut call = Box::pin(async move {
+        let (result, logs) = lease.serve(request, &env, sender).await;
+        done(logs, &result);
+        result
+    });
+    // Most calls finish on their first poll (no wait on the host): then the
+    // response is already in the channel. A call still running when its
+    // response starts (a stream, or `waitUntil` work) goes on in a task.
+    let first = tokio::select! {
+        biased;
+        result = &mut call => match parts.recv().await {
+            Some(part) => Some(part),
+            None => return sandbox_failure(&result.err().unwrap_or(SandboxError::NoResponse)),
+        },
+        part = parts.recv() => {
+            tokio::spawn(call);
+            part
+        }
+    };
+    let (head, body) = match first {
+        Some(ResponsePart::Complete(head, body)) => (head, axum::body::Body::from(body)),
+        Some(ResponsePart::Head(head)) => {
+            let chunks = futures::stream::unfold(parts, |mut parts| async move {
+                match parts.recv().await? {
+                    ResponsePart::Body(chunk) => Some((Ok::<_, std::convert::Infallible>(Bytes::from(chunk)), parts)),
+                    _ => None,
+                }
+            });
+            (head, axum::body::Body::from_stream(chunks))
+        }
+        _ => return sandbox_failure(&SandboxError::NoResponse),
+    };
+    let mut response = Response::builder().status(head.status);
+    for (name, value) in &head.headers {
+        response = response.header(name, value);
+    }
+    response
+        .body(body)
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("invalid response from the agent: {e}")))
+}
