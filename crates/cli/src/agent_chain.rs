@@ -83,6 +83,12 @@ pub(crate) enum AgentChainCommand {
         /// The gateway's URL.
         #[arg(long, env = "PHALANX_GATEWAY", default_value = "http://127.0.0.1:8000")]
         gateway: String,
+        /// Seal the request to the agent's key (from the chain) and open the
+        /// sealed response: the gateway's host sees neither.
+        #[arg(long)]
+        encrypt: bool,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Every agent on chain.
     List {
@@ -105,6 +111,65 @@ fn read_code(file: &Path) -> anyhow::Result<(Vec<u8>, Language)> {
         .with_context(|| format!("{} does not compile", file.display()))?;
     let typescript = name.ends_with(".ts") || name.ends_with(".mts");
     Ok((source.into_bytes(), if typescript { Language::TypeScript } else { Language::JavaScript }))
+}
+
+/// An encrypted call: the request sealed to the agent's newest published key.
+async fn encrypted_call(
+    http: &reqwest::Client,
+    args: &ClientArgs,
+    id: Hash,
+    gateway: &str,
+    path: &str,
+    method: reqwest::Method,
+    data: Option<String>,
+) -> anyhow::Result<()> {
+    use phalanx_keys::call::{ENVELOPE_CONTENT_TYPE, SealedRequest, SealedResponse};
+    let client = connect(&args.rpc)?;
+    let agent = client.agents_get(id).await.map_err(rpc_error(&args.rpc))?.context(format!("no agent {id}"))?;
+    let key =
+        agent.agent["keys"].as_array().and_then(|k| k.last()).cloned().context(
+            "the agent has no published key yet (a gatekeeper publishes it a block or two after deployment)",
+        )?;
+    let epoch = key["epoch"].as_u64().context("key epoch")?;
+    let public: [u8; 32] = hex::decode(key["public"].as_str().unwrap_or("").trim_start_matches("0x"))
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("agent key")?;
+    let mut headers = Vec::new();
+    if let Some(data) = &data {
+        let json = serde_json::from_str::<serde_json::Value>(data).is_ok();
+        headers.push((
+            "content-type".to_string(),
+            if json { "application/json" } else { "text/plain; charset=utf-8" }.into(),
+        ));
+    }
+    let request = SealedRequest {
+        method: method.to_string(),
+        path: format!("/{}", path.trim_start_matches('/')),
+        headers,
+        body: data.unwrap_or_default().into_bytes(),
+    };
+    let (envelope, response_key) = request.seal(id, epoch, &public)?;
+    let url = format!("{}/agents/{id}", gateway.trim_end_matches('/'));
+    let response = http
+        .post(&url)
+        .header("content-type", ENVELOPE_CONTENT_TYPE)
+        .body(envelope)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the gateway at {gateway}"))?;
+    let status = response.status();
+    let body = response.bytes().await.context("reading the response")?;
+    anyhow::ensure!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&body).trim_end());
+    let opened = response_key.open(0, &body).context("the sealed response does not open")?;
+    let answer = SealedResponse::decode(&opened).context("the sealed response is malformed")?;
+    let text = String::from_utf8_lossy(&answer.body);
+    anyhow::ensure!((200..300).contains(&answer.status), "{} (sealed): {}", answer.status, text.trim_end());
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+    Ok(())
 }
 
 async fn change(id: Hash, change: AgentChange, signer: Signer, args: &ClientArgs) -> anyhow::Result<()> {
@@ -165,12 +230,15 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
             };
             change(id, AgentChange::Transfer { to }, signer, &client).await
         }
-        AgentChainCommand::Call { id, path, method, data, gateway } => {
+        AgentChainCommand::Call { id, path, method, data, gateway, encrypt, client: args } => {
             let path = path.unwrap_or_default();
             let url = format!("{}/agents/{id}/{}", gateway.trim_end_matches('/'), path.trim_start_matches('/'));
             let method = method.unwrap_or_else(|| if data.is_some() { "POST" } else { "GET" }.into());
             let method: reqwest::Method = method.to_uppercase().parse().context("--method")?;
             let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build()?;
+            if encrypt {
+                return encrypted_call(&client, &args, id, &gateway, &path, method, data).await;
+            }
             let mut request = client.request(method, &url);
             if let Some(data) = data {
                 let json = serde_json::from_str::<serde_json::Value>(&data).is_ok();

@@ -63,6 +63,44 @@ fn deploy_upgrade_and_manage_agents_on_dev() {
     };
     wait_for("/", "v1");
 
+    // Encrypted: sealed to the agent's key from the chain, answered sealed.
+    let encrypted = |expected: &str| {
+        let started = Instant::now();
+        loop {
+            let output = phalanx()
+                .args([
+                    "agent",
+                    "call",
+                    &id,
+                    "/",
+                    "--encrypt",
+                    "--gateway",
+                    &format!("http://127.0.0.1:{gateway_port}"),
+                ])
+                .args(["--rpc", &node.url()])
+                .env("RUST_BACKTRACE", "0")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(if output.status.success() { &output.stdout } else { &output.stderr })
+                .to_string();
+            if output.status.success() && text.contains(expected) {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "encrypted call: {text}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    encrypted("v1");
+    // A tampered envelope is refused with a clear error.
+    let garbage = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{gateway_port}/agents/{id}"))
+        .header("content-type", "application/phalanx-envelope")
+        .body(vec![1u8; 300])
+        .send()
+        .unwrap();
+    assert_eq!(garbage.status(), 400);
+    assert!(garbage.text().unwrap().contains("envelope"));
+
     let list: Vec<serde_json::Value> = node.cli_json(&["agent", "list"]);
     assert_eq!(list.len(), 1);
     assert_eq!(

@@ -13,6 +13,7 @@
 //! the AEAD `chacha20poly1305` (RustCrypto). Formats are pinned by test
 //! vectors (`tests/vectors.rs`).
 
+pub mod call;
 pub mod envelope;
 pub mod hierarchy;
 

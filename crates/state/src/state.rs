@@ -705,6 +705,16 @@ impl State {
                     return Err(TxError::Cluster(format!("the epoch {epoch} key of {cluster} is already published")));
                 }
             }
+            WorkerPayload::AgentKeyPublish { agent, epoch, .. } => {
+                let found = self.agents.get(agent).ok_or_else(|| TxError::Agent(format!("no agent {agent}")))?;
+                let current = self.epochs.current.as_ref().filter(|c| c.epoch == *epoch);
+                if !current.is_some_and(|c| c.holders.contains(sender)) {
+                    return Err(TxError::Gatekeeping(format!("only holders of epoch {epoch} publish its agent keys")));
+                }
+                if found.keys.iter().any(|k| k.epoch == *epoch) {
+                    return Err(TxError::Agent(format!("the epoch {epoch} key of {agent} is already published")));
+                }
+            }
             WorkerPayload::ClusterKeyReceived { cluster, epoch } => {
                 let found =
                     self.clusters.get(cluster).ok_or_else(|| TxError::Cluster(format!("no cluster {cluster}")))?;
@@ -802,6 +812,7 @@ impl State {
                     access: Access::Public,
                     price: 0,
                     secrets: Vec::new(),
+                    keys: Vec::new(),
                     created_at: height,
                     updated_at: height,
                 });
@@ -964,6 +975,15 @@ impl State {
                         }
                         emit(Event::ClusterKeyPublished { cluster, epoch });
                         self.set_cluster(found);
+                    }
+                    WorkerPayload::AgentKeyPublish { agent, epoch, public } => {
+                        let mut found = self.agents.get(&agent).expect("checked").clone();
+                        found.keys.push(agents::AgentEpochKey { epoch, public });
+                        while found.keys.len() > agents::AGENT_EPOCHS_KEPT {
+                            found.keys.remove(0);
+                        }
+                        emit(Event::AgentChanged { agent, change: "key".into(), version: found.version });
+                        self.set_agent(found);
                     }
                     WorkerPayload::ClusterKeyReceived { cluster, epoch } => {
                         let mut found = self.clusters.get(&cluster).expect("checked").clone();

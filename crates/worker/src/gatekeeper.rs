@@ -273,6 +273,20 @@ impl Gatekeeper {
                 }
             }
         }
+        // Agent public keys, for clients to encrypt to.
+        if let Some(current) = publisher
+            && let Some(master) = self.vault.master(current.epoch).cloned()
+        {
+            for (id, agent) in state.agents() {
+                if agent.keys.iter().any(|k| k.epoch == current.epoch)
+                    || !due(&mut self.cluster_said, (*id, current.epoch, *me, ClusterMessage::Publish))
+                {
+                    continue;
+                }
+                let public = master.cluster_key(&agent.cluster).agent_key(id).secret().public();
+                out.push(WorkerPayload::AgentKeyPublish { agent: *id, epoch: current.epoch, public });
+            }
+        }
         for (cluster, epoch) in self.vault.cluster_epochs() {
             let Some(published) = state.cluster(&cluster).and_then(|c| c.key(epoch)) else { continue };
             let member = state.cluster(&cluster).is_some_and(|c| c.workers.contains(me));

@@ -46,9 +46,13 @@ impl GatewayConfig {
 /// What the gateway serves from: the latest verified state.
 pub type StateView = watch::Receiver<Arc<phalanx_state::State>>;
 
+/// The cluster keys this worker holds, by (cluster, epoch), as the runtime last published them.
+pub type Keyring = std::collections::BTreeMap<(Hash, u64), phalanx_keys::ClusterKey>;
+
 struct Gateway {
     identity: PublicKey,
     view: StateView,
+    keys: watch::Receiver<Arc<Keyring>>,
     pool: Arc<Pool>,
     cache: CodeCache,
     policy: FetchPolicy,
@@ -60,12 +64,14 @@ pub async fn serve(
     config: &GatewayConfig,
     identity: PublicKey,
     view: StateView,
+    keys: watch::Receiver<Arc<Keyring>>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     let gateway = Arc::new(Gateway {
         identity,
         view,
+        keys,
         pool: Pool::new(PoolConfig::default()),
         cache: CodeCache::default(),
         policy: FetchPolicy::default(),
@@ -164,6 +170,13 @@ async fn run(
         Err(compile) => return error(StatusCode::BAD_GATEWAY, format!("the agent's code does not compile: {compile}")),
     };
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
+    let encrypted = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(phalanx_keys::call::ENVELOPE_CONTENT_TYPE));
+    if encrypted {
+        return encrypted_call(&gateway, id, agent.cluster, &code, &host, &body).await;
+    }
     let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let request = HttpRequest {
         url: format!("http://{host}/{path}{query}"),
@@ -183,6 +196,71 @@ async fn run(
         }
     })
     .await
+}
+
+/// An encrypted call: the body is an envelope sealed to the agent's key; the
+/// answer is a sealed [`phalanx_keys::call::SealedResponse`]. Errors before
+/// the envelope opens are plain (the client cannot be identified); errors of
+/// the agent itself travel sealed.
+async fn encrypted_call(
+    gateway: &Gateway,
+    id: Hash,
+    cluster: Hash,
+    code: &phalanx_sandbox::AgentCode,
+    host: &str,
+    body: &[u8],
+) -> Response {
+    use phalanx_keys::call::{ENVELOPE_CONTENT_TYPE, SealedRequest, SealedResponse};
+    let header = match phalanx_keys::Header::peek(body) {
+        Ok(header) => header,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an envelope: {e}")),
+    };
+    if header.key.kind != phalanx_keys::envelope::KeyKind::Agent || header.key.id != id || header.agent != id {
+        return error(StatusCode::BAD_REQUEST, format!("the envelope is not sealed to agent {id}"));
+    }
+    let epoch = header.key.epoch;
+    let Some(cluster_key) = gateway.keys.borrow().get(&(cluster, epoch)).cloned() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this worker holds no key of epoch {epoch} for the agent"),
+        );
+    };
+    let key = cluster_key.agent_key(&id);
+    let opened = match phalanx_keys::Envelope::open(body, key.secret()) {
+        Ok(opened) => opened,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the envelope does not open: {e}")),
+    };
+    let Ok(sealed) = SealedRequest::decode(&opened.plaintext) else {
+        return error(StatusCode::BAD_REQUEST, "the sealed request is malformed");
+    };
+    let request = HttpRequest {
+        url: format!("http://{host}/{}", sealed.path.trim_start_matches('/')),
+        method: sealed.method.clone(),
+        headers: sealed.headers.clone(),
+        body: if sealed.body.is_empty() { None } else { Some(sealed.body.clone()) },
+    };
+    let answer = match gateway.pool.lease(&id.to_string(), code, Limits::default(), &gateway.policy).await {
+        Ok(mut lease) => match lease.fetch(request, Vec::new()).await {
+            Ok(fetched) => SealedResponse {
+                status: fetched.response.status,
+                headers: fetched.response.headers,
+                body: fetched.response.body,
+            },
+            Err(failure) => SealedResponse {
+                status: status_of(&failure).as_u16(),
+                headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+                body: format!("agent error: {failure}\n").into_bytes(),
+            },
+        },
+        Err(failure) => return sandbox_failure(&failure),
+    };
+    let plaintext = zeroize::Zeroizing::new(borsh::to_vec(&answer).expect("in-memory encoding"));
+    let sealed = opened.response.seal(0, &plaintext);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", ENVELOPE_CONTENT_TYPE)
+        .body(axum::body::Body::from(sealed))
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 /// Maps a sandbox error to an HTTP status.

@@ -152,9 +152,10 @@ pub async fn run(
     });
 
     let (view, view_rx) = tokio::sync::watch::channel(Arc::new(runtime.chain().state().clone()));
+    let (keyring, keyring_rx) = tokio::sync::watch::channel(Arc::new(runtime.cluster_keyring()));
     let _gateway = match &config.gateway {
         Some(gateway) => {
-            let (address, task) = crate::gateway::serve(gateway, runtime.identity(), view_rx)
+            let (address, task) = crate::gateway::serve(gateway, runtime.identity(), view_rx, keyring_rx)
                 .await
                 .map_err(|source| WorkerError::Gateway { address: gateway.listen, source })?;
             tracing::info!(%address, "gateway listening");
@@ -183,6 +184,9 @@ pub async fn run(
         };
         if view.borrow().height() != runtime.chain().height() {
             view.send_replace(Arc::new(runtime.chain().state().clone()));
+        }
+        if !keyring.borrow().keys().copied().eq(runtime.cluster_keys()) {
+            keyring.send_replace(Arc::new(runtime.cluster_keyring()));
         }
         if last_checkpoint.elapsed() >= config.checkpoint_every {
             checkpoint(&runtime);

@@ -227,6 +227,16 @@ impl Runtime {
         Ok(phalanx_keys::Envelope::open(envelope, key.secret())?)
     }
 
+    /// A copy of the cluster keys this worker holds, for its gateway.
+    pub fn cluster_keyring(&self) -> crate::gateway::Keyring {
+        let vault = self.gatekeeper.vault();
+        vault
+            .cluster_epochs()
+            .into_iter()
+            .filter_map(|(cluster, epoch)| Some(((cluster, epoch), vault.cluster(&cluster, epoch)?.clone())))
+            .collect()
+    }
+
     /// Cluster keys this worker holds, as (cluster, epoch).
     pub fn cluster_keys(&self) -> Vec<(Hash, u64)> {
         self.gatekeeper.vault().cluster_epochs()

@@ -71,6 +71,17 @@ pub struct Secret {
     pub sealed: Vec<u8>,
 }
 
+/// An agent's public key in one master-key epoch, published by a gatekeeper.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+pub struct AgentEpochKey {
+    pub epoch: u64,
+    #[serde(with = "phalanx_primitives::hex_serde")]
+    pub public: [u8; 32],
+}
+
+/// Epochs whose agent public key the chain keeps.
+pub const AGENT_EPOCHS_KEPT: usize = 2;
+
 /// An agent.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
 pub struct Agent {
@@ -88,6 +99,8 @@ pub struct Agent {
     /// Planck per call, paid by callers (see the economics issue).
     pub price: Balance,
     pub secrets: Vec<Secret>,
+    /// Public keys clients encrypt calls and secrets to, newest last.
+    pub keys: Vec<AgentEpochKey>,
     pub created_at: u64,
     pub updated_at: u64,
 }

@@ -165,6 +165,13 @@ pub enum WorkerPayload {
         #[serde(with = "phalanx_primitives::hex_serde")]
         public: [u8; 32],
     },
+    /// A holder of the current master key publishes an agent's public key for an epoch.
+    AgentKeyPublish {
+        agent: Hash,
+        epoch: u64,
+        #[serde(with = "phalanx_primitives::hex_serde")]
+        public: [u8; 32],
+    },
     /// A cluster's worker holds the cluster key of `epoch`.
     ClusterKeyReceived { cluster: Hash, epoch: u64 },
     /// A key for `to`, in an envelope sealed to its attested key-agreement key.
