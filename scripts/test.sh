@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build outside the clone so repeated runs (and CI) reuse the cache.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/phalanx-target}"
+# Keep the shared cache from filling the disk: CI builds (clean clones)
+# skip incremental artifacts, and test executables unused for two days go.
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
+find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f ! -name '*.*' -mtime +2 -delete 2>/dev/null || true
 # Node.js and npm build the third-party agent fixtures (crates/sandbox/tests/npm);
 # running agents never needs them.
 if ! command -v npm >/dev/null 2>&1; then
