@@ -90,6 +90,17 @@ pub(crate) enum AgentChainCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Set secrets (NAME=VALUE…), sealed here to the agent's key from the
+    /// chain: only workers of its cluster can open them, as `env.NAME`.
+    Secrets {
+        id: Hash,
+        #[arg(value_name = "NAME=VALUE", required = true)]
+        pairs: Vec<String>,
+        #[command(flatten)]
+        signer: Signer,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Every agent on chain.
     List {
         #[command(flatten)]
@@ -113,6 +124,25 @@ fn read_code(file: &Path) -> anyhow::Result<(Vec<u8>, Language)> {
     Ok((source.into_bytes(), if typescript { Language::TypeScript } else { Language::JavaScript }))
 }
 
+/// The agent's newest published public key and its epoch.
+async fn agent_key(
+    client: &jsonrpsee::http_client::HttpClient,
+    args: &ClientArgs,
+    id: Hash,
+) -> anyhow::Result<(u64, [u8; 32])> {
+    let agent = client.agents_get(id).await.map_err(rpc_error(&args.rpc))?.context(format!("no agent {id}"))?;
+    let key =
+        agent.agent["keys"].as_array().and_then(|k| k.last()).cloned().context(
+            "the agent has no published key yet (a gatekeeper publishes it a block or two after deployment)",
+        )?;
+    let epoch = key["epoch"].as_u64().context("key epoch")?;
+    let public: [u8; 32] = hex::decode(key["public"].as_str().unwrap_or("").trim_start_matches("0x"))
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("agent key")?;
+    Ok((epoch, public))
+}
+
 /// An encrypted call: the request sealed to the agent's newest published key.
 async fn encrypted_call(
     http: &reqwest::Client,
@@ -125,16 +155,7 @@ async fn encrypted_call(
 ) -> anyhow::Result<()> {
     use phalanx_keys::call::{ENVELOPE_CONTENT_TYPE, SealedRequest, SealedResponse};
     let client = connect(&args.rpc)?;
-    let agent = client.agents_get(id).await.map_err(rpc_error(&args.rpc))?.context(format!("no agent {id}"))?;
-    let key =
-        agent.agent["keys"].as_array().and_then(|k| k.last()).cloned().context(
-            "the agent has no published key yet (a gatekeeper publishes it a block or two after deployment)",
-        )?;
-    let epoch = key["epoch"].as_u64().context("key epoch")?;
-    let public: [u8; 32] = hex::decode(key["public"].as_str().unwrap_or("").trim_start_matches("0x"))
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .context("agent key")?;
+    let (epoch, public) = agent_key(&client, args, id).await?;
     let mut headers = Vec::new();
     if let Some(data) = &data {
         let json = serde_json::from_str::<serde_json::Value>(data).is_ok();
@@ -220,6 +241,19 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
         AgentChainCommand::Upgrade { id, file, signer, client } => {
             let (code, language) = read_code(&file)?;
             change(id, AgentChange::Upgrade { code, language }, signer, &client).await
+        }
+        AgentChainCommand::Secrets { id, pairs, signer, client: args } => {
+            let client = connect(&args.rpc)?;
+            let (epoch, public) = agent_key(&client, &args, id).await?;
+            for pair in pairs {
+                let (name, value) = pair.split_once('=').context("secrets are given as NAME=VALUE")?;
+                let key = phalanx_keys::KeyRef { kind: phalanx_keys::envelope::KeyKind::Agent, id, epoch };
+                let (sealed, _) =
+                    phalanx_keys::Envelope::seal(&public, key, id, phalanx_keys::Purpose::Secret, value.as_bytes())?;
+                // The value itself is never printed.
+                change(id, AgentChange::SetSecret { name: name.to_string(), sealed }, signer.clone(), &args).await?;
+            }
+            Ok(())
         }
         AgentChainCommand::Pause { id, signer, client } => change(id, AgentChange::Pause, signer, &client).await,
         AgentChainCommand::Resume { id, signer, client } => change(id, AgentChange::Resume, signer, &client).await,

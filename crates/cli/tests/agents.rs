@@ -101,12 +101,62 @@ fn deploy_upgrade_and_manage_agents_on_dev() {
     assert_eq!(garbage.status(), 400);
     assert!(garbage.text().unwrap().contains("envelope"));
 
+    // Secrets: sealed here to the agent's key, opened only inside the cluster's workers as env.NAME.
+    let greeter_source = dir.path().join("greeter.js");
+    std::fs::write(
+        &greeter_source,
+        "export default { fetch(req, env) { return new Response(`greeting: ${env.GREETING}`); } };",
+    )
+    .unwrap();
+    let greeter: serde_json::Value =
+        node.cli_json(&["agent", "deploy", greeter_source.to_str().unwrap(), "--from", "bob", "--name", "greeter"]);
+    let greeter = greeter["id"].as_str().unwrap().to_string();
+    let planted = "planted-secret-7f3a9c";
+    let started = Instant::now();
+    loop {
+        let set = cli(&node, &["agent", "secrets", &greeter, &format!("GREETING={planted}"), "--from", "bob"]);
+        if set.status.success() {
+            break;
+        }
+        // The agent's key is published a block or two after deployment.
+        assert!(started.elapsed() < Duration::from_secs(30), "{}", String::from_utf8_lossy(&set.stderr));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let call_greeter = || {
+        let output = phalanx()
+            .args(["agent", "call", &greeter, "/", "--gateway", &format!("http://127.0.0.1:{gateway_port}")])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    let started = Instant::now();
+    while call_greeter() != format!("greeting: {planted}") {
+        assert!(started.elapsed() < Duration::from_secs(30), "secret never reached env: {}", call_greeter());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let info: serde_json::Value = node.cli_json(&["agent", "info", &greeter]);
+    assert_eq!(info["secrets"][0]["name"], "GREETING");
+    assert!(!info.to_string().contains(planted), "the chain holds the secret sealed only");
+    // Nothing under the data directory (chain, consensus journal, workers' sealed files) holds it in plaintext.
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() { files(&path, out) } else { out.push(path) }
+        }
+    }
+    let mut all = Vec::new();
+    files(dir.path(), &mut all);
+    assert!(all.len() > 5, "the data directory has files");
+    for path in all {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        assert!(!bytes.windows(planted.len()).any(|w| w == planted.as_bytes()), "{} holds the secret", path.display());
+    }
+
     let list: Vec<serde_json::Value> = node.cli_json(&["agent", "list"]);
-    assert_eq!(list.len(), 1);
-    assert_eq!(
-        (list[0]["id"].as_str().unwrap(), &list[0]["name"], &list[0]["version"]),
-        (id.as_str(), &"hello".into(), &1.into())
-    );
+    assert_eq!(list.len(), 2);
+    let hello = list.iter().find(|a| a["id"] == id.as_str()).expect("the deployed agent is listed");
+    assert_eq!((&hello["name"], &hello["version"]), (&"hello".into(), &1.into()));
 
     // Code that does not compile is refused before anything is paid.
     let broken = dir.path().join("broken.ts");

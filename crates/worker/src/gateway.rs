@@ -175,9 +175,17 @@ async fn run(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case(phalanx_keys::call::ENVELOPE_CONTENT_TYPE));
     if encrypted {
-        return encrypted_call(&gateway, id, agent.cluster, &code, &host, &body).await;
+        let env = match secrets_env(&gateway, agent) {
+            Ok(env) => env,
+            Err(response) => return response,
+        };
+        return encrypted_call(&gateway, id, agent.cluster, &code, &host, &body, env).await;
     }
     let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let env = match secrets_env(&gateway, agent) {
+        Ok(env) => env,
+        Err(response) => return response,
+    };
     let request = HttpRequest {
         url: format!("http://{host}/{path}{query}"),
         method: method.to_string(),
@@ -189,7 +197,7 @@ async fn run(
         Err(failure) => return sandbox_failure(&failure),
     };
     let agent_id = id;
-    respond(lease, request, Vec::new(), move |logs, result| {
+    respond(lease, request, env, move |logs, result| {
         // Agent console output is the owner's (encrypted to them later): not in the worker's log.
         if let Err(failure) = result {
             tracing::debug!(agent = %agent_id, %failure, lines = logs.len(), "agent call failed");
@@ -209,6 +217,7 @@ async fn encrypted_call(
     code: &phalanx_sandbox::AgentCode,
     host: &str,
     body: &[u8],
+    env: Vec<(String, String)>,
 ) -> Response {
     use phalanx_keys::call::{ENVELOPE_CONTENT_TYPE, SealedRequest, SealedResponse};
     let header = match phalanx_keys::Header::peek(body) {
@@ -240,7 +249,7 @@ async fn encrypted_call(
         body: if sealed.body.is_empty() { None } else { Some(sealed.body.clone()) },
     };
     let answer = match gateway.pool.lease(&id.to_string(), code, Limits::default(), &gateway.policy).await {
-        Ok(mut lease) => match lease.fetch(request, Vec::new()).await {
+        Ok(mut lease) => match lease.fetch(request, env).await {
             Ok(fetched) => SealedResponse {
                 status: fetched.response.status,
                 headers: fetched.response.headers,
@@ -261,6 +270,34 @@ async fn encrypted_call(
         .header("content-type", ENVELOPE_CONTENT_TYPE)
         .body(axum::body::Body::from(sealed))
         .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The agent's secrets as `env` values, opened inside the worker with the
+/// cluster key of each secret's epoch. Values never leave this function
+/// except into the sandbox; errors name the secret, never its value.
+fn secrets_env(gateway: &Gateway, agent: &phalanx_state::Agent) -> Result<Vec<(String, String)>, Response> {
+    let keys = gateway.keys.borrow();
+    let mut env = Vec::with_capacity(agent.secrets.len());
+    for secret in &agent.secrets {
+        let refused = |why: String| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("secret {} of agent {} does not open here: {why}", secret.name, agent.id),
+            )
+        };
+        let header = phalanx_keys::Header::peek(&secret.sealed).map_err(|e| refused(e.to_string()))?;
+        if header.key.kind != phalanx_keys::envelope::KeyKind::Agent || header.key.id != agent.id {
+            return Err(refused("it is sealed to another key".into()));
+        }
+        let cluster_key = keys
+            .get(&(agent.cluster, header.key.epoch))
+            .ok_or_else(|| refused(format!("no key of epoch {} on this worker", header.key.epoch)))?;
+        let opened = phalanx_keys::Envelope::open(&secret.sealed, cluster_key.agent_key(&agent.id).secret())
+            .map_err(|e| refused(e.to_string()))?;
+        let value = String::from_utf8(opened.plaintext.to_vec()).map_err(|_| refused("it is not UTF-8 text".into()))?;
+        env.push((secret.name.clone(), value));
+    }
+    Ok(env)
 }
 
 /// Maps a sandbox error to an HTTP status.
