@@ -177,14 +177,14 @@ async fn run(
     if encrypted {
         let env = match secrets_env(&gateway, agent) {
             Ok(env) => env,
-            Err(response) => return response,
+            Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
         };
         return encrypted_call(&gateway, id, agent.cluster, &code, &host, &body, env).await;
     }
     let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let env = match secrets_env(&gateway, agent) {
         Ok(env) => env,
-        Err(response) => return response,
+        Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
     };
     let request = HttpRequest {
         url: format!("http://{host}/{path}{query}"),
@@ -275,16 +275,11 @@ async fn encrypted_call(
 /// The agent's secrets as `env` values, opened inside the worker with the
 /// cluster key of each secret's epoch. Values never leave this function
 /// except into the sandbox; errors name the secret, never its value.
-fn secrets_env(gateway: &Gateway, agent: &phalanx_state::Agent) -> Result<Vec<(String, String)>, Response> {
+fn secrets_env(gateway: &Gateway, agent: &phalanx_state::Agent) -> Result<Vec<(String, String)>, String> {
     let keys = gateway.keys.borrow();
     let mut env = Vec::with_capacity(agent.secrets.len());
     for secret in &agent.secrets {
-        let refused = |why: String| {
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("secret {} of agent {} does not open here: {why}", secret.name, agent.id),
-            )
-        };
+        let refused = |why: String| format!("secret {} of agent {} does not open here: {why}", secret.name, agent.id);
         let header = phalanx_keys::Header::peek(&secret.sealed).map_err(|e| refused(e.to_string()))?;
         if header.key.kind != phalanx_keys::envelope::KeyKind::Agent || header.key.id != agent.id {
             return Err(refused("it is sealed to another key".into()));
