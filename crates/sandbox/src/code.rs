@@ -129,7 +129,19 @@ impl CodeCache {
 
     /// The compiled form of `source`, compiling it on first sight.
     pub fn get_or_compile(&self, file_name: &str, source: &str) -> Result<Arc<AgentCode>, CompileError> {
-        let hash: [u8; 32] = Sha256::digest(source.as_bytes()).into();
+        self.get_or_compile_hashed(Sha256::digest(source.as_bytes()).into(), file_name, source)
+    }
+
+    /// [`get_or_compile`](Self::get_or_compile) for a caller that already
+    /// holds the source's SHA-256 (a worker has it from the verified chain),
+    /// so a warm call does not hash the source again. `hash` must be the
+    /// SHA-256 of `source`.
+    pub fn get_or_compile_hashed(
+        &self,
+        hash: [u8; 32],
+        file_name: &str,
+        source: &str,
+    ) -> Result<Arc<AgentCode>, CompileError> {
         if let Some(code) = self.lock().entries.get(&hash).filter(|c| c.name == file_name) {
             return Ok(code.clone());
         }

@@ -63,8 +63,19 @@ enum ClusterMessage {
     Receipt,
 }
 
-fn worker_ref(worker: &PublicKey, epoch: u64) -> KeyRef {
-    KeyRef { kind: KeyKind::Worker, id: Hash(worker.0), epoch }
+/// A handover to `to`, sealed to its attested key-agreement key from the
+/// verified registry; `None` (logged) if it cannot be sealed.
+fn seal_handover(state: &State, to: &PublicKey, epoch: u64, handover: &Handover) -> Option<WorkerPayload> {
+    let worker = state.worker(to)?;
+    let plaintext = Zeroizing::new(borsh::to_vec(handover).expect("in-memory encoding"));
+    let key = KeyRef { kind: KeyKind::Worker, id: Hash(to.0), epoch };
+    match Envelope::seal(&worker.info.ecdh, key, Hash::ZERO, Purpose::KeyHandover, &plaintext) {
+        Ok((envelope, _)) => Some(WorkerPayload::KeyHandover { to: *to, envelope }),
+        Err(error) => {
+            tracing::warn!(%error, %to, "cannot seal a key handover");
+            None
+        }
+    }
 }
 
 /// The commitment the chain records for `epoch`, current or previous.
@@ -143,26 +154,15 @@ impl Gatekeeper {
                                 if !due(self.handed.get(&(rotation.id, *member))) {
                                     continue;
                                 }
-                                let Some(worker) = state.worker(member) else { continue };
                                 let handover = Handover::Master {
                                     rotation: rotation.id,
                                     epoch: rotation.epoch,
                                     key: *key.to_bytes(),
                                     history: history.clone(),
                                 };
-                                let plaintext = Zeroizing::new(borsh::to_vec(&handover).expect("in-memory encoding"));
-                                match Envelope::seal(
-                                    &worker.info.ecdh,
-                                    worker_ref(member, rotation.epoch),
-                                    Hash::ZERO,
-                                    Purpose::KeyHandover,
-                                    &plaintext,
-                                ) {
-                                    Ok((envelope, _)) => {
-                                        self.handed.insert((rotation.id, *member), height);
-                                        out.push(WorkerPayload::KeyHandover { to: *member, envelope });
-                                    }
-                                    Err(error) => tracing::warn!(%error, %member, "cannot seal a handover"),
+                                if let Some(payload) = seal_handover(state, member, rotation.epoch, &handover) {
+                                    self.handed.insert((rotation.id, *member), height);
+                                    out.push(payload);
                                 }
                             }
                         }
@@ -249,24 +249,13 @@ impl Gatekeeper {
                             {
                                 continue;
                             }
-                            let Some(registered) = state.worker(worker) else { continue };
                             let handover = Handover::Cluster {
                                 cluster: *id,
                                 epoch: current.epoch,
                                 key: *key.secret().to_bytes(),
                                 history: history.clone(),
                             };
-                            let plaintext = Zeroizing::new(borsh::to_vec(&handover).expect("in-memory encoding"));
-                            match Envelope::seal(
-                                &registered.info.ecdh,
-                                worker_ref(worker, current.epoch),
-                                Hash::ZERO,
-                                Purpose::KeyHandover,
-                                &plaintext,
-                            ) {
-                                Ok((envelope, _)) => out.push(WorkerPayload::KeyHandover { to: *worker, envelope }),
-                                Err(error) => tracing::warn!(%error, %worker, "cannot seal a cluster key"),
-                            }
+                            out.extend(seal_handover(state, worker, current.epoch, &handover));
                         }
                     }
                     Some(_) => tracing::warn!(cluster = %id, "the published cluster key is not this gatekeeper's"),

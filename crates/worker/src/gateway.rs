@@ -165,7 +165,7 @@ async fn run(
         return error(StatusCode::INTERNAL_SERVER_ERROR, "the agent's code is missing from the verified state");
     };
     let source = String::from_utf8_lossy(source);
-    let code = match gateway.cache.get_or_compile(agent.language.file_name(), &source) {
+    let code = match gateway.cache.get_or_compile_hashed(agent.code_hash.0, agent.language.file_name(), &source) {
         Ok(code) => code,
         Err(compile) => return error(StatusCode::BAD_GATEWAY, format!("the agent's code does not compile: {compile}")),
     };
