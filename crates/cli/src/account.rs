@@ -106,18 +106,15 @@ async fn transfer(args: &ClientArgs, key: &Keypair, to: PublicKey, amount: u128,
     let err = rpc_error(&args.rpc);
     let info = client.chain_info().await.map_err(&err)?;
     let account = client.state_account(key.public().to_string()).await.map_err(&err)?;
-    let mut tx = Transaction {
+    let tx = Transaction {
         chain_id: info.chain_id,
         signer: key.public(),
         nonce: account.next_nonce,
         fee: 0,
         call: Call::Transfer { to, amount },
     };
-    // The fee field has a fixed-size encoding, so the length is known before it is set.
-    let encoded_len = tx.clone().sign(key).encode().len();
-    tx.fee = info.params.fees.minimum(encoded_len).context("fee overflows")?;
-    let fee = tx.fee;
-    let signed = tx.sign(key);
+    let signed = tx.sign_paying_minimum(&info.params.fees, key)?;
+    let fee = signed.tx.fee;
     let hash = client.tx_submit(format!("0x{}", hex::encode(signed.encode()))).await.map_err(&err)?;
     let mut status = TxStatus::Pending;
     if !no_wait {

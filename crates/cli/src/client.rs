@@ -39,17 +39,14 @@ pub(crate) async fn submit_call(
     use phalanx_rpc::PhalanxClient;
     let info = client.chain_info().await.map_err(rpc_error(url))?;
     let account = client.state_account(key.public().to_string()).await.map_err(rpc_error(url))?;
-    let mut tx = phalanx_state::Transaction {
+    let tx = phalanx_state::Transaction {
         chain_id: info.chain_id,
         signer: key.public(),
         nonce: account.next_nonce,
         fee: 0,
         call,
     };
-    // The fee depends on the length, which does not depend on the fee (fixed-width integers).
-    let length = tx.clone().sign(key).encode().len();
-    tx.fee = info.params.fees.minimum(length).context("fee overflow")?;
-    let signed = tx.sign(key);
+    let signed = tx.sign_paying_minimum(&info.params.fees, key)?;
     let hash = client.tx_submit(format!("0x{}", hex::encode(signed.encode()))).await.map_err(rpc_error(url))?;
     let started = std::time::Instant::now();
     loop {

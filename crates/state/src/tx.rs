@@ -108,6 +108,21 @@ impl Transaction {
     }
 }
 
+impl Transaction {
+    /// Sets the fee to the minimum `fees` asks for this transaction's length
+    /// and signs it. The length does not depend on the fee (fixed-width
+    /// integers), so one pass is exact. Fails only if the fee overflows.
+    pub fn sign_paying_minimum(
+        mut self,
+        fees: &crate::FeeSchedule,
+        keypair: &Keypair,
+    ) -> Result<SignedTransaction, crate::TxError> {
+        let signed_len = borsh::object_length(&self).expect("length of an in-memory value") + 64;
+        self.fee = fees.minimum(signed_len).ok_or(crate::TxError::Overflow("fee"))?;
+        Ok(self.sign(keypair))
+    }
+}
+
 impl SignedTransaction {
     /// Decodes an untrusted transaction of at most [`TX_BYTES_MAX`] bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
@@ -154,6 +169,15 @@ mod tests {
         let mut changed = tx.clone();
         changed.tx.nonce += 1;
         assert!(changed.verify_signature().is_err());
+    }
+
+    #[test]
+    fn paying_the_minimum_fee_is_exact() {
+        let alice = Keypair::from_seed(&[1; 32]);
+        let fees = crate::FeeSchedule { base_fee: 7, byte_fee: 3 };
+        let signed = sample().tx.sign_paying_minimum(&fees, &alice).unwrap();
+        assert_eq!(signed.tx.fee, fees.minimum(signed.encode().len()).unwrap());
+        assert!(signed.verify_signature().is_ok());
     }
 
     #[test]

@@ -304,10 +304,14 @@ async fn submit(client: &HttpClient, operator: &Keypair, runtime: &Runtime, call
             return;
         }
     };
-    let mut tx = Transaction { chain_id: state.chain_id(), signer: operator.public(), nonce, fee: 0, call };
-    let length = tx.clone().sign(operator).encode().len();
-    tx.fee = state.params().fees.minimum(length).unwrap_or(u128::MAX);
-    let signed = tx.sign(operator);
+    let tx = Transaction { chain_id: state.chain_id(), signer: operator.public(), nonce, fee: 0, call };
+    let signed = match tx.sign_paying_minimum(&state.params().fees, operator) {
+        Ok(signed) => signed,
+        Err(error) => {
+            tracing::warn!(%error, "cannot compute the fee");
+            return;
+        }
+    };
     let what = match &signed.tx.call {
         Call::RegisterWorker { .. } => "registration",
         _ => "worker message",
