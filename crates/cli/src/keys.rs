@@ -11,11 +11,14 @@ use std::path::PathBuf;
 pub(crate) enum KeysCommand {
     /// Elected gatekeepers, the current master-key epoch and any rotation in progress.
     Status,
-    /// Start a master-key rotation (governance only); waits until it is finalized.
+    /// Start a key rotation; waits until the request is finalized. `--scope
+    /// master` (governance) rotates the master key and with it every cluster
+    /// and agent key; `--scope cluster ID|NAME` (governance) one cluster and
+    /// its agents; `--scope agent ID` (governance or the agent's owner) one agent.
     Rotate {
-        /// What to rotate (only the master key for now).
-        #[arg(long, default_value = "master", value_parser = ["master"])]
-        scope: String,
+        /// `master`, `cluster ID|NAME` or `agent ID`.
+        #[arg(long, num_args = 1..=2, value_names = ["SCOPE", "ID"], default_values_t = ["master".to_string()])]
+        scope: Vec<String>,
         /// Governance account: a dev account name.
         #[arg(long, required_unless_present = "from_file", conflicts_with = "from_file")]
         from: Option<String>,
@@ -72,17 +75,27 @@ pub(crate) async fn run(command: KeysCommand, args: &ClientArgs) -> anyhow::Resu
                         .flatten()
                         .map(|k| {
                             format!(
-                                "epoch {}: {}/{workers}",
+                                "epoch {} (master {}): {}/{workers}",
                                 k["epoch"],
+                                k["master_epoch"],
                                 k["received"].as_array().map_or(0, |a| a.len())
                             )
                         })
                         .collect();
                     lines.push(format!(
-                        "cluster {} ({}): {workers} workers, keys received {}",
+                        "cluster {} ({}): {workers} workers, keys received {}{}",
                         cluster["id"].as_str().unwrap_or("?"),
                         cluster["name"].as_str().unwrap_or("?"),
-                        if keys.is_empty() { "none yet".to_string() } else { keys.join(", ") }
+                        if keys.is_empty() { "none yet".to_string() } else { keys.join(", ") },
+                        if cluster["rotation_requested"].as_bool() == Some(true) { ", rotation requested" } else { "" }
+                    ));
+                    let agents = &cluster["agents"];
+                    lines.push(format!(
+                        "  agents: {} of {} on the newest cluster key, {} secrets to re-encrypt, {} older agent epochs kept",
+                        agents["on_newest_cluster_key"],
+                        agents["count"],
+                        agents["secrets_to_reencrypt"],
+                        agents["old_agent_epochs_kept"]
                     ));
                 }
                 lines.push(format!(
@@ -92,14 +105,39 @@ pub(crate) async fn run(command: KeysCommand, args: &ClientArgs) -> anyhow::Resu
                 lines.join("\n")
             })
         }
-        KeysCommand::Rotate { scope: _, from, from_file } => {
+        KeysCommand::Rotate { scope, from, from_file } => {
+            let call = rotation_call(&client, &args.rpc, &scope).await?;
             let key = crate::account::signer(from, from_file)?;
-            let (hash, status) =
-                crate::client::submit_call(&client, &args.rpc, &key, Call::RotateMasterKey, true).await?;
-            let value = serde_json::json!({ "hash": hash, "status": status });
+            let (hash, status) = crate::client::submit_call(&client, &args.rpc, &key, call, true).await?;
+            let value = serde_json::json!({ "hash": hash, "status": status, "scope": scope });
             emit(args.json, &value, || {
-                format!("rotation started in transaction {hash} ({status:?}); follow it with `phalanx keys status`")
+                format!(
+                    "{} rotation requested in transaction {hash} ({status:?}); follow it with `phalanx keys status`",
+                    scope.join(" ")
+                )
             })
         }
+    }
+}
+
+/// The call a `--scope` asks for; a cluster may be named by id or name.
+async fn rotation_call(client: &impl PhalanxClient, rpc: &str, scope: &[String]) -> anyhow::Result<Call> {
+    match scope {
+        [what] if what == "master" => Ok(Call::RotateMasterKey),
+        [what, id] if what == "agent" => {
+            Ok(Call::RotateAgentKey { agent: id.parse().map_err(|_| anyhow::anyhow!("{id:?} is not an agent id"))? })
+        }
+        [what, wanted] if what == "cluster" => {
+            if let Ok(cluster) = wanted.parse() {
+                return Ok(Call::RotateClusterKey { cluster });
+            }
+            let status = client.keys_status().await.map_err(rpc_error(rpc))?;
+            let found = status.clusters.iter().find(|c| c["name"].as_str() == Some(wanted.as_str()));
+            let id = found
+                .and_then(|c| c["id"].as_str())
+                .ok_or_else(|| anyhow::anyhow!("no cluster named {wanted:?} (see `phalanx keys status`)"))?;
+            Ok(Call::RotateClusterKey { cluster: id.parse().map_err(|_| anyhow::anyhow!("bad cluster id {id}"))? })
+        }
+        _ => anyhow::bail!("--scope is `master`, `cluster ID|NAME` or `agent ID`, not {:?}", scope.join(" ")),
     }
 }

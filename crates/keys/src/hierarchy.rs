@@ -7,6 +7,14 @@
 //!                           info = "phalanx/agent-key/v1" ‖ agent id ‖ epoch (u64 LE))
 //! ```
 //!
+//! The epoch in a cluster or agent key's derivation is *that key's* epoch.
+//! It equals the master epoch until a cluster or an agent is rotated on its
+//! own: then its key epoch moves ahead (the chain records which master
+//! epoch each cluster key epoch derives from, and which cluster key epoch
+//! each agent key epoch derives from), so a scoped rotation yields a fresh
+//! key from the same master key. Key epochs never repeat for one cluster or
+//! agent, so no two keys share a derivation.
+//!
 //! A worker given a cluster key can derive the agent keys of that cluster
 //! and nothing else; only gatekeepers hold the master key. Every key is 32
 //! bytes used as an X25519 secret; its public key goes on chain so clients
@@ -115,11 +123,14 @@ impl MasterKey {
 
     /// The key of `cluster` in this epoch.
     pub fn cluster_key(&self, cluster: &Hash) -> ClusterKey {
-        ClusterKey {
-            key: derive(self.bytes.as_ref(), CLUSTER_LABEL, cluster, self.epoch),
-            cluster: *cluster,
-            epoch: self.epoch,
-        }
+        self.cluster_key_at(cluster, self.epoch)
+    }
+
+    /// The key of `cluster` at cluster key epoch `epoch`, derived from this
+    /// master key (the chain says which master epoch backs each cluster key
+    /// epoch; without scoped rotations the two are equal).
+    pub fn cluster_key_at(&self, cluster: &Hash, epoch: u64) -> ClusterKey {
+        ClusterKey { key: derive(self.bytes.as_ref(), CLUSTER_LABEL, cluster, epoch), cluster: *cluster, epoch }
     }
 }
 
@@ -151,8 +162,14 @@ impl ClusterKey {
 
     /// The key of `agent` (an agent of this cluster) in this epoch.
     pub fn agent_key(&self, agent: &Hash) -> AgentKey {
+        self.agent_key_at(agent, self.epoch)
+    }
+
+    /// The key of `agent` at agent key epoch `epoch`, derived from this
+    /// cluster key (equal epochs unless the agent was rotated on its own).
+    pub fn agent_key_at(&self, agent: &Hash, epoch: u64) -> AgentKey {
         let ikm = self.key.to_bytes();
-        AgentKey { key: derive(ikm.as_ref(), AGENT_LABEL, agent, self.epoch), agent: *agent, epoch: self.epoch }
+        AgentKey { key: derive(ikm.as_ref(), AGENT_LABEL, agent, epoch), agent: *agent, epoch }
     }
 }
 

@@ -66,6 +66,32 @@ fn derivation_vectors() {
     }
 }
 
+/// Scoped rotations: a key epoch ahead of the master epoch is the same
+/// derivation with that epoch, and differs from every other (master, epoch).
+#[test]
+fn scoped_key_epochs() {
+    let master = MasterKey::from_bytes(MASTER, 7);
+    // Equal epochs give exactly the pinned keys.
+    check("CLUSTER_PUBLIC_E7", &master.cluster_key_at(&CLUSTER, 7).secret().public(), CLUSTER_PUBLIC_E7);
+    let cluster = master.cluster_key(&CLUSTER);
+    check("AGENT_PUBLIC_E7", &cluster.agent_key_at(&AGENT, 7).secret().public(), AGENT_PUBLIC_E7);
+    // A cluster rotated alone under master epoch 7: cluster key epoch 8.
+    let rotated = master.cluster_key_at(&CLUSTER, 8);
+    assert_eq!(rotated.epoch(), 8);
+    let after_master_rotation = MasterKey::from_bytes(MASTER, 8).cluster_key(&CLUSTER);
+    let other_master = MasterKey::from_bytes([0x12; 32], 8).cluster_key(&CLUSTER);
+    assert_ne!(rotated.secret().public(), cluster.secret().public());
+    // Same inputs (same master bytes, same key epoch) give the same key: epochs never repeat on chain.
+    assert_eq!(rotated.secret().public(), after_master_rotation.secret().public());
+    assert_ne!(rotated.secret().public(), other_master.secret().public());
+    // An agent rotated alone: agent key epoch 8 from cluster key epoch 7.
+    let agent8 = cluster.agent_key_at(&AGENT, 8);
+    assert_eq!(agent8.epoch(), 8);
+    assert_ne!(agent8.secret().public(), agent_key(7).secret().public());
+    assert_ne!(agent8.secret().public(), rotated.agent_key_at(&AGENT, 8).secret().public());
+    check("AGENT_PUBLIC_E8 is not a scoped key", &agent_key(8).secret().public(), AGENT_PUBLIC_E8);
+}
+
 #[test]
 fn envelope_vectors() {
     let (envelope, response_key) = request();

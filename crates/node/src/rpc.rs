@@ -123,7 +123,8 @@ impl PhalanxServer for Api {
     async fn keys_status(&self) -> RpcResult<KeysStatus> {
         let state = &self.chain.finalized().state;
         let clusters = state.clusters().map(|(_, c)| c);
-        Ok(KeysStatus::new(state.gatekeeper_params(), state.gatekeepers(), state.key_epochs(), clusters))
+        let agents: Vec<&phalanx_state::Agent> = state.agents().map(|(_, a)| a).collect();
+        Ok(KeysStatus::new(state.gatekeeper_params(), state.gatekeepers(), state.key_epochs(), clusters, &agents))
     }
 
     async fn agents_list(&self) -> RpcResult<Vec<AgentInfo>> {

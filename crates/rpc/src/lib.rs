@@ -142,17 +142,49 @@ pub struct KeysStatus {
 }
 
 impl KeysStatus {
+    /// The status, with each cluster's rotation progress over `agents`:
+    /// how many agents have a key from the cluster's newest key epoch, how
+    /// many secrets still wait to be re-encrypted, and the older agent key
+    /// epochs still kept.
     pub fn new<'a>(
         params: &GatekeeperParams,
         gatekeepers: &Gatekeepers,
         epochs: &KeyEpochs,
         clusters: impl Iterator<Item = &'a Cluster>,
+        agents: &[&phalanx_state::Agent],
     ) -> Self {
+        let clusters = clusters
+            .map(|c| {
+                let mut value = serde_json::to_value(c).unwrap_or_default();
+                let newest = c.newest_key().map(|k| k.epoch);
+                let (mut count, mut current, mut pending, mut old) = (0u64, 0u64, 0u64, 0u64);
+                for agent in agents.iter().filter(|a| a.cluster == c.id) {
+                    count += 1;
+                    let Some(key) = agent.newest_key() else { continue };
+                    if Some(key.cluster_epoch) == newest {
+                        current += 1;
+                    }
+                    pending += agent
+                        .secrets
+                        .iter()
+                        .filter(|s| phalanx_state::modules::agents::secret_epoch(&s.sealed) != Some(key.epoch))
+                        .count() as u64;
+                    old += agent.keys.len().saturating_sub(1) as u64;
+                }
+                value["agents"] = serde_json::json!({
+                    "count": count,
+                    "on_newest_cluster_key": current,
+                    "secrets_to_reencrypt": pending,
+                    "old_agent_epochs_kept": old,
+                });
+                value
+            })
+            .collect();
         KeysStatus {
             params: params.clone(),
             gatekeepers: serde_json::to_value(gatekeepers).unwrap_or_default(),
             epochs: serde_json::to_value(epochs).unwrap_or_default(),
-            clusters: clusters.map(|c| serde_json::to_value(c).unwrap_or_default()).collect(),
+            clusters,
         }
     }
 }

@@ -111,6 +111,31 @@ pub enum Event {
         from: PublicKey,
         to: PublicKey,
     },
+    /// Governance (or an agent's owner) asked for a new key of one cluster or agent.
+    KeyRotationRequested {
+        scope: String,
+        id: Hash,
+    },
+    /// An agent's public key of a key epoch is on chain.
+    AgentKeyPublished {
+        agent: Hash,
+        epoch: u64,
+        cluster_epoch: u64,
+    },
+    /// A secret was re-encrypted to the agent's newest key (by a gatekeeper).
+    SecretResealed {
+        agent: Hash,
+        name: String,
+        epoch: u64,
+    },
+    /// An older key epoch was retired: workers destroy it. `forced` when the
+    /// limit on kept epochs dropped it before its data was re-encrypted.
+    KeyRetired {
+        scope: String,
+        id: Hash,
+        epoch: u64,
+        forced: bool,
+    },
 }
 
 /// An event with the index of the transaction that emitted it.

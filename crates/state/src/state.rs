@@ -5,6 +5,8 @@
 //! by [`State::root`] and records the change for persistence, so the typed maps
 //! and the committed leaves cannot drift apart.
 
+mod keying;
+
 use crate::error::TxError;
 use crate::events::{Event, EventRecord};
 use crate::merkle;
@@ -14,8 +16,7 @@ use crate::modules::agents::{
 };
 use crate::modules::balances::{ACCOUNT_PREFIX, Account, ISSUANCE_KEY, account_key};
 use crate::modules::clusters::{
-    CLUSTER_EPOCHS_KEPT, CLUSTER_NAME_BYTES_MAX, CLUSTER_PREFIX, CLUSTER_WORKERS_MAX, CLUSTERS_MAX, Cluster,
-    ClusterEpochKey, cluster_id, cluster_key,
+    CLUSTER_NAME_BYTES_MAX, CLUSTER_PREFIX, CLUSTER_WORKERS_MAX, CLUSTERS_MAX, Cluster, cluster_id, cluster_key,
 };
 use crate::modules::gatekeeper::{
     self, EPOCHS_KEY, GATEKEEPERS_KEY, GOVERNANCE_LIST_MAX, GatekeeperParams, Gatekeepers, HANDOVER_BYTES_MAX,
@@ -551,6 +552,14 @@ impl State {
                 }
                 0
             }
+            Call::RotateClusterKey { cluster } => {
+                self.check_scoped_rotation(&tx.signer, Some(cluster), None)?;
+                0
+            }
+            Call::RotateAgentKey { agent } => {
+                self.check_scoped_rotation(&tx.signer, None, Some(agent))?;
+                0
+            }
             Call::SetGatekeeperParams { params } => {
                 if !self.params.governance.contains(&tx.signer) {
                     return Err(TxError::NotGovernance);
@@ -692,39 +701,13 @@ impl State {
                     return Err(TxError::Gatekeeping("confirmation does not match the announced key".into()));
                 }
             }
-            WorkerPayload::ClusterKeyPublish { cluster, epoch, .. } => {
-                let found =
-                    self.clusters.get(cluster).ok_or_else(|| TxError::Cluster(format!("no cluster {cluster}")))?;
-                let current = self.epochs.current.as_ref().filter(|c| c.epoch == *epoch);
-                if !current.is_some_and(|c| c.holders.contains(sender)) {
-                    return Err(TxError::Gatekeeping(format!(
-                        "only holders of epoch {epoch} publish its cluster keys"
-                    )));
-                }
-                if found.key(*epoch).is_some() {
-                    return Err(TxError::Cluster(format!("the epoch {epoch} key of {cluster} is already published")));
-                }
-            }
-            WorkerPayload::AgentKeyPublish { agent, epoch, .. } => {
-                let found = self.agents.get(agent).ok_or_else(|| TxError::Agent(format!("no agent {agent}")))?;
-                let current = self.epochs.current.as_ref().filter(|c| c.epoch == *epoch);
-                if !current.is_some_and(|c| c.holders.contains(sender)) {
-                    return Err(TxError::Gatekeeping(format!("only holders of epoch {epoch} publish its agent keys")));
-                }
-                if found.keys.iter().any(|k| k.epoch == *epoch) {
-                    return Err(TxError::Agent(format!("the epoch {epoch} key of {agent} is already published")));
-                }
-            }
-            WorkerPayload::ClusterKeyReceived { cluster, epoch } => {
-                let found =
-                    self.clusters.get(cluster).ok_or_else(|| TxError::Cluster(format!("no cluster {cluster}")))?;
-                if !found.workers.contains(sender) {
-                    return Err(TxError::Cluster(format!("{sender} is not a worker of {cluster}")));
-                }
-                let key = found.key(*epoch).ok_or_else(|| TxError::Cluster(format!("no epoch {epoch} key")))?;
-                if key.received.contains(sender) {
-                    return Err(TxError::Cluster("receipt already reported".into()));
-                }
+            payload @ (WorkerPayload::ClusterKeyPublish { .. }
+            | WorkerPayload::AgentKeyPublish { .. }
+            | WorkerPayload::ClusterKeyReceived { .. }
+            | WorkerPayload::SecretResealed { .. }
+            | WorkerPayload::AgentKeyRetire { .. }
+            | WorkerPayload::ClusterKeyRetire { .. }) => {
+                self.check_key_message(sender, payload)?;
             }
             WorkerPayload::KeyHandover { to, envelope } => {
                 if envelope.len() > HANDOVER_BYTES_MAX {
@@ -813,6 +796,7 @@ impl State {
                     price: 0,
                     secrets: Vec::new(),
                     keys: Vec::new(),
+                    rotation_requested: false,
                     created_at: height,
                     updated_at: height,
                 });
@@ -871,6 +855,7 @@ impl State {
                     name: name.clone(),
                     workers: Vec::new(),
                     keys: Vec::new(),
+                    rotation_requested: false,
                     created_at: self.head.height,
                 });
             }
@@ -890,6 +875,8 @@ impl State {
                 let members = self.gatekeepers.elected.clone();
                 self.start_rotation(members, &mut emit);
             }
+            Call::RotateClusterKey { cluster } => self.apply_scoped_rotation(Some(cluster), None, &mut emit),
+            Call::RotateAgentKey { agent } => self.apply_scoped_rotation(None, Some(agent), &mut emit),
             Call::SetGatekeeperParams { params } => {
                 self.gatekeeper_params = params.clone();
                 self.write(gatekeeper::PARAMS_KEY.to_vec(), encode(&self.gatekeeper_params));
@@ -967,30 +954,14 @@ impl State {
                         emit(Event::MasterKeyConfirmed { epoch: rotation.epoch, gatekeeper: worker.info.identity });
                         self.set_epochs(epochs);
                     }
-                    WorkerPayload::ClusterKeyPublish { cluster, epoch, public } => {
-                        let mut found = self.clusters.get(&cluster).expect("checked").clone();
-                        found.keys.push(ClusterEpochKey { epoch, public, received: Vec::new() });
-                        while found.keys.len() > CLUSTER_EPOCHS_KEPT {
-                            found.keys.remove(0);
-                        }
-                        emit(Event::ClusterKeyPublished { cluster, epoch });
-                        self.set_cluster(found);
-                    }
-                    WorkerPayload::AgentKeyPublish { agent, epoch, public } => {
-                        let mut found = self.agents.get(&agent).expect("checked").clone();
-                        found.keys.push(agents::AgentEpochKey { epoch, public });
-                        while found.keys.len() > agents::AGENT_EPOCHS_KEPT {
-                            found.keys.remove(0);
-                        }
-                        emit(Event::AgentChanged { agent, change: "key".into(), version: found.version });
-                        self.set_agent(found);
-                    }
-                    WorkerPayload::ClusterKeyReceived { cluster, epoch } => {
-                        let mut found = self.clusters.get(&cluster).expect("checked").clone();
-                        let key = found.keys.iter_mut().find(|k| k.epoch == epoch).expect("checked");
-                        key.received.push(worker.info.identity);
-                        emit(Event::ClusterKeyReceived { cluster, epoch, worker: worker.info.identity });
-                        self.set_cluster(found);
+                    payload @ (WorkerPayload::ClusterKeyPublish { .. }
+                    | WorkerPayload::AgentKeyPublish { .. }
+                    | WorkerPayload::ClusterKeyReceived { .. }
+                    | WorkerPayload::SecretResealed { .. }
+                    | WorkerPayload::AgentKeyRetire { .. }
+                    | WorkerPayload::ClusterKeyRetire { .. }) => {
+                        let applied = self.apply_key_message(&worker.info.identity, &payload, &mut emit);
+                        debug_assert!(applied);
                     }
                     WorkerPayload::KeyHandover { to, .. } => {
                         emit(Event::KeyHandedOver { from: worker.info.identity, to });

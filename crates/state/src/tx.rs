@@ -66,6 +66,11 @@ pub enum Call {
     },
     /// The owner (or governance) changes an agent.
     ManageAgent { agent: Hash, change: AgentChange },
+    /// Governance only: a new key for one cluster (and so for its agents),
+    /// from the current master key; stored data moves to it in the background.
+    RotateClusterKey { cluster: Hash },
+    /// Governance or the agent's owner: a new key for one agent.
+    RotateAgentKey { agent: Hash },
 }
 
 impl Call {

@@ -15,9 +15,10 @@ use crate::vault::{Vault, VaultError};
 use crate::verified::VerifiedChain;
 use borsh::{BorshDeserialize, BorshSerialize};
 use phalanx_keys::envelope::KeyKind;
-use phalanx_keys::{Envelope, KeyRef, MasterKey, Purpose};
+use phalanx_keys::{AgentKey, ClusterKey, Envelope, KeyRef, MasterKey, Purpose};
 use phalanx_primitives::{Hash, PublicKey, decode_bounded};
-use phalanx_state::{State, WorkerPayload};
+use phalanx_state::modules::agents::secret_epoch;
+use phalanx_state::{Agent, Cluster, ClusterEpochKey, State, WorkerPayload};
 use std::collections::BTreeMap;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -51,17 +52,24 @@ pub struct Gatekeeper {
     handed: BTreeMap<(u64, PublicKey), u64>,
     /// (rotation) → height of the last confirmation or announcement sent.
     said: BTreeMap<u64, u64>,
-    /// (cluster, epoch, worker, what) → height of the last cluster-key message of that kind about it.
-    cluster_said: BTreeMap<(Hash, u64, PublicKey, ClusterMessage), u64>,
+    /// (cluster or agent, key epoch, worker, what) → height of the last key message of that kind about it.
+    cluster_said: BTreeMap<(Hash, u64, PublicKey, KeyMessage), u64>,
 }
 
-/// The kinds of cluster-key messages, each rate-limited on its own.
+/// The kinds of cluster and agent key messages, each rate-limited on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum ClusterMessage {
+enum KeyMessage {
     Publish,
     Handover,
     Receipt,
+    Reseal,
+    Retire,
 }
+
+/// Most cluster and agent key messages a gatekeeper sends in one round (a
+/// rotation over many agents spreads over rounds instead of flooding the
+/// mempool).
+pub const ROUND_MESSAGES_MAX: usize = 512;
 
 /// A handover to `to`, sealed to its attested key-agreement key from the
 /// verified registry; `None` (logged) if it cannot be sealed.
@@ -82,6 +90,15 @@ fn seal_handover(state: &State, to: &PublicKey, epoch: u64, handover: &Handover)
 fn recorded_commitment(state: &State, epoch: u64) -> Option<[u8; 32]> {
     let epochs = state.key_epochs();
     epochs.current.iter().chain(epochs.previous.iter()).find(|e| e.epoch == epoch).map(|e| e.commitment)
+}
+
+/// Whether the master key of `epoch` is still needed: it is current, or a
+/// cluster key epoch the chain keeps derives from it.
+fn master_in_use(state: &State, epoch: u64) -> bool {
+    let current = state.key_epochs().current.as_ref().is_some_and(|c| c.epoch == epoch);
+    current
+        || (recorded_commitment(state, epoch).is_some()
+            && state.clusters().any(|(_, c)| c.keys.iter().any(|k| k.master_epoch == epoch)))
 }
 
 impl Gatekeeper {
@@ -122,8 +139,8 @@ impl Gatekeeper {
                 changed = true;
             }
         }
-        // Keys of epochs the chain no longer lists are destroyed.
-        let retained = self.vault.retain(|epoch| recorded_commitment(state, epoch).is_some());
+        // Master keys no kept cluster key derives from (and not current) are destroyed.
+        let retained = self.vault.retain(|epoch| master_in_use(state, epoch));
         changed |= retained > 0;
 
         let mut out = Vec::new();
@@ -194,86 +211,45 @@ impl Gatekeeper {
         Ok(out)
     }
 
-    /// Cluster keys: the first holder of the current master key publishes
-    /// each cluster's public key and hands the key to the cluster's workers;
-    /// a cluster's worker reports each key it holds.
+    /// Cluster and agent keys. The first holder of the current master key
+    /// (the publisher) publishes each cluster's and agent's due key epoch,
+    /// hands cluster keys to the cluster's workers, re-encrypts secrets to
+    /// agents' newest keys and retires epochs nothing needs any more; a
+    /// cluster's worker reports each key it holds. At most
+    /// [`ROUND_MESSAGES_MAX`] messages a round; the rest follow next round.
     fn cluster_duties(&mut self, state: &State, me: &PublicKey) -> (Vec<WorkerPayload>, bool) {
         let height = state.height();
         let mut out = Vec::new();
         let mut changed = false;
-        let due = |said: &mut BTreeMap<(Hash, u64, PublicKey, ClusterMessage), u64>,
-                   key: (Hash, u64, PublicKey, ClusterMessage)| {
-            let due = said.get(&key).is_none_or(|at| height >= at + RESEND_AFTER_BLOCKS);
-            if due {
-                said.insert(key, height);
-            }
-            due
-        };
         let current = state.key_epochs().current.as_ref();
         let publisher = current.filter(|c| c.holders.first() == Some(me));
         if let Some(current) = publisher
             && let Some(master) = self.vault.master(current.epoch).cloned()
         {
             for (id, cluster) in state.clusters() {
-                let key = master.cluster_key(id);
-                match cluster.key(current.epoch) {
-                    None => {
-                        if due(&mut self.cluster_said, (*id, current.epoch, *me, ClusterMessage::Publish)) {
-                            out.push(WorkerPayload::ClusterKeyPublish {
-                                cluster: *id,
-                                epoch: current.epoch,
-                                public: key.secret().public(),
-                            });
-                        }
+                if out.len() >= ROUND_MESSAGES_MAX {
+                    break;
+                }
+                if let Some(epoch) = cluster.due_key_epoch(current.epoch)
+                    && self.due((*id, epoch, *me, KeyMessage::Publish), height)
+                {
+                    let public = master.cluster_key_at(id, epoch).secret().public();
+                    out.push(WorkerPayload::ClusterKeyPublish { cluster: *id, epoch, public });
+                }
+                changed |= self.hand_over_cluster_key(state, me, id, cluster, &mut out);
+                for kept in &cluster.keys {
+                    if cluster.retirable(kept.epoch, height).is_ok()
+                        && self.due((*id, kept.epoch, *me, KeyMessage::Retire), height)
+                    {
+                        out.push(WorkerPayload::ClusterKeyRetire { cluster: *id, epoch: kept.epoch });
                     }
-                    Some(published) if published.public == key.secret().public() => {
-                        let history: Vec<(u64, [u8; 32])> = cluster
-                            .keys
-                            .iter()
-                            .filter(|k| k.epoch != current.epoch)
-                            .filter_map(|k| {
-                                self.vault.master(k.epoch).map(|m| (k.epoch, *m.cluster_key(id).secret().to_bytes()))
-                            })
-                            .collect();
-                        for worker in &cluster.workers {
-                            if worker == me {
-                                // The publisher is in the cluster too: it keeps the key it derived.
-                                if self.vault.cluster(id, current.epoch).is_none() {
-                                    self.vault.insert_cluster(key.clone());
-                                    changed = true;
-                                }
-                                continue;
-                            }
-                            if published.received.contains(worker)
-                                || !due(&mut self.cluster_said, (*id, current.epoch, *worker, ClusterMessage::Handover))
-                            {
-                                continue;
-                            }
-                            let handover = Handover::Cluster {
-                                cluster: *id,
-                                epoch: current.epoch,
-                                key: *key.secret().to_bytes(),
-                                history: history.clone(),
-                            };
-                            out.extend(seal_handover(state, worker, current.epoch, &handover));
-                        }
-                    }
-                    Some(_) => tracing::warn!(cluster = %id, "the published cluster key is not this gatekeeper's"),
                 }
             }
-        }
-        // Agent public keys, for clients to encrypt to.
-        if let Some(current) = publisher
-            && let Some(master) = self.vault.master(current.epoch).cloned()
-        {
             for (id, agent) in state.agents() {
-                if agent.keys.iter().any(|k| k.epoch == current.epoch)
-                    || !due(&mut self.cluster_said, (*id, current.epoch, *me, ClusterMessage::Publish))
-                {
-                    continue;
+                if out.len() >= ROUND_MESSAGES_MAX {
+                    break;
                 }
-                let public = master.cluster_key(&agent.cluster).agent_key(id).secret().public();
-                out.push(WorkerPayload::AgentKeyPublish { agent: *id, epoch: current.epoch, public });
+                self.agent_key_duties(state, me, id, agent, &mut out);
             }
         }
         for (cluster, epoch) in self.vault.cluster_epochs() {
@@ -281,13 +257,143 @@ impl Gatekeeper {
             let member = state.cluster(&cluster).is_some_and(|c| c.workers.contains(me));
             if member
                 && !published.received.contains(me)
-                && due(&mut self.cluster_said, (cluster, epoch, *me, ClusterMessage::Receipt))
+                && self.due((cluster, epoch, *me, KeyMessage::Receipt), height)
             {
                 out.push(WorkerPayload::ClusterKeyReceived { cluster, epoch });
             }
         }
         self.cluster_said.retain(|_, at| height < *at + 2 * RESEND_AFTER_BLOCKS);
         (out, changed)
+    }
+
+    /// Whether a key message about `key` is due (and if so, records it as sent now).
+    fn due(&mut self, key: (Hash, u64, PublicKey, KeyMessage), height: u64) -> bool {
+        let due = self.cluster_said.get(&key).is_none_or(|at| height >= at + RESEND_AFTER_BLOCKS);
+        if due {
+            self.cluster_said.insert(key, height);
+        }
+        due
+    }
+
+    /// The cluster key of a kept key epoch, derived from the master key it
+    /// names (if this gatekeeper holds that master key).
+    fn derive_cluster_key(&self, cluster: &Hash, kept: &ClusterEpochKey) -> Option<ClusterKey> {
+        let key = self.vault.master(kept.master_epoch)?.cluster_key_at(cluster, kept.epoch);
+        (key.secret().public() == kept.public).then_some(key)
+    }
+
+    /// The agent key of a kept agent key epoch, derived down from the master key.
+    fn derive_agent_key(&self, state: &State, agent: &Agent, epoch: u64) -> Option<AgentKey> {
+        let kept = agent.key(epoch)?;
+        let cluster = state.cluster(&agent.cluster)?.key(kept.cluster_epoch)?;
+        let key = self.derive_cluster_key(&agent.cluster, cluster)?.agent_key_at(&agent.id, epoch);
+        (key.secret().public() == kept.public).then_some(key)
+    }
+
+    /// Hands the newest key of `cluster` (with the other kept epochs, for
+    /// data not yet re-encrypted) to each of its workers that has not
+    /// reported it; keeps it if this gatekeeper is in the cluster. Returns
+    /// whether the vault changed.
+    fn hand_over_cluster_key(
+        &mut self,
+        state: &State,
+        me: &PublicKey,
+        id: &Hash,
+        cluster: &Cluster,
+        out: &mut Vec<WorkerPayload>,
+    ) -> bool {
+        let Some(newest) = cluster.newest_key() else { return false };
+        let Some(key) = self.derive_cluster_key(id, newest) else {
+            tracing::warn!(cluster = %id, epoch = newest.epoch, "the published cluster key is not one this gatekeeper derives");
+            return false;
+        };
+        let history: Vec<(u64, [u8; 32])> = cluster
+            .keys
+            .iter()
+            .filter(|k| k.epoch != newest.epoch)
+            .filter_map(|k| Some((k.epoch, *self.derive_cluster_key(id, k)?.secret().to_bytes())))
+            .collect();
+        let mut changed = false;
+        for worker in &cluster.workers {
+            if worker == me {
+                // The publisher is in the cluster too: it keeps the keys it derived.
+                for (epoch, bytes) in
+                    std::iter::once((newest.epoch, *key.secret().to_bytes())).chain(history.iter().copied())
+                {
+                    if self.vault.cluster(id, epoch).is_none() {
+                        self.vault.insert_cluster(ClusterKey::from_bytes(bytes, *id, epoch));
+                        changed = true;
+                    }
+                }
+                continue;
+            }
+            if newest.received.contains(worker)
+                || !self.due((*id, newest.epoch, *worker, KeyMessage::Handover), state.height())
+            {
+                continue;
+            }
+            let handover = Handover::Cluster {
+                cluster: *id,
+                epoch: newest.epoch,
+                key: *key.secret().to_bytes(),
+                history: history.clone(),
+            };
+            out.extend(seal_handover(state, worker, newest.epoch, &handover));
+        }
+        changed
+    }
+
+    /// An agent's due key, its secrets still sealed under older epochs
+    /// (re-encrypted to the newest key) and its retirable epochs.
+    fn agent_key_duties(
+        &mut self,
+        state: &State,
+        me: &PublicKey,
+        id: &Hash,
+        agent: &Agent,
+        out: &mut Vec<WorkerPayload>,
+    ) {
+        let height = state.height();
+        let Some(cluster) = state.cluster(&agent.cluster) else { return };
+        if let Some(ready) = cluster.ready_key(height)
+            && let Some(epoch) = agent.due_key_epoch(ready.epoch)
+            && let Some(cluster_key) = self.derive_cluster_key(&agent.cluster, ready)
+            && self.due((*id, epoch, *me, KeyMessage::Publish), height)
+        {
+            let public = cluster_key.agent_key_at(id, epoch).secret().public();
+            out.push(WorkerPayload::AgentKeyPublish { agent: *id, epoch, public });
+        }
+        let Some(newest) = agent.newest_key() else { return };
+        let stale: Vec<&phalanx_state::Secret> =
+            agent.secrets.iter().filter(|s| secret_epoch(&s.sealed) != Some(newest.epoch)).collect();
+        if !stale.is_empty() && self.due((*id, newest.epoch, *me, KeyMessage::Reseal), height) {
+            let to = KeyRef { kind: KeyKind::Agent, id: *id, epoch: newest.epoch };
+            for secret in stale {
+                let Some(old) = secret_epoch(&secret.sealed).and_then(|e| self.derive_agent_key(state, agent, e))
+                else {
+                    tracing::warn!(agent = %id, name = %secret.name, "a secret is sealed under a key epoch no longer kept");
+                    continue;
+                };
+                match Envelope::reseal(&secret.sealed, old.secret(), &newest.public, to) {
+                    Ok(sealed) => out.push(WorkerPayload::SecretResealed {
+                        agent: *id,
+                        name: secret.name.clone(),
+                        replaces: phalanx_primitives::sha256(&secret.sealed),
+                        sealed,
+                    }),
+                    Err(error) => {
+                        tracing::warn!(agent = %id, name = %secret.name, %error, "a secret does not re-encrypt")
+                    }
+                }
+            }
+        }
+        for kept in &agent.keys {
+            if agent.retirable(kept.epoch, height).is_ok()
+                && self.due((*id, kept.epoch, *me, KeyMessage::Retire), height)
+            {
+                out.push(WorkerPayload::AgentKeyRetire { agent: *id, epoch: kept.epoch });
+            }
+        }
     }
 
     /// Opens the handovers addressed to this worker; keeps what checks out

@@ -145,7 +145,11 @@ async fn run(
     let Ok(_slot) = gateway.slots.try_acquire() else {
         return error(StatusCode::TOO_MANY_REQUESTS, "the gateway is at its limit of calls in flight; retry shortly");
     };
-    let state = gateway.view.borrow().clone();
+    let encrypted = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(phalanx_keys::call::ENVELOPE_CONTENT_TYPE));
+    let state = if encrypted { wait_for_key(&gateway, id, &body).await } else { gateway.view.borrow().clone() };
     let Some(agent) = state.agent(&id) else {
         return error(StatusCode::NOT_FOUND, format!("no agent {id} at verified height {}", state.height()));
     };
@@ -170,16 +174,12 @@ async fn run(
         Err(compile) => return error(StatusCode::BAD_GATEWAY, format!("the agent's code does not compile: {compile}")),
     };
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
-    let encrypted = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case(phalanx_keys::call::ENVELOPE_CONTENT_TYPE));
     if encrypted {
         let env = match secrets_env(&gateway, agent) {
             Ok(env) => env,
             Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
         };
-        return encrypted_call(&gateway, id, agent.cluster, &code, &host, &body, env).await;
+        return encrypted_call(&gateway, agent, &code, &host, &body, env).await;
     }
     let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let env = match secrets_env(&gateway, agent) {
@@ -212,14 +212,14 @@ async fn run(
 /// the agent itself travel sealed.
 async fn encrypted_call(
     gateway: &Gateway,
-    id: Hash,
-    cluster: Hash,
+    agent: &phalanx_state::Agent,
     code: &phalanx_sandbox::AgentCode,
     host: &str,
     body: &[u8],
     env: Vec<(String, String)>,
 ) -> Response {
     use phalanx_keys::call::{ENVELOPE_CONTENT_TYPE, SealedRequest, SealedResponse};
+    let id = agent.id;
     let header = match phalanx_keys::Header::peek(body) {
         Ok(header) => header,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("not an envelope: {e}")),
@@ -227,14 +227,10 @@ async fn encrypted_call(
     if header.key.kind != phalanx_keys::envelope::KeyKind::Agent || header.key.id != id || header.agent != id {
         return error(StatusCode::BAD_REQUEST, format!("the envelope is not sealed to agent {id}"));
     }
-    let epoch = header.key.epoch;
-    let Some(cluster_key) = gateway.keys.borrow().get(&(cluster, epoch)).cloned() else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("this worker holds no key of epoch {epoch} for the agent"),
-        );
+    let key = match agent_key(&gateway.keys.borrow(), agent, header.key.epoch) {
+        Ok(key) => key,
+        Err((status, message)) => return error(status, message),
     };
-    let key = cluster_key.agent_key(&id);
     let opened = match phalanx_keys::Envelope::open(body, key.secret()) {
         Ok(opened) => opened,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("the envelope does not open: {e}")),
@@ -272,6 +268,66 @@ async fn encrypted_call(
         .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
+/// Longest an encrypted call waits for this worker to verify the block that
+/// published the key epoch it is sealed to (a client reads keys from a node,
+/// which may be a block or two ahead of this worker), in milliseconds.
+pub const KEY_WAIT_MS: u64 = 3_000;
+
+/// The agent's key of `epoch`: the chain records which cluster key epoch it
+/// derives from, and this worker must hold that cluster key.
+fn agent_key(
+    keys: &Keyring,
+    agent: &phalanx_state::Agent,
+    epoch: u64,
+) -> Result<phalanx_keys::AgentKey, (StatusCode, String)> {
+    let Some(kept) = agent.key(epoch) else {
+        let kept: Vec<u64> = agent.keys.iter().map(|k| k.epoch).collect();
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("agent {} has no key of epoch {epoch} (kept epochs: {kept:?}); seal to a kept key", agent.id),
+        ));
+    };
+    let cluster_key = keys.get(&(agent.cluster, kept.cluster_epoch)).ok_or_else(|| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this worker holds no cluster key of epoch {} for the agent yet", kept.cluster_epoch),
+        )
+    })?;
+    Ok(cluster_key.agent_key_at(&agent.id, epoch))
+}
+
+/// The verified state to serve an encrypted call from: if the envelope
+/// names a key epoch newer than this worker has verified (or whose cluster
+/// key has not reached it yet), waits up to [`KEY_WAIT_MS`] for it, so a
+/// rotation never fails a call that was sealed to the newest key.
+async fn wait_for_key(gateway: &Gateway, id: Hash, body: &[u8]) -> Arc<phalanx_state::State> {
+    let Ok(header) = phalanx_keys::Header::peek(body) else { return gateway.view.borrow().clone() };
+    let epoch = header.key.epoch;
+    let ready = |state: &phalanx_state::State| {
+        let Some(agent) = state.agent(&id) else { return true };
+        match agent.key(epoch) {
+            Some(kept) => gateway.keys.borrow().contains_key(&(agent.cluster, kept.cluster_epoch)),
+            // An epoch older than the newest is retired: waiting cannot help.
+            None => agent.newest_key().is_some_and(|newest| newest.epoch >= epoch),
+        }
+    };
+    let mut view = gateway.view.clone();
+    let mut keys = gateway.keys.clone();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(KEY_WAIT_MS);
+    loop {
+        let state = view.borrow_and_update().clone();
+        keys.borrow_and_update();
+        if ready(&state) {
+            return state;
+        }
+        tokio::select! {
+            changed = view.changed() => if changed.is_err() { return state },
+            changed = keys.changed() => if changed.is_err() { return state },
+            _ = tokio::time::sleep_until(deadline) => return state,
+        }
+    }
+}
+
 /// The agent's secrets as `env` values, opened inside the worker with the
 /// cluster key of each secret's epoch. Values never leave this function
 /// except into the sandbox; errors name the secret, never its value.
@@ -284,11 +340,8 @@ fn secrets_env(gateway: &Gateway, agent: &phalanx_state::Agent) -> Result<Vec<(S
         if header.key.kind != phalanx_keys::envelope::KeyKind::Agent || header.key.id != agent.id {
             return Err(refused("it is sealed to another key".into()));
         }
-        let cluster_key = keys
-            .get(&(agent.cluster, header.key.epoch))
-            .ok_or_else(|| refused(format!("no key of epoch {} on this worker", header.key.epoch)))?;
-        let opened = phalanx_keys::Envelope::open(&secret.sealed, cluster_key.agent_key(&agent.id).secret())
-            .map_err(|e| refused(e.to_string()))?;
+        let key = agent_key(&keys, agent, header.key.epoch).map_err(|(_, why)| refused(why))?;
+        let opened = phalanx_keys::Envelope::open(&secret.sealed, key.secret()).map_err(|e| refused(e.to_string()))?;
         let value = String::from_utf8(opened.plaintext.to_vec()).map_err(|_| refused("it is not UTF-8 text".into()))?;
         env.push((secret.name.clone(), value));
     }

@@ -220,6 +220,10 @@ pub async fn run(
                     }
                     let height = runtime.chain().height();
                     let mut payloads = runtime.gatekeeper_duties();
+                    // Keys received this round reach the gateway before this worker reports them.
+                    if !keyring.borrow().keys().copied().eq(runtime.cluster_keys()) {
+                        keyring.send_replace(Arc::new(runtime.cluster_keyring()));
+                    }
                     let heartbeat_due = height.saturating_sub(worker_heartbeat_base) >= config.heartbeat_every
                         && heartbeat_sent_at.is_none_or(|at| height > at + 20);
                     if heartbeat_due {

@@ -213,17 +213,22 @@ impl Runtime {
     }
 
     /// Opens an envelope sealed to an agent key (of the epoch its header
-    /// names) with the cluster key this worker holds for that epoch, or, on
-    /// a gatekeeper, the master key.
+    /// names) with the cluster key this worker holds for the cluster key
+    /// epoch the chain says that agent key derives from (equal epochs for an
+    /// agent the chain does not list), or, on a gatekeeper, the master key.
     pub fn open_for_agent(&self, cluster: &Hash, envelope: &[u8]) -> Result<phalanx_keys::Opened, OpenError> {
         let header = phalanx_keys::Header::peek(envelope)?;
         let epoch = header.key.epoch;
+        let state = self.chain.state();
+        let cluster_epoch = state.agent(&header.key.id).and_then(|a| a.key(epoch)).map_or(epoch, |k| k.cluster_epoch);
+        let master_epoch =
+            state.cluster(cluster).and_then(|c| c.key(cluster_epoch)).map_or(cluster_epoch, |k| k.master_epoch);
         let vault = self.gatekeeper.vault();
-        let cluster_key = match vault.cluster(cluster, epoch) {
+        let cluster_key = match vault.cluster(cluster, cluster_epoch) {
             Some(key) => key.clone(),
-            None => vault.master(epoch).ok_or(OpenError::NoKey(epoch))?.cluster_key(cluster),
+            None => vault.master(master_epoch).ok_or(OpenError::NoKey(epoch))?.cluster_key_at(cluster, cluster_epoch),
         };
-        let key = cluster_key.agent_key(&header.key.id);
+        let key = cluster_key.agent_key_at(&header.key.id, epoch);
         Ok(phalanx_keys::Envelope::open(envelope, key.secret())?)
     }
 

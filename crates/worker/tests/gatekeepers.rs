@@ -6,7 +6,9 @@
 //! Three gatekeepers are elected and share epoch 1; a fourth is added and
 //! all four share epoch 2; one is removed and the other three move to epoch
 //! 3, which the removed one never learns: it cannot open what is sealed to
-//! an epoch-3 agent key, though it still opens epoch 2's.
+//! an epoch-3 agent key. Master keys nothing derives from any more are
+//! destroyed on every gatekeeper. Cluster-only and agent-only rotations move
+//! an agent's secrets to its new key and retire the old epochs everywhere.
 
 use phalanx_keys::envelope::KeyKind;
 use phalanx_keys::{Envelope, KeyRef, Purpose};
@@ -15,8 +17,10 @@ use phalanx_node::dev::{dev_genesis, dev_validator_seed};
 use phalanx_primitives::mnemonic::dev_keypair;
 use phalanx_primitives::{Hash, PLANCK_PER_PHA};
 use phalanx_state::builder::{Candidate, build_block};
+use phalanx_state::modules::agents::secret_epoch;
+use phalanx_state::modules::clusters::RETIRE_GRACE_BLOCKS;
 use phalanx_state::modules::registry::FEATURE_GATEKEEPER;
-use phalanx_state::{Block, Call, GatekeeperParams, SignedTransaction, State, Transaction};
+use phalanx_state::{AgentChange, Block, Call, GatekeeperParams, Language, SignedTransaction, State, Transaction};
 use phalanx_worker::Runtime;
 use phalanx_worker::tee::sim::SimPlatform;
 
@@ -166,10 +170,12 @@ fn three_gatekeepers_then_four_then_one_removed() {
     network.step(vec![Call::SetGatekeeperParams { params }]);
     network.run_until_epoch(2, 4);
     assert_eq!(network.check_holders(2).len(), 4);
-    // The newcomer also received epoch 1 (history), checked against the chain's commitment.
-    assert!(network.runtimes[outsider].master_epochs().contains(&1));
+    // No cluster key derives from epoch 1 any more (there are no clusters):
+    // every gatekeeper, the newcomer included, has destroyed it.
+    for runtime in &network.runtimes {
+        assert_eq!(runtime.master_epochs(), vec![2], "only the current master key is kept");
+    }
 
-    // Something sealed to an agent key of epoch 2, before the removal.
     let cluster = Hash([0xc1; 32]);
     let agent = Hash([0xa9; 32]);
     let seal = |network: &Network, holder: usize, epoch: u64, text: &[u8]| {
@@ -177,7 +183,6 @@ fn three_gatekeepers_then_four_then_one_removed() {
         let key = KeyRef { kind: KeyKind::Agent, id: agent, epoch };
         Envelope::seal(&public, key, agent, Purpose::Secret, text).unwrap().0
     };
-    let before = seal(&network, 0, 2, b"sealed in epoch 2");
 
     // Governance removes one gatekeeper: epoch 3 goes ahead without it.
     let removed = first[0];
@@ -195,9 +200,7 @@ fn three_gatekeepers_then_four_then_one_removed() {
     }
     let refused = network.runtimes[removed].open_for_agent(&cluster, &after).unwrap_err();
     assert!(refused.to_string().contains("no key of epoch 3"), "{refused}");
-    // It still reads what was sealed while it was a gatekeeper.
-    let opened = network.runtimes[removed].open_for_agent(&cluster, &before).unwrap();
-    assert_eq!(opened.plaintext.as_slice(), b"sealed in epoch 2");
+    assert!(network.runtimes[removed].master_epochs().is_empty(), "the removed gatekeeper keeps no master key");
 }
 
 /// A gatekeeper killed in the middle of a rotation and restarted: the
@@ -300,6 +303,92 @@ fn cluster_keys_reach_cluster_workers_and_follow_rotations() {
     assert!(opens(&network, a, &three));
     assert!(!opens(&network, b, &three), "a worker removed from the cluster gets no later key");
     assert!(network.runtimes[b].cluster_keys().is_empty(), "and destroys the keys it had");
-    assert!(!opens(&network, a, &one), "epoch 1 is retired: its key is destroyed");
-    assert_eq!(network.runtimes[a].cluster_keys().len(), 2);
+    // With no agent key deriving from them, older epochs retire after the grace period.
+    for _ in 0..(2 * RETIRE_GRACE_BLOCKS) {
+        network.step(vec![]);
+    }
+    let kept: Vec<u64> = network.state.cluster(&cluster).unwrap().keys.iter().map(|k| k.epoch).collect();
+    assert_eq!(kept, vec![3], "older cluster key epochs are retired on chain");
+    assert!(!opens(&network, a, &one) && !opens(&network, a, &two), "retired epochs' keys are destroyed");
+    assert_eq!(network.runtimes[a].cluster_keys(), vec![(cluster, 3)]);
+    assert_eq!(network.runtimes[gatekeeper].master_epochs(), vec![3]);
+}
+
+/// Steps until `done` holds (at most 300 blocks).
+fn run_until(network: &mut Network, what: &str, done: impl Fn(&State) -> bool) {
+    for _ in 0..300 {
+        if done(&network.state) {
+            network.step(vec![]);
+            return;
+        }
+        network.step(vec![]);
+    }
+    panic!("{what} never happened");
+}
+
+/// Cluster-only, agent-only and master rotations with a deployed agent and
+/// a secret: each moves the agent to a new key epoch, a gatekeeper
+/// re-encrypts the secret to it, the old epochs retire, and the cluster's
+/// workers destroy their old keys. The secret opens under every new key.
+#[test]
+fn scoped_rotations_move_secrets_and_retire_old_keys() {
+    let mut network = Network::with(3, GatekeeperParams { era_blocks: 10, gatekeepers_max: 1, activation_delay: 2 });
+    network.run_until_epoch(1, 1);
+    let gatekeeper = network.check_holders(1)[0];
+    let workers: Vec<usize> = (0..3).filter(|&i| i != gatekeeper).collect();
+    network.step(vec![Call::CreateCluster { name: "inference".into() }]);
+    let cluster = *network.state.clusters().next().unwrap().0;
+    let adds = workers
+        .iter()
+        .map(|&i| Call::SetClusterWorker { cluster, worker: network.runtimes[i].identity(), member: true })
+        .collect();
+    network.step(adds);
+    let code = b"export default { fetch() { return new Response('hi') } }".to_vec();
+    network.step(vec![Call::DeployAgent { name: "a".into(), cluster, language: Language::JavaScript, code }]);
+    let agent = *network.state.agents().next().unwrap().0;
+    run_until(&mut network, "the agent's first key", |s| s.agent(&agent).unwrap().newest_key().is_some());
+    assert_eq!(network.state.agent(&agent).unwrap().newest_key().unwrap().epoch, 1);
+
+    // The owner (alice deployed it) seals a secret to the published key.
+    let seal_secret = |network: &Network| {
+        let newest = network.state.agent(&agent).unwrap().newest_key().unwrap().clone();
+        let key = KeyRef { kind: KeyKind::Agent, id: agent, epoch: newest.epoch };
+        Envelope::seal(&newest.public, key, agent, Purpose::Secret, b"sk-planted").unwrap().0
+    };
+    let sealed = seal_secret(&network);
+    let change = AgentChange::SetSecret { name: "API_KEY".into(), sealed };
+    network.step(vec![Call::ManageAgent { agent, change }]);
+
+    // Each rotation: (request, expected agent epoch, expected cluster epoch).
+    let rotations = [
+        (Call::RotateClusterKey { cluster }, 2, 2),
+        (Call::RotateAgentKey { agent }, 3, 2),
+        (Call::RotateMasterKey, 4, 3),
+    ];
+    for (request, agent_epoch, cluster_epoch) in rotations {
+        network.step(vec![request]);
+        let settled = |s: &State| {
+            let found = s.agent(&agent).unwrap();
+            let keys: Vec<u64> = found.keys.iter().map(|k| k.epoch).collect();
+            let clusters: Vec<u64> = s.cluster(&cluster).unwrap().keys.iter().map(|k| k.epoch).collect();
+            keys == vec![agent_epoch]
+                && clusters == vec![cluster_epoch]
+                && secret_epoch(&found.secrets[0].sealed) == Some(agent_epoch)
+        };
+        run_until(&mut network, &format!("agent epoch {agent_epoch}, cluster epoch {cluster_epoch}"), settled);
+        let found = network.state.agent(&agent).unwrap();
+        assert_eq!(found.newest_key().unwrap().cluster_epoch, cluster_epoch);
+        for &w in &workers {
+            assert_eq!(network.runtimes[w].cluster_keys(), vec![(cluster, cluster_epoch)], "old keys destroyed");
+            let opened = network.runtimes[w].open_for_agent(&cluster, &found.secrets[0].sealed).unwrap();
+            assert_eq!(opened.plaintext.as_slice(), b"sk-planted", "the secret survives the rotation");
+        }
+    }
+    assert_eq!(network.runtimes[gatekeeper].master_epochs(), vec![2]);
+    // A second request while one is finishing is refused with a reason.
+    network.step(vec![Call::RotateAgentKey { agent }]);
+    let nonce = network.state.account(&dev_keypair("alice").unwrap().public()).unwrap().nonce;
+    let again = signed(&network.state, "alice", nonce, Call::RotateAgentKey { agent });
+    let refused = network.state.check_tx(&again, again.encode().len()).unwrap_err();
+    assert!(refused.to_string().contains("still finishing"), "{refused}");
 }

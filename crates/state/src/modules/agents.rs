@@ -71,16 +71,22 @@ pub struct Secret {
     pub sealed: Vec<u8>,
 }
 
-/// An agent's public key in one master-key epoch, published by a gatekeeper.
+/// An agent's public key in one agent key epoch, published by a gatekeeper.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
 pub struct AgentEpochKey {
+    /// The agent key epoch (what envelopes name).
     pub epoch: u64,
+    /// The cluster key epoch it derives from.
+    pub cluster_epoch: u64,
     #[serde(with = "phalanx_primitives::hex_serde")]
     pub public: [u8; 32],
+    /// Height of the block that published it.
+    pub published_at: u64,
 }
 
-/// Epochs whose agent public key the chain keeps.
-pub const AGENT_EPOCHS_KEPT: usize = 2;
+/// Most agent key epochs the chain keeps at once (beyond that the oldest is
+/// dropped even if data is still sealed under it).
+pub const AGENT_EPOCHS_MAX: usize = 4;
 
 /// An agent.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
@@ -101,8 +107,68 @@ pub struct Agent {
     pub secrets: Vec<Secret>,
     /// Public keys clients encrypt calls and secrets to, newest last.
     pub keys: Vec<AgentEpochKey>,
+    /// The owner or governance asked for a new key of this agent alone.
+    pub rotation_requested: bool,
     pub created_at: u64,
     pub updated_at: u64,
+}
+
+impl Agent {
+    /// The newest published key.
+    pub fn newest_key(&self) -> Option<&AgentEpochKey> {
+        self.keys.last()
+    }
+
+    /// A kept key by agent key epoch.
+    pub fn key(&self, epoch: u64) -> Option<&AgentEpochKey> {
+        self.keys.iter().find(|k| k.epoch == epoch)
+    }
+
+    /// The agent key epoch a gatekeeper should publish next, given its
+    /// cluster's ready key (`Cluster::ready_key`): the cluster key epoch for
+    /// the first key; the next epoch (at least the cluster key epoch) when the
+    /// newest key derives from an older cluster key or a rotation was asked for.
+    pub fn due_key_epoch(&self, cluster_key_epoch: u64) -> Option<u64> {
+        match self.newest_key() {
+            None => Some(cluster_key_epoch),
+            Some(newest) if newest.cluster_epoch < cluster_key_epoch => Some((newest.epoch + 1).max(cluster_key_epoch)),
+            Some(newest) if self.rotation_requested => Some(newest.epoch + 1),
+            Some(_) => None,
+        }
+    }
+
+    /// Secrets sealed under key epoch `epoch` (by their envelope headers).
+    pub fn secrets_under(&self, epoch: u64) -> usize {
+        self.secrets.iter().filter(|s| secret_epoch(&s.sealed) == Some(epoch)).count()
+    }
+
+    /// Whether the older key `epoch` may be retired at `height`: no secret
+    /// is sealed under it any more and the grace period has passed.
+    pub fn retirable(&self, epoch: u64, height: u64) -> Result<(), String> {
+        let newest = self.newest_key().ok_or("the agent has no keys")?;
+        if self.key(epoch).is_none() {
+            return Err(format!("the agent keeps no key of epoch {epoch}"));
+        }
+        if epoch == newest.epoch {
+            return Err("the newest key is never retired".into());
+        }
+        let sealed = self.secrets_under(epoch);
+        if sealed > 0 {
+            return Err(format!("{sealed} secrets are still sealed under epoch {epoch}"));
+        }
+        let grace = newest.published_at + crate::modules::clusters::RETIRE_GRACE_BLOCKS;
+        if height < grace {
+            return Err(format!("epoch {epoch} stays until block {grace}"));
+        }
+        Ok(())
+    }
+}
+
+/// The agent key epoch a sealed secret names in its envelope header (`None`
+/// if the header does not parse or names another kind of key).
+pub fn secret_epoch(sealed: &[u8]) -> Option<u64> {
+    let header = phalanx_keys::Header::peek(sealed).ok()?;
+    (header.key.kind == phalanx_keys::envelope::KeyKind::Agent).then_some(header.key.epoch)
 }
 
 /// A change the owner (or governance) makes to an agent.

@@ -180,6 +180,20 @@ pub enum WorkerPayload {
         #[serde(with = "phalanx_primitives::hex_serde")]
         envelope: Vec<u8>,
     },
+    /// A holder of the current master key re-encrypted an agent's secret to
+    /// the agent's newest key. `replaces` is the SHA-256 of the envelope it
+    /// replaces, so an owner's newer value is never overwritten.
+    SecretResealed {
+        agent: Hash,
+        name: String,
+        replaces: Hash,
+        #[serde(with = "phalanx_primitives::hex_serde")]
+        sealed: Vec<u8>,
+    },
+    /// A holder of the current master key retires an agent's older key epoch.
+    AgentKeyRetire { agent: Hash, epoch: u64 },
+    /// A holder of the current master key retires a cluster's older key epoch.
+    ClusterKeyRetire { cluster: Hash, epoch: u64 },
 }
 
 /// A message from a worker, signed inside its TEE.
