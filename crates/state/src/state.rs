@@ -797,6 +797,7 @@ impl State {
                     secrets: Vec::new(),
                     keys: Vec::new(),
                     rotation_requested: false,
+                    key_epoch_last: 0,
                     created_at: height,
                     updated_at: height,
                 });

@@ -109,6 +109,10 @@ pub struct Agent {
     pub keys: Vec<AgentEpochKey>,
     /// The owner or governance asked for a new key of this agent alone.
     pub rotation_requested: bool,
+    /// The highest key epoch ever published for this agent (0 before the
+    /// first), so an epoch number never names two keys even after the limit
+    /// on kept epochs dropped every kept key.
+    pub key_epoch_last: u64,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -129,10 +133,11 @@ impl Agent {
     /// the first key; the next epoch (at least the cluster key epoch) when the
     /// newest key derives from an older cluster key or a rotation was asked for.
     pub fn due_key_epoch(&self, cluster_key_epoch: u64) -> Option<u64> {
+        // Never an epoch used before: for the first key this is the cluster key epoch.
+        let next = (self.key_epoch_last + 1).max(cluster_key_epoch);
         match self.newest_key() {
-            None => Some(cluster_key_epoch),
-            Some(newest) if newest.cluster_epoch < cluster_key_epoch => Some((newest.epoch + 1).max(cluster_key_epoch)),
-            Some(newest) if self.rotation_requested => Some(newest.epoch + 1),
+            None => Some(next),
+            Some(newest) if newest.cluster_epoch < cluster_key_epoch || self.rotation_requested => Some(next),
             Some(_) => None,
         }
     }

@@ -204,6 +204,7 @@ impl State {
                 let mut cluster = self.clusters.get(&found.cluster).expect("checked").clone();
                 let cluster_epoch = cluster.ready_key(height).expect("checked").epoch;
                 found.keys.push(AgentEpochKey { epoch, cluster_epoch, public, published_at: height });
+                found.key_epoch_last = epoch;
                 found.rotation_requested = false;
                 emit(Event::AgentKeyPublished { agent, epoch, cluster_epoch });
                 count_agent_key(&mut cluster.keys, cluster_epoch, true);
