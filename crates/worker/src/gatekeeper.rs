@@ -32,14 +32,20 @@ enum Handover {
     Master { rotation: u64, epoch: u64, key: [u8; 32], history: Vec<(u64, [u8; 32])> },
     /// A cluster's key of `epoch`, with the keys of the other epochs the chain keeps.
     Cluster { cluster: Hash, epoch: u64, key: [u8; 32], history: Vec<(u64, [u8; 32])> },
+    /// Master keys still in use, from an outgoing holder to the members of a
+    /// rotation none of whom holds the current key (so they can re-encrypt
+    /// data still sealed under older epochs). Never a key of a later epoch.
+    History { history: Vec<(u64, [u8; 32])> },
 }
 
 impl Drop for Handover {
     fn drop(&mut self) {
-        let (Handover::Master { key, history, .. } | Handover::Cluster { key, history, .. }) = self;
-        key.zeroize();
-        for (_, key) in history {
-            key.zeroize();
+        match self {
+            Handover::Master { key, history, .. } | Handover::Cluster { key, history, .. } => {
+                key.zeroize();
+                history.iter_mut().for_each(|(_, key)| key.zeroize());
+            }
+            Handover::History { history } => history.iter_mut().for_each(|(_, key)| key.zeroize()),
         }
     }
 }
@@ -183,6 +189,22 @@ impl Gatekeeper {
                                 }
                             }
                         }
+                    }
+                }
+            } else if let Some(current) = epochs.current.as_ref().filter(|c| c.holders.first() == Some(&me))
+                && !rotation.members.iter().any(|m| current.holders.contains(m))
+            {
+                // The whole set changes: the outgoing first holder gives the
+                // new members the master keys still in use.
+                let history: Vec<(u64, [u8; 32])> = self.vault.all().map(|k| (k.epoch(), *k.to_bytes())).collect();
+                for member in &rotation.members {
+                    if !due(self.handed.get(&(rotation.id, *member))) {
+                        continue;
+                    }
+                    let handover = Handover::History { history: history.clone() };
+                    if let Some(payload) = seal_handover(state, member, current.epoch, &handover) {
+                        self.handed.insert((rotation.id, *member), height);
+                        out.push(payload);
                     }
                 }
             } else if rotation.members.contains(&me)
@@ -452,6 +474,19 @@ impl Gatekeeper {
                         changed = true;
                     } else {
                         tracing::warn!(epoch, "a handed-over master key does not match the chain's commitment");
+                    }
+                }
+                Handover::History { history } => {
+                    for (epoch, key) in history {
+                        let key = MasterKey::from_bytes(*key, *epoch);
+                        if recorded_commitment(state, *epoch) == Some(key.commitment())
+                            && self.vault.master(*epoch).is_none()
+                        {
+                            self.vault.insert(key);
+                            changed = true;
+                        } else if self.vault.master(*epoch).is_none() {
+                            tracing::warn!(epoch, "a handed-over master key does not match the chain's commitment");
+                        }
                     }
                 }
                 Handover::Cluster { cluster, epoch, key, history } => {

@@ -392,3 +392,46 @@ fn scoped_rotations_move_secrets_and_retire_old_keys() {
     let refused = network.state.check_tx(&again, again.encode().len()).unwrap_err();
     assert!(refused.to_string().contains("still finishing"), "{refused}");
 }
+
+/// Governance replaces the whole gatekeeper set at once: the outgoing holder
+/// gives the new gatekeeper the master key still in use, so the agent's
+/// secret, sealed under the old epoch, is re-encrypted to the new one; the
+/// outgoing gatekeeper never learns the new key and destroys the old one
+/// once nothing derives from it.
+#[test]
+fn a_whole_new_gatekeeper_set_inherits_the_keys_still_in_use() {
+    let mut network = Network::with(3, GatekeeperParams { era_blocks: 10, gatekeepers_max: 1, activation_delay: 2 });
+    network.run_until_epoch(1, 1);
+    let old = network.check_holders(1)[0];
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let (worker, new) = (others[0], others[1]);
+    network.step(vec![Call::CreateCluster { name: "inference".into() }]);
+    let cluster = *network.state.clusters().next().unwrap().0;
+    network.step(vec![Call::SetClusterWorker { cluster, worker: network.runtimes[worker].identity(), member: true }]);
+    let code = b"export default { fetch() { return new Response('hi') } }".to_vec();
+    network.step(vec![Call::DeployAgent { name: "a".into(), cluster, language: Language::JavaScript, code }]);
+    let agent = *network.state.agents().next().unwrap().0;
+    run_until(&mut network, "the agent's first key", |s| s.agent(&agent).unwrap().newest_key().is_some());
+    let newest = network.state.agent(&agent).unwrap().newest_key().unwrap().clone();
+    let key = KeyRef { kind: KeyKind::Agent, id: agent, epoch: newest.epoch };
+    let sealed = Envelope::seal(&newest.public, key, agent, Purpose::Secret, b"sk-inherited").unwrap().0;
+    network.step(vec![Call::ManageAgent { agent, change: AgentChange::SetSecret { name: "K".into(), sealed } }]);
+
+    let (old_id, new_id) = (network.runtimes[old].identity(), network.runtimes[new].identity());
+    network.step(vec![
+        Call::SetGatekeeper { worker: old_id, member: Some(false) },
+        Call::SetGatekeeper { worker: new_id, member: Some(true) },
+    ]);
+    network.run_until_epoch(2, 1);
+    assert_eq!(network.check_holders(2), vec![new]);
+    run_until(&mut network, "the secret moving to the new epoch and the old one retiring", |s| {
+        let found = s.agent(&agent).unwrap();
+        let clusters: Vec<u64> = s.cluster(&cluster).unwrap().keys.iter().map(|k| k.epoch).collect();
+        found.keys.len() == 1 && clusters == vec![2] && secret_epoch(&found.secrets[0].sealed) == Some(2)
+    });
+    let found = network.state.agent(&agent).unwrap();
+    let opened = network.runtimes[worker].open_for_agent(&cluster, &found.secrets[0].sealed).unwrap();
+    assert_eq!(opened.plaintext.as_slice(), b"sk-inherited");
+    assert_eq!(network.runtimes[new].master_epochs(), vec![2]);
+    assert!(network.runtimes[old].master_epochs().is_empty(), "the outgoing gatekeeper keeps nothing");
+}
