@@ -87,6 +87,12 @@ pub(crate) enum AgentChainCommand {
         /// sealed response: the gateway's host sees neither.
         #[arg(long)]
         encrypt: bool,
+        /// Write the worker's signed receipt to FILE (check it with `phalanx verify FILE`).
+        #[arg(long, value_name = "FILE")]
+        receipt: Option<PathBuf>,
+        /// Write the response body, byte for byte, to FILE instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -143,19 +149,8 @@ async fn agent_key(
     Ok((epoch, public))
 }
 
-/// An encrypted call: the request sealed to the agent's newest published key.
-async fn encrypted_call(
-    http: &reqwest::Client,
-    args: &ClientArgs,
-    id: Hash,
-    gateway: &str,
-    path: &str,
-    method: reqwest::Method,
-    data: Option<String>,
-) -> anyhow::Result<()> {
-    use phalanx_keys::call::{ENVELOPE_CONTENT_TYPE, SealedRequest, SealedResponse};
-    let client = connect(&args.rpc)?;
-    let (epoch, public) = agent_key(&client, args, id).await?;
+/// The sealed form of an `agent call` request.
+fn sealed_request(path: &str, method: &reqwest::Method, data: Option<String>) -> phalanx_keys::call::SealedRequest {
     let mut headers = Vec::new();
     if let Some(data) = &data {
         let json = serde_json::from_str::<serde_json::Value>(data).is_ok();
@@ -164,12 +159,26 @@ async fn encrypted_call(
             if json { "application/json" } else { "text/plain; charset=utf-8" }.into(),
         ));
     }
-    let request = SealedRequest {
+    phalanx_keys::call::SealedRequest {
         method: method.to_string(),
         path: format!("/{}", path.trim_start_matches('/')),
         headers,
         body: data.unwrap_or_default().into_bytes(),
-    };
+    }
+}
+
+/// An encrypted call: the request sealed to the agent's newest published key.
+async fn encrypted_call(
+    http: &reqwest::Client,
+    args: &ClientArgs,
+    id: Hash,
+    gateway: &str,
+    request: phalanx_keys::call::SealedRequest,
+    saved: &Saved,
+) -> anyhow::Result<()> {
+    use phalanx_keys::call::{ENVELOPE_CONTENT_TYPE, SealedResponse};
+    let client = connect(&args.rpc)?;
+    let (epoch, public) = agent_key(&client, args, id).await?;
     let (envelope, response_key) = request.seal(id, epoch, &public)?;
     let url = format!("{}/agents/{id}", gateway.trim_end_matches('/'));
     let response = http
@@ -180,17 +189,57 @@ async fn encrypted_call(
         .await
         .with_context(|| format!("cannot reach the gateway at {gateway}"))?;
     let status = response.status();
+    let header = receipt_header(&response);
     let body = response.bytes().await.context("reading the response")?;
     anyhow::ensure!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&body).trim_end());
     let opened = response_key.open(0, &body).context("the sealed response does not open")?;
     let answer = SealedResponse::decode(&opened).context("the sealed response is malformed")?;
-    let text = String::from_utf8_lossy(&answer.body);
-    anyhow::ensure!((200..300).contains(&answer.status), "{} (sealed): {}", answer.status, text.trim_end());
-    print!("{text}");
-    if !text.ends_with('\n') {
-        println!();
+    anyhow::ensure!(
+        (200..300).contains(&answer.status),
+        "{} (sealed): {}",
+        answer.status,
+        String::from_utf8_lossy(&answer.body).trim_end()
+    );
+    // The receipt covers the envelope as received (it says nothing about the plaintext).
+    saved.receipt(header, &body)?;
+    saved.body(&answer.body)
+}
+
+/// Where `agent call` saves the receipt and the body.
+struct Saved {
+    receipt: Option<PathBuf>,
+    output: Option<PathBuf>,
+}
+
+fn receipt_header(response: &reqwest::Response) -> Option<String> {
+    let value = response.headers().get(phalanx_worker::receipt::RECEIPT_HEADER)?;
+    value.to_str().ok().map(str::to_string)
+}
+
+impl Saved {
+    /// Checks the receipt's signature and that it covers `body`, then writes it.
+    fn receipt(&self, header: Option<String>, body: &[u8]) -> anyhow::Result<()> {
+        let Some(path) = &self.receipt else { return Ok(()) };
+        let header = header.context("the gateway sent no receipt")?;
+        let signed = phalanx_worker::receipt::SignedReceipt::from_header(&header).context("the receipt is invalid")?;
+        if let Some(hash) = signed.receipt.response_hash {
+            anyhow::ensure!(hash == phalanx_primitives::sha256(body), "the receipt does not cover this response");
+        }
+        std::fs::write(path, header).with_context(|| format!("writing {}", path.display()))
     }
-    Ok(())
+
+    /// Prints the body (with a final newline), or writes it byte for byte.
+    fn body(&self, body: &[u8]) -> anyhow::Result<()> {
+        if let Some(path) = &self.output {
+            return std::fs::write(path, body).with_context(|| format!("writing {}", path.display()));
+        }
+        let text = String::from_utf8_lossy(body);
+        print!("{text}");
+        if !text.ends_with('\n') {
+            println!();
+        }
+        Ok(())
+    }
 }
 
 async fn change(id: Hash, change: AgentChange, signer: Signer, args: &ClientArgs) -> anyhow::Result<()> {
@@ -264,14 +313,16 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
             };
             change(id, AgentChange::Transfer { to }, signer, &client).await
         }
-        AgentChainCommand::Call { id, path, method, data, gateway, encrypt, client: args } => {
+        AgentChainCommand::Call { id, path, method, data, gateway, encrypt, receipt, output, client: args } => {
             let path = path.unwrap_or_default();
             let url = format!("{}/agents/{id}/{}", gateway.trim_end_matches('/'), path.trim_start_matches('/'));
             let method = method.unwrap_or_else(|| if data.is_some() { "POST" } else { "GET" }.into());
             let method: reqwest::Method = method.to_uppercase().parse().context("--method")?;
             let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build()?;
+            let saved = Saved { receipt, output };
             if encrypt {
-                return encrypted_call(&client, &args, id, &gateway, &path, method, data).await;
+                let request = sealed_request(&path, &method, data);
+                return encrypted_call(&client, &args, id, &gateway, request, &saved).await;
             }
             let mut request = client.request(method, &url);
             if let Some(data) = data {
@@ -282,15 +333,13 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
             }
             let response = request.send().await.with_context(|| format!("cannot reach the gateway at {gateway}"))?;
             let status = response.status();
-            let body = response.text().await.context("reading the response")?;
+            let header = receipt_header(&response);
+            let body = response.bytes().await.context("reading the response")?;
             if !status.is_success() {
-                anyhow::bail!("{status}: {}", body.trim_end());
+                anyhow::bail!("{status}: {}", String::from_utf8_lossy(&body).trim_end());
             }
-            print!("{body}");
-            if !body.ends_with('\n') {
-                println!();
-            }
-            Ok(())
+            saved.receipt(header, &body)?;
+            saved.body(&body)
         }
         AgentChainCommand::List { client: args } => {
             let client = connect(&args.rpc)?;

@@ -15,6 +15,7 @@ mod client;
 mod dev;
 mod keys;
 mod output;
+mod verify;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -75,6 +76,8 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Check an agent response's receipt against the chain.
+    Verify(verify::VerifyArgs),
     /// Accounts and PHA transfers.
     Account {
         #[command(subcommand)]
@@ -96,5 +99,6 @@ fn main() -> anyhow::Result<()> {
         Command::Attest { command } => attest::run(command),
         Command::Worker(args) => runtime.block_on(worker::run(args)),
         Command::Keys { command, client } => runtime.block_on(keys::run(command, &client)),
+        Command::Verify(args) => runtime.block_on(verify::run(args)),
     }
 }

@@ -783,7 +783,7 @@ impl State {
                 let code_hash = self.store_code(code);
                 let height = self.head.height;
                 emit(Event::AgentDeployed { agent: id, owner: tx.signer, cluster: *cluster, code_hash });
-                self.set_agent(Agent {
+                let mut agent = Agent {
                     id,
                     name: name.clone(),
                     owner: tx.signer,
@@ -798,9 +798,12 @@ impl State {
                     keys: Vec::new(),
                     rotation_requested: false,
                     key_epoch_last: 0,
+                    code_history: Vec::new(),
                     created_at: height,
                     updated_at: height,
-                });
+                };
+                agent.record_code(height);
+                self.set_agent(agent);
             }
             Call::ManageAgent { agent, change } => {
                 let mut found = self.agents.get(agent).expect("checked").clone();
@@ -809,6 +812,7 @@ impl State {
                         found.code_hash = self.store_code(code);
                         found.language = *language;
                         found.version += 1;
+                        found.record_code(self.head.height);
                         "upgrade"
                     }
                     AgentChange::Pause => {

@@ -9,13 +9,15 @@
 //! Limits, each with a clear status: request bodies ([`GatewayConfig::body_bytes_max`], 413),
 //! calls in flight ([`GatewayConfig::concurrency_max`], 429), the agent's
 //! wall time (504), a paused agent (503), an agent of another cluster (421).
-//! Encrypted and signed calls, secrets and receipts come next (issue 6).
+//! Every response an agent produced carries a signed receipt
+//! ([`crate::receipt`]). Signed and paid calls come next (issue 6).
 
+use crate::receipt::{RECEIPT_HEADER, RECEIPT_VERSION, Receipt, ReceiptSigner};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use phalanx_primitives::{Hash, PublicKey};
+use phalanx_primitives::{Hash, PublicKey, sha256};
 use phalanx_sandbox::{
     CodeCache, FetchPolicy, HttpRequest, Lease, Limits, LogLine, Pool, PoolConfig, ResponsePart, SandboxError,
 };
@@ -49,8 +51,13 @@ pub type StateView = watch::Receiver<Arc<phalanx_state::State>>;
 /// The cluster keys this worker holds, by (cluster, epoch), as the runtime last published them.
 pub type Keyring = std::collections::BTreeMap<(Hash, u64), phalanx_keys::ClusterKey>;
 
+/// Makes the receipt header for a response, given its status and body hash
+/// (`None` when the body streams).
+pub type ReceiptFn = Box<dyn FnOnce(u16, Option<Hash>) -> String + Send>;
+
 struct Gateway {
     identity: PublicKey,
+    signer: Arc<ReceiptSigner>,
     view: StateView,
     keys: watch::Receiver<Arc<Keyring>>,
     pool: Arc<Pool>,
@@ -62,14 +69,15 @@ struct Gateway {
 /// Starts the gateway; it serves until the task is dropped.
 pub async fn serve(
     config: &GatewayConfig,
-    identity: PublicKey,
+    signer: ReceiptSigner,
     view: StateView,
     keys: watch::Receiver<Arc<Keyring>>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     let gateway = Arc::new(Gateway {
-        identity,
+        identity: signer.worker(),
+        signer: Arc::new(signer),
         view,
         keys,
         pool: Pool::new(PoolConfig::default()),
@@ -174,14 +182,28 @@ async fn run(
         Err(compile) => return error(StatusCode::BAD_GATEWAY, format!("the agent's code does not compile: {compile}")),
     };
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let base = Receipt {
+        version: RECEIPT_VERSION,
+        chain_id: Hash::ZERO,
+        worker: gateway.identity,
+        agent: id,
+        code_hash: agent.code_hash,
+        agent_version: agent.version,
+        key_epoch: None,
+        height: state.height(),
+        target_hash: crate::receipt::target_hash(method.as_str(), &format!("/{path}{query}")),
+        request_hash: sha256(&body),
+        status: 0,
+        response_hash: None,
+    };
     if encrypted {
         let env = match secrets_env(&gateway, agent) {
             Ok(env) => env,
             Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
         };
-        return encrypted_call(&gateway, agent, &code, &host, &body, env).await;
+        return encrypted_call(&gateway, agent, &code, &host, &body, env, base).await;
     }
-    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let env = match secrets_env(&gateway, agent) {
         Ok(env) => env,
         Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
@@ -197,7 +219,10 @@ async fn run(
         Err(failure) => return sandbox_failure(&failure),
     };
     let agent_id = id;
-    respond(lease, request, env, move |logs, result| {
+    let signer = gateway.signer.clone();
+    let receipt: ReceiptFn =
+        Box::new(move |status, response_hash| signer.sign(Receipt { status, response_hash, ..base }).to_header());
+    respond(lease, request, env, Some(receipt), move |logs, result| {
         // Agent console output is the owner's (encrypted to them later): not in the worker's log.
         if let Err(failure) = result {
             tracing::debug!(agent = %agent_id, %failure, lines = logs.len(), "agent call failed");
@@ -217,6 +242,7 @@ async fn encrypted_call(
     host: &str,
     body: &[u8],
     env: Vec<(String, String)>,
+    base: Receipt,
 ) -> Response {
     use phalanx_keys::call::{ENVELOPE_CONTENT_TYPE, SealedRequest, SealedResponse};
     let id = agent.id;
@@ -261,9 +287,16 @@ async fn encrypted_call(
     };
     let plaintext = zeroize::Zeroizing::new(borsh::to_vec(&answer).expect("in-memory encoding"));
     let sealed = opened.response.seal(0, &plaintext);
+    let receipt = gateway.signer.sign(Receipt {
+        key_epoch: Some(header.key.epoch),
+        status: StatusCode::OK.as_u16(),
+        response_hash: Some(sha256(&sealed)),
+        ..base
+    });
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", ENVELOPE_CONTENT_TYPE)
+        .header(RECEIPT_HEADER, receipt.to_header())
         .body(axum::body::Body::from(sealed))
         .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
@@ -370,6 +403,7 @@ pub async fn respond(
     mut lease: Lease,
     request: HttpRequest,
     env: Vec<(String, String)>,
+    receipt: Option<ReceiptFn>,
     done: impl FnOnce(Vec<LogLine>, &Result<(), SandboxError>) + Send + 'static,
 ) -> Response {
     let (sender, mut parts) = mpsc::channel(16);
@@ -392,8 +426,11 @@ pub async fn respond(
             part
         }
     };
-    let (head, body) = match first {
-        Some(ResponsePart::Complete(head, body)) => (head, axum::body::Body::from(body)),
+    let (head, body, body_hash) = match first {
+        Some(ResponsePart::Complete(head, body)) => {
+            let hash = receipt.is_some().then(|| sha256(&body));
+            (head, axum::body::Body::from(body), hash)
+        }
         Some(ResponsePart::Head(head)) => {
             let chunks = futures::stream::unfold(parts, |mut parts| async move {
                 match parts.recv().await? {
@@ -401,13 +438,19 @@ pub async fn respond(
                     _ => None,
                 }
             });
-            (head, axum::body::Body::from_stream(chunks))
+            (head, axum::body::Body::from_stream(chunks), None)
         }
         _ => return sandbox_failure(&SandboxError::NoResponse),
     };
     let mut response = Response::builder().status(head.status);
     for (name, value) in &head.headers {
-        response = response.header(name, value);
+        // The receipt header is the worker's alone: an agent cannot set it.
+        if !name.eq_ignore_ascii_case(RECEIPT_HEADER) {
+            response = response.header(name, value);
+        }
+    }
+    if let Some(receipt) = receipt {
+        response = response.header(RECEIPT_HEADER, receipt(head.status, body_hash));
     }
     response
         .body(body)

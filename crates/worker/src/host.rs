@@ -155,7 +155,7 @@ pub async fn run(
     let (keyring, keyring_rx) = tokio::sync::watch::channel(Arc::new(runtime.cluster_keyring()));
     let _gateway = match &config.gateway {
         Some(gateway) => {
-            let (address, task) = crate::gateway::serve(gateway, runtime.identity(), view_rx, keyring_rx)
+            let (address, task) = crate::gateway::serve(gateway, runtime.receipt_signer(), view_rx, keyring_rx)
                 .await
                 .map_err(|source| WorkerError::Gateway { address: gateway.listen, source })?;
             tracing::info!(%address, "gateway listening");

@@ -20,6 +20,7 @@ pub mod gatekeeper;
 pub mod gateway;
 pub mod host;
 pub mod identity;
+pub mod receipt;
 pub mod runtime;
 pub mod seal;
 pub mod tee;

@@ -232,6 +232,12 @@ impl Runtime {
         Ok(phalanx_keys::Envelope::open(envelope, key.secret())?)
     }
 
+    /// The receipt signer for this worker's gateway (its identity key).
+    pub fn receipt_signer(&self) -> crate::receipt::ReceiptSigner {
+        let key = phalanx_primitives::Keypair::from_seed(&self.identity.signing().seed());
+        crate::receipt::ReceiptSigner::new(key, self.identity.chain_id())
+    }
+
     /// A copy of the cluster keys this worker holds, for its gateway.
     pub fn cluster_keyring(&self) -> crate::gateway::Keyring {
         let vault = self.gatekeeper.vault();

@@ -41,15 +41,28 @@ impl DevNode {
     }
 
     pub fn start_with(data_dir: &Path, rpc_port: u16, p2p_port: u16, extra: &[&str]) -> DevNode {
-        let child = phalanx()
+        Self::spawn(data_dir, rpc_port, p2p_port, extra, None)
+    }
+
+    /// Like [`DevNode::start_with`], with everything it logs (at debug level) in `log`.
+    pub fn start_logged(data_dir: &Path, extra: &[&str], log: &Path) -> DevNode {
+        Self::spawn(data_dir, free_port(), free_port(), extra, Some(log))
+    }
+
+    fn spawn(data_dir: &Path, rpc_port: u16, p2p_port: u16, extra: &[&str], log: Option<&Path>) -> DevNode {
+        let mut command = phalanx();
+        command
             .args(["dev", "--data-dir"])
             .arg(data_dir)
             .args(["--rpc-port", &rpc_port.to_string(), "--p2p-port", &p2p_port.to_string()])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start phalanx dev");
+            .stderr(Stdio::null());
+        if let Some(log) = log {
+            let file = std::fs::File::create(log).unwrap();
+            command.env("RUST_LOG", "debug").stdout(file.try_clone().unwrap()).stderr(file);
+        }
+        let child = command.spawn().expect("start phalanx dev");
         let node = DevNode { child, rpc_port, p2p_port, data_dir: data_dir.to_path_buf() };
         node.wait_ready();
         node

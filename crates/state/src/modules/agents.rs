@@ -84,6 +84,18 @@ pub struct AgentEpochKey {
     pub published_at: u64,
 }
 
+/// Versions of an agent's code the chain remembers (for checking receipts).
+pub const CODE_HISTORY_MAX: usize = 32;
+
+/// One version of an agent's code and the height from which it served.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+pub struct CodeVersion {
+    pub version: u32,
+    pub code_hash: Hash,
+    /// Height of the block that deployed or upgraded to it.
+    pub from_height: u64,
+}
+
 /// Most agent key epochs the chain keeps at once (beyond that the oldest is
 /// dropped even if data is still sealed under it).
 pub const AGENT_EPOCHS_MAX: usize = 4;
@@ -109,6 +121,8 @@ pub struct Agent {
     pub keys: Vec<AgentEpochKey>,
     /// The owner or governance asked for a new key of this agent alone.
     pub rotation_requested: bool,
+    /// The code versions, oldest first (the last [`CODE_HISTORY_MAX`]).
+    pub code_history: Vec<CodeVersion>,
     /// The highest key epoch ever published for this agent (0 before the
     /// first), so an epoch number never names two keys even after the limit
     /// on kept epochs dropped every kept key.
@@ -118,6 +132,27 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// The code that served at `height`: `Ok(hash)`, or `Err` if that height
+    /// is before deployment or older than the history kept.
+    pub fn code_at(&self, height: u64) -> Result<&CodeVersion, String> {
+        let served = self.code_history.iter().rev().find(|v| v.from_height <= height);
+        match served {
+            Some(version) => Ok(version),
+            None if self.code_history.first().is_some_and(|v| v.version > 1) => {
+                Err(format!("height {height} is older than the {CODE_HISTORY_MAX} code versions the chain keeps"))
+            }
+            None => Err(format!("agent {} was not deployed at height {height}", self.id)),
+        }
+    }
+
+    /// Records the current code as a new version from `height`.
+    pub(crate) fn record_code(&mut self, height: u64) {
+        self.code_history.push(CodeVersion { version: self.version, code_hash: self.code_hash, from_height: height });
+        if self.code_history.len() > CODE_HISTORY_MAX {
+            self.code_history.remove(0);
+        }
+    }
+
     /// The newest published key.
     pub fn newest_key(&self) -> Option<&AgentEpochKey> {
         self.keys.last()

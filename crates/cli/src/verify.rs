@@ -1,0 +1,164 @@
+//! `phalanx verify RECEIPT`: checks a worker's receipt against the chain.
+//!
+//! The receipt's signature must be the worker's; the chain must be the one
+//! the node serves and have reached the receipt's height; the worker must be
+//! registered with attested evidence from no later than that height and be
+//! a worker of the agent's cluster; the code hash and version must be the
+//! agent's code at that height (from the chain's code history). With
+//! `--request`/`--response`, the files' bytes must hash to what the receipt
+//! says. Any failed check makes the command fail.
+
+use crate::ClientArgs;
+use crate::client::{connect, rpc_error};
+use crate::output::emit;
+use anyhow::Context;
+use phalanx_primitives::{Hash, sha256};
+use phalanx_rpc::PhalanxClient;
+use phalanx_worker::receipt::SignedReceipt;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// The receipt: the `phalanx-receipt` header's value, or a file holding it.
+    receipt: String,
+    /// A file with the request body that was sent.
+    #[arg(long)]
+    request: Option<PathBuf>,
+    /// A file with the response body that was received.
+    #[arg(long)]
+    response: Option<PathBuf>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// One check and its outcome.
+#[derive(serde::Serialize)]
+struct Check {
+    check: &'static str,
+    ok: bool,
+    detail: String,
+}
+
+fn hash_file(path: &PathBuf) -> anyhow::Result<Hash> {
+    let metadata = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(metadata.len() <= 64 << 20, "{} is larger than 64 MiB", path.display());
+    Ok(sha256(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?))
+}
+
+pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
+    let text = match std::fs::metadata(&args.receipt) {
+        Ok(meta) if meta.is_file() && meta.len() <= 4096 => std::fs::read_to_string(&args.receipt)?,
+        _ => args.receipt.clone(),
+    };
+    let signed = SignedReceipt::from_header(&text).context("not a valid receipt")?;
+    let receipt = &signed.receipt;
+    let rpc = &args.client.rpc;
+    let client = connect(rpc)?;
+    let mut checks =
+        vec![Check { check: "signature", ok: true, detail: format!("signed by worker {}", receipt.worker) }];
+    let info = client.chain_info().await.map_err(rpc_error(rpc))?;
+    checks.push(Check {
+        check: "chain",
+        ok: info.chain_id == receipt.chain_id,
+        detail: format!("receipt for chain {}, node serves {}", receipt.chain_id, info.chain_id),
+    });
+    let head = client.chain_head().await.map_err(rpc_error(rpc))?;
+    checks.push(Check {
+        check: "height",
+        ok: receipt.height <= head.height,
+        detail: format!("ran at verified height {}, finalized head {}", receipt.height, head.height),
+    });
+    let workers = client.registry_workers().await.map_err(rpc_error(rpc))?;
+    let worker = workers.iter().find(|w| w.identity == receipt.worker);
+    checks.push(match worker {
+        Some(w) => {
+            let attested = w.worker["attested_at"].as_u64().unwrap_or(u64::MAX);
+            Check {
+                check: "worker",
+                ok: attested <= receipt.height,
+                detail: format!(
+                    "registered, {} TEE, confidence {}, evidence attested at height {attested}",
+                    w.worker["tee"].as_str().unwrap_or("?"),
+                    w.worker["confidence"]
+                ),
+            }
+        }
+        None => Check { check: "worker", ok: false, detail: "the worker is not registered on this chain".into() },
+    });
+    let agent = client.agents_get(receipt.agent).await.map_err(rpc_error(rpc))?;
+    let code = agent.as_ref().map(|a| &a.agent);
+    checks.push(match code {
+        None => Check { check: "code", ok: false, detail: format!("no agent {} on this chain", receipt.agent) },
+        Some(agent) => code_check(agent, receipt.height, receipt.code_hash, receipt.agent_version),
+    });
+    if let Some(agent) = code {
+        let status = client.keys_status().await.map_err(rpc_error(rpc))?;
+        let cluster = agent["cluster"].as_str().unwrap_or_default();
+        let member = status.clusters.iter().find(|c| c["id"].as_str() == Some(cluster)).is_some_and(|c| {
+            c["workers"].as_array().into_iter().flatten().any(|w| w.as_str() == Some(&receipt.worker.to_string()))
+        });
+        checks.push(Check {
+            check: "cluster",
+            ok: member,
+            detail: format!(
+                "the worker {} a worker of the agent's cluster {cluster}",
+                if member { "is" } else { "is not" }
+            ),
+        });
+    }
+    if let Some(path) = &args.request {
+        let hash = hash_file(path)?;
+        checks.push(Check {
+            check: "request",
+            ok: hash == receipt.request_hash,
+            detail: format!("{} hashes to {hash}, the receipt says {}", path.display(), receipt.request_hash),
+        });
+    }
+    if let Some(path) = &args.response {
+        let hash = hash_file(path)?;
+        checks.push(Check {
+            check: "response",
+            ok: Some(hash) == receipt.response_hash,
+            detail: match receipt.response_hash {
+                Some(expected) => format!("{} hashes to {hash}, the receipt says {expected}", path.display()),
+                None => "the response was streamed: the receipt has no response hash".into(),
+            },
+        });
+    }
+    let valid = checks.iter().all(|c| c.ok);
+    let value = serde_json::json!({ "valid": valid, "receipt": receipt, "checks": checks });
+    emit(args.client.json, &value, || {
+        let mut lines: Vec<String> = checks
+            .iter()
+            .map(|c| format!("{} {:<9} {}", if c.ok { "ok  " } else { "FAIL" }, c.check, c.detail))
+            .collect();
+        lines.push(if valid { "receipt valid".into() } else { "receipt NOT valid".into() });
+        lines.join("\n")
+    })?;
+    anyhow::ensure!(valid, "the receipt does not check out");
+    Ok(())
+}
+
+/// The receipt's code must be the version the chain says served at `height`.
+fn code_check(agent: &serde_json::Value, height: u64, code_hash: Hash, version: u32) -> Check {
+    let history = agent["code_history"].as_array().cloned().unwrap_or_default();
+    let served = history.iter().rev().find(|v| v["from_height"].as_u64().is_some_and(|from| from <= height));
+    match served {
+        None => Check {
+            check: "code",
+            ok: false,
+            detail: format!("the chain keeps no code version of this agent serving at height {height}"),
+        },
+        Some(v) => {
+            let (hash, served_version) = (v["code_hash"].as_str().unwrap_or(""), v["version"].as_u64().unwrap_or(0));
+            let ok = hash == code_hash.to_string() && served_version == u64::from(version);
+            Check {
+                check: "code",
+                ok,
+                detail: format!(
+                    "receipt names version {version} ({code_hash}); at height {height} the chain served version {served_version} ({hash})"
+                ),
+            }
+        }
+    }
+}
