@@ -24,13 +24,23 @@ pub(crate) struct DevArgs {
     /// charlie, dave, alice in turn); the first is the gatekeeper.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=8))]
     workers: u8,
+    /// Let deployed agents' `fetch` reach loopback and private addresses (a
+    /// local LLM server, say). Off by default, as on real workers.
+    #[arg(long)]
+    agent_fetch_private: bool,
 }
 
 /// Starts the dev network's workers: sim TEE, data under `<data>/workers/worker-<i>`.
 /// Once they have all registered, governance (alice) puts them in a cluster
 /// named "dev" (created if the chain has no cluster yet), so agents can be
 /// deployed at once.
-fn start_workers(count: u8, rpc: std::net::SocketAddr, data_dir: &std::path::Path, gateway_port: u16) -> Vec<PathBuf> {
+fn start_workers(
+    count: u8,
+    rpc: std::net::SocketAddr,
+    data_dir: &std::path::Path,
+    gateway_port: u16,
+    fetch_private: bool,
+) -> Vec<PathBuf> {
     let operators = ["bob", "charlie", "dave", "alice"];
     let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
     let dirs = (0..count as usize)
@@ -41,8 +51,9 @@ fn start_workers(count: u8, rpc: std::net::SocketAddr, data_dir: &std::path::Pat
             let mut config = phalanx_worker::WorkerConfig::new(format!("http://{rpc}"), dir.clone(), operator);
             // Dev blocks come every 0.5 s when idle: a heartbeat a minute.
             config.heartbeat_every = 120;
-            config.gateway =
-                Some(phalanx_worker::gateway::GatewayConfig::local(gateway_port.saturating_add(index as u16)));
+            let mut gateway = phalanx_worker::gateway::GatewayConfig::local(gateway_port.saturating_add(index as u16));
+            gateway.fetch.allow_private_addresses = fetch_private;
+            config.gateway = Some(gateway);
             // The first worker is the dev network's gatekeeper.
             if index == 0 {
                 config.features |= phalanx_state::modules::registry::FEATURE_GATEKEEPER;
@@ -128,8 +139,9 @@ pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
     let json = args.json;
     let workers = args.workers;
     let gateway_port = args.gateway_port;
+    let fetch_private = args.agent_fetch_private;
     phalanx_node::dev::run(config, move |endpoints| {
-        let worker_dirs = start_workers(workers, endpoints.rpc, &endpoints.data_dir, gateway_port);
+        let worker_dirs = start_workers(workers, endpoints.rpc, &endpoints.data_dir, gateway_port, fetch_private);
         let dev_accounts = phalanx_primitives::mnemonic::DEV_ACCOUNTS.map(|name| {
             (name, phalanx_primitives::mnemonic::dev_keypair(name).expect("dev account").public().to_string())
         });

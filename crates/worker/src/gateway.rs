@@ -33,6 +33,8 @@ pub struct GatewayConfig {
     pub body_bytes_max: usize,
     /// Most calls in flight; more get 429.
     pub concurrency_max: usize,
+    /// What agents' `fetch` may reach (public addresses only by default).
+    pub fetch: FetchPolicy,
 }
 
 impl GatewayConfig {
@@ -41,6 +43,7 @@ impl GatewayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], port)),
             body_bytes_max: 2 * 1024 * 1024,
             concurrency_max: 256,
+            fetch: FetchPolicy::default(),
         }
     }
 }
@@ -82,7 +85,7 @@ pub async fn serve(
         keys,
         pool: Pool::new(PoolConfig::default()),
         cache: CodeCache::default(),
-        policy: FetchPolicy::default(),
+        policy: config.fetch.clone(),
         slots: Semaphore::new(config.concurrency_max),
     });
     let app = axum::Router::new()
