@@ -87,12 +87,32 @@ pub(crate) enum AgentChainCommand {
         /// sealed response: the gateway's host sees neither.
         #[arg(long)]
         encrypt: bool,
+        /// Sign the call as this account (a dev account name), for agents
+        /// whose access is an allowlist; the agent sees the verified address.
+        #[arg(long, conflicts_with = "from_file")]
+        from: Option<String>,
+        /// Sign the call as the account whose secret phrase is in this file.
+        #[arg(long)]
+        from_file: Option<PathBuf>,
         /// Write the worker's signed receipt to FILE (check it with `phalanx verify FILE`).
         #[arg(long, value_name = "FILE")]
         receipt: Option<PathBuf>,
         /// Write the response body, byte for byte, to FILE instead of printing it.
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Set who may call the agent: `public`, `allowlist ACCOUNT…` (signed
+    /// calls from these accounts only) or `paid`.
+    Access {
+        id: Hash,
+        #[arg(value_parser = ["public", "allowlist", "paid"])]
+        policy: String,
+        /// Dev account names or addresses, for `allowlist`.
+        accounts: Vec<String>,
+        #[command(flatten)]
+        signer: Signer,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -147,6 +167,40 @@ async fn agent_key(
         .and_then(|b| b.try_into().ok())
         .context("agent key")?;
     Ok((epoch, public))
+}
+
+/// An address from a dev account name or an SS58 address.
+fn account_of(text: &str) -> anyhow::Result<phalanx_primitives::PublicKey> {
+    match phalanx_primitives::mnemonic::dev_keypair(text) {
+        Some(key) => Ok(key.public()),
+        None => text.parse().with_context(|| format!("{text:?} is neither a dev account name nor an address")),
+    }
+}
+
+/// The signed-call headers for a call as `key`, valid for one minute.
+async fn signed_headers(
+    key: &phalanx_primitives::Keypair,
+    args: &ClientArgs,
+    agent: Hash,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let client = connect(&args.rpc)?;
+    let chain_id = client.chain_info().await.map_err(rpc_error(&args.rpc))?.chain_id;
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness for the call's nonce: {e}"))?;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let message = phalanx_worker::signed_call::SignedCallMessage {
+        chain_id,
+        agent,
+        method,
+        path_and_query: target,
+        body_hash: phalanx_primitives::sha256(body),
+        nonce,
+        expires_ms: now_ms + 60_000,
+    };
+    Ok(phalanx_worker::signed_call::sign(key, &message))
 }
 
 /// The sealed form of an `agent call` request.
@@ -307,24 +361,61 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
         AgentChainCommand::Pause { id, signer, client } => change(id, AgentChange::Pause, signer, &client).await,
         AgentChainCommand::Resume { id, signer, client } => change(id, AgentChange::Resume, signer, &client).await,
         AgentChainCommand::Transfer { id, to, signer, client } => {
-            let to = match phalanx_primitives::mnemonic::dev_keypair(&to) {
-                Some(key) => key.public(),
-                None => to.parse().with_context(|| format!("{to:?} is neither a dev account name nor an address"))?,
-            };
+            let to = account_of(&to)?;
             change(id, AgentChange::Transfer { to }, signer, &client).await
         }
-        AgentChainCommand::Call { id, path, method, data, gateway, encrypt, receipt, output, client: args } => {
+        AgentChainCommand::Access { id, policy, accounts, signer, client } => {
+            let accounts = accounts.iter().map(|a| account_of(a)).collect::<anyhow::Result<Vec<_>>>()?;
+            let access = match policy.as_str() {
+                "public" => phalanx_state::Access::Public,
+                "paid" => phalanx_state::Access::Paid,
+                _ => {
+                    anyhow::ensure!(!accounts.is_empty(), "an allowlist names at least one account");
+                    phalanx_state::Access::Allowlist { accounts }
+                }
+            };
+            change(id, AgentChange::Access { access }, signer, &client).await
+        }
+        AgentChainCommand::Call {
+            id,
+            path,
+            method,
+            data,
+            gateway,
+            encrypt,
+            from,
+            from_file,
+            receipt,
+            output,
+            client: args,
+        } => {
+            let caller = match (from, from_file) {
+                (None, None) => None,
+                (from, from_file) => Some(crate::account::signer(from, from_file)?),
+            };
             let path = path.unwrap_or_default();
             let url = format!("{}/agents/{id}/{}", gateway.trim_end_matches('/'), path.trim_start_matches('/'));
             let method = method.unwrap_or_else(|| if data.is_some() { "POST" } else { "GET" }.into());
             let method: reqwest::Method = method.to_uppercase().parse().context("--method")?;
             let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build()?;
             let saved = Saved { receipt, output };
+            let target = format!("/{}", path.trim_start_matches('/'));
+            let signed = match &caller {
+                Some(key) => {
+                    let body = data.as_deref().unwrap_or_default().as_bytes();
+                    signed_headers(key, &args, id, method.as_str(), &target, body).await?
+                }
+                None => Vec::new(),
+            };
             if encrypt {
-                let request = sealed_request(&path, &method, data);
+                let mut request = sealed_request(&path, &method, data);
+                request.headers.extend(signed);
                 return encrypted_call(&client, &args, id, &gateway, request, &saved).await;
             }
             let mut request = client.request(method, &url);
+            for (name, value) in signed {
+                request = request.header(name, value);
+            }
             if let Some(data) = data {
                 let json = serde_json::from_str::<serde_json::Value>(&data).is_ok();
                 request = request

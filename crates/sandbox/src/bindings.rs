@@ -25,6 +25,13 @@ pub trait Binding: Send + Sync + std::fmt::Debug {
     fn methods(&self) -> Vec<String>;
     /// Runs `method` with `arguments_json` (a JSON array).
     fn call(&self, method: &str, arguments_json: String) -> BindingFuture;
+    /// [`call`](Self::call) with the context the host set for the current
+    /// agent call ([`crate::Sandbox::set_call_context`]): for example the
+    /// chain of agents that led to it. Bindings that need no context keep
+    /// the default.
+    fn call_in(&self, _context: &str, method: &str, arguments_json: String) -> BindingFuture {
+        self.call(method, arguments_json)
+    }
 }
 
 /// The bindings of one instance, by index.
@@ -32,6 +39,8 @@ pub trait Binding: Send + Sync + std::fmt::Debug {
 pub(crate) struct Bound {
     bindings: Mutex<Vec<Arc<dyn Binding>>>,
     calls: std::sync::atomic::AtomicU32,
+    /// Set by the host before each call; read by bindings.
+    context: Mutex<Arc<str>>,
 }
 
 impl Bound {
@@ -44,6 +53,11 @@ impl Bound {
         let mut bindings = self.lock();
         bindings.push(binding);
         bindings.len() - 1
+    }
+
+    /// The context bindings see during the next calls.
+    pub(crate) fn set_context(&self, context: &str) {
+        *self.context.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::from(context);
     }
 
     /// A new agent call: the call count starts over.
@@ -67,7 +81,8 @@ impl Bound {
         if !binding.methods().iter().any(|m| m == method) {
             return refuse(format!("the binding has no method {method}"));
         }
-        let result = binding.call(method, arguments_json);
+        let context = self.context.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let result = binding.call_in(&context, method, arguments_json);
         Box::pin(async move {
             let json = result.await?;
             if json.len() > BINDING_JSON_BYTES_MAX {

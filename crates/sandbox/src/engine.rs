@@ -353,6 +353,13 @@ impl Sandbox {
             .await
     }
 
+    /// Sets what bindings see as the context of the next calls on this
+    /// instance (kept until set again: a host that uses context sets it
+    /// before every call).
+    pub fn set_call_context(&self, context: &str) {
+        self.bound.set_context(context);
+    }
+
     /// Bytes of JavaScript heap in use.
     pub async fn memory_used_bytes(&self) -> i64 {
         self.runtime.memory_usage().await.memory_used_size

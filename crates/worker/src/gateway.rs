@@ -10,7 +10,9 @@
 //! calls in flight ([`GatewayConfig::concurrency_max`], 429), the agent's
 //! wall time (504), a paused agent (503), an agent of another cluster (421).
 //! Every response an agent produced carries a signed receipt
-//! ([`crate::receipt`]). Signed and paid calls come next (issue 6).
+//! ([`crate::receipt`]). Agents with an allowlist take signed calls only
+//! ([`crate::signed_call`]: 401 unsigned or badly signed, 403 not listed,
+//! 409 replayed); paid calls get 402 until deposits exist (issue 7).
 
 use crate::receipt::{RECEIPT_HEADER, RECEIPT_VERSION, Receipt, ReceiptSigner};
 use axum::body::Bytes;
@@ -58,15 +60,16 @@ pub type Keyring = std::collections::BTreeMap<(Hash, u64), phalanx_keys::Cluster
 /// (`None` when the body streams).
 pub type ReceiptFn = Box<dyn FnOnce(u16, Option<Hash>) -> String + Send>;
 
-struct Gateway {
-    identity: PublicKey,
+pub(crate) struct Gateway {
+    pub(crate) identity: PublicKey,
     signer: Arc<ReceiptSigner>,
-    view: StateView,
+    pub(crate) view: StateView,
     keys: watch::Receiver<Arc<Keyring>>,
     pool: Arc<Pool>,
-    cache: CodeCache,
+    pub(crate) cache: CodeCache,
     policy: FetchPolicy,
     slots: Semaphore,
+    replays: crate::signed_call::ReplayGuard,
 }
 
 /// Starts the gateway; it serves until the task is dropped.
@@ -87,6 +90,7 @@ pub async fn serve(
         cache: CodeCache::default(),
         policy: config.fetch.clone(),
         slots: Semaphore::new(config.concurrency_max),
+        replays: crate::signed_call::ReplayGuard::default(),
     });
     let app = axum::Router::new()
         .route("/attestation", axum::routing::get(attestation))
@@ -170,12 +174,6 @@ async fn run(
     if agent.paused {
         return error(StatusCode::SERVICE_UNAVAILABLE, format!("agent {id} is paused by its owner"));
     }
-    if !matches!(agent.access, phalanx_state::Access::Public) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "this agent takes signed or paid calls, which this gateway does not take yet",
-        );
-    }
     let Some(source) = state.code(&agent.code_hash) else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "the agent's code is missing from the verified state");
     };
@@ -211,13 +209,20 @@ async fn run(
         Ok(env) => env,
         Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
     };
+    let headers: Vec<(String, String)> =
+        headers.iter().filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string()))).collect();
+    let target = format!("/{path}{query}");
+    let headers = match admit(&gateway, &state, agent, method.as_str(), &target, &body, headers) {
+        Ok(headers) => headers,
+        Err(refused) => return refused,
+    };
     let request = HttpRequest {
-        url: format!("http://{host}/{path}{query}"),
+        url: format!("http://{host}{target}"),
         method: method.to_string(),
-        headers: headers.iter().filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string()))).collect(),
+        headers,
         body: if body.is_empty() && matches!(method, Method::GET | Method::HEAD) { None } else { Some(body.to_vec()) },
     };
-    let lease = match gateway.pool.lease(&id.to_string(), &code, Limits::default(), &gateway.policy).await {
+    let lease = match lease_agent(&gateway, &code, id, &[]).await {
         Ok(lease) => lease,
         Err(failure) => return sandbox_failure(&failure),
     };
@@ -239,7 +244,7 @@ async fn run(
 /// the envelope opens are plain (the client cannot be identified); errors of
 /// the agent itself travel sealed.
 async fn encrypted_call(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     agent: &phalanx_state::Agent,
     code: &phalanx_sandbox::AgentCode,
     host: &str,
@@ -267,13 +272,19 @@ async fn encrypted_call(
     let Ok(sealed) = SealedRequest::decode(&opened.plaintext) else {
         return error(StatusCode::BAD_REQUEST, "the sealed request is malformed");
     };
+    let target = format!("/{}", sealed.path.trim_start_matches('/'));
+    let state = gateway.view.borrow().clone();
+    let headers = match admit(gateway, &state, agent, &sealed.method, &target, &sealed.body, sealed.headers.clone()) {
+        Ok(headers) => headers,
+        Err(refused) => return refused,
+    };
     let request = HttpRequest {
-        url: format!("http://{host}/{}", sealed.path.trim_start_matches('/')),
+        url: format!("http://{host}{target}"),
         method: sealed.method.clone(),
-        headers: sealed.headers.clone(),
+        headers,
         body: if sealed.body.is_empty() { None } else { Some(sealed.body.clone()) },
     };
-    let answer = match gateway.pool.lease(&id.to_string(), code, Limits::default(), &gateway.policy).await {
+    let answer = match lease_agent(gateway, code, id, &[]).await {
         Ok(mut lease) => match lease.fetch(request, env).await {
             Ok(fetched) => SealedResponse {
                 status: fetched.response.status,
@@ -302,6 +313,65 @@ async fn encrypted_call(
         .header(RECEIPT_HEADER, receipt.to_header())
         .body(axum::body::Body::from(sealed))
         .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Applies the agent's access policy to a call and returns the headers the
+/// agent sees: signed-call headers are checked (signature, expiry, replay)
+/// and replaced by the verified [`CALLER_HEADER`]; an unverified caller
+/// header never reaches the agent.
+fn admit(
+    gateway: &Gateway,
+    state: &phalanx_state::State,
+    agent: &phalanx_state::Agent,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    headers: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, Response> {
+    use crate::signed_call::{
+        CALLER_HEADER, EXPIRES_HEADER, NONCE_HEADER, Presented, SIGNATURE_HEADER, SignedCallError,
+    };
+    let refuse = |e: SignedCallError| {
+        let status = match e {
+            SignedCallError::Replayed => StatusCode::CONFLICT,
+            SignedCallError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        error(status, e.to_string())
+    };
+    if matches!(agent.access, phalanx_state::Access::Paid) {
+        return Err(error(
+            StatusCode::PAYMENT_REQUIRED,
+            "this agent takes paid calls, which need a caller deposit; deposits are not built yet",
+        ));
+    }
+    let find = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    let presented = Presented::from_headers(find).map_err(refuse)?;
+    let caller = match presented {
+        Some(presented) => {
+            let now_ms =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            presented.verify(state.chain_id(), agent.id, method, target, body, now_ms).map_err(refuse)?;
+            if let phalanx_state::Access::Allowlist { accounts } = &agent.access
+                && !accounts.contains(&presented.caller)
+            {
+                return Err(error(StatusCode::FORBIDDEN, format!("{} may not call this agent", presented.caller)));
+            }
+            gateway.replays.admit(&presented, now_ms).map_err(refuse)?;
+            Some(presented.caller)
+        }
+        None if matches!(agent.access, phalanx_state::Access::Allowlist { .. }) => {
+            return Err(refuse(SignedCallError::Missing));
+        }
+        None => None,
+    };
+    let signed = [CALLER_HEADER, NONCE_HEADER, EXPIRES_HEADER, SIGNATURE_HEADER];
+    let mut headers: Vec<(String, String)> =
+        headers.into_iter().filter(|(n, _)| !signed.iter().any(|s| n.eq_ignore_ascii_case(s))).collect();
+    if let Some(caller) = caller {
+        headers.push((CALLER_HEADER.into(), caller.to_string()));
+    }
+    Ok(headers)
 }
 
 /// Longest an encrypted call waits for this worker to verify the block that
@@ -367,7 +437,7 @@ async fn wait_for_key(gateway: &Gateway, id: Hash, body: &[u8]) -> Arc<phalanx_s
 /// The agent's secrets as `env` values, opened inside the worker with the
 /// cluster key of each secret's epoch. Values never leave this function
 /// except into the sandbox; errors name the secret, never its value.
-fn secrets_env(gateway: &Gateway, agent: &phalanx_state::Agent) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn secrets_env(gateway: &Gateway, agent: &phalanx_state::Agent) -> Result<Vec<(String, String)>, String> {
     let keys = gateway.keys.borrow();
     let mut env = Vec::with_capacity(agent.secrets.len());
     for secret in &agent.secrets {
@@ -382,6 +452,23 @@ fn secrets_env(gateway: &Gateway, agent: &phalanx_state::Agent) -> Result<Vec<(S
         env.push((secret.name.clone(), value));
     }
     Ok(env)
+}
+
+/// An instance of `agent` (with `env.AGENTS`), its call context set to the
+/// chain of agents that led here (empty for a call from outside).
+pub(crate) async fn lease_agent(
+    gateway: &Arc<Gateway>,
+    code: &phalanx_sandbox::AgentCode,
+    agent: Hash,
+    chain: &[Hash],
+) -> Result<Lease, SandboxError> {
+    let binding: Arc<dyn phalanx_sandbox::Binding> =
+        Arc::new(crate::agent_calls::AgentsBinding { gateway: Arc::downgrade(gateway) });
+    let bindings = [("AGENTS".to_string(), binding)];
+    let lease =
+        gateway.pool.lease_with(&agent.to_string(), code, Limits::default(), &gateway.policy, &bindings).await?;
+    lease.set_call_context(&crate::agent_calls::context_of(chain, agent));
+    Ok(lease)
 }
 
 /// Maps a sandbox error to an HTTP status.

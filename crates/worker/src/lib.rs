@@ -14,6 +14,7 @@
 //! - [`host`]: the untrusted half: RPC transport, transaction submission.
 //! - [`gateway`]: the HTTP server for agent calls.
 
+pub mod agent_calls;
 pub mod benchmark;
 pub mod checkpoint;
 pub mod gatekeeper;
@@ -23,6 +24,7 @@ pub mod identity;
 pub mod receipt;
 pub mod runtime;
 pub mod seal;
+pub mod signed_call;
 pub mod tee;
 pub mod vault;
 pub mod verified;

@@ -263,12 +263,39 @@ Object.defineProperty(globalThis, "__phalanxInvoke", {
 // Host objects on `env` (see bindings.rs): methods that return promises of
 // the host's JSON result.
 const bound = [];
+// Bytes travel through binding JSON as strings of char codes 0-255.
+const bytesToLatin1 = (bytes) => {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 8192) text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return text;
+};
+const latin1ToBytes = (text) => Uint8Array.from(text, (c) => c.charCodeAt(0));
+// `env.AGENTS.fetch(agentId, input, init)`: Web-style arguments in, a
+// Response out; the host runs the other agent (see the worker's gateway).
+const agentsFetch = (call) => async (agentId, input, init) => {
+  // A path alone is relative to the other agent.
+  const target = input instanceof Request ? input : new URL(String(input ?? "/"), "http://agent/").href;
+  const request = target instanceof Request && init === undefined ? target : new Request(target, init);
+  const url = new URL(request.url, "http://agent/");
+  const body = bytesToLatin1(new Uint8Array(await request.arrayBuffer()));
+  const answer = await call(String(agentId), {
+    method: request.method,
+    path: url.pathname + url.search,
+    headers: flatHeaders(request.headers),
+    body,
+  });
+  return new Response(answer.body === "" ? null : latin1ToBytes(answer.body), {
+    status: answer.status,
+    headers: answer.headers,
+  });
+};
 Object.defineProperty(globalThis, "__phalanxBind", {
   value: (index, name, methods) => {
     const object = {};
     for (const method of methods) {
       object[method] = (...args) => host.binding(index, method, JSON.stringify(args)).then((json) => JSON.parse(json));
     }
+    if (name === "AGENTS" && object.fetch) object.fetch = agentsFetch(object.fetch);
     bound.push([name, Object.freeze(object)]);
   },
 });
