@@ -127,6 +127,21 @@ pub(crate) enum AgentChainCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The agent's console output, sealed by workers to the owner's log key
+    /// and opened here (sets the key on chain first if it is not yours yet).
+    Logs {
+        id: Hash,
+        /// The gateway's URL.
+        #[arg(long, env = "PHALANX_GATEWAY", default_value = "http://127.0.0.1:8000")]
+        gateway: String,
+        /// Only batches after this sequence number.
+        #[arg(long)]
+        after: Option<u64>,
+        #[command(flatten)]
+        signer: Signer,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Every agent on chain.
     List {
         #[command(flatten)]
@@ -167,6 +182,69 @@ async fn agent_key(
         .and_then(|b| b.try_into().ok())
         .context("agent key")?;
     Ok((epoch, public))
+}
+
+/// `agent logs`: fetches the sealed batches from a gateway and opens them with
+/// the owner's log key (derived from the owner's secret phrase).
+async fn logs(id: Hash, gateway: &str, after: Option<u64>, signer: Signer, args: &ClientArgs) -> anyhow::Result<()> {
+    let client = connect(&args.rpc)?;
+    let key = crate::account::signer(signer.from.clone(), signer.from_file.clone())?;
+    let secret = phalanx_keys::account_log_key(&key.seed());
+    let agent = client.agents_get(id).await.map_err(rpc_error(&args.rpc))?.context(format!("no agent {id}"))?;
+    let on_chain = agent.agent["log_key"].as_str().map(|k| k.trim_start_matches("0x").to_string());
+    if on_chain != Some(hex::encode(secret.public())) {
+        anyhow::ensure!(
+            agent.agent["owner"].as_str() == Some(key.public().to_string().as_str()),
+            "the agent's logs are sealed to its owner's key, and {} is not the owner",
+            key.public()
+        );
+        let call = Call::ManageAgent { agent: id, change: AgentChange::LogKey { public: Some(secret.public()) } };
+        submit_call(&client, &args.rpc, &key, call, true).await?;
+        eprintln!("log key set: calls from now on keep their console output for you");
+    }
+    let mut url = format!("{}/logs/{id}", gateway.trim_end_matches('/'));
+    if let Some(after) = after {
+        url.push_str(&format!("?after={after}"));
+    }
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+    let response = http.get(&url).send().await.with_context(|| format!("cannot reach the gateway at {gateway}"))?;
+    anyhow::ensure!(response.status().is_success(), "{}: {}", response.status(), response.text().await?.trim_end());
+    let answer: serde_json::Value = serde_json::from_slice(&response.bytes().await.context("reading the logs")?)
+        .context("the logs are not JSON")?;
+    let mut out = Vec::new();
+    let mine = Hash(key.public().0);
+    let mut others = 0;
+    for batch in answer["batches"].as_array().into_iter().flatten() {
+        let sequence = batch["sequence"].as_u64().unwrap_or_default();
+        let sealed = hex::decode(batch["sealed"].as_str().unwrap_or("").trim_start_matches("0x"))?;
+        // Batches sealed for an earlier owner are theirs.
+        if phalanx_keys::Header::peek(&sealed).is_ok_and(|h| h.key.id != mine) {
+            others += 1;
+            continue;
+        }
+        let opened = phalanx_keys::Envelope::open(&sealed, &secret)
+            .with_context(|| format!("log batch {sequence} does not open with this account's log key"))?;
+        let lines: Vec<phalanx_worker::logs::Line> = serde_json::from_slice(&opened.plaintext)?;
+        for line in lines {
+            out.push(serde_json::json!({ "batch": sequence, "level": line.level, "message": line.message }));
+        }
+    }
+    if others > 0 {
+        eprintln!("{others} earlier batches are sealed to a previous owner's key");
+    }
+    emit(args.json, &out, || {
+        out.iter()
+            .map(|l| {
+                format!(
+                    "[{}] {}: {}",
+                    l["batch"],
+                    l["level"].as_str().unwrap_or("?"),
+                    l["message"].as_str().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 /// An address from a dev account name or an SS58 address.
@@ -337,6 +415,14 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
                 "deployment {hash} not finalized within a minute ({status:?})"
             );
             let id = phalanx_state::agent_id(&hash);
+            // The owner's log key, so workers keep the agent's console output sealed to it.
+            let public = Some(phalanx_keys::account_log_key(&key.seed()).public());
+            let log_key = Call::ManageAgent { agent: id, change: AgentChange::LogKey { public } };
+            if let Err(error) = submit_call(&client, &args.rpc, &key, log_key, true).await {
+                eprintln!(
+                    "the agent is deployed, but its log key was not set ({error:#}); `phalanx agent logs` sets it"
+                );
+            }
             let value =
                 serde_json::json!({ "id": id, "name": name, "cluster": cluster, "hash": hash, "status": status });
             emit(args.json, &value, || format!("agent {name} deployed: {id}"))
@@ -431,6 +517,9 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
             }
             saved.receipt(header, &body)?;
             saved.body(&body)
+        }
+        AgentChainCommand::Logs { id, gateway, after, signer, client: args } => {
+            logs(id, &gateway, after, signer, &args).await
         }
         AgentChainCommand::List { client: args } => {
             let client = connect(&args.rpc)?;

@@ -67,6 +67,9 @@ pub enum KeyKind {
     Agent,
     /// A worker's (or gatekeeper's) attested key-agreement key.
     Worker,
+    /// An account's key derived from its secret (the owner's log key); the id
+    /// is the account's public key.
+    Account,
 }
 
 /// Names the recipient key: kind, id (cluster, agent or worker) and epoch.

@@ -29,6 +29,15 @@ const SALT: &[u8] = b"phalanx/keys/v1";
 const CLUSTER_LABEL: &[u8] = b"phalanx/cluster-key/v1";
 const AGENT_LABEL: &[u8] = b"phalanx/agent-key/v1";
 const COMMITMENT_LABEL: &[u8] = b"phalanx/master-commitment/v1";
+const LOG_KEY_LABEL: &[u8] = b"phalanx/log-key/v1";
+
+/// The X25519 key an account reads its agents' logs with, derived from the
+/// account's 32-byte secret seed: HKDF-SHA256(salt = "phalanx/keys/v1",
+/// ikm = seed, info = "phalanx/log-key/v1" ‖ zero id ‖ 0). Its own key, not
+/// the signing key converted, so signing and encryption never share a key.
+pub fn account_log_key(seed: &[u8; 32]) -> SecretKey {
+    derive(seed, LOG_KEY_LABEL, &Hash::ZERO, 0)
+}
 
 /// A 32-byte X25519 secret with its public key (computed once).
 #[derive(Clone)]

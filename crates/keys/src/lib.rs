@@ -18,4 +18,4 @@ pub mod envelope;
 pub mod hierarchy;
 
 pub use envelope::{Direction, Envelope, EnvelopeError, Header, KeyRef, Opened, Purpose, ResponseKey};
-pub use hierarchy::{AgentKey, ClusterKey, MasterKey, SecretKey};
+pub use hierarchy::{AgentKey, ClusterKey, MasterKey, SecretKey, account_log_key};

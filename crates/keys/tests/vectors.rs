@@ -17,6 +17,7 @@ const CLUSTER_PUBLIC_E7: &str = "f072fca38cd08240db3ad2c2be178d408924295da828caa
 const AGENT_SECRET_E7: &str = "78ef61a5080a87de54aa3998e6a7ce2856f454fe4075aae64c26b9f6d1942120";
 const AGENT_PUBLIC_E7: &str = "36916dcd46a52d1a50566c488edd427c9de1b2419bd94bf3d0cb8b00d966af70";
 const AGENT_PUBLIC_E8: &str = "2eeb7607d2b9c5dc0a46f4533106f956a741b457d210b7ccbad436bea5929201";
+const LOG_PUBLIC: &str = "6178b353927c8286863d1b56d310eb4c27bea254c7c4a386d4fb938728a5ec4d";
 const REQUEST_ENVELOPE: &str = "01000001333333333333333333333333333333333333333333333333333333333333333307000000000000003333333333333333333333333333333333333333333333333333333333333333ff2ee45601ec1b67310c7790404585ae697331eee1c1f8cf2419731c1fff3e6b000000000000000003be61e601b4daf31230725607ea0c1dc5f8d468d60ea0748320dac264dc9c4e75c4";
 const RESPONSE_0: &str = "01000101333333333333333333333333333333333333333333333333333333333333333307000000000000003333333333333333333333333333333333333333333333333333333333333333ff2ee45601ec1b67310c7790404585ae697331eee1c1f8cf2419731c1fff3e6b0000000000000000e69cb2a6457a46f6fa374006d60522a04206383752d50324667bd729b8eb1d";
 
@@ -64,6 +65,15 @@ fn derivation_vectors() {
     for other in [agent_key(8), other_cluster, other_agent, other_master] {
         assert_ne!(other.secret().public(), base);
     }
+}
+
+/// The owner's log key is pinned too, and differs from every other key of the seed.
+#[test]
+fn account_log_key_vector() {
+    let key = phalanx_keys::account_log_key(&MASTER);
+    check("LOG_PUBLIC", &key.public(), LOG_PUBLIC);
+    assert_ne!(key.public(), MasterKey::from_bytes(MASTER, 0).commitment());
+    assert_ne!(key.public(), phalanx_keys::account_log_key(&[0x12; 32]).public());
 }
 
 /// Scoped rotations: a key epoch ahead of the master epoch is the same

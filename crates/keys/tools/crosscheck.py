@@ -30,6 +30,8 @@ assert public(cluster7).hex() == vectors["CLUSTER_PUBLIC_E7"]
 assert agent7.hex() == vectors["AGENT_SECRET_E7"]
 assert public(agent7).hex() == vectors["AGENT_PUBLIC_E7"]
 assert public(agent8).hex() == vectors["AGENT_PUBLIC_E8"]
+# The owner's log key from an account seed (here the master bytes).
+assert public(derive(master, b"phalanx/log-key/v1", b"\x00" * 32, 0)).hex() == vectors["LOG_PUBLIC"]
 
 # header: version, purpose (Call=0), direction (Request=0), key ref (Agent=1, id, epoch), agent, ephemeral, sequence
 def header(direction, sequence):

@@ -798,6 +798,7 @@ impl State {
                     keys: Vec::new(),
                     rotation_requested: false,
                     key_epoch_last: 0,
+                    log_key: None,
                     code_history: Vec::new(),
                     created_at: height,
                     updated_at: height,
@@ -825,7 +826,13 @@ impl State {
                     }
                     AgentChange::Transfer { to } => {
                         found.owner = *to;
+                        // The previous owner's log key must not read the new owner's logs.
+                        found.log_key = None;
                         "transfer"
+                    }
+                    AgentChange::LogKey { public } => {
+                        found.log_key = *public;
+                        "log_key"
                     }
                     AgentChange::Access { access } => {
                         found.access = access.clone();

@@ -115,6 +115,7 @@ async fn call_agent(
     };
     let mut lease = lease_agent(gateway, &code, target, chain).await.map_err(|e| e.to_string())?;
     let fetched = lease.fetch(inner, env).await.map_err(|e| format!("agent {target}: {e}"))?;
+    gateway.logs.record(crate::logs::LogTarget::of(agent), &fetched.logs);
     let response = fetched.response;
     let body: String = response.body.iter().map(|&b| char::from(b)).collect();
     serde_json::to_string(&serde_json::json!({ "status": response.status, "headers": response.headers, "body": body }))

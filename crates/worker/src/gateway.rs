@@ -70,6 +70,7 @@ pub(crate) struct Gateway {
     policy: FetchPolicy,
     slots: Semaphore,
     replays: crate::signed_call::ReplayGuard,
+    pub(crate) logs: crate::logs::LogStore,
 }
 
 /// Starts the gateway; it serves until the task is dropped.
@@ -91,9 +92,11 @@ pub async fn serve(
         policy: config.fetch.clone(),
         slots: Semaphore::new(config.concurrency_max),
         replays: crate::signed_call::ReplayGuard::default(),
+        logs: crate::logs::LogStore::default(),
     });
     let app = axum::Router::new()
         .route("/attestation", axum::routing::get(attestation))
+        .route("/logs/{id}", axum::routing::get(logs))
         .route("/agents/{id}", axum::routing::any(call_root))
         .route("/agents/{id}/", axum::routing::any(call_root))
         .route("/agents/{id}/{*path}", axum::routing::any(call))
@@ -121,6 +124,24 @@ async fn attestation(State(gateway): State<Arc<Gateway>>) -> Response {
         "registration": worker,
     }))
     .into_response()
+}
+
+/// `GET /logs/{id}?after=N`: the agent's sealed log batches (only its
+/// owner's log key opens them).
+async fn logs(
+    State(gateway): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Ok(id) = id.parse::<Hash>() else {
+        return error(StatusCode::BAD_REQUEST, format!("{id:?} is not an agent id (0x and 64 hex digits)"));
+    };
+    let after = match query.get("after").map(|a| a.parse::<u64>()) {
+        None => None,
+        Some(Ok(after)) => Some(after),
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "after is a batch sequence number"),
+    };
+    axum::Json(serde_json::json!({ "agent": id, "batches": gateway.logs.after(&id, after) })).into_response()
 }
 
 async fn call_root(
@@ -214,7 +235,7 @@ async fn run(
     let target = format!("/{path}{query}");
     let headers = match admit(&gateway, &state, agent, method.as_str(), &target, &body, headers) {
         Ok(headers) => headers,
-        Err(refused) => return refused,
+        Err((status, message)) => return error(status, message),
     };
     let request = HttpRequest {
         url: format!("http://{host}{target}"),
@@ -230,11 +251,14 @@ async fn run(
     let signer = gateway.signer.clone();
     let receipt: ReceiptFn =
         Box::new(move |status, response_hash| signer.sign(Receipt { status, response_hash, ..base }).to_header());
+    let target = crate::logs::LogTarget::of(agent);
+    let kept = gateway.clone();
     respond(lease, request, env, Some(receipt), move |logs, result| {
-        // Agent console output is the owner's (encrypted to them later): not in the worker's log.
+        // Agent console output is the owner's, sealed to their log key: never in the worker's log.
         if let Err(failure) = result {
             tracing::debug!(agent = %agent_id, %failure, lines = logs.len(), "agent call failed");
         }
+        kept.logs.record(target, &logs);
     })
     .await
 }
@@ -276,7 +300,7 @@ async fn encrypted_call(
     let state = gateway.view.borrow().clone();
     let headers = match admit(gateway, &state, agent, &sealed.method, &target, &sealed.body, sealed.headers.clone()) {
         Ok(headers) => headers,
-        Err(refused) => return refused,
+        Err((status, message)) => return error(status, message),
     };
     let request = HttpRequest {
         url: format!("http://{host}{target}"),
@@ -286,11 +310,14 @@ async fn encrypted_call(
     };
     let answer = match lease_agent(gateway, code, id, &[]).await {
         Ok(mut lease) => match lease.fetch(request, env).await {
-            Ok(fetched) => SealedResponse {
-                status: fetched.response.status,
-                headers: fetched.response.headers,
-                body: fetched.response.body,
-            },
+            Ok(fetched) => {
+                gateway.logs.record(crate::logs::LogTarget::of(agent), &fetched.logs);
+                SealedResponse {
+                    status: fetched.response.status,
+                    headers: fetched.response.headers,
+                    body: fetched.response.body,
+                }
+            }
             Err(failure) => SealedResponse {
                 status: status_of(&failure).as_u16(),
                 headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
@@ -327,7 +354,7 @@ fn admit(
     target: &str,
     body: &[u8],
     headers: Vec<(String, String)>,
-) -> Result<Vec<(String, String)>, Response> {
+) -> Result<Vec<(String, String)>, (StatusCode, String)> {
     use crate::signed_call::{
         CALLER_HEADER, EXPIRES_HEADER, NONCE_HEADER, Presented, SIGNATURE_HEADER, SignedCallError,
     };
@@ -337,12 +364,12 @@ fn admit(
             SignedCallError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         };
-        error(status, e.to_string())
+        (status, e.to_string())
     };
     if matches!(agent.access, phalanx_state::Access::Paid) {
-        return Err(error(
+        return Err((
             StatusCode::PAYMENT_REQUIRED,
-            "this agent takes paid calls, which need a caller deposit; deposits are not built yet",
+            "this agent takes paid calls, which need a caller deposit; deposits are not built yet".into(),
         ));
     }
     let find = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
@@ -355,7 +382,7 @@ fn admit(
             if let phalanx_state::Access::Allowlist { accounts } = &agent.access
                 && !accounts.contains(&presented.caller)
             {
-                return Err(error(StatusCode::FORBIDDEN, format!("{} may not call this agent", presented.caller)));
+                return Err((StatusCode::FORBIDDEN, format!("{} may not call this agent", presented.caller)));
             }
             gateway.replays.admit(&presented, now_ms).map_err(refuse)?;
             Some(presented.caller)

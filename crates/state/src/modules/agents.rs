@@ -121,6 +121,11 @@ pub struct Agent {
     pub keys: Vec<AgentEpochKey>,
     /// The owner or governance asked for a new key of this agent alone.
     pub rotation_requested: bool,
+    /// The X25519 key the owner reads the agent's logs with (workers seal
+    /// console output to it; without one they keep no logs). Cleared when
+    /// the agent changes owner.
+    #[serde(with = "option_hex")]
+    pub log_key: Option<[u8; 32]>,
     /// The code versions, oldest first (the last [`CODE_HISTORY_MAX`]).
     pub code_history: Vec<CodeVersion>,
     /// The highest key epoch ever published for this agent (0 before the
@@ -241,6 +246,21 @@ pub enum AgentChange {
     RemoveSecret {
         name: String,
     },
+    /// Sets (or clears) the owner's log key.
+    LogKey {
+        #[serde(with = "option_hex")]
+        public: Option<[u8; 32]>,
+    },
+}
+
+/// `Option<[u8; 32]>` as hex (or null) in JSON.
+mod option_hex {
+    pub(crate) fn serialize<S: serde::Serializer>(value: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => s.serialize_some(&format!("0x{}", hex::encode(bytes))),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 /// Shows code in JSON as its size and hash, not its bytes.
