@@ -80,9 +80,11 @@ pub(crate) enum AgentChainCommand {
         /// Request body (JSON or text).
         #[arg(long)]
         data: Option<String>,
-        /// The gateway's URL.
-        #[arg(long, env = "PHALANX_GATEWAY", default_value = "http://127.0.0.1:8000")]
-        gateway: String,
+        /// Gateway URLs to try in turn (default: the gateways the workers of
+        /// the agent's cluster announce on chain); the next is tried when one
+        /// cannot be reached or does not serve the agent.
+        #[arg(long = "gateway", env = "PHALANX_GATEWAY", value_delimiter = ',')]
+        gateways: Vec<String>,
         /// Seal the request to the agent's key (from the chain) and open the
         /// sealed response: the gateway's host sees neither.
         #[arg(long)]
@@ -131,9 +133,9 @@ pub(crate) enum AgentChainCommand {
     /// and opened here (sets the key on chain first if it is not yours yet).
     Logs {
         id: Hash,
-        /// The gateway's URL.
-        #[arg(long, env = "PHALANX_GATEWAY", default_value = "http://127.0.0.1:8000")]
-        gateway: String,
+        /// Gateway URLs to read from (default: every gateway of the agent's cluster).
+        #[arg(long = "gateway", env = "PHALANX_GATEWAY", value_delimiter = ',')]
+        gateways: Vec<String>,
         /// Only batches after this sequence number.
         #[arg(long)]
         after: Option<u64>,
@@ -166,7 +168,7 @@ fn read_code(file: &Path) -> anyhow::Result<(Vec<u8>, Language)> {
 }
 
 /// The agent's newest published public key and its epoch.
-async fn agent_key(
+pub(crate) async fn agent_key(
     client: &jsonrpsee::http_client::HttpClient,
     args: &ClientArgs,
     id: Hash,
@@ -184,9 +186,16 @@ async fn agent_key(
     Ok((epoch, public))
 }
 
-/// `agent logs`: fetches the sealed batches from a gateway and opens them with
-/// the owner's log key (derived from the owner's secret phrase).
-async fn logs(id: Hash, gateway: &str, after: Option<u64>, signer: Signer, args: &ClientArgs) -> anyhow::Result<()> {
+/// `agent logs`: fetches the sealed batches from the gateways (each worker
+/// keeps the logs of the calls it served) and opens them with the owner's
+/// log key (derived from the owner's secret phrase).
+async fn logs(
+    id: Hash,
+    gateways: Vec<String>,
+    after: Option<u64>,
+    signer: Signer,
+    args: &ClientArgs,
+) -> anyhow::Result<()> {
     let client = connect(&args.rpc)?;
     let key = crate::account::signer(signer.from.clone(), signer.from_file.clone())?;
     let secret = phalanx_keys::account_log_key(&key.seed());
@@ -202,31 +211,43 @@ async fn logs(id: Hash, gateway: &str, after: Option<u64>, signer: Signer, args:
         submit_call(&client, &args.rpc, &key, call, true).await?;
         eprintln!("log key set: calls from now on keep their console output for you");
     }
-    let mut url = format!("{}/logs/{id}", gateway.trim_end_matches('/'));
-    if let Some(after) = after {
-        url.push_str(&format!("?after={after}"));
-    }
+    let gateways = if gateways.is_empty() { crate::agent_call::discover(args, id).await? } else { gateways };
     let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
-    let response = http.get(&url).send().await.with_context(|| format!("cannot reach the gateway at {gateway}"))?;
-    anyhow::ensure!(response.status().is_success(), "{}: {}", response.status(), response.text().await?.trim_end());
-    let answer: serde_json::Value = serde_json::from_slice(&response.bytes().await.context("reading the logs")?)
-        .context("the logs are not JSON")?;
-    let mut out = Vec::new();
     let mine = Hash(key.public().0);
-    let mut others = 0;
-    for batch in answer["batches"].as_array().into_iter().flatten() {
-        let sequence = batch["sequence"].as_u64().unwrap_or_default();
-        let sealed = hex::decode(batch["sealed"].as_str().unwrap_or("").trim_start_matches("0x"))?;
-        // Batches sealed for an earlier owner are theirs.
-        if phalanx_keys::Header::peek(&sealed).is_ok_and(|h| h.key.id != mine) {
-            others += 1;
-            continue;
+    let (mut out, mut others) = (Vec::new(), 0);
+    for gateway in &gateways {
+        let mut url = format!("{}/logs/{id}", gateway.trim_end_matches('/'));
+        if let Some(after) = after {
+            url.push_str(&format!("?after={after}"));
         }
-        let opened = phalanx_keys::Envelope::open(&sealed, &secret)
-            .with_context(|| format!("log batch {sequence} does not open with this account's log key"))?;
-        let lines: Vec<phalanx_worker::logs::Line> = serde_json::from_slice(&opened.plaintext)?;
-        for line in lines {
-            out.push(serde_json::json!({ "batch": sequence, "level": line.level, "message": line.message }));
+        let answer = match http.get(&url).send().await {
+            Ok(response) if response.status().is_success() => response.bytes().await?,
+            Ok(response) => {
+                eprintln!("{gateway}: {}", response.status());
+                continue;
+            }
+            Err(error) => {
+                eprintln!("cannot reach the gateway at {gateway}: {error}");
+                continue;
+            }
+        };
+        let answer: serde_json::Value = serde_json::from_slice(&answer).context("the logs are not JSON")?;
+        for batch in answer["batches"].as_array().into_iter().flatten() {
+            let sequence = batch["sequence"].as_u64().unwrap_or_default();
+            let sealed = hex::decode(batch["sealed"].as_str().unwrap_or("").trim_start_matches("0x"))?;
+            // Batches sealed for an earlier owner are theirs.
+            if phalanx_keys::Header::peek(&sealed).is_ok_and(|h| h.key.id != mine) {
+                others += 1;
+                continue;
+            }
+            let opened = phalanx_keys::Envelope::open(&sealed, &secret)
+                .with_context(|| format!("log batch {sequence} does not open with this account's log key"))?;
+            let lines: Vec<phalanx_worker::logs::Line> = serde_json::from_slice(&opened.plaintext)?;
+            for line in lines {
+                out.push(serde_json::json!({
+                    "gateway": gateway, "batch": sequence, "level": line.level, "message": line.message
+                }));
+            }
         }
     }
     if others > 0 {
@@ -235,12 +256,8 @@ async fn logs(id: Hash, gateway: &str, after: Option<u64>, signer: Signer, args:
     emit(args.json, &out, || {
         out.iter()
             .map(|l| {
-                format!(
-                    "[{}] {}: {}",
-                    l["batch"],
-                    l["level"].as_str().unwrap_or("?"),
-                    l["message"].as_str().unwrap_or("")
-                )
+                let (level, message) = (l["level"].as_str().unwrap_or("?"), l["message"].as_str().unwrap_or(""));
+                format!("[{} #{}] {level}: {message}", l["gateway"].as_str().unwrap_or("?"), l["batch"])
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -252,125 +269,6 @@ fn account_of(text: &str) -> anyhow::Result<phalanx_primitives::PublicKey> {
     match phalanx_primitives::mnemonic::dev_keypair(text) {
         Some(key) => Ok(key.public()),
         None => text.parse().with_context(|| format!("{text:?} is neither a dev account name nor an address")),
-    }
-}
-
-/// The signed-call headers for a call as `key`, valid for one minute.
-async fn signed_headers(
-    key: &phalanx_primitives::Keypair,
-    args: &ClientArgs,
-    agent: Hash,
-    method: &str,
-    target: &str,
-    body: &[u8],
-) -> anyhow::Result<Vec<(String, String)>> {
-    let client = connect(&args.rpc)?;
-    let chain_id = client.chain_info().await.map_err(rpc_error(&args.rpc))?.chain_id;
-    let mut nonce = [0u8; 16];
-    getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness for the call's nonce: {e}"))?;
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
-    let message = phalanx_worker::signed_call::SignedCallMessage {
-        chain_id,
-        agent,
-        method,
-        path_and_query: target,
-        body_hash: phalanx_primitives::sha256(body),
-        nonce,
-        expires_ms: now_ms + 60_000,
-    };
-    Ok(phalanx_worker::signed_call::sign(key, &message))
-}
-
-/// The sealed form of an `agent call` request.
-fn sealed_request(path: &str, method: &reqwest::Method, data: Option<String>) -> phalanx_keys::call::SealedRequest {
-    let mut headers = Vec::new();
-    if let Some(data) = &data {
-        let json = serde_json::from_str::<serde_json::Value>(data).is_ok();
-        headers.push((
-            "content-type".to_string(),
-            if json { "application/json" } else { "text/plain; charset=utf-8" }.into(),
-        ));
-    }
-    phalanx_keys::call::SealedRequest {
-        method: method.to_string(),
-        path: format!("/{}", path.trim_start_matches('/')),
-        headers,
-        body: data.unwrap_or_default().into_bytes(),
-    }
-}
-
-/// An encrypted call: the request sealed to the agent's newest published key.
-async fn encrypted_call(
-    http: &reqwest::Client,
-    args: &ClientArgs,
-    id: Hash,
-    gateway: &str,
-    request: phalanx_keys::call::SealedRequest,
-    saved: &Saved,
-) -> anyhow::Result<()> {
-    use phalanx_keys::call::{ENVELOPE_CONTENT_TYPE, SealedResponse};
-    let client = connect(&args.rpc)?;
-    let (epoch, public) = agent_key(&client, args, id).await?;
-    let (envelope, response_key) = request.seal(id, epoch, &public)?;
-    let url = format!("{}/agents/{id}", gateway.trim_end_matches('/'));
-    let response = http
-        .post(&url)
-        .header("content-type", ENVELOPE_CONTENT_TYPE)
-        .body(envelope)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the gateway at {gateway}"))?;
-    let status = response.status();
-    let header = receipt_header(&response);
-    let body = response.bytes().await.context("reading the response")?;
-    anyhow::ensure!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&body).trim_end());
-    let opened = response_key.open(0, &body).context("the sealed response does not open")?;
-    let answer = SealedResponse::decode(&opened).context("the sealed response is malformed")?;
-    anyhow::ensure!(
-        (200..300).contains(&answer.status),
-        "{} (sealed): {}",
-        answer.status,
-        String::from_utf8_lossy(&answer.body).trim_end()
-    );
-    // The receipt covers the envelope as received (it says nothing about the plaintext).
-    saved.receipt(header, &body)?;
-    saved.body(&answer.body)
-}
-
-/// Where `agent call` saves the receipt and the body.
-struct Saved {
-    receipt: Option<PathBuf>,
-    output: Option<PathBuf>,
-}
-
-fn receipt_header(response: &reqwest::Response) -> Option<String> {
-    let value = response.headers().get(phalanx_worker::receipt::RECEIPT_HEADER)?;
-    value.to_str().ok().map(str::to_string)
-}
-
-impl Saved {
-    /// Checks the receipt's signature and that it covers `body`, then writes it.
-    fn receipt(&self, header: Option<String>, body: &[u8]) -> anyhow::Result<()> {
-        let Some(path) = &self.receipt else { return Ok(()) };
-        let header = header.context("the gateway sent no receipt")?;
-        let signed = phalanx_worker::receipt::SignedReceipt::from_header(&header).context("the receipt is invalid")?;
-        if let Some(hash) = signed.receipt.response_hash {
-            anyhow::ensure!(hash == phalanx_primitives::sha256(body), "the receipt does not cover this response");
-        }
-        std::fs::write(path, header).with_context(|| format!("writing {}", path.display()))
-    }
-
-    /// Prints the body (with a final newline), or writes it byte for byte.
-    fn body(&self, body: &[u8]) -> anyhow::Result<()> {
-        if let Some(path) = &self.output {
-            return std::fs::write(path, body).with_context(|| format!("writing {}", path.display()));
-        }
-        let text = String::from_utf8_lossy(body);
-        print!("{text}");
-        if !text.ends_with('\n') {
-            println!();
-        }
-        Ok(())
     }
 }
 
@@ -467,7 +365,7 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
             path,
             method,
             data,
-            gateway,
+            gateways,
             encrypt,
             from,
             from_file,
@@ -479,47 +377,20 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
                 (None, None) => None,
                 (from, from_file) => Some(crate::account::signer(from, from_file)?),
             };
-            let path = path.unwrap_or_default();
-            let url = format!("{}/agents/{id}/{}", gateway.trim_end_matches('/'), path.trim_start_matches('/'));
-            let method = method.unwrap_or_else(|| if data.is_some() { "POST" } else { "GET" }.into());
-            let method: reqwest::Method = method.to_uppercase().parse().context("--method")?;
-            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build()?;
-            let saved = Saved { receipt, output };
-            let target = format!("/{}", path.trim_start_matches('/'));
-            let signed = match &caller {
-                Some(key) => {
-                    let body = data.as_deref().unwrap_or_default().as_bytes();
-                    signed_headers(key, &args, id, method.as_str(), &target, body).await?
-                }
-                None => Vec::new(),
+            let call = crate::agent_call::CallArgs {
+                id,
+                path: path.unwrap_or_default(),
+                method,
+                data,
+                gateways,
+                encrypt,
+                caller,
+                saved: crate::agent_call::Saved { receipt, output },
             };
-            if encrypt {
-                let mut request = sealed_request(&path, &method, data);
-                request.headers.extend(signed);
-                return encrypted_call(&client, &args, id, &gateway, request, &saved).await;
-            }
-            let mut request = client.request(method, &url);
-            for (name, value) in signed {
-                request = request.header(name, value);
-            }
-            if let Some(data) = data {
-                let json = serde_json::from_str::<serde_json::Value>(&data).is_ok();
-                request = request
-                    .header("content-type", if json { "application/json" } else { "text/plain; charset=utf-8" })
-                    .body(data);
-            }
-            let response = request.send().await.with_context(|| format!("cannot reach the gateway at {gateway}"))?;
-            let status = response.status();
-            let header = receipt_header(&response);
-            let body = response.bytes().await.context("reading the response")?;
-            if !status.is_success() {
-                anyhow::bail!("{status}: {}", String::from_utf8_lossy(&body).trim_end());
-            }
-            saved.receipt(header, &body)?;
-            saved.body(&body)
+            crate::agent_call::run(call, &args).await
         }
-        AgentChainCommand::Logs { id, gateway, after, signer, client: args } => {
-            logs(id, &gateway, after, signer, &args).await
+        AgentChainCommand::Logs { id, gateways, after, signer, client: args } => {
+            logs(id, gateways, after, signer, &args).await
         }
         AgentChainCommand::List { client: args } => {
             let client = connect(&args.rpc)?;

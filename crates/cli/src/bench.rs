@@ -65,6 +65,19 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         txs_per_block: usize,
     },
+    /// Worker gateway requests/s and latency (plain and encrypted calls) and
+    /// first call after deploy, against a plain hyper server, in one run.
+    Gateway {
+        /// Seconds of load per case.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent keep-alive connections of the load generator.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Freshly deployed agents whose first call is timed.
+        #[arg(long, default_value_t = 20)]
+        fresh_agents: usize,
+    },
 }
 
 struct Node(Child);
@@ -107,6 +120,9 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
         BenchCommand::Keys { agents } => return crate::bench_keys::run(agents),
         BenchCommand::Worker { blocks, txs_per_block } => {
             return crate::bench_worker::run(blocks, txs_per_block).await;
+        }
+        BenchCommand::Gateway { seconds, connections, fresh_agents } => {
+            return crate::bench_gateway::run(seconds, connections, fresh_agents, args.json).await;
         }
     };
     anyhow::ensure!(senders > 0 && clients > 0 && txs >= senders, "need txs >= senders > 0 and clients > 0");

@@ -128,15 +128,7 @@ async fn rotation_call(client: &impl PhalanxClient, rpc: &str, scope: &[String])
             Ok(Call::RotateAgentKey { agent: id.parse().map_err(|_| anyhow::anyhow!("{id:?} is not an agent id"))? })
         }
         [what, wanted] if what == "cluster" => {
-            if let Ok(cluster) = wanted.parse() {
-                return Ok(Call::RotateClusterKey { cluster });
-            }
-            let status = client.keys_status().await.map_err(rpc_error(rpc))?;
-            let found = status.clusters.iter().find(|c| c["name"].as_str() == Some(wanted.as_str()));
-            let id = found
-                .and_then(|c| c["id"].as_str())
-                .ok_or_else(|| anyhow::anyhow!("no cluster named {wanted:?} (see `phalanx keys status`)"))?;
-            Ok(Call::RotateClusterKey { cluster: id.parse().map_err(|_| anyhow::anyhow!("bad cluster id {id}"))? })
+            Ok(Call::RotateClusterKey { cluster: crate::cluster::cluster_id(client, rpc, wanted).await? })
         }
         _ => anyhow::bail!("--scope is `master`, `cluster ID|NAME` or `agent ID`, not {:?}", scope.join(" ")),
     }

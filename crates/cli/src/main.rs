@@ -4,14 +4,17 @@
 
 mod account;
 mod agent;
+mod agent_call;
 mod agent_chain;
 mod attest;
 mod bench;
 mod bench_agent;
+mod bench_gateway;
 mod bench_keys;
 mod bench_worker;
 mod chain;
 mod client;
+mod cluster;
 mod dev;
 mod keys;
 mod output;
@@ -76,6 +79,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Clusters of workers (governance).
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Check an agent response's receipt against the chain.
     Verify(verify::VerifyArgs),
     /// Accounts and PHA transfers.
@@ -100,5 +110,6 @@ fn main() -> anyhow::Result<()> {
         Command::Worker(args) => runtime.block_on(worker::run(args)),
         Command::Keys { command, client } => runtime.block_on(keys::run(command, &client)),
         Command::Verify(args) => runtime.block_on(verify::run(args)),
+        Command::Cluster { command, client } => runtime.block_on(cluster::run(command, &client)),
     }
 }

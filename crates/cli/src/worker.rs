@@ -59,6 +59,10 @@ struct RunArgs {
     /// Serve agent calls on this port of 127.0.0.1 (the gateway).
     #[arg(long)]
     gateway_port: Option<u16>,
+    /// The URL clients reach the gateway at, announced on chain (default
+    /// http://127.0.0.1:PORT).
+    #[arg(long, requires = "gateway_port")]
+    gateway_url: Option<String>,
     /// Send a heartbeat every this many blocks.
     #[arg(long, default_value_t = 600)]
     heartbeat_every: u64,
@@ -94,6 +98,7 @@ async fn run_worker(args: RunArgs) -> anyhow::Result<()> {
     config.chain_id = args.chain_id;
     config.heartbeat_every = args.heartbeat_every.max(1);
     config.gateway = args.gateway_port.map(phalanx_worker::gateway::GatewayConfig::local);
+    config.gateway_url = args.gateway_url.clone();
     if args.gatekeeper {
         config.features |= phalanx_state::modules::registry::FEATURE_GATEKEEPER;
     }

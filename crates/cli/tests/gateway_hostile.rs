@@ -21,7 +21,7 @@ fn run(node: &DevNode, args: &[&str]) -> std::process::Output {
 fn until(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < Duration::from_secs(60), "{what} did not happen within 60 s");
+        assert!(started.elapsed() < Duration::from_secs(120), "{what} did not happen within 120 s");
         std::thread::sleep(Duration::from_millis(300));
     }
 }

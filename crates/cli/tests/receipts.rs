@@ -26,7 +26,7 @@ fn retry(what: &str, mut attempt: impl FnMut() -> std::process::Output) -> std::
         if output.status.success() {
             return output;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "{what}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(started.elapsed() < Duration::from_secs(120), "{what}: {}", String::from_utf8_lossy(&output.stderr));
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -34,7 +34,7 @@ fn retry(what: &str, mut attempt: impl FnMut() -> std::process::Output) -> std::
 fn until(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
-        assert!(started.elapsed() < Duration::from_secs(60), "{what} did not happen within 60 s");
+        assert!(started.elapsed() < Duration::from_secs(120), "{what} did not happen within 120 s");
         std::thread::sleep(Duration::from_millis(300));
     }
 }

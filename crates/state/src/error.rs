@@ -42,6 +42,8 @@ pub enum TxError {
     BadMessageSignature(phalanx_primitives::SignatureError),
     #[error("heartbeat claims height {claimed}, beyond the chain's height {height}")]
     HeartbeatAhead { claimed: u64, height: u64 },
+    #[error("worker message: {0}")]
+    WorkerMessage(String),
     #[error("gatekeeping: {0}")]
     Gatekeeping(String),
     #[error("cluster: {0}")]

@@ -683,6 +683,15 @@ impl State {
                 return Err(TxError::HeartbeatAhead { claimed: *synced_height, height: self.head.height });
             }
             WorkerPayload::Heartbeat { .. } | WorkerPayload::Benchmark { .. } => {}
+            WorkerPayload::Gateway { url } => {
+                let scheme = url.starts_with("http://") || url.starts_with("https://");
+                if !scheme || url.len() > registry::GATEWAY_URL_BYTES_MAX || url.chars().any(char::is_whitespace) {
+                    return Err(TxError::WorkerMessage(format!(
+                        "a gateway URL is http(s)://… without spaces, at most {} bytes",
+                        registry::GATEWAY_URL_BYTES_MAX
+                    )));
+                }
+            }
             WorkerPayload::MasterKeyAnnounce { rotation, .. } => {
                 let r = in_rotation(*rotation)?;
                 if &r.leader != sender {
@@ -926,6 +935,7 @@ impl State {
                         next_sequence: 0,
                         synced_height: 0,
                         heartbeat_at: 0,
+                        gateway_url: None,
                     },
                 };
                 emit(Event::WorkerRegistered {
@@ -945,6 +955,7 @@ impl State {
                         worker.heartbeat_at = self.head.height;
                     }
                     WorkerPayload::Benchmark { score } => worker.info.benchmark_score = score,
+                    WorkerPayload::Gateway { url } => worker.gateway_url = Some(url),
                     WorkerPayload::MasterKeyAnnounce { commitment, .. } => {
                         let mut epochs = self.epochs.clone();
                         let rotation = epochs.rotation.as_mut().expect("checked");

@@ -44,6 +44,9 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// Where to serve agent calls, if anywhere.
     pub gateway: Option<crate::gateway::GatewayConfig>,
+    /// The URL clients reach the gateway at, announced on chain (default:
+    /// `http://` and the gateway's listen address).
+    pub gateway_url: Option<String>,
 }
 
 impl WorkerConfig {
@@ -59,6 +62,7 @@ impl WorkerConfig {
             checkpoint_every: Duration::from_secs(10),
             poll: Duration::from_millis(200),
             gateway: None,
+            gateway_url: None,
         }
     }
 }
@@ -153,6 +157,7 @@ pub async fn run(
 
     let (view, view_rx) = tokio::sync::watch::channel(Arc::new(runtime.chain().state().clone()));
     let (keyring, keyring_rx) = tokio::sync::watch::channel(Arc::new(runtime.cluster_keyring()));
+    let mut announce: Option<String> = None;
     let _gateway = match &config.gateway {
         Some(gateway) => {
             let (address, task) = crate::gateway::serve(gateway, runtime.receipt_signer(), view_rx, keyring_rx)
@@ -160,10 +165,12 @@ pub async fn run(
                 .map_err(|source| WorkerError::Gateway { address: gateway.listen, source })?;
             tracing::info!(%address, "gateway listening");
             let _ = events.send(WorkerEvent::Gateway { address });
+            announce = Some(config.gateway_url.clone().unwrap_or_else(|| format!("http://{address}")));
             Some(AbortOnDrop(task))
         }
         None => None,
     };
+    let mut announced_at: Option<u64> = None;
 
     tokio::pin!(shutdown);
     let mut last_checkpoint = Instant::now();
@@ -209,6 +216,7 @@ pub async fn run(
                 }
                 Some(worker) => {
                     let worker_heartbeat_base = worker.heartbeat_at.max(worker.attested_at);
+                    let gateway_on_chain = worker.gateway_url.clone();
                     if !announced {
                         announced = true;
                         tracing::info!(
@@ -229,6 +237,14 @@ pub async fn run(
                     if heartbeat_due {
                         heartbeat_sent_at = Some(height);
                         payloads.push(WorkerPayload::Heartbeat { synced_height: height });
+                    }
+                    // The gateway's URL, so clients can find it and fail over to it.
+                    if let Some(url) = &announce
+                        && gateway_on_chain.as_ref() != Some(url)
+                        && announced_at.is_none_or(|at| height > at + 20)
+                    {
+                        announced_at = Some(height);
+                        payloads.push(WorkerPayload::Gateway { url: url.clone() });
                     }
                     for message in runtime.sign_messages(payloads) {
                         submit(&client, &config.operator, &runtime, Call::WorkerMessage { message }).await;

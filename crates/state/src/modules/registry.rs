@@ -136,7 +136,13 @@ pub struct Worker {
     pub synced_height: u64,
     /// Height of the block that carried its last heartbeat.
     pub heartbeat_at: u64,
+    /// Where the worker's gateway takes agent calls, as it announced it
+    /// (clients fail over between the gateways of an agent's cluster).
+    pub gateway_url: Option<String>,
 }
+
+/// Longest announced gateway URL, in bytes.
+pub const GATEWAY_URL_BYTES_MAX: usize = 256;
 
 /// What a worker says to the chain.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
@@ -190,6 +196,8 @@ pub enum WorkerPayload {
         #[serde(with = "phalanx_primitives::hex_serde")]
         sealed: Vec<u8>,
     },
+    /// The worker's gateway takes agent calls at `url` (`http://` or `https://`).
+    Gateway { url: String },
     /// A holder of the current master key retires an agent's older key epoch.
     AgentKeyRetire { agent: Hash, epoch: u64 },
     /// A holder of the current master key retires a cluster's older key epoch.
