@@ -241,6 +241,22 @@ struct Measured {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// CPU time of this whole process (client and servers) per request.
+    cpu_us_per_request: f64,
+    /// CPU time of this process over wall time in the window (at most the core count).
+    cores_busy: f64,
+}
+
+/// CPU time used by this process so far (user and system, from /proc;
+/// Linux reports it in ticks of 1/100 s).
+fn process_cpu() -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields.get(11).context("utime")?.parse::<u64>()? + fields.get(12).context("stime")?.parse::<u64>()?;
+    Ok(Duration::from_millis(ticks * 10))
 }
 
 /// Closed-loop load over `connections` keep-alive connections: `warmup`
@@ -270,9 +286,9 @@ async fn measure(
         }));
     }
     tokio::time::sleep(warmup).await;
-    let window_start = Instant::now();
+    let (window_start, cpu_start) = (Instant::now(), process_cpu()?);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let window_end = Instant::now();
+    let (window_end, cpu_end) = (Instant::now(), process_cpu()?);
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for task in tasks {
@@ -283,13 +299,16 @@ async fn measure(
         }
     }
     latencies.sort();
+    let (wall, cpu) = ((window_end - window_start).as_secs_f64(), (cpu_end - cpu_start).as_secs_f64());
     Ok(Measured {
         connections,
         requests: latencies.len(),
-        requests_per_s: latencies.len() as f64 / (window_end - window_start).as_secs_f64(),
+        requests_per_s: latencies.len() as f64 / wall,
         p50_ms: ms(percentile(&latencies, 0.5)),
         p99_ms: ms(percentile(&latencies, 0.99)),
         max_ms: ms(latencies.last().copied().unwrap_or_default()),
+        cpu_us_per_request: cpu * 1e6 / latencies.len().max(1) as f64,
+        cores_busy: cpu / wall,
     })
 }
 
@@ -463,15 +482,19 @@ pub(crate) async fn run(seconds: u64, connections: usize, fresh_agents: usize, j
             "gateway benchmark: {connections} keep-alive HTTP/1.1 connections (and 1), {seconds} s per case, loopback\n\
              load generator, gateway and baseline share this process and its {cores} cores: figures are a floor\n\
              setup: {setup_blocks} certified blocks verified by one simulated-TEE worker runtime in {:.1} s\n\n\
-             {:<40} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}   {:>9} {:>8} {:>8}\n",
+             {:<40} {:>9} {:>7} {:>7} {:>7} {:>6} {:>5} | {:>8} {:>7} {:>7} {:>6} | {:>7} {:>6} {:>6}\n",
             setup.as_secs_f64(),
             "case",
             "req/s",
             "p50 ms",
             "p99 ms",
             "max ms",
+            "cpu µs",
+            "cores",
+            "1c req/s",
             "1c p50",
             "1c p99",
+            "cpu µs",
             "x req/s",
             "x p50",
             "x p99",
@@ -479,14 +502,18 @@ pub(crate) async fn run(seconds: u64, connections: usize, fresh_agents: usize, j
         for case in &cases {
             let (l, s) = (&case.loaded, &case.single);
             out += &format!(
-                "{:<40} {:>9.0} {:>8.3} {:>8.3} {:>8.2} {:>8.3} {:>8.3}   {:>9.2} {:>8.2} {:>8.2}\n",
+                "{:<40} {:>9.0} {:>7.3} {:>7.3} {:>7.2} {:>6.0} {:>5.2} | {:>8.0} {:>7.3} {:>7.3} {:>6.0} | {:>7.2} {:>6.2} {:>6.2}\n",
                 case.name,
                 l.requests_per_s,
                 l.p50_ms,
                 l.p99_ms,
                 l.max_ms,
+                l.cpu_us_per_request,
+                l.cores_busy,
+                s.requests_per_s,
                 s.p50_ms,
                 s.p99_ms,
+                s.cpu_us_per_request,
                 l.requests_per_s / base.loaded.requests_per_s,
                 l.p50_ms / base.loaded.p50_ms,
                 l.p99_ms / base.loaded.p99_ms,
@@ -499,7 +526,8 @@ pub(crate) async fn run(seconds: u64, connections: usize, fresh_agents: usize, j
         );
         out += &format!(
             "client share of an encrypted call (in its latency above): seal {client_seal_us:.0} µs, open {client_open_us:.0} µs\n\
-             columns: loaded ({connections} connections), 1c = one connection; x = ratio to the baseline (a)\n\n"
+             columns: left of | loaded ({connections} connections), then one connection (1c); cpu µs = CPU time of the\n\
+             whole process (load generator included) per request, cores = CPU time / wall time; x = loaded, ratio to (a)\n\n"
         );
         out += &format!(
             "goals (design): >= {GOAL_REQUESTS_PER_S:.0} req/s, p99 < {GOAL_P99_MS} ms, first call < {GOAL_FIRST_CALL_MS} ms\n"

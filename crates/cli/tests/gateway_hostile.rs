@@ -105,11 +105,15 @@ fn the_gateway_refuses_hostile_calls_and_keeps_serving() {
     assert!(code == 401 && text.contains("expired"), "{code} {text}");
     let (code, _) = send(&signed("dave", b"hi", 5, now_ms() + 3_600_000), "hi");
     assert_eq!(code, 401, "an expiry an hour ahead is refused");
-    // Signed and encrypted, through the CLI: the signature travels sealed.
-    let output = run(
-        &node,
-        &["agent", "call", &id_text, "/", "--data", "sealed", "--encrypt", "--from", "dave", "--gateway", &gateway],
-    );
+    // Signed and encrypted, through the CLI: the signature travels sealed
+    // (once a gatekeeper has published the agent's key).
+    let sealed_call = || {
+        let args =
+            ["agent", "call", &id_text, "/", "--data", "sealed", "--encrypt", "--from", "dave", "--gateway", &gateway];
+        run(&node, &args)
+    };
+    until("the agent's key being published", || sealed_call().status.success());
+    let output = sealed_call();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("caller {} sealed", dev("dave").public())));
     let nonces = std::cell::Cell::new(100u8);
