@@ -21,6 +21,30 @@ pub(crate) struct Signer {
 }
 
 #[derive(Debug, clap::Subcommand)]
+pub(crate) enum SecretsCommand {
+    /// Set (or replace) secrets: NAME=VALUE…
+    Set {
+        id: Hash,
+        #[arg(value_name = "NAME=VALUE", required = true)]
+        pairs: Vec<String>,
+        #[command(flatten)]
+        signer: Signer,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove secrets by name.
+    Remove {
+        id: Hash,
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        signer: Signer,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
 pub(crate) enum AgentChainCommand {
     /// Deploy an agent (one bundled JS/TS module); prints its id once finalized.
     Deploy {
@@ -118,16 +142,12 @@ pub(crate) enum AgentChainCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Set secrets (NAME=VALUE…), sealed here to the agent's key from the
-    /// chain: only workers of its cluster can open them, as `env.NAME`.
+    /// The agent's secrets: `set ID NAME=VALUE…` (sealed here to the agent's
+    /// key from the chain: only workers of its cluster open them, as
+    /// `env.NAME`) or `remove ID NAME…`.
     Secrets {
-        id: Hash,
-        #[arg(value_name = "NAME=VALUE", required = true)]
-        pairs: Vec<String>,
-        #[command(flatten)]
-        signer: Signer,
-        #[command(flatten)]
-        client: ClientArgs,
+        #[command(subcommand)]
+        command: SecretsCommand,
     },
     /// The agent's console output, sealed by workers to the owner's log key
     /// and opened here (sets the key on chain first if it is not yours yet).
@@ -329,7 +349,7 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
             let (code, language) = read_code(&file)?;
             change(id, AgentChange::Upgrade { code, language }, signer, &client).await
         }
-        AgentChainCommand::Secrets { id, pairs, signer, client: args } => {
+        AgentChainCommand::Secrets { command: SecretsCommand::Set { id, pairs, signer, client: args } } => {
             let client = connect(&args.rpc)?;
             let (epoch, public) = agent_key(&client, &args, id).await?;
             for pair in pairs {
@@ -339,6 +359,12 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
                     phalanx_keys::Envelope::seal(&public, key, id, phalanx_keys::Purpose::Secret, value.as_bytes())?;
                 // The value itself is never printed.
                 change(id, AgentChange::SetSecret { name: name.to_string(), sealed }, signer.clone(), &args).await?;
+            }
+            Ok(())
+        }
+        AgentChainCommand::Secrets { command: SecretsCommand::Remove { id, names, signer, client: args } } => {
+            for name in names {
+                change(id, AgentChange::RemoveSecret { name }, signer.clone(), &args).await?;
             }
             Ok(())
         }

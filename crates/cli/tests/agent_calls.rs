@@ -64,7 +64,7 @@ fn agents_call_each_other_within_limits() {
         ids.push(deployed.unwrap()["id"].as_str().unwrap().to_string());
     }
     until("b's secret being set", || {
-        run(&node, &["agent", "secrets", &ids[1], "S=only-b", "--from", "bob"]).status.success()
+        run(&node, &["agent", "secrets", "set", &ids[1], "S=only-b", "--from", "bob"]).status.success()
     });
     let http = reqwest::blocking::Client::new();
     let call = |first: &str, chain: &[&String]| {
@@ -103,4 +103,7 @@ fn agents_call_each_other_within_limits() {
     until("d taking signed calls only", || call(&ids[0], &[&ids[3]]).1.contains("signed or paid calls only"));
     let (status, _) = call(&ids[0], &[&ids[1]]);
     assert_eq!(status, 200, "the others keep answering");
+    // The owner removes b's secret: b runs without it.
+    assert!(run(&node, &["agent", "secrets", "remove", &ids[1], "S", "--from", "bob"]).status.success());
+    until("b's secret gone", || call(&ids[0], &[&ids[1]]).1.contains(r#""secret":null"#));
 }

@@ -114,7 +114,7 @@ fn deploy_upgrade_and_manage_agents_on_dev() {
     let planted = "planted-secret-7f3a9c";
     let started = Instant::now();
     loop {
-        let set = cli(&node, &["agent", "secrets", &greeter, &format!("GREETING={planted}"), "--from", "bob"]);
+        let set = cli(&node, &["agent", "secrets", "set", &greeter, &format!("GREETING={planted}"), "--from", "bob"]);
         if set.status.success() {
             break;
         }

@@ -50,7 +50,7 @@ fn the_hono_fixture_runs_on_dev() {
     });
     let id = deployed.unwrap()["id"].as_str().unwrap().to_string();
     until("the secret being set", || {
-        run(&["agent", "secrets", &id, "GREETING=Howdy", "--from", "bob"]).status.success()
+        run(&["agent", "secrets", "set", &id, "GREETING=Howdy", "--from", "bob"]).status.success()
     });
     let call = |path: &str, extra: &[&str]| {
         let output = run(&[&["agent", "call", &id, path, "--gateway", &gateway][..], extra].concat());

@@ -210,7 +210,7 @@ fn llm_agent_example_answers_plain_encrypted_and_streaming() {
 
     // A wrong key: the upstream's 401 comes back as a 502 naming it, and the key it quoted is redacted.
     let set = |pair: &str| {
-        until("setting a secret", || run(&node, &["agent", "secrets", &id, pair, "--from", "bob"]), |o| o.ok);
+        until("setting a secret", || run(&node, &["agent", "secrets", "set", &id, pair, "--from", "bob"]), |o| o.ok);
     };
     set(&format!("OPENAI_BASE_URL={base_url}"));
     set(&format!("OPENAI_API_KEY={WRONG_KEY}"));
