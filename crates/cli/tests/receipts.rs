@@ -68,7 +68,9 @@ fn receipts_verify_against_the_chain_and_nothing_leaks() {
         retry("deploy", || run(&node, &["agent", "deploy", source.to_str().unwrap(), "--from", "bob", "--json"]));
     let deployed: serde_json::Value = serde_json::from_slice(&deployed.stdout).unwrap();
     let id = deployed["id"].as_str().unwrap().to_string();
-    retry("setting the secret", || run(&node, &["agent", "secrets", "set", &id, &format!("TOKEN={SECRET}"), "--from", "bob"]));
+    retry("setting the secret", || {
+        run(&node, &["agent", "secrets", "set", &id, &format!("TOKEN={SECRET}"), "--from", "bob"])
+    });
 
     // A plain call, its receipt and its exact response bytes.
     let (r1, o1, req) = (file("r1"), file("o1"), file("req"));

@@ -134,7 +134,8 @@ fn encrypted_calls_never_fail_while_keys_rotate() {
     let id: Hash = id_text.parse().unwrap();
     wait_until("the secret being set", 30, || {
         let secret = format!("GREETING={PLANTED}");
-        let args = ["agent", "secrets", "set", id_text.as_str(), secret.as_str(), "--from", "bob", "--rpc", &node.url()];
+        let args =
+            ["agent", "secrets", "set", id_text.as_str(), secret.as_str(), "--from", "bob", "--rpc", &node.url()];
         phalanx().args(args).output().unwrap().status.success()
     });
     let gateways: Vec<String> = (0..2).map(|i| format!("http://127.0.0.1:{}", gateway_port + i)).collect();
