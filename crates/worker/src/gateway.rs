@@ -71,6 +71,7 @@ pub(crate) struct Gateway {
     slots: Semaphore,
     replays: crate::signed_call::ReplayGuard,
     pub(crate) logs: crate::logs::LogStore,
+    key_cache: crate::key_cache::KeyCache,
 }
 
 /// Starts the gateway; it serves until the task is dropped.
@@ -93,6 +94,7 @@ pub async fn serve(
         slots: Semaphore::new(config.concurrency_max),
         replays: crate::signed_call::ReplayGuard::default(),
         logs: crate::logs::LogStore::default(),
+        key_cache: crate::key_cache::KeyCache::default(),
     });
     let app = axum::Router::new()
         .route("/attestation", axum::routing::get(attestation))
@@ -285,7 +287,8 @@ async fn encrypted_call(
     if header.key.kind != phalanx_keys::envelope::KeyKind::Agent || header.key.id != id || header.agent != id {
         return error(StatusCode::BAD_REQUEST, format!("the envelope is not sealed to agent {id}"));
     }
-    let key = match agent_key(&gateway.keys.borrow(), agent, header.key.epoch) {
+    let keys = gateway.keys.borrow().clone();
+    let key = match agent_key(gateway, &keys, agent, header.key.epoch) {
         Ok(key) => key,
         Err((status, message)) => return error(status, message),
     };
@@ -409,6 +412,15 @@ pub const KEY_WAIT_MS: u64 = 3_000;
 /// The agent's key of `epoch`: the chain records which cluster key epoch it
 /// derives from, and this worker must hold that cluster key.
 fn agent_key(
+    gateway: &Gateway,
+    keys: &Arc<Keyring>,
+    agent: &phalanx_state::Agent,
+    epoch: u64,
+) -> Result<phalanx_keys::AgentKey, (StatusCode, String)> {
+    gateway.key_cache.agent_key(keys, agent.id, epoch, || derive_agent_key(keys, agent, epoch))
+}
+
+fn derive_agent_key(
     keys: &Keyring,
     agent: &phalanx_state::Agent,
     epoch: u64,
@@ -465,20 +477,31 @@ async fn wait_for_key(gateway: &Gateway, id: Hash, body: &[u8]) -> Arc<phalanx_s
 /// cluster key of each secret's epoch. Values never leave this function
 /// except into the sandbox; errors name the secret, never its value.
 pub(crate) fn secrets_env(gateway: &Gateway, agent: &phalanx_state::Agent) -> Result<Vec<(String, String)>, String> {
-    let keys = gateway.keys.borrow();
-    let mut env = Vec::with_capacity(agent.secrets.len());
-    for secret in &agent.secrets {
-        let refused = |why: String| format!("secret {} of agent {} does not open here: {why}", secret.name, agent.id);
-        let header = phalanx_keys::Header::peek(&secret.sealed).map_err(|e| refused(e.to_string()))?;
-        if header.key.kind != phalanx_keys::envelope::KeyKind::Agent || header.key.id != agent.id {
-            return Err(refused("it is sealed to another key".into()));
-        }
-        let key = agent_key(&keys, agent, header.key.epoch).map_err(|(_, why)| refused(why))?;
-        let opened = phalanx_keys::Envelope::open(&secret.sealed, key.secret()).map_err(|e| refused(e.to_string()))?;
-        let value = String::from_utf8(opened.plaintext.to_vec()).map_err(|_| refused("it is not UTF-8 text".into()))?;
-        env.push((secret.name.clone(), value));
+    if agent.secrets.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(env)
+    let keys = gateway.keys.borrow().clone();
+    let sealed: Vec<&[u8]> = agent.secrets.iter().map(|s| s.sealed.as_slice()).collect();
+    let digest = phalanx_primitives::sha256_parts(&sealed);
+    let opened = gateway.key_cache.secrets(&keys, agent.id, digest, || {
+        let mut env = crate::key_cache::Opened::default();
+        for secret in &agent.secrets {
+            let refused =
+                |why: String| format!("secret {} of agent {} does not open here: {why}", secret.name, agent.id);
+            let header = phalanx_keys::Header::peek(&secret.sealed).map_err(|e| refused(e.to_string()))?;
+            if header.key.kind != phalanx_keys::envelope::KeyKind::Agent || header.key.id != agent.id {
+                return Err(refused("it is sealed to another key".into()));
+            }
+            let key = agent_key(gateway, &keys, agent, header.key.epoch).map_err(|(_, why)| refused(why))?;
+            let opened =
+                phalanx_keys::Envelope::open(&secret.sealed, key.secret()).map_err(|e| refused(e.to_string()))?;
+            let value =
+                String::from_utf8(opened.plaintext.to_vec()).map_err(|_| refused("it is not UTF-8 text".into()))?;
+            env.0.push((secret.name.clone(), value));
+        }
+        Ok(env)
+    })?;
+    Ok(opened.0.clone())
 }
 
 /// An instance of `agent` (with `env.AGENTS`), its call context set to the

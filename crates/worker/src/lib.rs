@@ -21,6 +21,7 @@ pub mod gatekeeper;
 pub mod gateway;
 pub mod host;
 pub mod identity;
+pub mod key_cache;
 pub mod logs;
 pub mod receipt;
 pub mod runtime;
