@@ -5,20 +5,7 @@
 
 mod common;
 
-use common::{DevNode, free_port, phalanx};
-use std::time::{Duration, Instant};
-
-fn run(node: &DevNode, args: &[&str]) -> std::process::Output {
-    phalanx().args(args).args(["--rpc", &node.url()]).env("RUST_BACKTRACE", "0").output().unwrap()
-}
-
-fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(120), "{what} did not happen within 120 s");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
+use common::{DevNode, free_port, run, until};
 
 /// Forwards to the first id of `?chain=`, passing the rest on; the last in
 /// the chain answers with who called it, its secret and whether the bytes

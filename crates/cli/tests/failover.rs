@@ -7,19 +7,11 @@
 
 mod common;
 
-use common::{DevNode, free_port, phalanx};
+use common::{DevNode, free_port, phalanx, until};
 use phalanx_worker::receipt::SignedReceipt;
 use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(90), "{what} did not happen within 90 s");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 /// A child process killed and reaped when the test ends, however it ends.
 struct Reaped(std::process::Child);

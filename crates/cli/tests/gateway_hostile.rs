@@ -7,24 +7,12 @@
 
 mod common;
 
-use common::{DevNode, dev, free_port, phalanx};
+use common::{DevNode, deploy, dev, free_port, run, until};
 use phalanx_keys::call::{ENVELOPE_CONTENT_TYPE, SealedRequest};
 use phalanx_primitives::{Hash, sha256};
 use phalanx_worker::signed_call::{SignedCallMessage, sign};
 use std::io::Write;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn run(node: &DevNode, args: &[&str]) -> std::process::Output {
-    phalanx().args(args).args(["--rpc", &node.url()]).env("RUST_BACKTRACE", "0").output().unwrap()
-}
-
-fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(120), "{what} did not happen within 120 s");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
+use std::time::{SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
@@ -43,13 +31,7 @@ fn the_gateway_refuses_hostile_calls_and_keeps_serving() {
         "export default { async fetch(req) { return new Response(`caller ${req.headers.get('phalanx-caller')} ${await req.text()}`); } };",
     )
     .unwrap();
-    let mut deployed = None;
-    until("deployment", || {
-        let output = run(&node, &["agent", "deploy", source.to_str().unwrap(), "--from", "bob", "--json"]);
-        deployed = serde_json::from_slice::<serde_json::Value>(&output.stdout).ok();
-        output.status.success()
-    });
-    let id_text = deployed.unwrap()["id"].as_str().unwrap().to_string();
+    let id_text = deploy(&node, &source, "bob");
     let id: Hash = id_text.parse().unwrap();
     let http = reqwest::blocking::Client::new();
     let url = format!("{gateway}/agents/{id}/");

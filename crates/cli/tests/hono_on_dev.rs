@@ -6,17 +6,8 @@
 
 mod common;
 
-use common::{DevNode, free_port, phalanx};
+use common::{DevNode, free_port, phalanx, until};
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(120), "{what} did not happen within 120 s");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 #[test]
 fn the_hono_fixture_runs_on_dev() {

@@ -5,22 +5,9 @@
 
 mod common;
 
-use common::{DevNode, free_port, phalanx};
-use std::time::{Duration, Instant};
+use common::{DevNode, deploy, files_under, free_port, run, until};
 
 const PLANTED: &str = "planted-log-line-3e7a";
-
-fn run(node: &DevNode, args: &[&str]) -> std::process::Output {
-    phalanx().args(args).args(["--rpc", &node.url()]).env("RUST_BACKTRACE", "0").output().unwrap()
-}
-
-fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(120), "{what} did not happen within 120 s");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 #[test]
 fn logs_are_sealed_to_the_owner() {
@@ -37,13 +24,7 @@ fn logs_are_sealed_to_the_owner() {
         "export default { async fetch(req) { const t = await req.text(); console.log(`heard ${t}`); console.error('oops'); return new Response('ok'); } };",
     )
     .unwrap();
-    let mut deployed = None;
-    until("deployment", || {
-        let output = run(&node, &["agent", "deploy", source.to_str().unwrap(), "--from", "bob", "--json"]);
-        deployed = serde_json::from_slice::<serde_json::Value>(&output.stdout).ok();
-        output.status.success()
-    });
-    let id = deployed.unwrap()["id"].as_str().unwrap().to_string();
+    let id = deploy(&node, &source, "bob");
     let info: serde_json::Value = serde_json::from_slice(&run(&node, &["agent", "info", &id]).stdout).unwrap();
     assert!(info["log_key"].is_string(), "deployment set the owner's log key: {info}");
 
@@ -81,15 +62,7 @@ fn logs_are_sealed_to_the_owner() {
     assert!(read.is_empty(), "the new owner reads none of the old owner's logs");
 
     drop(node);
-    let mut files = Vec::new();
-    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() { walk(&path, out) } else { out.push(path) }
-        }
-    }
-    walk(dir.path(), &mut files);
-    for path in files {
+    for path in files_under(dir.path()) {
         let bytes = std::fs::read(&path).unwrap();
         let planted = format!("heard {PLANTED}");
         assert!(

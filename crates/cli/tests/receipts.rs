@@ -8,16 +8,12 @@
 
 mod common;
 
-use common::{DevNode, free_port, phalanx};
+use common::{DevNode, files_under, free_port, run, until};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "planted-secret-receipts-5d1e";
 const BODY: &str = "planted-encrypted-body-8b2f";
-
-fn run(node: &DevNode, args: &[&str]) -> std::process::Output {
-    phalanx().args(args).args(["--rpc", &node.url()]).env("RUST_BACKTRACE", "0").output().unwrap()
-}
 
 fn retry(what: &str, mut attempt: impl FnMut() -> std::process::Output) -> std::process::Output {
     let started = Instant::now();
@@ -27,14 +23,6 @@ fn retry(what: &str, mut attempt: impl FnMut() -> std::process::Output) -> std::
             return output;
         }
         assert!(started.elapsed() < Duration::from_secs(120), "{what}: {}", String::from_utf8_lossy(&output.stderr));
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(120), "{what} did not happen within 120 s");
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -138,14 +126,7 @@ fn receipts_verify_against_the_chain_and_nothing_leaks() {
     // Nothing holds the planted secret or body in plaintext: receipts (raw
     // and decoded), the debug log, every file under the data directory.
     drop(node);
-    let mut files = Vec::new();
-    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() { walk(&path, out) } else { out.push(path) }
-        }
-    }
-    walk(dir.path(), &mut files);
+    let files = files_under(dir.path());
     assert!(files.iter().any(|f| f.ends_with("dev.log")) && files.len() > 10);
     for path in files.iter().filter(|p| !p.ends_with("echo.js") && !p.ends_with("req")) {
         let bytes = std::fs::read(path).unwrap();

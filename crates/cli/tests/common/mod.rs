@@ -148,3 +148,42 @@ pub async fn wait_height(client: &HttpClient, height: u64) -> u64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Runs a CLI command against `node` (no `--json` added).
+pub fn run(node: &DevNode, args: &[&str]) -> std::process::Output {
+    phalanx().args(args).args(["--rpc", &node.url()]).env("RUST_BACKTRACE", "0").output().unwrap()
+}
+
+/// Polls `done` every 300 ms until it holds; fails the test after 120 s
+/// (generous: CI machines are shared and slow).
+pub fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(120), "{what} did not happen within 120 s");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Deploys `source` as `from` once the dev cluster exists; returns the agent id.
+pub fn deploy(node: &DevNode, source: &Path, from: &str) -> String {
+    let mut deployed = None;
+    until("deployment", || {
+        let output = run(node, &["agent", "deploy", source.to_str().unwrap(), "--from", from, "--json"]);
+        deployed = serde_json::from_slice::<serde_json::Value>(&output.stdout).ok();
+        output.status.success()
+    });
+    deployed.unwrap()["id"].as_str().unwrap().to_string()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() { pending.push(path) } else { out.push(path) }
+        }
+    }
+    out
+}
