@@ -44,14 +44,14 @@ fn agents_call_each_other_within_limits() {
         let mut deployed = None;
         until("deployment", || {
             let output =
-                run(&node, &["agent", "deploy", source.to_str().unwrap(), "--name", name, "--from", "bob", "--json"]);
+                run(&node, &["agent", "deploy", source.to_str().unwrap(), "--name", name, "--from", "dave", "--json"]);
             deployed = serde_json::from_slice::<serde_json::Value>(&output.stdout).ok();
             output.status.success()
         });
         ids.push(deployed.unwrap()["id"].as_str().unwrap().to_string());
     }
     until("b's secret being set", || {
-        run(&node, &["agent", "secrets", "set", &ids[1], "S=only-b", "--from", "bob"]).status.success()
+        run(&node, &["agent", "secrets", "set", &ids[1], "S=only-b", "--from", "dave"]).status.success()
     });
     let http = reqwest::blocking::Client::new();
     let call = |first: &str, chain: &[&String]| {
@@ -82,15 +82,15 @@ fn agents_call_each_other_within_limits() {
     let (status, text) = call(&ids[0], &[&ids[1], &ids[0]]);
     assert!(status == 508 && text.contains("agent call cycle"), "{status} {text}");
     // The callee's own governance applies: paused, then signed calls only.
-    let paused = run(&node, &["agent", "pause", &ids[4], "--from", "bob"]);
+    let paused = run(&node, &["agent", "pause", &ids[4], "--from", "dave"]);
     assert!(paused.status.success());
     until("e paused", || call(&ids[0], &[&ids[4]]).1.contains("paused"));
-    let allowlist = run(&node, &["agent", "access", &ids[3], "allowlist", "dave", "--from", "bob"]);
+    let allowlist = run(&node, &["agent", "access", &ids[3], "allowlist", "dave", "--from", "dave"]);
     assert!(allowlist.status.success());
     until("d taking signed calls only", || call(&ids[0], &[&ids[3]]).1.contains("signed or paid calls only"));
     let (status, _) = call(&ids[0], &[&ids[1]]);
     assert_eq!(status, 200, "the others keep answering");
     // The owner removes b's secret: b runs without it.
-    assert!(run(&node, &["agent", "secrets", "remove", &ids[1], "S", "--from", "bob"]).status.success());
+    assert!(run(&node, &["agent", "secrets", "remove", &ids[1], "S", "--from", "dave"]).status.success());
     until("b's secret gone", || call(&ids[0], &[&ids[1]]).1.contains(r#""secret":null"#));
 }

@@ -317,27 +317,45 @@ async fn sync_batch(
 /// logged (the next round retries what is still needed).
 async fn submit(client: &HttpClient, operator: &Keypair, runtime: &Runtime, call: Call) {
     let state = runtime.chain().state();
-    let nonce = match client.state_account(operator.public().to_string()).await {
-        Ok(account) => account.next_nonce,
-        Err(error) => {
-            tracing::warn!(%error, "cannot read the operator's nonce");
-            return;
-        }
-    };
-    let tx = Transaction { chain_id: state.chain_id(), signer: operator.public(), nonce, fee: 0, call };
-    let signed = match tx.sign_paying_minimum(&state.params().fees, operator) {
-        Ok(signed) => signed,
-        Err(error) => {
-            tracing::warn!(%error, "cannot compute the fee");
-            return;
-        }
-    };
-    let what = match &signed.tx.call {
+    let what = match &call {
         Call::RegisterWorker { .. } => "registration",
         _ => "worker message",
     };
-    match client.tx_submit(format!("0x{}", hex::encode(signed.encode()))).await {
-        Ok(hash) => tracing::info!(%hash, what, "submitted"),
-        Err(error) => tracing::warn!(%error, what, "submission refused"),
+    // The operator's account may also be used by its owner at the same time:
+    // a nonce taken in between is read again, a few times.
+    for attempt in 1..=SUBMIT_ATTEMPTS {
+        let nonce = match client.state_account(operator.public().to_string()).await {
+            Ok(account) => account.next_nonce,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the operator's nonce");
+                return;
+            }
+        };
+        let tx =
+            Transaction { chain_id: state.chain_id(), signer: operator.public(), nonce, fee: 0, call: call.clone() };
+        let signed = match tx.sign_paying_minimum(&state.params().fees, operator) {
+            Ok(signed) => signed,
+            Err(error) => {
+                tracing::warn!(%error, "cannot compute the fee");
+                return;
+            }
+        };
+        match client.tx_submit(format!("0x{}", hex::encode(signed.encode()))).await {
+            Ok(hash) => {
+                tracing::info!(%hash, what, "submitted");
+                return;
+            }
+            Err(error) if attempt < SUBMIT_ATTEMPTS && error.to_string().contains("nonce") => {
+                tracing::debug!(%error, what, attempt, "the operator's nonce moved; signing again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, what, "submission refused");
+                return;
+            }
+        }
     }
 }
+
+/// Tries to submit one transaction when the operator's nonce keeps moving.
+const SUBMIT_ATTEMPTS: u32 = 4;
