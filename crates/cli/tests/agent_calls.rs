@@ -34,7 +34,7 @@ export default {
 #[test]
 fn agents_call_each_other_within_limits() {
     let dir = tempfile::tempdir().unwrap();
-    let gateway_port = free_port();
+    let gateway_port = common::free_ports(2);
     let port = gateway_port.to_string();
     let node = DevNode::start_with(dir.path(), free_port(), free_port(), &["--workers", "2", "--gateway-port", &port]);
     let source = dir.path().join("forwarder.js");

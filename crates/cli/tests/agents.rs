@@ -14,7 +14,7 @@ fn cli(node: &DevNode, args: &[&str]) -> std::process::Output {
 #[test]
 fn deploy_upgrade_and_manage_agents_on_dev() {
     let dir = tempfile::tempdir().unwrap();
-    let gateway_port = free_port();
+    let gateway_port = common::free_ports(2);
     let port = gateway_port.to_string();
     let node = DevNode::start_with(dir.path(), free_port(), free_port(), &["--workers", "2", "--gateway-port", &port]);
 

@@ -21,7 +21,7 @@ fn now_ms() -> u64 {
 #[test]
 fn the_gateway_refuses_hostile_calls_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let gateway_port = free_port();
+    let gateway_port = common::free_ports(2);
     let port = gateway_port.to_string();
     let node = DevNode::start_with(dir.path(), free_port(), free_port(), &["--workers", "2", "--gateway-port", &port]);
     let gateway = format!("http://127.0.0.1:{gateway_port}");

@@ -21,7 +21,7 @@ fn the_hono_fixture_runs_on_dev() {
         .expect("bash runs build.sh (scripts/test.sh installs Node.js and npm)");
     assert!(built.status.success(), "build.sh failed: {}", String::from_utf8_lossy(&built.stderr));
 
-    let gateway_port = free_port();
+    let gateway_port = common::free_ports(2);
     let port = gateway_port.to_string();
     let node = DevNode::start_with(
         &dir.path().join("dev"),

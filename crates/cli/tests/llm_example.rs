@@ -157,7 +157,7 @@ fn llm_agent_example_answers_plain_encrypted_and_streaming() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (fake, base_url) = start_fake(&runtime);
     let dir = tempfile::tempdir().unwrap();
-    let gateway_port = free_port();
+    let gateway_port = common::free_ports(2);
     let port = gateway_port.to_string();
     let extra = ["--workers", "2", "--gateway-port", &port, "--agent-fetch-private"];
     let node = DevNode::start_with(dir.path(), free_port(), free_port(), &extra);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{DevNode, deploy, files_under, free_port, run, until};
+use common::{DevNode, deploy, files_under, run, until};
 
 const PLANTED: &str = "planted-log-line-3e7a";
 
@@ -14,7 +14,7 @@ fn logs_are_sealed_to_the_owner() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log = dir.path().join("dev.log");
-    let gateway_port = free_port();
+    let gateway_port = common::free_ports(2);
     let port = gateway_port.to_string();
     let node = DevNode::start_logged(&data, &["--workers", "2", "--gateway-port", &port], &log);
     let gateway = format!("http://127.0.0.1:{gateway_port}");

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{DevNode, files_under, free_port, run, until};
+use common::{DevNode, files_under, run, until};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,7 @@ fn receipts_verify_against_the_chain_and_nothing_leaks() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log = dir.path().join("dev.log");
-    let gateway_port = free_port();
+    let gateway_port = common::free_ports(2);
     let port = gateway_port.to_string();
     let node = DevNode::start_logged(&data, &["--workers", "2", "--gateway-port", &port], &log);
     let gateway = format!("http://127.0.0.1:{gateway_port}");

@@ -115,7 +115,7 @@ fn key_picture(node: &DevNode, id: &str) -> (Vec<u64>, Vec<u64>, Option<u64>) {
 #[test]
 fn encrypted_calls_never_fail_while_keys_rotate() {
     let dir = tempfile::tempdir().unwrap();
-    let gateway_port = free_port();
+    let gateway_port = common::free_ports(2);
     let port = gateway_port.to_string();
     let node = DevNode::start_with(dir.path(), free_port(), free_port(), &["--workers", "2", "--gateway-port", &port]);
     wait_until("the dev cluster forming", 90, || {

@@ -128,7 +128,7 @@ async fn host_tampering_is_refused(client: &HttpClient) {
 #[test]
 fn dev_workers_register_and_the_chain_judges_evidence() {
     let dir = tempfile::tempdir().unwrap();
-    let gateway = free_port().to_string();
+    let gateway = common::free_ports(2).to_string();
     let node =
         DevNode::start_with(dir.path(), free_port(), free_port(), &["--workers", "2", "--gateway-port", &gateway]);
     tokio::runtime::Runtime::new().unwrap().block_on(judges_evidence(&node, dir.path()));

@@ -18,6 +18,20 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The first of `count` consecutive free ports on 127.0.0.1, for a dev
+/// network's gateways (worker i listens on the first plus i). Picked below
+/// the kernel's ephemeral range (32768 and up), so the loopback connections
+/// other tests make cannot be holding the second one.
+pub fn free_ports(count: u16) -> u16 {
+    loop {
+        let first = 20_000 + rand::random::<u16>() % 12_000;
+        let all_free = (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", first + i)).is_ok());
+        if all_free {
+            return first;
+        }
+    }
+}
+
 pub fn phalanx() -> Command {
     Command::new(env!("CARGO_BIN_EXE_phalanx"))
 }
