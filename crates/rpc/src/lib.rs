@@ -153,12 +153,16 @@ impl KeysStatus {
         clusters: impl Iterator<Item = &'a Cluster>,
         agents: &[&phalanx_state::Agent],
     ) -> Self {
+        let mut by_cluster: std::collections::BTreeMap<Hash, Vec<&phalanx_state::Agent>> = Default::default();
+        for agent in agents {
+            by_cluster.entry(agent.cluster).or_default().push(agent);
+        }
         let clusters = clusters
             .map(|c| {
                 let mut value = serde_json::to_value(c).unwrap_or_default();
                 let newest = c.newest_key().map(|k| k.epoch);
                 let (mut count, mut current, mut pending, mut old) = (0u64, 0u64, 0u64, 0u64);
-                for agent in agents.iter().filter(|a| a.cluster == c.id) {
+                for agent in by_cluster.get(&c.id).into_iter().flatten() {
                     count += 1;
                     let Some(key) = agent.newest_key() else { continue };
                     if Some(key.cluster_epoch) == newest {

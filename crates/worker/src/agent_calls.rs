@@ -11,7 +11,8 @@
 //! of char codes 0-255 inside the binding's JSON, so they are bounded by the
 //! sandbox's 1 MiB binding limit.
 
-use crate::gateway::{Gateway, lease_agent, secrets_env};
+use crate::gateway::{Gateway, lease_agent, secrets_env, servable};
+use axum::http::StatusCode;
 use phalanx_primitives::Hash;
 use phalanx_sandbox::{Binding, BindingFuture, HttpRequest};
 use std::sync::{Arc, Weak};
@@ -87,21 +88,13 @@ async fn call_agent(
         return Err(format!("agent calls nest at most {AGENT_CALL_DEPTH_MAX} deep"));
     }
     let state = gateway.view.borrow().clone();
-    let agent = state.agent(&target).ok_or_else(|| format!("no agent {target}"))?;
-    if !state.cluster(&agent.cluster).is_some_and(|c| c.workers.contains(&gateway.identity)) {
-        return Err(format!("agent {target} runs on another cluster"));
-    }
-    if agent.paused {
-        return Err(format!("agent {target} is paused by its owner"));
-    }
+    let (agent, code) = servable(gateway, &state, target).map_err(|(status, message)| match status {
+        StatusCode::MISDIRECTED_REQUEST => format!("agent {target} runs on another cluster"),
+        _ => message,
+    })?;
     if !matches!(agent.access, phalanx_state::Access::Public) {
         return Err(format!("agent {target} takes signed or paid calls only; agents cannot call it"));
     }
-    let source = state.code(&agent.code_hash).ok_or("the agent's code is missing from the verified state")?;
-    let code = gateway
-        .cache
-        .get_or_compile_hashed(agent.code_hash.0, agent.language.file_name(), &String::from_utf8_lossy(source))
-        .map_err(|e| format!("agent {target} does not compile: {e}"))?;
     let env = secrets_env(gateway, agent)?;
     let mut headers: Vec<(String, String)> =
         request.headers.into_iter().filter(|(name, _)| !name.to_ascii_lowercase().starts_with("phalanx-")).collect();

@@ -418,6 +418,25 @@ impl Gatekeeper {
         }
     }
 
+    /// Keeps the handed-over master keys of earlier epochs that match the
+    /// chain's commitments and are not held yet. Returns whether any was kept.
+    fn keep_history(&mut self, state: &State, history: &[(u64, [u8; 32])]) -> bool {
+        let mut changed = false;
+        for (epoch, key) in history {
+            if self.vault.master(*epoch).is_some() {
+                continue;
+            }
+            let key = MasterKey::from_bytes(*key, *epoch);
+            if recorded_commitment(state, *epoch) == Some(key.commitment()) {
+                self.vault.insert(key);
+                changed = true;
+            } else {
+                tracing::warn!(epoch, "a handed-over master key does not match the chain's commitment");
+            }
+        }
+        changed
+    }
+
     /// Opens the handovers addressed to this worker; keeps what checks out
     /// against the chain's commitments. Returns whether the vault changed.
     fn receive(&mut self, chain: &mut VerifiedChain, identity: &Identity) -> bool {
@@ -449,15 +468,7 @@ impl Gatekeeper {
             };
             match &handover {
                 Handover::Master { rotation, epoch, key, history } => {
-                    for (epoch, key) in history {
-                        let key = MasterKey::from_bytes(*key, *epoch);
-                        if recorded_commitment(state, *epoch) == Some(key.commitment())
-                            && self.vault.master(*epoch).is_none()
-                        {
-                            self.vault.insert(key);
-                            changed = true;
-                        }
-                    }
+                    changed |= self.keep_history(state, history);
                     let key = MasterKey::from_bytes(*key, *epoch);
                     let expected = state
                         .key_epochs()
@@ -476,19 +487,7 @@ impl Gatekeeper {
                         tracing::warn!(epoch, "a handed-over master key does not match the chain's commitment");
                     }
                 }
-                Handover::History { history } => {
-                    for (epoch, key) in history {
-                        let key = MasterKey::from_bytes(*key, *epoch);
-                        if recorded_commitment(state, *epoch) == Some(key.commitment())
-                            && self.vault.master(*epoch).is_none()
-                        {
-                            self.vault.insert(key);
-                            changed = true;
-                        } else if self.vault.master(*epoch).is_none() {
-                            tracing::warn!(epoch, "a handed-over master key does not match the chain's commitment");
-                        }
-                    }
-                }
+                Handover::History { history } => changed |= self.keep_history(state, history),
                 Handover::Cluster { cluster, epoch, key, history } => {
                     let Some(found) = state.cluster(cluster) else { continue };
                     for (epoch, key) in std::iter::once((epoch, key)).chain(history.iter().map(|(e, k)| (e, k))) {

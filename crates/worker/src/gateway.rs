@@ -66,7 +66,7 @@ pub(crate) struct Gateway {
     pub(crate) view: StateView,
     keys: watch::Receiver<Arc<Keyring>>,
     pool: Arc<Pool>,
-    pub(crate) cache: CodeCache,
+    cache: CodeCache,
     policy: FetchPolicy,
     slots: Semaphore,
     replays: crate::signed_call::ReplayGuard,
@@ -188,22 +188,9 @@ async fn run(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case(phalanx_keys::call::ENVELOPE_CONTENT_TYPE));
     let state = if encrypted { wait_for_key(&gateway, id, &body).await } else { gateway.view.borrow().clone() };
-    let Some(agent) = state.agent(&id) else {
-        return error(StatusCode::NOT_FOUND, format!("no agent {id} at verified height {}", state.height()));
-    };
-    if !state.cluster(&agent.cluster).is_some_and(|c| c.workers.contains(&gateway.identity)) {
-        return error(StatusCode::MISDIRECTED_REQUEST, format!("this worker does not serve cluster {}", agent.cluster));
-    }
-    if agent.paused {
-        return error(StatusCode::SERVICE_UNAVAILABLE, format!("agent {id} is paused by its owner"));
-    }
-    let Some(source) = state.code(&agent.code_hash) else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "the agent's code is missing from the verified state");
-    };
-    let source = String::from_utf8_lossy(source);
-    let code = match gateway.cache.get_or_compile_hashed(agent.code_hash.0, agent.language.file_name(), &source) {
-        Ok(code) => code,
-        Err(compile) => return error(StatusCode::BAD_GATEWAY, format!("the agent's code does not compile: {compile}")),
+    let (agent, code) = match servable(&gateway, &state, id) {
+        Ok(found) => found,
+        Err((status, message)) => return error(status, message),
     };
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
     let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
@@ -343,6 +330,33 @@ async fn encrypted_call(
         .header(RECEIPT_HEADER, receipt.to_header())
         .body(axum::body::Body::from(sealed))
         .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// The agent `id` and its compiled code, if this worker serves it now: it
+/// exists in the verified state, belongs to one of this worker's clusters
+/// and is not paused. Shared by calls from outside and `env.AGENTS`.
+pub(crate) fn servable<'a>(
+    gateway: &Gateway,
+    state: &'a phalanx_state::State,
+    id: Hash,
+) -> Result<(&'a phalanx_state::Agent, Arc<phalanx_sandbox::AgentCode>), (StatusCode, String)> {
+    let agent = state
+        .agent(&id)
+        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no agent {id} at verified height {}", state.height())))?;
+    if !state.cluster(&agent.cluster).is_some_and(|c| c.workers.contains(&gateway.identity)) {
+        return Err((StatusCode::MISDIRECTED_REQUEST, format!("this worker does not serve cluster {}", agent.cluster)));
+    }
+    if agent.paused {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, format!("agent {id} is paused by its owner")));
+    }
+    let source = state.code(&agent.code_hash).ok_or_else(|| {
+        (StatusCode::INTERNAL_SERVER_ERROR, "the agent's code is missing from the verified state".to_string())
+    })?;
+    let code = gateway
+        .cache
+        .get_or_compile_hashed(agent.code_hash.0, agent.language.file_name(), &String::from_utf8_lossy(source))
+        .map_err(|compile| (StatusCode::BAD_GATEWAY, format!("the agent's code does not compile: {compile}")))?;
+    Ok((agent, code))
 }
 
 /// Applies the agent's access policy to a call and returns the headers the
