@@ -129,6 +129,28 @@ pub(crate) enum AgentChainCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Send a command to the agent's `command(message, env, ctx)`: the chain
+    /// orders it and every worker of the agent's cluster applies it once, in
+    /// order. Prints its number once a worker has applied it.
+    Send {
+        id: Hash,
+        /// The command, as JSON (the agent gets it as `message.data`).
+        #[arg(long)]
+        data: String,
+        /// Seal the command to the agent's key: only its cluster's workers read it.
+        #[arg(long)]
+        encrypt: bool,
+        /// Return once the chain has ordered it, without waiting for a worker.
+        #[arg(long)]
+        no_wait: bool,
+        /// Gateways to ask for the outcome (default: the agent's cluster's).
+        #[arg(long = "gateway", env = "PHALANX_GATEWAY", value_delimiter = ',')]
+        gateways: Vec<String>,
+        #[command(flatten)]
+        signer: Signer,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Set who may call the agent: `public`, `allowlist ACCOUNT…` (signed
     /// calls from these accounts only) or `paid`.
     Access {
@@ -301,6 +323,88 @@ async fn change(id: Hash, change: AgentChange, signer: Signer, args: &ClientArgs
     emit(args.json, &value, || format!("agent {id}: {what} in transaction {hash} ({status:?})"))
 }
 
+/// Longest `agent send` waits for a worker to apply the command.
+const APPLIED_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn send(
+    id: Hash,
+    data: &str,
+    encrypt: bool,
+    no_wait: bool,
+    gateways: Vec<String>,
+    signer: Signer,
+    args: &ClientArgs,
+) -> anyhow::Result<()> {
+    use phalanx_state::modules::agents::{COMMAND_BYTES_MAX, CommandPayload};
+    serde_json::from_str::<serde::de::IgnoredAny>(data).context("--data must be JSON")?;
+    let client = connect(&args.rpc)?;
+    let payload = if encrypt {
+        let (epoch, public) = agent_key(&client, args, id).await?;
+        let key = phalanx_keys::KeyRef { kind: phalanx_keys::envelope::KeyKind::Agent, id, epoch };
+        let (sealed, _) = phalanx_keys::Envelope::seal(&public, key, id, phalanx_keys::Purpose::Call, data.as_bytes())?;
+        CommandPayload::Sealed(sealed)
+    } else {
+        CommandPayload::Plain(data.as_bytes().to_vec())
+    };
+    anyhow::ensure!(
+        payload.bytes().len() <= COMMAND_BYTES_MAX,
+        "the command is {} bytes; at most {COMMAND_BYTES_MAX} (sealed: the JSON plus 132)",
+        payload.bytes().len()
+    );
+    let key = crate::account::signer(signer.from, signer.from_file)?;
+    let (hash, status) = submit_call(&client, &args.rpc, &key, Call::SendToAgent { agent: id, payload }, true).await?;
+    let phalanx_rpc::TxStatus::Finalized { height, index } = status else {
+        anyhow::bail!("command {hash} not finalized within a minute ({status:?})");
+    };
+    let block = client.chain_block(height).await.map_err(rpc_error(&args.rpc))?.context("finalized block missing")?;
+    let seq = block
+        .events
+        .iter()
+        .find(|e| e["tx_index"] == index && e["event"] == "agent_command")
+        .and_then(|e| e["seq"].as_u64())
+        .context("the block has no agent_command event for this transaction")?;
+    if no_wait {
+        let value = serde_json::json!({ "id": id, "hash": hash, "height": height, "seq": seq });
+        return emit(args.json, &value, || format!("command {seq} for agent {id} ordered at block {height}"));
+    }
+    let gateways = if gateways.is_empty() { crate::agent_call::discover(args, id).await? } else { gateways };
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+    let started = std::time::Instant::now();
+    loop {
+        for gateway in &gateways {
+            let url = format!("{}/state/{id}", gateway.trim_end_matches('/'));
+            let Ok(response) = http.get(&url).send().await else { continue };
+            let Ok(answer) = response.json::<serde_json::Value>().await else { continue };
+            let applied = answer["applied"].as_u64().unwrap_or(0);
+            let complete = answer["complete"].as_bool().unwrap_or(false);
+            if applied < seq || !complete {
+                continue;
+            }
+            let outcome = answer["outcomes"]
+                .as_array()
+                .and_then(|o| o.iter().find(|o| o["seq"] == seq))
+                .and_then(|o| o["result"].as_str())
+                .unwrap_or("applied (outcome no longer kept)")
+                .to_string();
+            let value = serde_json::json!({
+                "id": id, "hash": hash, "height": height, "seq": seq, "result": outcome, "gateway": gateway,
+            });
+            emit(args.json, &value, || format!("command {seq} for agent {id}: {outcome} (block {height}, {gateway})"))?;
+            anyhow::ensure!(
+                outcome.starts_with("applied"),
+                "the agent did not apply command {seq}: {outcome} (its owner sees why in `phalanx agent logs`)"
+            );
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < APPLIED_WAIT,
+            "command {seq} was ordered at block {height}, but no gateway of the agent reported applying it within {}s",
+            APPLIED_WAIT.as_secs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
     match command {
         AgentChainCommand::Deploy { file, name, cluster, signer, client: args } => {
@@ -367,6 +471,9 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
                 change(id, AgentChange::RemoveSecret { name }, signer.clone(), &args).await?;
             }
             Ok(())
+        }
+        AgentChainCommand::Send { id, data, encrypt, no_wait, gateways, signer, client } => {
+            send(id, &data, encrypt, no_wait, gateways, signer, &client).await
         }
         AgentChainCommand::Pause { id, signer, client } => change(id, AgentChange::Pause, signer, &client).await,
         AgentChainCommand::Resume { id, signer, client } => change(id, AgentChange::Resume, signer, &client).await,

@@ -384,8 +384,14 @@ pub(crate) async fn run(seconds: u64, connections: usize, fresh_agents: usize, j
     let (view, view_rx) = watch::channel(Arc::new(network.runtime.chain().state().clone()));
     let (_keyring, keyring_rx) = watch::channel::<Arc<Keyring>>(Arc::new(network.runtime.cluster_keyring()));
     let config = GatewayConfig::local(0);
-    let (gateway, _gateway_task) =
-        phalanx_worker::gateway::serve(&config, network.runtime.receipt_signer(), view_rx, keyring_rx).await?;
+    let (gateway, _gateway_task) = phalanx_worker::gateway::serve(
+        &config,
+        network.runtime.receipt_signer(),
+        view_rx,
+        keyring_rx,
+        phalanx_worker::gateway::Shared::detached(),
+    )
+    .await?;
 
     let plain = Target::Plain { path: format!("/agents/{agent}") };
     let sealed = Target::Sealed { path: format!("/agents/{agent}"), agent, epoch: key.epoch, public: key.public };

@@ -44,6 +44,8 @@ pub enum SandboxError {
     Threw(String),
     #[error("agent exceeded its CPU time limit of {limit_ms} ms")]
     CpuTime { limit_ms: u128 },
+    #[error("command exceeded its budget of {limit} steps")]
+    Fuel { limit: u64 },
     #[error("agent exceeded its wall time limit of {limit_ms} ms")]
     WallTime { limit_ms: u128 },
     #[error("agent exceeded its memory limit of {limit_bytes} bytes")]
@@ -136,16 +138,26 @@ struct Deadline {
     /// When the current poll started (nanoseconds since `epoch`); 0 = not polling.
     entered_ns: AtomicU64,
     fired: AtomicBool,
+    /// Steps allowed per call (interrupt checks, which QuickJS makes every
+    /// fixed number of operations, so the count is the same on every
+    /// machine); 0 = unmetered. Used by commands, which must end the same
+    /// way on every worker.
+    fuel_max: u64,
+    fuel: AtomicU64,
+    out_of_fuel: AtomicBool,
 }
 
 impl Deadline {
-    fn new() -> Self {
+    fn new(fuel_max: u64) -> Self {
         Deadline {
             epoch: Instant::now(),
             budget_ns: AtomicU64::new(0),
             used_ns: AtomicU64::new(0),
             entered_ns: AtomicU64::new(0),
             fired: AtomicBool::new(false),
+            fuel_max,
+            fuel: AtomicU64::new(0),
+            out_of_fuel: AtomicBool::new(false),
         }
     }
 
@@ -155,6 +167,8 @@ impl Deadline {
 
     fn arm(&self, budget: Duration) {
         self.fired.store(false, Ordering::Relaxed);
+        self.out_of_fuel.store(false, Ordering::Relaxed);
+        self.fuel.store(0, Ordering::Relaxed);
         self.used_ns.store(0, Ordering::Relaxed);
         self.budget_ns.store((budget.as_nanos() as u64).max(1), Ordering::Relaxed);
     }
@@ -179,6 +193,10 @@ impl Deadline {
         if budget == 0 {
             return false;
         }
+        if self.fuel_max != 0 && self.fuel.fetch_add(1, Ordering::Relaxed) >= self.fuel_max {
+            self.out_of_fuel.store(true, Ordering::Relaxed);
+            return true;
+        }
         let entered = self.entered_ns.load(Ordering::Relaxed);
         let running = if entered == 0 { 0 } else { self.now_ns().saturating_sub(entered) };
         if self.used_ns.load(Ordering::Relaxed) + running > budget {
@@ -186,6 +204,26 @@ impl Deadline {
             return true;
         }
         false
+    }
+
+    /// [`Self::meter`], but gives up (`None`) after a poll in which a
+    /// limit fired.
+    async fn meter_until_fired<T>(&self, future: impl Future<Output = T>) -> Option<T> {
+        let mut future = std::pin::pin!(future);
+        std::future::poll_fn(|cx| {
+            self.enter();
+            let poll = future.as_mut().poll(cx);
+            self.leave();
+            match poll {
+                std::task::Poll::Pending
+                    if self.fired.load(Ordering::Relaxed) || self.out_of_fuel.load(Ordering::Relaxed) =>
+                {
+                    std::task::Poll::Ready(None)
+                }
+                poll => poll.map(Some),
+            }
+        })
+        .await
     }
 
     /// Runs `future` with each of its polls metered.
@@ -282,13 +320,44 @@ impl Sandbox {
 
     /// A fresh runtime with `limits` and `policy` for its `fetch`.
     pub async fn with_policy(limits: Limits, policy: FetchPolicy) -> Result<Self, SandboxError> {
+        Self::create(limits, policy, 0).await
+    }
+
+    /// A fresh runtime for an agent's `command()`: no `fetch`, timers or
+    /// crypto randomness; `Date` fixed at `time_ms` (the block's time);
+    /// `Math.random` seeded with `seed`; and a budget of `fuel_max` steps
+    /// instead of a clock, so a command ends the same way on every worker.
+    /// Load the code with handler `"command"` and run [`Self::command`].
+    pub async fn for_commands(
+        limits: Limits,
+        seed: [u32; 4],
+        time_ms: u64,
+        fuel_max: u64,
+    ) -> Result<Self, SandboxError> {
+        let policy =
+            FetchPolicy { allow_hosts: vec!["fetch.is.disabled.in.commands.invalid".into()], ..Default::default() };
+        let sandbox = Self::create(limits, policy, fuel_max.max(1)).await?;
+        sandbox
+            .context
+            .with(|ctx| {
+                let set: rquickjs::Result<()> = ctx
+                    .globals()
+                    .get::<_, Function>("__phalanxDeterministic")
+                    .and_then(|f| f.call((seed.to_vec(), time_ms as f64)));
+                set.map_err(|e| SandboxError::Runtime(describe(&ctx, e)))
+            })
+            .await?;
+        Ok(sandbox)
+    }
+
+    async fn create(limits: Limits, policy: FetchPolicy, fuel_max: u64) -> Result<Self, SandboxError> {
         let fetcher = Fetcher::new(policy).map_err(SandboxError::Runtime)?;
         let call = Arc::new(Call::default());
         let bound = Arc::new(Bound::default());
         let runtime = AsyncRuntime::new().map_err(|e| SandboxError::Runtime(e.to_string()))?;
         runtime.set_memory_limit(limits.memory_bytes_max).await;
         runtime.set_max_stack_size(limits.stack_bytes_max).await;
-        let deadline = Arc::new(Deadline::new());
+        let deadline = Arc::new(Deadline::new(fuel_max));
         let check = deadline.clone();
         runtime.set_interrupt_handler(Some(Box::new(move || check.check()))).await;
         runtime.set_loader(DenyImports, DenyImports).await;
@@ -432,6 +501,34 @@ impl Sandbox {
         result
     }
 
+    /// Runs the agent's `command(message, env, ctx)` with `message_json`
+    /// (parsed into `message`) and `env`. Returns how it ended and the
+    /// console lines it wrote. Use an instance from [`Self::for_commands`].
+    pub async fn command(
+        &mut self,
+        message_json: &str,
+        env: &[(String, String)],
+    ) -> (Result<(), SandboxError>, Vec<LogLine>) {
+        let message = message_json.to_string();
+        let env: Vec<(String, String)> = env.to_vec();
+        let (result, logs) = self
+            .run(
+                move |ctx| {
+                    let env_object = Object::new(ctx.clone())?;
+                    for (name, value) in env {
+                        env_object.set(name, value)?;
+                    }
+                    ctx.globals().get::<_, Function>("__phalanxCommand")?.call((message, env_object))
+                },
+                |ctx, value| if value.is_null() { Ok(Vec::new()) } else { Ok(log_lines(Vec::from_js(ctx, value)?)) },
+            )
+            .await;
+        match result {
+            Ok(written) => (Ok(()), written),
+            Err(error) => (Err(error), logs),
+        }
+    }
+
     /// Runs the agent's `fetch(request, env, ctx)` and sends its response to
     /// `sink`: one [`ResponsePart::Complete`] when the body is known whole,
     /// or a [`ResponsePart::Head`] and then the body in chunks as the agent
@@ -572,7 +669,10 @@ impl Sandbox {
                 Err(error) => (Err(describe(&ctx, error)), drain_logs(&ctx)),
             }
         });
-        let (result, logs) = self.deadline.meter(calling).await;
+        // A limit that fired while the call waits ends it at once: the
+        // interrupted job's promise never settles, so waiting would only
+        // run out the wall clock.
+        let (result, logs) = self.deadline.meter_until_fired(calling).await.unwrap_or((Ok(None), Vec::new()));
         self.conclude(result, logs, wall)
     }
 
@@ -605,6 +705,10 @@ impl Sandbox {
 
     /// The CPU limit fired during the last run: poison and report it.
     fn violation(&mut self) -> Option<SandboxError> {
+        if self.deadline.out_of_fuel.load(Ordering::Relaxed) {
+            self.poisoned = true;
+            return Some(SandboxError::Fuel { limit: self.deadline.fuel_max });
+        }
         if self.deadline.fired.load(Ordering::Relaxed) {
             self.poisoned = true;
             return Some(SandboxError::CpuTime { limit_ms: self.limits.cpu_time_max.as_millis() });

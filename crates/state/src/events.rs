@@ -128,6 +128,12 @@ pub enum Event {
         name: String,
         epoch: u64,
     },
+    /// A command for an agent was ordered: workers apply it as number `seq`.
+    AgentCommand {
+        agent: Hash,
+        seq: u64,
+        from: crate::modules::agents::CommandSender,
+    },
     /// An older key epoch was retired: workers destroy it. `forced` when the
     /// limit on kept epochs dropped it before its data was re-encrypted.
     KeyRetired {

@@ -5,6 +5,7 @@
 //! by [`State::root`] and records the change for persistence, so the typed maps
 //! and the committed leaves cannot drift apart.
 
+mod commands;
 mod keying;
 
 use crate::error::TxError;
@@ -592,6 +593,10 @@ impl State {
                 self.check_agent_change(&tx.signer, agent, change)?;
                 0
             }
+            Call::SendToAgent { agent, payload } => {
+                self.check_command(&crate::modules::agents::CommandSender::Account(tx.signer), agent, payload)?;
+                0
+            }
             Call::CreateCluster { name } => {
                 if !self.params.governance.contains(&tx.signer) {
                     return Err(TxError::NotGovernance);
@@ -718,6 +723,10 @@ impl State {
             | WorkerPayload::ClusterKeyRetire { .. }) => {
                 self.check_key_message(sender, payload)?;
             }
+            WorkerPayload::AgentCommand { agent, payload } => {
+                self.check_worker_command(sender, agent)?;
+                self.check_command(&crate::modules::agents::CommandSender::Agent(*agent), agent, payload)?;
+            }
             WorkerPayload::KeyHandover { to, envelope } => {
                 if envelope.len() > HANDOVER_BYTES_MAX {
                     return Err(TxError::Gatekeeping(format!("handover is larger than {HANDOVER_BYTES_MAX} bytes")));
@@ -807,6 +816,7 @@ impl State {
                     keys: Vec::new(),
                     rotation_requested: false,
                     key_epoch_last: 0,
+                    commands: 0,
                     log_key: None,
                     code_history: Vec::new(),
                     created_at: height,
@@ -898,6 +908,9 @@ impl State {
             }
             Call::RotateClusterKey { cluster } => self.apply_scoped_rotation(Some(cluster), None, &mut emit),
             Call::RotateAgentKey { agent } => self.apply_scoped_rotation(None, Some(agent), &mut emit),
+            Call::SendToAgent { agent, .. } => {
+                self.apply_command(crate::modules::agents::CommandSender::Account(tx.signer), agent, &mut emit)
+            }
             Call::SetGatekeeperParams { params } => {
                 self.gatekeeper_params = params.clone();
                 self.write(gatekeeper::PARAMS_KEY.to_vec(), encode(&self.gatekeeper_params));
@@ -988,6 +1001,9 @@ impl State {
                     }
                     WorkerPayload::KeyHandover { to, .. } => {
                         emit(Event::KeyHandedOver { from: worker.info.identity, to });
+                    }
+                    WorkerPayload::AgentCommand { agent, .. } => {
+                        self.apply_command(crate::modules::agents::CommandSender::Agent(agent), &agent, &mut emit);
                     }
                 }
                 emit(Event::WorkerMessage { worker: worker.info.identity, sequence: message.message.sequence });

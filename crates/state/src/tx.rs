@@ -71,6 +71,9 @@ pub enum Call {
     RotateClusterKey { cluster: Hash },
     /// Governance or the agent's owner: a new key for one agent.
     RotateAgentKey { agent: Hash },
+    /// Orders a command for the agent's `command(message, env, ctx)`: every
+    /// worker of its cluster applies it, in chain order, exactly once.
+    SendToAgent { agent: Hash, payload: crate::modules::agents::CommandPayload },
 }
 
 impl Call {

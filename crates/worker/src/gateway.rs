@@ -70,8 +70,42 @@ pub(crate) struct Gateway {
     policy: FetchPolicy,
     slots: Semaphore,
     replays: crate::signed_call::ReplayGuard,
-    pub(crate) logs: crate::logs::LogStore,
+    pub(crate) logs: Arc<crate::logs::LogStore>,
     key_cache: crate::key_cache::KeyCache,
+    shared: Shared,
+}
+
+/// What the gateway shares with the rest of the worker: agent state (the
+/// command runner writes it, `env.STATE` reads it), the sealed logs (commands
+/// log too) and the queue of commands agents submit (`ctx.submit`; none
+/// when nothing sends them).
+#[derive(Clone, Debug)]
+pub struct Shared {
+    pub states: Arc<crate::commands::AgentStates>,
+    pub logs: Arc<crate::logs::LogStore>,
+    pub submit: Option<mpsc::Sender<(Hash, Vec<u8>)>>,
+}
+
+impl Shared {
+    /// State kept under `data_dir`, and a submit queue with its receiver.
+    pub fn new(data_dir: &std::path::Path) -> (Self, mpsc::Receiver<(Hash, Vec<u8>)>) {
+        let (submit, submitted) = mpsc::channel(crate::commands::SUBMIT_QUEUE_MAX);
+        let shared = Shared {
+            states: Arc::new(crate::commands::AgentStates::new(data_dir)),
+            logs: Arc::default(),
+            submit: Some(submit),
+        };
+        (shared, submitted)
+    }
+
+    /// Nothing shared: empty state, no submissions (benchmarks).
+    pub fn detached() -> Self {
+        Shared {
+            states: Arc::new(crate::commands::AgentStates::new(std::path::Path::new("/nonexistent"))),
+            logs: Arc::default(),
+            submit: None,
+        }
+    }
 }
 
 /// Starts the gateway; it serves until the task is dropped.
@@ -80,6 +114,7 @@ pub async fn serve(
     signer: ReceiptSigner,
     view: StateView,
     keys: watch::Receiver<Arc<Keyring>>,
+    shared: Shared,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
@@ -93,12 +128,14 @@ pub async fn serve(
         policy: config.fetch.clone(),
         slots: Semaphore::new(config.concurrency_max),
         replays: crate::signed_call::ReplayGuard::default(),
-        logs: crate::logs::LogStore::default(),
+        logs: shared.logs.clone(),
         key_cache: crate::key_cache::KeyCache::default(),
+        shared,
     });
     let app = axum::Router::new()
         .route("/attestation", axum::routing::get(attestation))
         .route("/logs/{id}", axum::routing::get(logs))
+        .route("/state/{id}", axum::routing::get(agent_state))
         .route("/agents/{id}", axum::routing::any(call_root))
         .route("/agents/{id}/", axum::routing::any(call_root))
         .route("/agents/{id}/{*path}", axum::routing::any(call))
@@ -124,6 +161,31 @@ async fn attestation(State(gateway): State<Arc<Gateway>>) -> Response {
         "chain_id": state.chain_id(),
         "verified_height": state.height(),
         "registration": worker,
+    }))
+    .into_response()
+}
+
+/// `GET /state/{id}`: where this worker is in the agent's commands: the last
+/// one applied, whether it holds the whole state, its size, and the latest
+/// outcomes. Never the state itself.
+async fn agent_state(State(gateway): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<Hash>() else {
+        return error(StatusCode::BAD_REQUEST, format!("{id:?} is not an agent id (0x and 64 hex digits)"));
+    };
+    let view = gateway.view.borrow().clone();
+    let Some(agent) = view.agent(&id) else {
+        return error(StatusCode::NOT_FOUND, format!("no agent {id} at verified height {}", view.height()));
+    };
+    let state = gateway.shared.states.get(&id).unwrap_or_default();
+    axum::Json(serde_json::json!({
+        "agent": id,
+        "verified_height": view.height(),
+        "ordered": agent.commands,
+        "applied": state.applied,
+        "complete": state.complete(),
+        "keys": state.entries.len(),
+        "bytes": state.bytes,
+        "outcomes": state.outcomes,
     }))
     .into_response()
 }
@@ -434,7 +496,7 @@ fn agent_key(
     gateway.key_cache.agent_key(keys, agent.id, epoch, || derive_agent_key(keys, agent, epoch))
 }
 
-fn derive_agent_key(
+pub(crate) fn derive_agent_key(
     keys: &Keyring,
     agent: &phalanx_state::Agent,
     epoch: u64,
@@ -491,13 +553,22 @@ async fn wait_for_key(gateway: &Gateway, id: Hash, body: &[u8]) -> Arc<phalanx_s
 /// cluster key of each secret's epoch. Values never leave this function
 /// except into the sandbox; errors name the secret, never its value.
 pub(crate) fn secrets_env(gateway: &Gateway, agent: &phalanx_state::Agent) -> Result<Vec<(String, String)>, String> {
+    let keys = gateway.keys.borrow().clone();
+    open_secrets(&gateway.key_cache, &keys, agent)
+}
+
+/// [`secrets_env`] with a given key cache and keyring (commands use their own).
+pub(crate) fn open_secrets(
+    key_cache: &crate::key_cache::KeyCache,
+    keys: &Arc<Keyring>,
+    agent: &phalanx_state::Agent,
+) -> Result<Vec<(String, String)>, String> {
     if agent.secrets.is_empty() {
         return Ok(Vec::new());
     }
-    let keys = gateway.keys.borrow().clone();
     let sealed: Vec<&[u8]> = agent.secrets.iter().map(|s| s.sealed.as_slice()).collect();
     let digest = phalanx_primitives::sha256_parts(&sealed);
-    let opened = gateway.key_cache.secrets(&keys, agent.id, digest, || {
+    let opened = key_cache.secrets(keys, agent.id, digest, || {
         let mut env = crate::key_cache::Opened::default();
         for secret in &agent.secrets {
             let refused =
@@ -506,7 +577,9 @@ pub(crate) fn secrets_env(gateway: &Gateway, agent: &phalanx_state::Agent) -> Re
             if header.key.kind != phalanx_keys::envelope::KeyKind::Agent || header.key.id != agent.id {
                 return Err(refused("it is sealed to another key".into()));
             }
-            let key = agent_key(gateway, &keys, agent, header.key.epoch).map_err(|(_, why)| refused(why))?;
+            let key = key_cache
+                .agent_key(keys, agent.id, header.key.epoch, || derive_agent_key(keys, agent, header.key.epoch))
+                .map_err(|(_, why)| refused(why))?;
             let opened =
                 phalanx_keys::Envelope::open(&secret.sealed, key.secret()).map_err(|e| refused(e.to_string()))?;
             let value =
@@ -526,9 +599,16 @@ pub(crate) async fn lease_agent(
     agent: Hash,
     chain: &[Hash],
 ) -> Result<Lease, SandboxError> {
-    let binding: Arc<dyn phalanx_sandbox::Binding> =
+    let agents: Arc<dyn phalanx_sandbox::Binding> =
         Arc::new(crate::agent_calls::AgentsBinding { gateway: Arc::downgrade(gateway) });
-    let bindings = [("AGENTS".to_string(), binding)];
+    let state: Arc<dyn phalanx_sandbox::Binding> =
+        Arc::new(crate::commands::StateReader { states: gateway.shared.states.clone(), agent });
+    let mut bindings = vec![("AGENTS".to_string(), agents), ("STATE".to_string(), state)];
+    if let Some(queue) = &gateway.shared.submit {
+        let submit: Arc<dyn phalanx_sandbox::Binding> =
+            Arc::new(crate::commands::Submitter { agent, queue: queue.clone() });
+        bindings.push(("__COMMANDS".to_string(), submit));
+    }
     let lease =
         gateway.pool.lease_with(&agent.to_string(), code, Limits::default(), &gateway.policy, &bindings).await?;
     lease.set_call_context(&crate::agent_calls::context_of(chain, agent));

@@ -80,6 +80,8 @@ pub enum WorkerError {
     Task(String),
     #[error("cannot start the gateway on {address}: {source} (port in use? choose another)")]
     Gateway { address: std::net::SocketAddr, source: std::io::Error },
+    #[error("agent state: {0}")]
+    State(String),
 }
 
 /// Stops a task when dropped.
@@ -157,12 +159,20 @@ pub async fn run(
 
     let (view, view_rx) = tokio::sync::watch::channel(Arc::new(runtime.chain().state().clone()));
     let (keyring, keyring_rx) = tokio::sync::watch::channel(Arc::new(runtime.cluster_keyring()));
+    let (shared, mut submitted) = crate::gateway::Shared::new(&config.data_dir);
+    match shared.states.load(&runtime.cluster_keyring(), runtime.chain().state()) {
+        Ok(0) => {}
+        Ok(loaded) => tracing::info!(agents = loaded, "agent state loaded"),
+        Err(error) => return Err(WorkerError::State(error.to_string())),
+    }
+    let runner = crate::commands::Runner::new(shared.states.clone(), shared.logs.clone());
     let mut announce: Option<String> = None;
     let _gateway = match &config.gateway {
         Some(gateway) => {
-            let (address, task) = crate::gateway::serve(gateway, runtime.receipt_signer(), view_rx, keyring_rx)
-                .await
-                .map_err(|source| WorkerError::Gateway { address: gateway.listen, source })?;
+            let (address, task) =
+                crate::gateway::serve(gateway, runtime.receipt_signer(), view_rx, keyring_rx, shared.clone())
+                    .await
+                    .map_err(|source| WorkerError::Gateway { address: gateway.listen, source })?;
             tracing::info!(%address, "gateway listening");
             let _ = events.send(WorkerEvent::Gateway { address });
             announce = Some(config.gateway_url.clone().unwrap_or_else(|| format!("http://{address}")));
@@ -177,6 +187,7 @@ pub async fn run(
     let mut registration_sent: Option<Instant> = None;
     let mut heartbeat_sent_at: Option<u64> = None;
     let mut announced = false;
+    let mut state_saved: bool;
     loop {
         let caught_up = match sync_batch(&client, runtime).await {
             Ok((back, caught_up)) => {
@@ -195,7 +206,21 @@ pub async fn run(
         if !keyring.borrow().keys().copied().eq(runtime.cluster_keys()) {
             keyring.send_replace(Arc::new(runtime.cluster_keyring()));
         }
-        if last_checkpoint.elapsed() >= config.checkpoint_every {
+        // Commands of the blocks just verified, then their state on disk,
+        // then (never before) a checkpoint past those blocks.
+        let commands = runtime.take_commands();
+        let keys_now = keyring.borrow().clone();
+        if !commands.is_empty() {
+            runner.apply(commands, &keys_now, runtime.chain().state()).await;
+        }
+        state_saved = match shared.states.persist(&keys_now, runtime.chain().state()) {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::error!(%error, "agent state not saved; no checkpoint until it is");
+                false
+            }
+        };
+        if state_saved && last_checkpoint.elapsed() >= config.checkpoint_every {
             checkpoint(&runtime);
             last_checkpoint = Instant::now();
         }
@@ -234,6 +259,13 @@ pub async fn run(
                     }
                     let heartbeat_due = height.saturating_sub(worker_heartbeat_base) >= config.heartbeat_every
                         && heartbeat_sent_at.is_none_or(|at| height > at + 20);
+                    // Commands agents submitted (`ctx.submit`), sealed to the agent's newest key.
+                    while let Ok((agent, json)) = submitted.try_recv() {
+                        match crate::commands::sealed_command(runtime.chain().state(), &agent, &json) {
+                            Some(payload) => payloads.push(payload),
+                            None => tracing::warn!(%agent, "a submitted command was dropped: the agent has no key"),
+                        }
+                    }
                     if heartbeat_due {
                         heartbeat_sent_at = Some(height);
                         payloads.push(WorkerPayload::Heartbeat { synced_height: height });
@@ -258,7 +290,9 @@ pub async fn run(
             _ = tokio::time::sleep(pause) => {}
         }
     }
-    checkpoint(&runtime);
+    if state_saved {
+        checkpoint(&runtime);
+    }
     tracing::info!(height = runtime.chain().height(), "worker stopped");
     Ok(())
 }

@@ -13,10 +13,12 @@
 //! - [`runtime`]: the trusted core tying these together.
 //! - [`host`]: the untrusted half: RPC transport, transaction submission.
 //! - [`gateway`]: the HTTP server for agent calls.
+//! - [`commands`]: agent state (`env.STATE`) and the commands the chain orders for it.
 
 pub mod agent_calls;
 pub mod benchmark;
 pub mod checkpoint;
+pub mod commands;
 pub mod gatekeeper;
 pub mod gateway;
 pub mod host;

@@ -153,6 +153,11 @@ impl Runtime {
         self.chain.apply_batch(raw)
     }
 
+    /// Commands for this worker's agents from the blocks verified since the last call.
+    pub fn take_commands(&mut self) -> Vec<crate::verified::OrderedCommand> {
+        self.chain.take_commands()
+    }
+
     /// Seals the verified state to disk.
     pub fn save_checkpoint(&self) -> Result<(), CheckpointError> {
         self.chain.checkpoint().save(&self.sealer, &self.checkpoint_path)

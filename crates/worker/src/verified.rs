@@ -16,6 +16,7 @@ use crate::checkpoint::Checkpoint;
 use imbl::OrdMap;
 use phalanx_node::consensus::certificate::{self, CertificateError};
 use phalanx_primitives::{DecodeError, Hash, PublicKey};
+use phalanx_state::modules::agents::{Agent, CommandPayload, CommandSender};
 use phalanx_state::{Block, BlockError, Call, Genesis, GenesisError, Header, State, WorkerPayload};
 
 /// Most blocks held waiting for a certificate.
@@ -65,6 +66,7 @@ struct Tentative {
     state: State,
     changes: Vec<phalanx_state::StateChange>,
     inbox: Vec<Vec<u8>>,
+    commands: Vec<OrderedCommand>,
 }
 
 /// Verified chain state, advanced only by verified blocks.
@@ -79,6 +81,27 @@ pub struct VerifiedChain {
     watch: Option<PublicKey>,
     /// Key handover envelopes addressed to `watch`, from verified blocks.
     inbox: Vec<Vec<u8>>,
+    /// Commands for agents of `watch`'s clusters, from verified blocks, in
+    /// order. Never dropped: the host drains them after every batch (a
+    /// batch is bounded by the host's fetch limit).
+    commands: Vec<OrderedCommand>,
+}
+
+/// A command for an agent of one of the watched worker's clusters, from a
+/// verified block.
+#[derive(Clone, Debug)]
+pub struct OrderedCommand {
+    pub height: u64,
+    /// The block's timestamp: the only clock a command sees.
+    pub timestamp_ms: u64,
+    /// The block's hash (seeds the command's `Math.random`).
+    pub block: Hash,
+    /// The command's number for its agent (1, 2, …).
+    pub seq: u64,
+    pub from: CommandSender,
+    pub payload: CommandPayload,
+    /// The agent as the block left it: its code, secrets and keys.
+    pub agent: std::sync::Arc<Agent>,
 }
 
 impl std::fmt::Debug for VerifiedChain {
@@ -100,6 +123,7 @@ impl VerifiedChain {
             uncertified: Vec::new(),
             watch: None,
             inbox: Vec::new(),
+            commands: Vec::new(),
         })
     }
 
@@ -114,6 +138,7 @@ impl VerifiedChain {
             uncertified: Vec::new(),
             watch: None,
             inbox: Vec::new(),
+            commands: Vec::new(),
         }
     }
 
@@ -125,6 +150,11 @@ impl VerifiedChain {
     /// Key handover envelopes for the watched worker from verified blocks, oldest first.
     pub fn take_inbox(&mut self) -> Vec<Vec<u8>> {
         std::mem::take(&mut self.inbox)
+    }
+
+    /// Commands for the watched worker's agents from verified blocks, oldest first.
+    pub fn take_commands(&mut self) -> Vec<OrderedCommand> {
+        std::mem::take(&mut self.commands)
     }
 
     /// The verified state.
@@ -241,7 +271,11 @@ impl VerifiedChain {
                 .collect(),
             None => Vec::new(),
         };
-        let tentative = Tentative { header: block.header, hash, state, changes, inbox };
+        let commands = match &self.watch {
+            Some(me) => commands_for(me, &block, hash, &state),
+            None => Vec::new(),
+        };
+        let tentative = Tentative { header: block.header, hash, state, changes, inbox, commands };
         if !certified {
             self.uncertified.push(tentative);
             return Ok(Applied::Waiting { height });
@@ -250,6 +284,7 @@ impl VerifiedChain {
         for done in std::mem::take(&mut self.uncertified).into_iter().chain([tentative]) {
             self.leaves.extend(done.changes);
             self.inbox.extend(done.inbox);
+            self.commands.extend(done.commands);
             if self.inbox.len() > INBOX_MAX {
                 let excess = self.inbox.len() - INBOX_MAX;
                 self.inbox.drain(..excess);
@@ -260,4 +295,52 @@ impl VerifiedChain {
         }
         Ok(Applied::Verified { height, count })
     }
+}
+
+/// The commands `block` ordered for agents of `me`'s clusters, numbered:
+/// the state after the block counts each agent's commands, so the block's
+/// commands for an agent are the last ones counted, in transaction order.
+fn commands_for(me: &PublicKey, block: &Block, hash: Hash, after: &State) -> Vec<OrderedCommand> {
+    let ordered: Vec<(Hash, CommandSender, &CommandPayload)> = block
+        .txs
+        .iter()
+        .filter_map(|tx| match &tx.tx.call {
+            Call::SendToAgent { agent, payload } => Some((*agent, CommandSender::Account(tx.tx.signer), payload)),
+            Call::WorkerMessage { message } => match &message.message.payload {
+                WorkerPayload::AgentCommand { agent, payload } => Some((*agent, CommandSender::Agent(*agent), payload)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    if ordered.is_empty() {
+        return Vec::new();
+    }
+    let mut in_block: std::collections::HashMap<Hash, u64> = std::collections::HashMap::new();
+    for (agent, _, _) in &ordered {
+        *in_block.entry(*agent).or_default() += 1;
+    }
+    let mut agents: std::collections::HashMap<Hash, (std::sync::Arc<Agent>, u64)> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (id, from, payload) in ordered {
+        let Some(agent) = after.agent(&id) else { continue };
+        let member = after.cluster(&agent.cluster).is_some_and(|c| c.workers.contains(me));
+        if !member {
+            continue;
+        }
+        let (snapshot, next) = agents
+            .entry(id)
+            .or_insert_with(|| (std::sync::Arc::new(agent.clone()), agent.commands + 1 - in_block[&id]));
+        out.push(OrderedCommand {
+            height: block.header.height,
+            timestamp_ms: block.header.timestamp_ms,
+            block: hash,
+            seq: *next,
+            from,
+            payload: payload.clone(),
+            agent: snapshot.clone(),
+        });
+        *next += 1;
+    }
+    out
 }

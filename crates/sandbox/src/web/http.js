@@ -217,6 +217,7 @@ define("Response", Response);
 
 // ---- fetch: through the host, under the agent's policy; bodies stream both ways ----
 define("fetch", async (input, init = undefined) => {
+  notInCommand("fetch");
   const request = input instanceof Request && init === undefined ? input : new Request(input, init);
   const signal = init?.signal ?? (input instanceof Request ? input.signal : null);
   signal?.throwIfAborted?.();
@@ -250,7 +251,27 @@ class ExecutionContext {
   waitUntil(promise) { this.#pending.push(Promise.resolve(promise)); }
   passThroughOnException() {}
   get props() { return {}; }
+  // Orders a command for this agent's `command()` through the chain (the
+  // host binds `__COMMANDS` where it can send one). Resolves once the
+  // worker has queued it for the chain.
+  async submit(data) {
+    const commands = bound.find(([name]) => name === "__COMMANDS");
+    if (!commands) throw new TypeError("ctx.submit is not available on this host");
+    const json = JSON.stringify(data);
+    if (json === undefined) throw new TypeError("ctx.submit: the command must be JSON-serializable");
+    return commands[1].submit(json);
+  }
 }
+// The `ctx` argument of `command(message, env, ctx)`.
+class CommandContext {
+  waitUntil() { throw new TypeError("ctx.waitUntil is not available in command()"); }
+  submit() { throw new TypeError("ctx.submit is not available in command(): send commands from fetch()"); }
+  get props() { return {}; }
+}
+// Host objects go on `env` by name; names starting with "__" are the host's own.
+const bindInto = (env) => {
+  for (let i = 0; i < bound.length; i++) if (!bound[i][0].startsWith("__")) env[bound[i][0]] = bound[i][1];
+};
 let agent = null;
 Object.defineProperty(globalThis, "__phalanxSetAgent", { value: (a) => { agent = a; } });
 Object.defineProperty(globalThis, "__phalanxInvoke", {
@@ -305,7 +326,7 @@ Object.defineProperty(globalThis, "__phalanxBind", {
 Object.defineProperty(globalThis, "__phalanxServe", {
   value: async (url, method, headers, body, env) => {
     const request = new Request(hostKey, { url, method, headers: trustedHeaders(headers), body: body ?? null });
-    for (let i = 0; i < bound.length; i++) env[bound[i][0]] = bound[i][1];
+    bindInto(env);
     const waitUntil = [];
     const ctx = new ExecutionContext(waitUntil);
     try {
@@ -325,6 +346,15 @@ Object.defineProperty(globalThis, "__phalanxServe", {
       if (waitUntil.length > 0) await Promise.allSettled(waitUntil);
     }
     // The call's console lines (null when there are none).
+    return pendingLogs() ? drainLogs() : null;
+  },
+});
+// Runs `command(message, env, ctx)` for one command the chain ordered.
+// Returns the call's console lines (null when there are none).
+Object.defineProperty(globalThis, "__phalanxCommand", {
+  value: async (messageJson, env) => {
+    bindInto(env);
+    await agent.command(JSON.parse(messageJson), env, new CommandContext());
     return pendingLogs() ? drainLogs() : null;
   },
 });

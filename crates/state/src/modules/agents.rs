@@ -32,6 +32,37 @@ pub const SECRETS_MAX: usize = 64;
 pub const SECRET_NAME_BYTES_MAX: usize = 64;
 /// Largest sealed secret, in bytes.
 pub const SECRET_BYTES_MAX: usize = 8 * 1024;
+/// Largest command payload (JSON, or an envelope sealed to the agent's key), in bytes.
+pub const COMMAND_BYTES_MAX: usize = 8 * 1024;
+
+/// The payload of a command for an agent's `command(message, env, ctx)`.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "bytes", rename_all = "snake_case")]
+pub enum CommandPayload {
+    /// JSON everyone can read (it is on chain).
+    Plain(#[serde(with = "phalanx_primitives::hex_serde")] Vec<u8>),
+    /// JSON in an envelope (purpose `Call`) sealed to one of the agent's
+    /// published keys: only the workers of its cluster read it.
+    Sealed(#[serde(with = "phalanx_primitives::hex_serde")] Vec<u8>),
+}
+
+impl CommandPayload {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            CommandPayload::Plain(bytes) | CommandPayload::Sealed(bytes) => bytes,
+        }
+    }
+}
+
+/// Who ordered a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum CommandSender {
+    /// An account, with a signed transaction (`phalanx agent send`).
+    Account(PublicKey),
+    /// The agent itself (`ctx.submit` in its `fetch`), through a worker of its cluster.
+    Agent(Hash),
+}
 
 /// The language an agent is written in (TypeScript types are stripped by workers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
@@ -132,6 +163,9 @@ pub struct Agent {
     /// first), so an epoch number never names two keys even after the limit
     /// on kept epochs dropped every kept key.
     pub key_epoch_last: u64,
+    /// Commands ordered so far: the last command's sequence number (the
+    /// first is 1). Workers apply them in this order, each exactly once.
+    pub commands: u64,
     pub created_at: u64,
     pub updated_at: u64,
 }

@@ -202,6 +202,9 @@ pub enum WorkerPayload {
     AgentKeyRetire { agent: Hash, epoch: u64 },
     /// A holder of the current master key retires a cluster's older key epoch.
     ClusterKeyRetire { cluster: Hash, epoch: u64 },
+    /// A command an agent submitted from its `fetch` (`ctx.submit`), sent by
+    /// a worker of the agent's cluster.
+    AgentCommand { agent: Hash, payload: crate::modules::agents::CommandPayload },
 }
 
 /// A message from a worker, signed inside its TEE.
