@@ -4,7 +4,8 @@
 //! (its URL rewritten to `/{path…}`), using the code the *verified* chain
 //! records for the agent, in the sandbox pool. `GET /attestation` returns
 //! the worker's identity and its registration as the verified chain holds
-//! it. Only agents of clusters this worker belongs to are served.
+//! it; `GET /state/{id}` where this worker is in an agent's commands.
+//! Only agents of clusters this worker belongs to are served.
 //!
 //! Limits, each with a clear status: request bodies ([`GatewayConfig::body_bytes_max`], 413),
 //! calls in flight ([`GatewayConfig::concurrency_max`], 429), the agent's
