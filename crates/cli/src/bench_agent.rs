@@ -6,6 +6,9 @@
 //!   through the same engine (the floor of any call).
 //! - First call of a never-seen agent: compile (TypeScript strip, bytecode),
 //!   new runtime and context, load, call; p50/p99 over distinct sources.
+//! - A command: `command(message, env, ctx)` in a fresh deterministic
+//!   instance (code compiled once, as a worker's command runner caches it),
+//!   which is what every worker pays per command, beside the warm call.
 //! - Idle memory per loaded agent: JavaScript heap per instance and process
 //!   RSS growth per instance over many loaded agents.
 //! - HTTP requests/s: `agent dev`'s server (pool, streaming relay) serving a
@@ -71,6 +74,29 @@ pub(crate) async fn run(seconds: u64, connections: usize, calls: usize) -> anyho
         micros(percentile(&plain, 0.5)),
         micros(percentile(&plain, 0.99)),
         percentile(&warm, 0.5).as_secs_f64() / percentile(&plain, 0.5).as_secs_f64()
+    );
+
+    // A command in a fresh deterministic instance, per command.
+    let counter = AgentCode::compile(
+        "counter.js",
+        "export default { fetch() { return new Response('x'); }, async command(m) { globalThis.n = (globalThis.n ?? 0) + m.data.add; } };",
+    )?;
+    let mut commands = Vec::new();
+    for seq in 0..500u32 {
+        let started = Instant::now();
+        let mut fresh = Sandbox::for_commands(Limits::default(), [seq, 1, 2, 3], 1_767_225_600_000, 40_000).await?;
+        fresh.load_code(&counter, "command").await?;
+        let (result, _) = fresh.command(&format!(r#"{{"seq":{seq},"data":{{"add":1}}}}"#), &[]).await;
+        result?;
+        commands.push(started.elapsed());
+    }
+    commands.sort();
+    println!(
+        "command, fresh deterministic instance p50 {:>6.2} ms  p99 {:>6.2} ms   = {:.0}x a warm call ({:.0} commands/s per core)",
+        micros(percentile(&commands, 0.5)) / 1000.0,
+        micros(percentile(&commands, 0.99)) / 1000.0,
+        percentile(&commands, 0.5).as_secs_f64() / percentile(&warm, 0.5).as_secs_f64(),
+        1.0 / percentile(&commands, 0.5).as_secs_f64()
     );
 
     // First call of never-seen agents (distinct sources, so nothing is cached).

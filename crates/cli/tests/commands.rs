@@ -152,10 +152,34 @@ fn commands_are_applied_once_everywhere_and_state_survives_upgrade_and_restart()
     until("the next command applied once on both workers", || {
         gateways.iter().all(|g| read(g, &id).is_some_and(|s| s["total"] == 213))
     });
+
+    // A new agent key: each worker re-seals the state to it, and the old key retires.
+    let state_files = || -> Vec<std::path::PathBuf> {
+        files_under(&data).into_iter().filter(|p| p.extension().is_some_and(|e| e == "state")).collect()
+    };
+    let sealed_epochs = || -> Vec<u64> {
+        state_files()
+            .iter()
+            .map(|p| phalanx_keys::Header::peek(&std::fs::read(p).unwrap()).unwrap().key.epoch)
+            .collect()
+    };
+    let first_epoch = sealed_epochs()[0];
+    let _: serde_json::Value = node.cli_json(&["keys", "rotate", "--scope", "agent", &id, "--from", "dave"]);
+    until("both state files re-sealed to the new key and the old key retired", || {
+        let info: serde_json::Value =
+            serde_json::from_slice(&run(&node, &["agent", "info", &id]).stdout).unwrap_or_default();
+        let kept: Vec<u64> =
+            info["keys"].as_array().map_or(vec![], |k| k.iter().filter_map(|k| k["epoch"].as_u64()).collect());
+        kept.len() == 1 && kept[0] > first_epoch && sealed_epochs().iter().all(|e| *e == kept[0])
+    });
+    let rotated = send(&node, &id, r#"{"add":1,"id":"rotated"}"#, &["--encrypt"]);
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    until("a command after the rotation applied on both workers", || {
+        gateways.iter().all(|g| read(g, &id).is_some_and(|s| s["total"] == 313))
+    });
     drop(node);
 
-    let state_files: Vec<_> =
-        files_under(&data).into_iter().filter(|p| p.extension().is_some_and(|e| e == "state")).collect();
+    let state_files = state_files();
     assert_eq!(state_files.len(), 2, "one sealed state file per worker: {state_files:?}");
     for path in files_under(dir.path()) {
         let bytes = std::fs::read(&path).unwrap();

@@ -47,7 +47,8 @@ impl State {
                 let names_agent = header.key.kind == phalanx_keys::envelope::KeyKind::Agent
                     && header.key.id == *agent
                     && header.agent == *agent;
-                if !names_agent || header.purpose != phalanx_keys::envelope::Purpose::Call {
+                let request = header.direction == phalanx_keys::envelope::Direction::Request && header.sequence == 0;
+                if !names_agent || !request || header.purpose != phalanx_keys::envelope::Purpose::Call {
                     return Err(TxError::Agent(format!("a sealed command must be a call envelope for agent {agent}")));
                 }
                 if found.key(header.key.epoch).is_none() {
