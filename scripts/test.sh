@@ -19,4 +19,7 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The binary alone, with the features it ships with: test builds switch on
+# dev-dependency features, which can hide a missing one.
+cargo check --workspace --bins --locked
 cargo test --workspace --locked "$@"

@@ -374,7 +374,8 @@ async fn send(
         for gateway in &gateways {
             let url = format!("{}/state/{id}", gateway.trim_end_matches('/'));
             let Ok(response) = http.get(&url).send().await else { continue };
-            let Ok(answer) = response.json::<serde_json::Value>().await else { continue };
+            let Ok(body) = response.bytes().await else { continue };
+            let Ok(answer) = serde_json::from_slice::<serde_json::Value>(&body) else { continue };
             let applied = answer["applied"].as_u64().unwrap_or(0);
             let complete = answer["complete"].as_bool().unwrap_or(false);
             if applied < seq || !complete {
