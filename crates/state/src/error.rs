@@ -50,6 +50,8 @@ pub enum TxError {
     Cluster(String),
     #[error("agent: {0}")]
     Agent(String),
+    #[error("staking: {0}")]
+    Staking(String),
     #[error("only the agent's owner or governance may manage agent {0}")]
     NotAgentOwner(Hash),
 }

@@ -128,6 +128,31 @@ pub enum Event {
         name: String,
         epoch: u64,
     },
+    PoolCreated {
+        pool: u64,
+        owner: PublicKey,
+        commission: u32,
+    },
+    /// `who` put `amount` planck into a pool for `shares`.
+    Contributed {
+        pool: u64,
+        who: PublicKey,
+        amount: Balance,
+        shares: Balance,
+    },
+    /// A pool bought back `shares` of `who` for `amount` planck.
+    Withdrawn {
+        pool: u64,
+        who: PublicKey,
+        shares: Balance,
+        amount: Balance,
+    },
+    /// Free stake did not cover a withdrawal: `shares` wait in the queue.
+    WithdrawalQueued {
+        pool: u64,
+        who: PublicKey,
+        shares: Balance,
+    },
     /// A command for an agent was ordered: workers apply it as number `seq`.
     AgentCommand {
         agent: Hash,

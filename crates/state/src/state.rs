@@ -7,6 +7,7 @@
 
 mod commands;
 mod keying;
+mod staking;
 
 use crate::error::TxError;
 use crate::events::{Event, EventRecord};
@@ -33,6 +34,11 @@ use phalanx_primitives::{Balance, Hash, PublicKey, decode_bounded, encode};
 
 /// Leaf key of the chain id (the genesis hash).
 const CHAIN_ID_KEY: &[u8] = &[0x00, 0x03];
+
+/// Leaf prefixes of the staking module.
+mod staking_prefix {
+    pub(super) use crate::modules::staking::{POOL_PREFIX as POOL, STAKE_PREFIX as STAKE};
+}
 
 /// Largest single stored value, in bytes (bounds decoding of loaded leaves).
 const LEAF_VALUE_BYTES_MAX: usize = 1 << 20;
@@ -90,6 +96,8 @@ pub struct State {
     pub(crate) agents: OrdMap<Hash, Agent>,
     /// Agent source by content hash.
     pub(crate) codes: OrdMap<Hash, std::sync::Arc<Vec<u8>>>,
+    pub(crate) pools: OrdMap<u64, crate::modules::staking::Pool>,
+    pub(crate) stakes: OrdMap<(u64, PublicKey), crate::modules::staking::Stake>,
     leaves: OrdMap<Vec<u8>, Hash>,
     changes: OrdMap<Vec<u8>, Vec<u8>>,
 }
@@ -120,6 +128,8 @@ impl State {
             clusters: OrdMap::new(),
             agents: OrdMap::new(),
             codes: OrdMap::new(),
+            pools: OrdMap::new(),
+            stakes: OrdMap::new(),
             leaves: OrdMap::new(),
             changes: OrdMap::new(),
         };
@@ -148,6 +158,7 @@ impl State {
         let mut workers = OrdMap::new();
         let mut clusters = OrdMap::new();
         let (mut agents, mut codes) = (OrdMap::new(), OrdMap::new());
+        let (mut pools, mut stakes) = (OrdMap::new(), OrdMap::new());
         let mut leaves = OrdMap::new();
         for (key, value) in entries {
             match key.as_slice() {
@@ -180,6 +191,16 @@ impl State {
                     let id = Hash(k[CLUSTER_PREFIX.len()..].try_into().expect("length checked"));
                     clusters.insert(id, decode(&key, &value)?);
                 }
+                k if k.len() == staking_prefix::POOL.len() + 8 && k.starts_with(staking_prefix::POOL) => {
+                    let id = u64::from_be_bytes(k[staking_prefix::POOL.len()..].try_into().expect("length checked"));
+                    pools.insert(id, decode(&key, &value)?);
+                }
+                k if k.len() == staking_prefix::STAKE.len() + 40 && k.starts_with(staking_prefix::STAKE) => {
+                    let rest = &k[staking_prefix::STAKE.len()..];
+                    let id = u64::from_be_bytes(rest[..8].try_into().expect("length checked"));
+                    let who = PublicKey(rest[8..].try_into().expect("length checked"));
+                    stakes.insert((id, who), decode(&key, &value)?);
+                }
                 _ => {
                     return Err(LoadError::Corrupt { key: hex_key(&key), reason: "unknown key".into() });
                 }
@@ -201,6 +222,8 @@ impl State {
             clusters,
             agents,
             codes,
+            pools,
+            stakes,
             leaves,
             changes: OrdMap::new(),
         })
@@ -597,6 +620,18 @@ impl State {
                 self.check_command(&crate::modules::agents::CommandSender::Account(tx.signer), agent, payload)?;
                 0
             }
+            Call::CreatePool { commission, cap } => {
+                self.check_create_pool(*commission, *cap)?;
+                0
+            }
+            Call::Contribute { pool, amount } => {
+                self.check_contribute(*pool, *amount)?;
+                *amount
+            }
+            Call::Withdraw { pool, shares } => {
+                self.check_withdraw(&tx.signer, *pool, *shares)?;
+                0
+            }
             Call::CreateCluster { name } => {
                 if !self.params.governance.contains(&tx.signer) {
                     return Err(TxError::NotGovernance);
@@ -911,6 +946,9 @@ impl State {
             Call::SendToAgent { agent, .. } => {
                 self.apply_command(crate::modules::agents::CommandSender::Account(tx.signer), agent, &mut emit)
             }
+            Call::CreatePool { commission, cap } => self.apply_create_pool(tx.signer, *commission, *cap, &mut emit),
+            Call::Contribute { pool, amount } => self.apply_contribute(tx.signer, *pool, *amount, &mut emit),
+            Call::Withdraw { pool, shares } => self.apply_withdraw(tx.signer, *pool, *shares, &mut emit),
             Call::SetGatekeeperParams { params } => {
                 self.gatekeeper_params = params.clone();
                 self.write(gatekeeper::PARAMS_KEY.to_vec(), encode(&self.gatekeeper_params));

@@ -74,6 +74,13 @@ pub enum Call {
     /// Orders a command for the agent's `command(message, env, ctx)`: every
     /// worker of its cluster applies it, in chain order, exactly once.
     SendToAgent { agent: Hash, payload: crate::modules::agents::CommandPayload },
+    /// Creates a stake pool owned by the signer, taking `commission` parts
+    /// per million of its rewards, holding at most `cap` planck (if set).
+    CreatePool { commission: u32, cap: Option<Balance> },
+    /// Puts `amount` planck into pool `pool` for shares at its price.
+    Contribute { pool: u64, amount: Balance },
+    /// Sells `shares` of pool `pool` back: paid now from free stake, the rest queued.
+    Withdraw { pool: u64, shares: Balance },
 }
 
 impl Call {
