@@ -20,6 +20,13 @@ pub(crate) struct Signer {
     from_file: Option<PathBuf>,
 }
 
+impl Signer {
+    /// The signing key.
+    pub(crate) fn keypair(&self) -> anyhow::Result<phalanx_primitives::Keypair> {
+        crate::account::signer(self.from.clone(), self.from_file.clone())
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum SecretsCommand {
     /// Set (or replace) secrets: NAME=VALUE…

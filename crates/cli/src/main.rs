@@ -18,6 +18,7 @@ mod cluster;
 mod dev;
 mod keys;
 mod output;
+mod pool;
 mod verify;
 mod worker;
 
@@ -86,6 +87,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Stake pools: create, contribute, withdraw, info, list.
+    Pool {
+        #[command(subcommand)]
+        command: pool::PoolCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Check an agent response's receipt against the chain.
     Verify(verify::VerifyArgs),
     /// Accounts and PHA transfers.
@@ -111,5 +119,6 @@ fn main() -> anyhow::Result<()> {
         Command::Keys { command, client } => runtime.block_on(keys::run(command, &client)),
         Command::Verify(args) => runtime.block_on(verify::run(args)),
         Command::Cluster { command, client } => runtime.block_on(cluster::run(command, &client)),
+        Command::Pool { command, client } => runtime.block_on(pool::run(command, &client)),
     }
 }

@@ -143,6 +143,14 @@ impl PhalanxServer for Api {
         Ok(self.chain.finalized().state.code(&hash).map(|code| format!("0x{}", hex::encode(code.as_slice()))))
     }
 
+    async fn staking_pools(&self) -> RpcResult<Vec<phalanx_state::modules::staking::Pool>> {
+        Ok(self.chain.finalized().state.pools().cloned().collect())
+    }
+
+    async fn staking_pool(&self, id: u64) -> RpcResult<Option<phalanx_rpc::PoolInfo>> {
+        Ok(phalanx_rpc::PoolInfo::of(&self.chain.finalized().state, id, phalanx_rpc::POOL_HOLDERS_MAX))
+    }
+
     async fn registry_policy(&self) -> RpcResult<AttestationPolicy> {
         Ok(self.chain.finalized().state.attestation_policy().clone())
     }

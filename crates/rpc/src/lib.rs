@@ -110,6 +110,40 @@ impl WorkerInfo {
     }
 }
 
+/// A stake pool and its holders.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PoolInfo {
+    pub pool: phalanx_state::modules::staking::Pool,
+    /// Holders with shares, and what their shares are worth now (planck).
+    pub holders: Vec<HolderInfo>,
+}
+
+/// One holder of a pool.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HolderInfo {
+    pub account: PublicKey,
+    pub shares: Balance,
+    pub value: Balance,
+}
+
+impl PoolInfo {
+    /// The pool `id` of `state` with its holders (at most `holders_max`, largest first).
+    pub fn of(state: &phalanx_state::State, id: u64, holders_max: usize) -> Option<Self> {
+        let pool = state.pool(id)?.clone();
+        let mut holders: Vec<HolderInfo> = state
+            .stakes_in(id)
+            .filter(|(_, s)| s.shares > 0)
+            .map(|(who, s)| HolderInfo { account: *who, shares: s.shares, value: pool.value_of(s.shares) })
+            .collect();
+        holders.sort_by_key(|h| std::cmp::Reverse(h.shares));
+        holders.truncate(holders_max);
+        Some(PoolInfo { pool, holders })
+    }
+}
+
+/// Most holders `staking_pool` lists.
+pub const POOL_HOLDERS_MAX: usize = 1_000;
+
 /// An agent as the chain records it (secrets stay sealed).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AgentInfo {
@@ -271,6 +305,14 @@ pub trait Phalanx {
     /// Agent source by its SHA-256, as 0x hex; null if unknown.
     #[method(name = "agents_code")]
     async fn agents_code(&self, hash: Hash) -> RpcResult<Option<String>>;
+
+    /// Every stake pool at the last finalized block (without holders).
+    #[method(name = "staking_pools")]
+    async fn staking_pools(&self) -> RpcResult<Vec<phalanx_state::modules::staking::Pool>>;
+
+    /// One stake pool with its holders (the largest [`POOL_HOLDERS_MAX`]); null if none.
+    #[method(name = "staking_pool")]
+    async fn staking_pool(&self, id: u64) -> RpcResult<Option<PoolInfo>>;
 
     /// The attestation policy registrations are judged by.
     #[method(name = "registry_policy")]

@@ -40,7 +40,7 @@ pub const WITHDRAW_QUEUE_MAX: usize = 4_096;
 pub const CONTRIBUTION_MIN: Balance = phalanx_primitives::PLANCK_PER_PHA / 1_000;
 
 /// One queued withdrawal: `shares` of `who`, waiting since `queued_at` (height).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Withdrawal {
     pub who: PublicKey,
     pub shares: Balance,
@@ -48,7 +48,7 @@ pub struct Withdrawal {
 }
 
 /// A stake pool.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
 pub struct Pool {
     pub id: u64,
     pub owner: PublicKey,

@@ -1,0 +1,58 @@
+//! Stake pools on a real `phalanx dev` through the CLI: create, contribute,
+//! info and list, withdraw part and all; refusals are clear.
+
+mod common;
+
+use common::{DevNode, run};
+
+const PHA: u128 = phalanx_primitives::PLANCK_PER_PHA;
+
+#[test]
+fn pools_take_contributions_and_pay_withdrawals() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(dir.path());
+    let created: serde_json::Value =
+        node.cli_json(&["pool", "create", "--commission", "12.5", "--cap", "2000", "--from", "bob"]);
+    let id = created["id"].as_u64().unwrap().to_string();
+    let _: serde_json::Value = node.cli_json(&["pool", "contribute", &id, "1000", "--from", "dave"]);
+    let _: serde_json::Value = node.cli_json(&["pool", "contribute", &id, "500.5", "--from", "alice"]);
+
+    let info: phalanx_rpc::PoolInfo = node.cli_json(&["pool", "info", &id]);
+    assert_eq!(info.pool.owner, common::dev("bob").public());
+    assert_eq!(info.pool.commission, 125_000);
+    assert_eq!(info.pool.cap, Some(2_000 * PHA));
+    assert_eq!(
+        (info.pool.value, info.pool.free, info.pool.shares),
+        (1_500_500 * PHA / 1_000, 1_500_500 * PHA / 1_000, 1_500_500 * PHA / 1_000)
+    );
+    let dave = info.holders.iter().find(|h| h.account == common::dev("dave").public()).unwrap();
+    assert_eq!((dave.shares, dave.value), (1_000 * PHA, 1_000 * PHA));
+    let list: Vec<phalanx_state::modules::staking::Pool> = node.cli_json(&["pool", "list"]);
+    assert_eq!(list.len(), 1);
+
+    // Over the cap, and more than one holds, are refused with the reason.
+    let over = run(&node, &["pool", "contribute", &id, "500", "--from", "dave"]);
+    assert!(!over.status.success());
+    assert!(String::from_utf8_lossy(&over.stderr).contains("cap"), "{}", String::from_utf8_lossy(&over.stderr));
+    let greedy = run(&node, &["pool", "withdraw", &id, "1001", "--from", "dave"]);
+    assert!(!greedy.status.success());
+    assert!(
+        String::from_utf8_lossy(&greedy.stderr).contains("worth 1000"),
+        "{}",
+        String::from_utf8_lossy(&greedy.stderr)
+    );
+
+    // Part, then all: all stake is free, so each is paid at once.
+    let before = node.cli_json::<serde_json::Value>(&["account", "balance", "dave"]);
+    let _: serde_json::Value = node.cli_json(&["pool", "withdraw", &id, "400", "--from", "dave"]);
+    let info: phalanx_rpc::PoolInfo = node.cli_json(&["pool", "info", &id]);
+    let dave = info.holders.iter().find(|h| h.account == common::dev("dave").public()).unwrap();
+    assert_eq!(dave.shares, 600 * PHA);
+    assert!(info.pool.withdrawals.is_empty());
+    let _: serde_json::Value = node.cli_json(&["pool", "withdraw", &id, "all", "--from", "dave"]);
+    let info: phalanx_rpc::PoolInfo = node.cli_json(&["pool", "info", &id]);
+    assert!(info.holders.iter().all(|h| h.account != common::dev("dave").public()));
+    assert_eq!(info.pool.value, 500_500 * PHA / 1_000);
+    let after = node.cli_json::<serde_json::Value>(&["account", "balance", "dave"]);
+    assert_ne!(before, after, "dave was paid");
+}
