@@ -121,6 +121,7 @@ impl State {
         let mut events = Vec::new();
         next.begin_block(
             crate::modules::system::Head { height: header.height, timestamp_ms: header.timestamp_ms },
+            &header.parent,
             &mut events,
         );
         let mut hashes = Vec::with_capacity(block.txs.len());

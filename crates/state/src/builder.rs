@@ -42,7 +42,7 @@ pub fn build_block(
     let height = state.height() + 1;
     let timestamp_ms = timestamp_ms.max(state.timestamp_ms() + 1);
     let (mut txs, mut hashes, mut events, mut rejected) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    state.begin_block(Head { height, timestamp_ms }, &mut events);
+    state.begin_block(Head { height, timestamp_ms }, &parent, &mut events);
     // Header and vector length prefix, with room to spare.
     let mut block_bytes = 512;
     for candidate in candidates {

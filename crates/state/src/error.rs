@@ -52,6 +52,8 @@ pub enum TxError {
     Agent(String),
     #[error("staking: {0}")]
     Staking(String),
+    #[error("mining: {0}")]
+    Mining(String),
     #[error("only the agent's owner or governance may manage agent {0}")]
     NotAgentOwner(Hash),
 }

@@ -153,6 +153,49 @@ pub enum Event {
         who: PublicKey,
         shares: Balance,
     },
+    WorkerBound {
+        worker: PublicKey,
+        pool: u64,
+    },
+    MiningStarted {
+        worker: PublicKey,
+        pool: u64,
+        stake: Balance,
+        share: u128,
+    },
+    /// The stake returns to the pool at `release_at`.
+    MiningStopped {
+        worker: PublicKey,
+        pool: u64,
+        release_at: u64,
+    },
+    /// An answered challenge paid the blocks since the last one.
+    MiningReward {
+        worker: PublicKey,
+        pool: u64,
+        to_pool: Balance,
+        to_treasury: Balance,
+        commission: Balance,
+    },
+    /// The challenge at `challenge` went unanswered.
+    MinerUnresponsive {
+        worker: PublicKey,
+        challenge: u64,
+    },
+    MinerRecovered {
+        worker: PublicKey,
+        v: Balance,
+    },
+    StakeReleased {
+        worker: PublicKey,
+        pool: u64,
+        amount: Balance,
+    },
+    /// The pool's oldest withdrawal waited past the grace period.
+    PoolWorkersStopped {
+        pool: u64,
+        workers: u32,
+    },
     /// A command for an agent was ordered: workers apply it as number `seq`.
     AgentCommand {
         agent: Hash,

@@ -41,6 +41,9 @@ pub struct Genesis {
     /// Gatekeeper elections and key epochs; absent means the defaults.
     #[serde(default)]
     pub gatekeeper: GatekeeperParams,
+    /// Mining rewards, challenges, cooldown and grace; absent means the defaults.
+    #[serde(default)]
+    pub mining: crate::modules::computation::MiningParams,
 }
 
 /// Why a genesis configuration is invalid.
@@ -91,6 +94,7 @@ impl Genesis {
             attestation: AttestationPolicy { allow_simulated: true, ..AttestationPolicy::default() },
             // One gatekeeper, elections every 20 blocks (10 s when idle).
             gatekeeper: GatekeeperParams { era_blocks: 20, gatekeepers_max: 1, activation_delay: 2 },
+            mining: crate::modules::computation::MiningParams::default(),
         }
     }
 
@@ -138,6 +142,7 @@ impl Genesis {
             head,
             self.attestation.clone(),
             self.gatekeeper.clone(),
+            self.mining,
         );
         for (who, amount) in &self.balances {
             state.set_account(*who, crate::Account { nonce: 0, free: *amount });

@@ -6,6 +6,7 @@
 //! and the committed leaves cannot drift apart.
 
 mod commands;
+mod computation;
 mod keying;
 mod staking;
 
@@ -34,6 +35,11 @@ use phalanx_primitives::{Balance, Hash, PublicKey, decode_bounded, encode};
 
 /// Leaf key of the chain id (the genesis hash).
 const CHAIN_ID_KEY: &[u8] = &[0x00, 0x03];
+
+/// Leaf keys of the computation module.
+mod mining_keys {
+    pub(super) use crate::modules::computation::{MINER_PREFIX as MINER, PARAMS_KEY as PARAMS, TOTALS_KEY as TOTALS};
+}
 
 /// Leaf prefixes of the staking module.
 mod staking_prefix {
@@ -98,6 +104,9 @@ pub struct State {
     pub(crate) codes: OrdMap<Hash, std::sync::Arc<Vec<u8>>>,
     pub(crate) pools: OrdMap<u64, crate::modules::staking::Pool>,
     pub(crate) stakes: OrdMap<(u64, PublicKey), crate::modules::staking::Stake>,
+    pub(crate) mining: crate::modules::computation::MiningParams,
+    pub(crate) totals: crate::modules::computation::MiningTotals,
+    pub(crate) miners: OrdMap<PublicKey, crate::modules::computation::Miner>,
     leaves: OrdMap<Vec<u8>, Hash>,
     changes: OrdMap<Vec<u8>, Vec<u8>>,
 }
@@ -110,6 +119,7 @@ impl State {
         head: Head,
         attestation: AttestationPolicy,
         gatekeeper_params: GatekeeperParams,
+        mining: crate::modules::computation::MiningParams,
     ) -> Self {
         let gatekeepers =
             Gatekeepers { next_election: head.height + gatekeeper_params.era_blocks, ..Default::default() };
@@ -130,9 +140,14 @@ impl State {
             codes: OrdMap::new(),
             pools: OrdMap::new(),
             stakes: OrdMap::new(),
+            mining,
+            totals: Default::default(),
+            miners: OrdMap::new(),
             leaves: OrdMap::new(),
             changes: OrdMap::new(),
         };
+        state.write(mining_keys::PARAMS.to_vec(), encode(&state.mining));
+        state.write(mining_keys::TOTALS.to_vec(), encode(&state.totals));
         state.write(CHAIN_ID_KEY.to_vec(), encode(&chain_id));
         state.write(PARAMS_KEY.to_vec(), encode(&state.params));
         state.write(VALIDATORS_KEY.to_vec(), encode(&state.validators));
@@ -159,6 +174,7 @@ impl State {
         let mut clusters = OrdMap::new();
         let (mut agents, mut codes) = (OrdMap::new(), OrdMap::new());
         let (mut pools, mut stakes) = (OrdMap::new(), OrdMap::new());
+        let (mut mining, mut totals, mut miners) = (None, None, OrdMap::new());
         let mut leaves = OrdMap::new();
         for (key, value) in entries {
             match key.as_slice() {
@@ -190,6 +206,12 @@ impl State {
                 k if k.len() == CLUSTER_PREFIX.len() + 32 && k.starts_with(CLUSTER_PREFIX) => {
                     let id = Hash(k[CLUSTER_PREFIX.len()..].try_into().expect("length checked"));
                     clusters.insert(id, decode(&key, &value)?);
+                }
+                mining_keys::PARAMS => mining = Some(decode(&key, &value)?),
+                mining_keys::TOTALS => totals = Some(decode(&key, &value)?),
+                k if k.len() == mining_keys::MINER.len() + 32 && k.starts_with(mining_keys::MINER) => {
+                    let who = PublicKey(k[mining_keys::MINER.len()..].try_into().expect("length checked"));
+                    miners.insert(who, decode(&key, &value)?);
                 }
                 k if k.len() == staking_prefix::POOL.len() + 8 && k.starts_with(staking_prefix::POOL) => {
                     let id = u64::from_be_bytes(k[staking_prefix::POOL.len()..].try_into().expect("length checked"));
@@ -224,6 +246,9 @@ impl State {
             codes,
             pools,
             stakes,
+            mining: mining.ok_or(LoadError::Missing("mining parameters"))?,
+            totals: totals.ok_or(LoadError::Missing("mining totals"))?,
+            miners,
             leaves,
             changes: OrdMap::new(),
         })
@@ -419,10 +444,11 @@ impl State {
     /// The block-level part of applying a block, before its transactions:
     /// the new head, epoch activation, rotation timeouts and elections.
     /// Events it emits carry [`BLOCK_EVENT_INDEX`] as their transaction index.
-    pub(crate) fn begin_block(&mut self, head: Head, events: &mut Vec<EventRecord>) {
+    pub(crate) fn begin_block(&mut self, head: Head, parent: &Hash, events: &mut Vec<EventRecord>) {
         self.set_head(head);
         let height = head.height;
         let mut emit = |event| events.push(EventRecord { tx_index: BLOCK_EVENT_INDEX, event });
+        self.begin_mining_block(parent, &mut emit);
         if let Some(rotation) = &self.epochs.rotation {
             if rotation.activates_at.is_some_and(|at| height >= at) {
                 let mut epochs = self.epochs.clone();
@@ -632,6 +658,18 @@ impl State {
                 self.check_withdraw(&tx.signer, *pool, *shares)?;
                 0
             }
+            Call::BindWorker { pool, worker } => {
+                self.check_bind(&tx.signer, *pool, worker)?;
+                0
+            }
+            Call::StartMining { worker, stake } => {
+                self.check_start(&tx.signer, worker, *stake)?;
+                0
+            }
+            Call::StopMining { worker } => {
+                self.check_stop(&tx.signer, worker)?;
+                0
+            }
             Call::CreateCluster { name } => {
                 if !self.params.governance.contains(&tx.signer) {
                     return Err(TxError::NotGovernance);
@@ -758,6 +796,7 @@ impl State {
             | WorkerPayload::ClusterKeyRetire { .. }) => {
                 self.check_key_message(sender, payload)?;
             }
+            WorkerPayload::MiningHeartbeat { challenge } => self.check_answer(sender, *challenge)?,
             WorkerPayload::AgentCommand { agent, payload } => {
                 self.check_worker_command(sender, agent)?;
                 self.check_command(&crate::modules::agents::CommandSender::Agent(*agent), agent, payload)?;
@@ -949,6 +988,9 @@ impl State {
             Call::CreatePool { commission, cap } => self.apply_create_pool(tx.signer, *commission, *cap, &mut emit),
             Call::Contribute { pool, amount } => self.apply_contribute(tx.signer, *pool, *amount, &mut emit),
             Call::Withdraw { pool, shares } => self.apply_withdraw(tx.signer, *pool, *shares, &mut emit),
+            Call::BindWorker { pool, worker } => self.apply_bind(*pool, *worker, &mut emit),
+            Call::StartMining { worker, stake } => self.apply_start(*worker, *stake, &mut emit),
+            Call::StopMining { worker } => self.stop_mining(*worker, &mut emit),
             Call::SetGatekeeperParams { params } => {
                 self.gatekeeper_params = params.clone();
                 self.write(gatekeeper::PARAMS_KEY.to_vec(), encode(&self.gatekeeper_params));
@@ -1040,6 +1082,7 @@ impl State {
                     WorkerPayload::KeyHandover { to, .. } => {
                         emit(Event::KeyHandedOver { from: worker.info.identity, to });
                     }
+                    WorkerPayload::MiningHeartbeat { .. } => self.apply_answer(worker.info.identity, &mut emit),
                     WorkerPayload::AgentCommand { agent, .. } => {
                         self.apply_command(crate::modules::agents::CommandSender::Agent(agent), &agent, &mut emit);
                     }

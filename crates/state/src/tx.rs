@@ -81,6 +81,12 @@ pub enum Call {
     Contribute { pool: u64, amount: Balance },
     /// Sells `shares` of pool `pool` back: paid now from free stake, the rest queued.
     Withdraw { pool: u64, shares: Balance },
+    /// The pool's owner binds a registered worker they operate to the pool.
+    BindWorker { pool: u64, worker: PublicKey },
+    /// The pool's owner starts a bound worker mining with `stake` planck of the pool's free stake.
+    StartMining { worker: PublicKey, stake: Balance },
+    /// The pool's owner stops a worker; its stake returns after the cooldown.
+    StopMining { worker: PublicKey },
 }
 
 impl Call {

@@ -205,6 +205,8 @@ pub enum WorkerPayload {
     /// A command an agent submitted from its `fetch` (`ctx.submit`), sent by
     /// a worker of the agent's cluster.
     AgentCommand { agent: Hash, payload: crate::modules::agents::CommandPayload },
+    /// A mining worker answers its challenge at height `challenge`.
+    MiningHeartbeat { challenge: u64 },
 }
 
 /// A message from a worker, signed inside its TEE.
