@@ -17,6 +17,7 @@ mod client;
 mod cluster;
 mod dev;
 mod keys;
+mod mining;
 mod output;
 mod pool;
 mod verify;
@@ -94,6 +95,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Mining: start and stop a pool's workers, and the status.
+    Mining {
+        #[command(subcommand)]
+        command: mining::MiningCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Check an agent response's receipt against the chain.
     Verify(verify::VerifyArgs),
     /// Accounts and PHA transfers.
@@ -120,5 +128,6 @@ fn main() -> anyhow::Result<()> {
         Command::Verify(args) => runtime.block_on(verify::run(args)),
         Command::Cluster { command, client } => runtime.block_on(cluster::run(command, &client)),
         Command::Pool { command, client } => runtime.block_on(pool::run(command, &client)),
+        Command::Mining { command, client } => runtime.block_on(mining::run(command, &client)),
     }
 }

@@ -151,6 +151,17 @@ impl PhalanxServer for Api {
         Ok(phalanx_rpc::PoolInfo::of(&self.chain.finalized().state, id, phalanx_rpc::POOL_HOLDERS_MAX))
     }
 
+    async fn mining_status(&self) -> RpcResult<phalanx_rpc::MiningStatus> {
+        let finalized = self.chain.finalized();
+        let state = &finalized.state;
+        Ok(phalanx_rpc::MiningStatus {
+            params: *state.mining_params(),
+            totals: *state.mining_totals(),
+            height: state.height(),
+            miners: state.miners().copied().collect(),
+        })
+    }
+
     async fn registry_policy(&self) -> RpcResult<AttestationPolicy> {
         Ok(self.chain.finalized().state.attestation_policy().clone())
     }

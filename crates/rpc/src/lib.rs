@@ -141,6 +141,15 @@ impl PoolInfo {
     }
 }
 
+/// Mining parameters, chain-wide figures and every bound worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MiningStatus {
+    pub params: phalanx_state::modules::computation::MiningParams,
+    pub totals: phalanx_state::modules::computation::MiningTotals,
+    pub height: u64,
+    pub miners: Vec<phalanx_state::modules::computation::Miner>,
+}
+
 /// Most holders `staking_pool` lists.
 pub const POOL_HOLDERS_MAX: usize = 1_000;
 
@@ -313,6 +322,10 @@ pub trait Phalanx {
     /// One stake pool with its holders (the largest [`POOL_HOLDERS_MAX`]); null if none.
     #[method(name = "staking_pool")]
     async fn staking_pool(&self, id: u64) -> RpcResult<Option<PoolInfo>>;
+
+    /// Mining parameters, totals and bound workers at the last finalized block.
+    #[method(name = "mining_status")]
+    async fn mining_status(&self) -> RpcResult<MiningStatus>;
 
     /// The attestation policy registrations are judged by.
     #[method(name = "registry_policy")]

@@ -94,7 +94,15 @@ impl Genesis {
             attestation: AttestationPolicy { allow_simulated: true, ..AttestationPolicy::default() },
             // One gatekeeper, elections every 20 blocks (10 s when idle).
             gatekeeper: GatekeeperParams { era_blocks: 20, gatekeepers_max: 1, activation_delay: 2 },
-            mining: crate::modules::computation::MiningParams::default(),
+            // Challenges every ~10 blocks, short cooldown and grace, so a dev
+            // network shows a whole mining cycle in a minute or two.
+            mining: crate::modules::computation::MiningParams {
+                challenge_interval: 10,
+                challenge_window: 10,
+                cooldown_blocks: 20,
+                grace_blocks: 40,
+                ..Default::default()
+            },
         }
     }
 

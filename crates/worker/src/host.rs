@@ -188,6 +188,7 @@ pub async fn run(
     let mut heartbeat_sent_at: Option<u64> = None;
     let mut announced = false;
     let mut state_saved: bool;
+    let mut answered: Option<u64> = None;
     loop {
         let caught_up = match sync_batch(&client, runtime).await {
             Ok((back, caught_up)) => {
@@ -259,6 +260,19 @@ pub async fn run(
                     }
                     let heartbeat_due = height.saturating_sub(worker_heartbeat_base) >= config.heartbeat_every
                         && heartbeat_sent_at.is_none_or(|at| height > at + 20);
+                    // A mining challenge that is due: answered once, within its window.
+                    if let Some(miner) = runtime.chain().state().miner(&runtime.identity())
+                        && matches!(
+                            miner.state,
+                            phalanx_state::modules::computation::MinerState::Mining
+                                | phalanx_state::modules::computation::MinerState::Unresponsive
+                        )
+                        && (miner.challenge_at..=miner.deadline).contains(&height)
+                        && answered != Some(miner.challenge_at)
+                    {
+                        answered = Some(miner.challenge_at);
+                        payloads.push(WorkerPayload::MiningHeartbeat { challenge: miner.challenge_at });
+                    }
                     // Commands agents submitted (`ctx.submit`), sealed to the agent's newest key.
                     while let Ok((agent, json)) = submitted.try_recv() {
                         match crate::commands::sealed_command(runtime.chain().state(), &agent, &json) {

@@ -121,7 +121,9 @@ pub struct Miner {
 }
 
 /// Chain-wide mining figures.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize,
+)]
 pub struct MiningTotals {
     /// Sum of the shares of mining workers.
     pub total_share: u128,
