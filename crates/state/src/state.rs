@@ -528,7 +528,17 @@ impl State {
     /// Checks that `tx` would apply to this state, without changing it.
     /// `encoded_len` is the length of the signed transaction's encoding.
     pub fn check_tx(&self, tx: &SignedTransaction, encoded_len: usize) -> Result<(), TxError> {
-        self.check(tx, encoded_len, true, Pending::default()).map(|_| ())
+        self.next_block_view().check(tx, encoded_len, true, Pending::default()).map(|_| ())
+    }
+
+    /// This state as the next block's transactions see it: rules that
+    /// depend on the height (challenge windows, grace periods) are judged at
+    /// the height the transaction would be applied in, not the last block's.
+    /// O(1): the maps are shared; nothing is written.
+    fn next_block_view(&self) -> State {
+        let mut next = self.clone();
+        next.head.height += 1;
+        next
     }
 
     /// Checks that `tx` would apply after `pending` earlier transactions of
@@ -541,7 +551,7 @@ impl State {
         encoded_len: usize,
         pending: Pending,
     ) -> Result<Balance, TxError> {
-        self.check(tx, encoded_len, false, pending).map(|checked| checked.spend)
+        self.next_block_view().check(tx, encoded_len, false, pending).map(|checked| checked.spend)
     }
 
     fn check(

@@ -222,7 +222,11 @@ fn worker_messages_are_signed_and_sequenced() {
         Err(TxError::MessageWrongChain { .. })
     ));
     let ahead = message(1, WorkerPayload::Heartbeat { synced_height: 99 }).sign(&identity);
-    assert_eq!(check(&after, &send(&after, ahead)), Err(TxError::HeartbeatAhead { claimed: 99, height: 2 }));
+    assert_eq!(
+        check(&after, &send(&after, ahead)),
+        Err(TxError::HeartbeatAhead { claimed: 99, height: 3 }),
+        "judged at the block it would go into"
+    );
 
     // The next message in sequence applies; a renewal keeps the sequence.
     let next = message(1, WorkerPayload::Benchmark { score: 4321 }).sign(&identity);

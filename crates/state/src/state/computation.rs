@@ -259,7 +259,8 @@ impl State {
         for worker in missed {
             let mut miner = *self.miners.get(&worker).expect("listed");
             if miner.state == MinerState::Mining {
-                // Settle V up to the missed challenge's deadline: it answered until then.
+                // No reward and no rise for the blocks since its last answer;
+                // V decays from here until it answers again.
                 let mut totals = self.totals;
                 totals.total_share -= miner.share;
                 self.set_totals(totals);
