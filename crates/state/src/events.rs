@@ -153,6 +153,33 @@ pub enum Event {
         who: PublicKey,
         shares: Balance,
     },
+    VaultCreated {
+        vault: u64,
+        owner: PublicKey,
+        commission: u32,
+    },
+    VaultContributed {
+        vault: u64,
+        who: PublicKey,
+        amount: Balance,
+        shares: Balance,
+    },
+    VaultWithdrawn {
+        vault: u64,
+        who: PublicKey,
+        shares: Balance,
+        amount: Balance,
+    },
+    /// The owner's commission on the vault's gains, as new shares.
+    VaultCommission {
+        vault: u64,
+        owner: PublicKey,
+        shares: Balance,
+    },
+    /// The vault's oldest withdrawal waited past the grace period: its stake is asked back from every pool.
+    VaultUndelegated {
+        vault: u64,
+    },
     WorkerBound {
         worker: PublicKey,
         pool: u64,

@@ -9,6 +9,7 @@ mod commands;
 mod computation;
 mod keying;
 mod staking;
+mod vaults;
 
 use crate::error::TxError;
 use crate::events::{Event, EventRecord};
@@ -43,7 +44,9 @@ mod mining_keys {
 
 /// Leaf prefixes of the staking module.
 mod staking_prefix {
-    pub(super) use crate::modules::staking::{POOL_PREFIX as POOL, STAKE_PREFIX as STAKE};
+    pub(super) use crate::modules::staking::{
+        POOL_PREFIX as POOL, STAKE_PREFIX as STAKE, VAULT_PREFIX as VAULT, VAULT_STAKE_PREFIX as VAULT_STAKE,
+    };
 }
 
 /// Largest single stored value, in bytes (bounds decoding of loaded leaves).
@@ -104,6 +107,8 @@ pub struct State {
     pub(crate) codes: OrdMap<Hash, std::sync::Arc<Vec<u8>>>,
     pub(crate) pools: OrdMap<u64, crate::modules::staking::Pool>,
     pub(crate) stakes: OrdMap<(u64, PublicKey), crate::modules::staking::Stake>,
+    pub(crate) vaults: OrdMap<u64, crate::modules::staking::Vault>,
+    pub(crate) vault_stakes: OrdMap<(u64, PublicKey), crate::modules::staking::Stake>,
     pub(crate) mining: crate::modules::computation::MiningParams,
     pub(crate) totals: crate::modules::computation::MiningTotals,
     pub(crate) miners: OrdMap<PublicKey, crate::modules::computation::Miner>,
@@ -140,6 +145,8 @@ impl State {
             codes: OrdMap::new(),
             pools: OrdMap::new(),
             stakes: OrdMap::new(),
+            vaults: OrdMap::new(),
+            vault_stakes: OrdMap::new(),
             mining,
             totals: Default::default(),
             miners: OrdMap::new(),
@@ -174,6 +181,7 @@ impl State {
         let mut clusters = OrdMap::new();
         let (mut agents, mut codes) = (OrdMap::new(), OrdMap::new());
         let (mut pools, mut stakes) = (OrdMap::new(), OrdMap::new());
+        let (mut vaults, mut vault_stakes) = (OrdMap::new(), OrdMap::new());
         let (mut mining, mut totals, mut miners) = (None, None, OrdMap::new());
         let mut leaves = OrdMap::new();
         for (key, value) in entries {
@@ -213,6 +221,18 @@ impl State {
                     let who = PublicKey(k[mining_keys::MINER.len()..].try_into().expect("length checked"));
                     miners.insert(who, decode(&key, &value)?);
                 }
+                k if k.len() == staking_prefix::VAULT.len() + 8 && k.starts_with(staking_prefix::VAULT) => {
+                    let id = u64::from_be_bytes(k[staking_prefix::VAULT.len()..].try_into().expect("length checked"));
+                    vaults.insert(id, decode(&key, &value)?);
+                }
+                k if k.len() == staking_prefix::VAULT_STAKE.len() + 40
+                    && k.starts_with(staking_prefix::VAULT_STAKE) =>
+                {
+                    let rest = &k[staking_prefix::VAULT_STAKE.len()..];
+                    let id = u64::from_be_bytes(rest[..8].try_into().expect("length checked"));
+                    let who = PublicKey(rest[8..].try_into().expect("length checked"));
+                    vault_stakes.insert((id, who), decode(&key, &value)?);
+                }
                 k if k.len() == staking_prefix::POOL.len() + 8 && k.starts_with(staking_prefix::POOL) => {
                     let id = u64::from_be_bytes(k[staking_prefix::POOL.len()..].try_into().expect("length checked"));
                     pools.insert(id, decode(&key, &value)?);
@@ -246,6 +266,8 @@ impl State {
             codes,
             pools,
             stakes,
+            vaults,
+            vault_stakes,
             mining: mining.ok_or(LoadError::Missing("mining parameters"))?,
             totals: totals.ok_or(LoadError::Missing("mining totals"))?,
             miners,
@@ -449,6 +471,7 @@ impl State {
         let height = head.height;
         let mut emit = |event| events.push(EventRecord { tx_index: BLOCK_EVENT_INDEX, event });
         self.begin_mining_block(parent, &mut emit);
+        self.begin_vaults_block(&mut emit);
         if let Some(rotation) = &self.epochs.rotation {
             if rotation.activates_at.is_some_and(|at| height >= at) {
                 let mut epochs = self.epochs.clone();
@@ -670,6 +693,26 @@ impl State {
             }
             Call::BindWorker { pool, worker } => {
                 self.check_bind(&tx.signer, *pool, worker)?;
+                0
+            }
+            Call::CreateVault { commission } => {
+                self.check_create_vault(*commission)?;
+                0
+            }
+            Call::VaultContribute { vault, amount } => {
+                self.check_vault_contribute(*vault, *amount)?;
+                *amount
+            }
+            Call::VaultWithdraw { vault, shares } => {
+                self.check_vault_withdraw(&tx.signer, *vault, *shares)?;
+                0
+            }
+            Call::Delegate { vault, pool, amount } => {
+                self.check_delegate(&tx.signer, *vault, *pool, *amount)?;
+                0
+            }
+            Call::Undelegate { vault, pool, shares } => {
+                self.check_undelegate(&tx.signer, *vault, *pool, *shares)?;
                 0
             }
             Call::StartMining { worker, stake } => {
@@ -999,6 +1042,13 @@ impl State {
             Call::Contribute { pool, amount } => self.apply_contribute(tx.signer, *pool, *amount, &mut emit),
             Call::Withdraw { pool, shares } => self.apply_withdraw(tx.signer, *pool, *shares, &mut emit),
             Call::BindWorker { pool, worker } => self.apply_bind(*pool, *worker, &mut emit),
+            Call::CreateVault { commission } => self.apply_create_vault(tx.signer, *commission, &mut emit),
+            Call::VaultContribute { vault, amount } => {
+                self.apply_vault_contribute(tx.signer, *vault, *amount, &mut emit)
+            }
+            Call::VaultWithdraw { vault, shares } => self.apply_vault_withdraw(tx.signer, *vault, *shares, &mut emit),
+            Call::Delegate { vault, pool, amount } => self.apply_delegate(*vault, *pool, *amount, &mut emit),
+            Call::Undelegate { vault, pool, shares } => self.apply_undelegate(*vault, *pool, *shares, &mut emit),
             Call::StartMining { worker, stake } => self.apply_start(*worker, *stake, &mut emit),
             Call::StopMining { worker } => self.stop_mining(*worker, &mut emit),
             Call::SetGatekeeperParams { params } => {

@@ -81,6 +81,16 @@ pub enum Call {
     Contribute { pool: u64, amount: Balance },
     /// Sells `shares` of pool `pool` back: paid now from free stake, the rest queued.
     Withdraw { pool: u64, shares: Balance },
+    /// Creates a vault owned by the signer, taking `commission` ppm of its gains.
+    CreateVault { commission: u32 },
+    /// Puts `amount` planck into a vault for shares at its price.
+    VaultContribute { vault: u64, amount: Balance },
+    /// Sells `shares` of a vault back: paid from its undelegated planck, the rest queued.
+    VaultWithdraw { vault: u64, shares: Balance },
+    /// The vault's owner puts `amount` of its undelegated planck into a pool.
+    Delegate { vault: u64, pool: u64, amount: Balance },
+    /// The vault's owner takes `shares` of the vault's stake out of a pool.
+    Undelegate { vault: u64, pool: u64, shares: Balance },
     /// The pool's owner binds a registered worker they operate to the pool.
     BindWorker { pool: u64, worker: PublicKey },
     /// The pool's owner starts a bound worker mining with `stake` planck of the pool's free stake.

@@ -43,6 +43,16 @@ fn apply(state: &mut State, parent: &mut Block, from: &Keypair, call: Call) -> R
 }
 
 fn check_invariants(state: &State) {
+    for vault in state.vaults() {
+        let held: u128 = state.vault_stakes_in(vault.id).map(|(_, s)| s.shares).sum();
+        assert_eq!(held, vault.shares, "vault {} shares", vault.id);
+        for w in &vault.withdrawals {
+            assert!(
+                w.shares > 0 && w.shares <= state.vault_stake(vault.id, &w.who).shares,
+                "a queued vault withdrawal is backed"
+            );
+        }
+    }
     let accounts: u128 = state.accounts().map(|(_, a)| a.free).sum();
     let pools: u128 = state.pools().map(|p| p.value).sum();
     assert_eq!(accounts + pools, state.total_issuance(), "issuance = accounts + pools");
@@ -98,11 +108,56 @@ fn contributions_buy_shares_and_withdrawals_pay_them_back() {
     check_invariants(&state);
 }
 
+#[test]
+fn vaults_delegate_into_pools_and_pay_back_through_them() {
+    use phalanx_state::modules::staking::vault_account;
+    let (mut state, mut parent) = setup();
+    let (alice, bob, dave) = (dev_keypair("alice").unwrap(), dev_keypair("bob").unwrap(), dev_keypair("dave").unwrap());
+    apply(&mut state, &mut parent, &bob, Call::CreatePool { commission: 0, cap: None }).unwrap();
+    apply(&mut state, &mut parent, &alice, Call::CreateVault { commission: 100_000 }).unwrap();
+    let vault = vault_account(0);
+    apply(&mut state, &mut parent, &dave, Call::VaultContribute { vault: 0, amount: 1_000 * PHA }).unwrap();
+    assert_eq!(state.vault_stake(0, &dave.public()).shares, 1_000 * PHA);
+    assert_eq!(state.vault_free(0), 1_000 * PHA);
+
+    // Only the owner delegates, at most what is not delegated, only into pools.
+    let refused = apply(&mut state, &mut parent, &dave, Call::Delegate { vault: 0, pool: 0, amount: PHA });
+    assert!(matches!(&refused, Err(TxError::Staking(m)) if m.contains("only the owner")), "{refused:?}");
+    let refused = apply(&mut state, &mut parent, &alice, Call::Delegate { vault: 0, pool: 0, amount: 1_001 * PHA });
+    assert!(matches!(&refused, Err(TxError::Staking(m)) if m.contains("not delegated")), "{refused:?}");
+    let refused = apply(&mut state, &mut parent, &alice, Call::Delegate { vault: 0, pool: 7, amount: PHA });
+    assert!(matches!(&refused, Err(TxError::Staking(m)) if m.contains("no pool 7")), "{refused:?}");
+    apply(&mut state, &mut parent, &alice, Call::Delegate { vault: 0, pool: 0, amount: 800 * PHA }).unwrap();
+    assert_eq!(state.stake(0, &vault).shares, 800 * PHA, "the vault holds pool shares as its own account");
+    assert_eq!(state.vault_free(0), 200 * PHA);
+    assert_eq!(state.vault_value(state.vault(0).unwrap()), 1_000 * PHA, "delegating keeps the value");
+    check_invariants(&state);
+
+    // Dave withdraws 500: 200 paid from free planck, 300 wait in the vault's queue.
+    let before = state.account(&dave.public()).unwrap().free;
+    apply(&mut state, &mut parent, &dave, Call::VaultWithdraw { vault: 0, shares: 500 * PHA }).unwrap();
+    assert_eq!(state.account(&dave.public()).unwrap().free, before + 200 * PHA - PHA / 100);
+    assert_eq!(state.vault(0).unwrap().withdrawals[0].shares, 300 * PHA);
+    check_invariants(&state);
+    // The owner undelegates: the pool pays the vault, the vault pays dave.
+    apply(&mut state, &mut parent, &alice, Call::Undelegate { vault: 0, pool: 0, shares: 300 * PHA }).unwrap();
+    assert!(state.vault(0).unwrap().withdrawals.is_empty());
+    assert_eq!(state.account(&dave.public()).unwrap().free, before + 500 * PHA - PHA / 100, "one fee: his withdrawal");
+    assert_eq!(state.vault_stake(0, &dave.public()).shares, 500 * PHA);
+    check_invariants(&state);
+    assert_eq!(state.total_issuance(), TOTAL_SUPPLY);
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Create { who: usize, commission: u32 },
     Contribute { who: usize, pool: u64, milli: u128 },
     Withdraw { who: usize, pool: u64, permille: u128 },
+    CreateVault { who: usize },
+    VaultContribute { who: usize, vault: u64, milli: u128 },
+    VaultWithdraw { who: usize, vault: u64, permille: u128 },
+    Delegate { who: usize, vault: u64, pool: u64, permille: u128 },
+    Undelegate { who: usize, vault: u64, pool: u64, permille: u128 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -110,6 +165,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..4, 0u32..=1_000_000).prop_map(|(who, commission)| Op::Create { who, commission }),
         4 => (0usize..4, 0u64..3, 1u128..5_000_000).prop_map(|(who, pool, milli)| Op::Contribute { who, pool, milli }),
         3 => (0usize..4, 0u64..3, 1u128..=1_000).prop_map(|(who, pool, permille)| Op::Withdraw { who, pool, permille }),
+        1 => (0usize..4).prop_map(|who| Op::CreateVault { who }),
+        3 => (0usize..4, 0u64..2, 1u128..5_000_000).prop_map(|(who, vault, milli)| Op::VaultContribute { who, vault, milli }),
+        2 => (0usize..4, 0u64..2, 1u128..=1_000).prop_map(|(who, vault, permille)| Op::VaultWithdraw { who, vault, permille }),
+        3 => (0usize..4, 0u64..2, 0u64..3, 1u128..=1_000).prop_map(|(who, vault, pool, permille)| Op::Delegate { who, vault, pool, permille }),
+        2 => (0usize..4, 0u64..2, 0u64..3, 1u128..=1_000).prop_map(|(who, vault, pool, permille)| Op::Undelegate { who, vault, pool, permille }),
     ]
 }
 
@@ -133,6 +193,19 @@ proptest! {
                     let held = state.stake(pool, &people[who].public()).shares;
                     (who, Call::Withdraw { pool, shares: held * permille / 1_000 })
                 }
+                Op::CreateVault { who } => (who, Call::CreateVault { commission: 50_000 }),
+                Op::VaultContribute { who, vault, milli } => (who, Call::VaultContribute { vault, amount: milli * PHA / 1_000 }),
+                Op::VaultWithdraw { who, vault, permille } => {
+                    let held = state.vault_stake(vault, &people[who].public()).shares;
+                    (who, Call::VaultWithdraw { vault, shares: held * permille / 1_000 })
+                }
+                Op::Delegate { who, vault, pool, permille } => {
+                    (who, Call::Delegate { vault, pool, amount: state.vault_free(vault) * permille / 1_000 })
+                }
+                Op::Undelegate { who, vault, pool, permille } => {
+                    let held = state.stake(pool, &phalanx_state::modules::staking::vault_account(vault)).shares;
+                    (who, Call::Undelegate { vault, pool, shares: held * permille / 1_000 })
+                }
             };
             if apply(&mut state, &mut parent, &people[who], call).is_err() {
                 prop_assert_eq!(state.root(), root, "a refusal changed the state");
@@ -140,6 +213,9 @@ proptest! {
             check_invariants(&state);
             for pool in state.pools() {
                 prop_assert_eq!(pool.value, pool.shares, "without rewards the price stays 1 planck per share");
+            }
+            for vault in state.vaults() {
+                prop_assert_eq!(state.vault_value(vault), vault.shares, "without gains a vault's price stays 1 too");
             }
         }
     }

@@ -29,6 +29,13 @@ use std::collections::VecDeque;
 
 pub(crate) const POOL_PREFIX: &[u8] = &[0x06, 0x01];
 pub(crate) const STAKE_PREFIX: &[u8] = &[0x06, 0x02];
+pub(crate) const VAULT_PREFIX: &[u8] = &[0x06, 0x03];
+pub(crate) const VAULT_STAKE_PREFIX: &[u8] = &[0x06, 0x04];
+
+/// Most vaults on a chain.
+pub const VAULTS_MAX: usize = 10_000;
+/// Most pools one vault delegates to.
+pub const VAULT_POOLS_MAX: usize = 64;
 
 /// Parts per million: commissions are `0..=PERMILL`.
 pub const PERMILL: u32 = 1_000_000;
@@ -229,6 +236,42 @@ impl Pool {
     pub fn overdue(&self, height: u64, grace: u64) -> bool {
         self.withdrawals.front().is_some_and(|w| height >= w.queued_at.saturating_add(grace))
     }
+}
+
+/// A vault: stake its holders put in, which its owner delegates into stake
+/// pools (never into other vaults). Its planck not delegated sit in the
+/// vault's own account ([`vault_account`]), which no one holds a key for;
+/// its delegated stake is the vault's shares in those pools. The vault's
+/// value is both, at the pools' current prices. The owner's commission is
+/// taken on gains: when the value has grown since the last settlement
+/// (rewards in the pools), the owner gets new vault shares worth the
+/// commission on the gain.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
+pub struct Vault {
+    pub id: u64,
+    pub owner: PublicKey,
+    /// The owner's cut of gains, parts per million.
+    pub commission: u32,
+    pub shares: Balance,
+    /// The vault's value at the last settlement (after its own flows).
+    pub settled_value: Balance,
+    /// Pools it holds shares in.
+    pub pools: Vec<u64>,
+    pub withdrawals: VecDeque<Withdrawal>,
+    pub created_at: u64,
+}
+
+/// The account holding a vault's undelegated planck (and, in pools, its shares).
+pub fn vault_account(id: u64) -> PublicKey {
+    PublicKey(phalanx_primitives::sha256_parts(&[b"phalanx/vault/v1", &id.to_be_bytes()]).0)
+}
+
+pub(crate) fn vault_key(id: u64) -> Vec<u8> {
+    [VAULT_PREFIX, &id.to_be_bytes()].concat()
+}
+
+pub(crate) fn vault_stake_key(vault: u64, who: &PublicKey) -> Vec<u8> {
+    [VAULT_STAKE_PREFIX, &vault.to_be_bytes(), &who.0].concat()
 }
 
 pub(crate) fn pool_key(id: u64) -> Vec<u8> {
