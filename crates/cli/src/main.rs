@@ -20,6 +20,7 @@ mod keys;
 mod mining;
 mod output;
 mod pool;
+mod vault;
 mod verify;
 mod worker;
 
@@ -95,6 +96,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Vaults: stake delegated into pools by the vault's owner.
+    Vault {
+        #[command(subcommand)]
+        command: vault::VaultCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Mining: start and stop a pool's workers, and the status.
     Mining {
         #[command(subcommand)]
@@ -129,5 +137,6 @@ fn main() -> anyhow::Result<()> {
         Command::Cluster { command, client } => runtime.block_on(cluster::run(command, &client)),
         Command::Pool { command, client } => runtime.block_on(pool::run(command, &client)),
         Command::Mining { command, client } => runtime.block_on(mining::run(command, &client)),
+        Command::Vault { command, client } => runtime.block_on(vault::run(command, &client)),
     }
 }

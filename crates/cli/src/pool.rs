@@ -47,7 +47,7 @@ pub(crate) enum PoolCommand {
 }
 
 /// Percent with up to four decimals as parts per million.
-fn commission_of(text: &str) -> anyhow::Result<u32> {
+pub(crate) fn commission_of(text: &str) -> anyhow::Result<u32> {
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     anyhow::ensure!(fraction.len() <= 4, "a commission has at most 4 decimals (percent)");
     let whole: u32 = whole.parse().context("a commission is a percentage, e.g. 20 or 12.5")?;

@@ -1,5 +1,6 @@
-//! Stake pools on a real `phalanx dev` through the CLI: create, contribute,
-//! info and list, withdraw part and all; refusals are clear.
+//! Stake pools and vaults on a real `phalanx dev` through the CLI: create,
+//! contribute, info and list, withdraw part and all; a vault delegating into
+//! the pool and paying its holder back; refusals are clear.
 
 mod common;
 
@@ -55,4 +56,23 @@ fn pools_take_contributions_and_pay_withdrawals() {
     assert_eq!(info.pool.value, 500_500 * PHA / 1_000);
     let after = node.cli_json::<serde_json::Value>(&["account", "balance", "dave"]);
     assert_ne!(before, after, "dave was paid");
+
+    // A vault: dave puts 300 in, alice (its owner) delegates 200 into the pool.
+    let vault: serde_json::Value = node.cli_json(&["vault", "create", "--commission", "5", "--from", "alice"]);
+    let vault = vault["id"].as_u64().unwrap().to_string();
+    let _: serde_json::Value = node.cli_json(&["vault", "contribute", &vault, "300", "--from", "dave"]);
+    let refused = run(&node, &["vault", "delegate", &vault, "--pool", &id, "200", "--from", "dave"]);
+    assert!(!refused.status.success(), "only the owner delegates");
+    let _: serde_json::Value = node.cli_json(&["vault", "delegate", &vault, "--pool", &id, "200", "--from", "alice"]);
+    let info: phalanx_rpc::VaultInfo = node.cli_json(&["vault", "info", &vault]);
+    assert_eq!((info.value, info.free), (300 * PHA, 100 * PHA));
+    assert_eq!(info.delegated, vec![(id.parse().unwrap(), 200 * PHA, 200 * PHA)]);
+    // Dave takes everything: 100 now, the rest once the owner undelegates.
+    let _: serde_json::Value = node.cli_json(&["vault", "withdraw", &vault, "all", "--from", "dave"]);
+    let info: phalanx_rpc::VaultInfo = node.cli_json(&["vault", "info", &vault]);
+    assert_eq!(info.vault.withdrawals.len(), 1);
+    let _: serde_json::Value = node.cli_json(&["vault", "undelegate", &vault, "--pool", &id, "all", "--from", "alice"]);
+    let info: phalanx_rpc::VaultInfo = node.cli_json(&["vault", "info", &vault]);
+    assert!(info.vault.withdrawals.is_empty() && info.holders.is_empty());
+    assert_eq!(info.value, 0);
 }

@@ -151,6 +151,10 @@ impl PhalanxServer for Api {
         Ok(phalanx_rpc::PoolInfo::of(&self.chain.finalized().state, id, phalanx_rpc::POOL_HOLDERS_MAX))
     }
 
+    async fn staking_vault(&self, id: u64) -> RpcResult<Option<phalanx_rpc::VaultInfo>> {
+        Ok(phalanx_rpc::VaultInfo::of(&self.chain.finalized().state, id, phalanx_rpc::POOL_HOLDERS_MAX))
+    }
+
     async fn mining_status(&self) -> RpcResult<phalanx_rpc::MiningStatus> {
         let finalized = self.chain.finalized();
         let state = &finalized.state;

@@ -141,6 +141,50 @@ impl PoolInfo {
     }
 }
 
+/// A vault, its value, its undelegated planck, its stake in each pool and its holders.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VaultInfo {
+    pub vault: phalanx_state::modules::staking::Vault,
+    pub value: Balance,
+    pub free: Balance,
+    /// (pool, shares held, their value now).
+    pub delegated: Vec<(u64, Balance, Balance)>,
+    pub holders: Vec<HolderInfo>,
+}
+
+impl VaultInfo {
+    /// The vault `id` of `state` (at most `holders_max` holders, largest first).
+    pub fn of(state: &phalanx_state::State, id: u64, holders_max: usize) -> Option<Self> {
+        let vault = state.vault(id)?.clone();
+        let me = phalanx_state::modules::staking::vault_account(id);
+        let value = state.vault_value(&vault);
+        let delegated = vault
+            .pools
+            .iter()
+            .filter_map(|p| {
+                let shares = state.stake(*p, &me).shares;
+                state.pool(*p).map(|pool| (*p, shares, pool.value_of(shares)))
+            })
+            .collect();
+        let mut holders: Vec<HolderInfo> = state
+            .vault_stakes_in(id)
+            .filter(|(_, s)| s.shares > 0)
+            .map(|(who, s)| HolderInfo {
+                account: *who,
+                shares: s.shares,
+                value: if vault.shares == 0 {
+                    0
+                } else {
+                    phalanx_state::modules::staking::mul_div(s.shares, value, vault.shares).unwrap_or(0)
+                },
+            })
+            .collect();
+        holders.sort_by_key(|h| std::cmp::Reverse(h.shares));
+        holders.truncate(holders_max);
+        Some(VaultInfo { free: state.vault_free(id), vault, value, delegated, holders })
+    }
+}
+
 /// Mining parameters, chain-wide figures and every bound worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MiningStatus {
@@ -322,6 +366,10 @@ pub trait Phalanx {
     /// One stake pool with its holders (the largest [`POOL_HOLDERS_MAX`]); null if none.
     #[method(name = "staking_pool")]
     async fn staking_pool(&self, id: u64) -> RpcResult<Option<PoolInfo>>;
+
+    /// One vault with its value, delegations and holders; null if none.
+    #[method(name = "staking_vault")]
+    async fn staking_vault(&self, id: u64) -> RpcResult<Option<VaultInfo>>;
 
     /// Mining parameters, totals and bound workers at the last finalized block.
     #[method(name = "mining_status")]
