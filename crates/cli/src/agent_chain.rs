@@ -314,7 +314,7 @@ async fn logs(
 }
 
 /// An address from a dev account name or an SS58 address.
-fn account_of(text: &str) -> anyhow::Result<phalanx_primitives::PublicKey> {
+pub(crate) fn account_of(text: &str) -> anyhow::Result<phalanx_primitives::PublicKey> {
     match phalanx_primitives::mnemonic::dev_keypair(text) {
         Some(key) => Ok(key.public()),
         None => text.parse().with_context(|| format!("{text:?} is neither a dev account name nor an address")),

@@ -15,6 +15,7 @@ mod bench_worker;
 mod chain;
 mod client;
 mod cluster;
+mod deposit;
 mod dev;
 mod keys;
 mod mining;
@@ -96,6 +97,13 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Deposits for paid agent calls: add, withdraw, balance.
+    Deposit {
+        #[command(subcommand)]
+        command: deposit::DepositCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Vaults: stake delegated into pools by the vault's owner.
     Vault {
         #[command(subcommand)]
@@ -138,5 +146,6 @@ fn main() -> anyhow::Result<()> {
         Command::Pool { command, client } => runtime.block_on(pool::run(command, &client)),
         Command::Mining { command, client } => runtime.block_on(mining::run(command, &client)),
         Command::Vault { command, client } => runtime.block_on(vault::run(command, &client)),
+        Command::Deposit { command, client } => runtime.block_on(deposit::run(command, &client)),
     }
 }

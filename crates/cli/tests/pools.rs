@@ -75,4 +75,14 @@ fn pools_take_contributions_and_pay_withdrawals() {
     let info: phalanx_rpc::VaultInfo = node.cli_json(&["vault", "info", &vault]);
     assert!(info.vault.withdrawals.is_empty() && info.holders.is_empty());
     assert_eq!(info.value, 0);
+
+    // Deposits for paid agent calls.
+    let _: serde_json::Value = node.cli_json(&["deposit", "add", "2.5", "--from", "dave"]);
+    let balance: serde_json::Value = node.cli_json(&["deposit", "balance", "dave"]);
+    assert_eq!(balance["deposit"].as_u64(), Some((25 * PHA / 10) as u64));
+    let too_much = run(&node, &["deposit", "withdraw", "3", "--from", "dave"]);
+    assert!(!too_much.status.success());
+    let _: serde_json::Value = node.cli_json(&["deposit", "withdraw", "2.5", "--from", "dave"]);
+    let balance: serde_json::Value = node.cli_json(&["deposit", "balance", "dave"]);
+    assert_eq!(balance["deposit"].as_u64(), Some(0));
 }

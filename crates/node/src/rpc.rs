@@ -181,6 +181,7 @@ impl PhalanxServer for Api {
             exists: account.is_some(),
             nonce,
             free: account.map_or(0, |a| a.free),
+            deposit: self.chain.finalized().state.deposit(&who),
             pending_txs,
             next_nonce: nonce + pending_txs,
         })

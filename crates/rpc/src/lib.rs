@@ -288,6 +288,9 @@ pub struct AccountInfo {
     pub exists: bool,
     pub nonce: u64,
     pub free: Balance,
+    /// Planck held for paid agent calls (`phalanx deposit`).
+    #[serde(default)]
+    pub deposit: Balance,
     /// Transactions of this account waiting in the mempool.
     pub pending_txs: u64,
     /// The nonce to sign the next transaction with.

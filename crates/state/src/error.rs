@@ -54,6 +54,8 @@ pub enum TxError {
     Staking(String),
     #[error("mining: {0}")]
     Mining(String),
+    #[error("fees: {0}")]
+    Fees(String),
     #[error("only the agent's owner or governance may manage agent {0}")]
     NotAgentOwner(Hash),
 }

@@ -153,6 +153,26 @@ pub enum Event {
         who: PublicKey,
         shares: Balance,
     },
+    Deposited {
+        who: PublicKey,
+        amount: Balance,
+        deposit: Balance,
+    },
+    DepositWithdrawn {
+        who: PublicKey,
+        amount: Balance,
+        deposit: Balance,
+    },
+    /// A usage report charged the caller's deposit; `unpaid` is what it could not cover.
+    UsageCharged {
+        agent: Hash,
+        caller: PublicKey,
+        worker: PublicKey,
+        calls: u64,
+        to_worker: Balance,
+        to_treasury: Balance,
+        unpaid: Balance,
+    },
     VaultCreated {
         vault: u64,
         owner: PublicKey,

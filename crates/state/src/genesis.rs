@@ -8,7 +8,7 @@ use crate::block::Block;
 use crate::modules::balances::TOTAL_SUPPLY;
 use crate::modules::gatekeeper::GatekeeperParams;
 use crate::modules::registry::AttestationPolicy;
-use crate::modules::system::{ChainParams, FeeSchedule, Head};
+use crate::modules::system::{ChainParams, FeeSchedule};
 use crate::state::State;
 use borsh::BorshSerialize;
 use phalanx_primitives::mnemonic::{DEV_ACCOUNTS, dev_keypair};
@@ -44,6 +44,9 @@ pub struct Genesis {
     /// Mining rewards, challenges, cooldown and grace; absent means the defaults.
     #[serde(default)]
     pub mining: crate::modules::computation::MiningParams,
+    /// Network fees for agent use; absent means the defaults.
+    #[serde(default)]
+    pub fees: crate::modules::fees::FeeParams,
 }
 
 /// Why a genesis configuration is invalid.
@@ -103,6 +106,7 @@ impl Genesis {
                 grace_blocks: 40,
                 ..Default::default()
             },
+            fees: crate::modules::fees::FeeParams::default(),
         }
     }
 
@@ -142,16 +146,7 @@ impl Genesis {
     /// The genesis state and block.
     pub fn build(&self) -> Result<(State, Block), GenesisError> {
         self.validate()?;
-        let head = Head { height: 0, timestamp_ms: self.timestamp_ms };
-        let mut state = State::empty(
-            self.chain_id(),
-            self.params.clone(),
-            self.validators.clone(),
-            head,
-            self.attestation.clone(),
-            self.gatekeeper.clone(),
-            self.mining,
-        );
+        let mut state = State::empty(self.chain_id(), self);
         for (who, amount) in &self.balances {
             state.set_account(*who, crate::Account { nonce: 0, free: *amount });
         }

@@ -7,6 +7,7 @@
 
 mod commands;
 mod computation;
+mod fees;
 mod keying;
 mod staking;
 mod vaults;
@@ -107,6 +108,8 @@ pub struct State {
     pub(crate) codes: OrdMap<Hash, std::sync::Arc<Vec<u8>>>,
     pub(crate) pools: OrdMap<u64, crate::modules::staking::Pool>,
     pub(crate) stakes: OrdMap<(u64, PublicKey), crate::modules::staking::Stake>,
+    pub(crate) fees: crate::modules::fees::FeeParams,
+    pub(crate) deposits: OrdMap<PublicKey, Balance>,
     pub(crate) vaults: OrdMap<u64, crate::modules::staking::Vault>,
     pub(crate) vault_stakes: OrdMap<(u64, PublicKey), crate::modules::staking::Stake>,
     pub(crate) mining: crate::modules::computation::MiningParams,
@@ -117,15 +120,12 @@ pub struct State {
 }
 
 impl State {
-    pub(crate) fn empty(
-        chain_id: Hash,
-        params: ChainParams,
-        validators: Vec<PublicKey>,
-        head: Head,
-        attestation: AttestationPolicy,
-        gatekeeper_params: GatekeeperParams,
-        mining: crate::modules::computation::MiningParams,
-    ) -> Self {
+    /// The state a genesis configuration starts from (no balances yet).
+    pub(crate) fn empty(chain_id: Hash, genesis: &crate::Genesis) -> Self {
+        let head = Head { height: 0, timestamp_ms: genesis.timestamp_ms };
+        let (params, validators, attestation) =
+            (genesis.params.clone(), genesis.validators.clone(), genesis.attestation.clone());
+        let (gatekeeper_params, mining, fees) = (genesis.gatekeeper.clone(), genesis.mining, genesis.fees);
         let gatekeepers =
             Gatekeepers { next_election: head.height + gatekeeper_params.era_blocks, ..Default::default() };
         let mut state = State {
@@ -145,6 +145,8 @@ impl State {
             codes: OrdMap::new(),
             pools: OrdMap::new(),
             stakes: OrdMap::new(),
+            fees,
+            deposits: OrdMap::new(),
             vaults: OrdMap::new(),
             vault_stakes: OrdMap::new(),
             mining,
@@ -154,6 +156,7 @@ impl State {
             changes: OrdMap::new(),
         };
         state.write(mining_keys::PARAMS.to_vec(), encode(&state.mining));
+        state.write(crate::modules::fees::PARAMS_KEY.to_vec(), encode(&state.fees));
         state.write(mining_keys::TOTALS.to_vec(), encode(&state.totals));
         state.write(CHAIN_ID_KEY.to_vec(), encode(&chain_id));
         state.write(PARAMS_KEY.to_vec(), encode(&state.params));
@@ -182,6 +185,7 @@ impl State {
         let (mut agents, mut codes) = (OrdMap::new(), OrdMap::new());
         let (mut pools, mut stakes) = (OrdMap::new(), OrdMap::new());
         let (mut vaults, mut vault_stakes) = (OrdMap::new(), OrdMap::new());
+        let (mut fees, mut deposits) = (None, OrdMap::new());
         let (mut mining, mut totals, mut miners) = (None, None, OrdMap::new());
         let mut leaves = OrdMap::new();
         for (key, value) in entries {
@@ -216,6 +220,14 @@ impl State {
                     clusters.insert(id, decode(&key, &value)?);
                 }
                 mining_keys::PARAMS => mining = Some(decode(&key, &value)?),
+                crate::modules::fees::PARAMS_KEY => fees = Some(decode(&key, &value)?),
+                k if k.len() == crate::modules::fees::DEPOSIT_PREFIX.len() + 32
+                    && k.starts_with(crate::modules::fees::DEPOSIT_PREFIX) =>
+                {
+                    let who =
+                        PublicKey(k[crate::modules::fees::DEPOSIT_PREFIX.len()..].try_into().expect("length checked"));
+                    deposits.insert(who, decode(&key, &value)?);
+                }
                 mining_keys::TOTALS => totals = Some(decode(&key, &value)?),
                 k if k.len() == mining_keys::MINER.len() + 32 && k.starts_with(mining_keys::MINER) => {
                     let who = PublicKey(k[mining_keys::MINER.len()..].try_into().expect("length checked"));
@@ -266,6 +278,8 @@ impl State {
             codes,
             pools,
             stakes,
+            fees: fees.ok_or(LoadError::Missing("fee parameters"))?,
+            deposits,
             vaults,
             vault_stakes,
             mining: mining.ok_or(LoadError::Missing("mining parameters"))?,
@@ -699,6 +713,16 @@ impl State {
                 self.check_create_vault(*commission)?;
                 0
             }
+            Call::Deposit { amount } => {
+                if *amount == 0 {
+                    return Err(TxError::Fees("deposit at least 1 planck".into()));
+                }
+                *amount
+            }
+            Call::WithdrawDeposit { amount } => {
+                self.check_withdraw_deposit(&tx.signer, *amount)?;
+                0
+            }
             Call::VaultContribute { vault, amount } => {
                 self.check_vault_contribute(*vault, *amount)?;
                 *amount
@@ -850,6 +874,16 @@ impl State {
                 self.check_key_message(sender, payload)?;
             }
             WorkerPayload::MiningHeartbeat { challenge } => self.check_answer(sender, *challenge)?,
+            WorkerPayload::Usage { agent, caller, calls, cpu_ms, egress_bytes } => self.check_usage(
+                sender,
+                &fees::Usage {
+                    agent: *agent,
+                    caller: *caller,
+                    calls: *calls,
+                    cpu_ms: *cpu_ms,
+                    egress_bytes: *egress_bytes,
+                },
+            )?,
             WorkerPayload::AgentCommand { agent, payload } => {
                 self.check_worker_command(sender, agent)?;
                 self.check_command(&crate::modules::agents::CommandSender::Agent(*agent), agent, payload)?;
@@ -1043,6 +1077,8 @@ impl State {
             Call::Withdraw { pool, shares } => self.apply_withdraw(tx.signer, *pool, *shares, &mut emit),
             Call::BindWorker { pool, worker } => self.apply_bind(*pool, *worker, &mut emit),
             Call::CreateVault { commission } => self.apply_create_vault(tx.signer, *commission, &mut emit),
+            Call::Deposit { amount } => self.apply_deposit(tx.signer, *amount, &mut emit),
+            Call::WithdrawDeposit { amount } => self.apply_withdraw_deposit(tx.signer, *amount, &mut emit),
             Call::VaultContribute { vault, amount } => {
                 self.apply_vault_contribute(tx.signer, *vault, *amount, &mut emit)
             }
@@ -1143,6 +1179,11 @@ impl State {
                         emit(Event::KeyHandedOver { from: worker.info.identity, to });
                     }
                     WorkerPayload::MiningHeartbeat { .. } => self.apply_answer(worker.info.identity, &mut emit),
+                    WorkerPayload::Usage { agent, caller, calls, cpu_ms, egress_bytes } => self.apply_usage(
+                        worker.info.identity,
+                        fees::Usage { agent, caller, calls, cpu_ms, egress_bytes },
+                        &mut emit,
+                    ),
                     WorkerPayload::AgentCommand { agent, .. } => {
                         self.apply_command(crate::modules::agents::CommandSender::Agent(agent), &agent, &mut emit);
                     }

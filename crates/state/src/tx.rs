@@ -81,6 +81,10 @@ pub enum Call {
     Contribute { pool: u64, amount: Balance },
     /// Sells `shares` of pool `pool` back: paid now from free stake, the rest queued.
     Withdraw { pool: u64, shares: Balance },
+    /// Moves `amount` planck of the signer's free balance into their deposit for paid agent calls.
+    Deposit { amount: Balance },
+    /// Moves `amount` planck of the signer's deposit back to their free balance.
+    WithdrawDeposit { amount: Balance },
     /// Creates a vault owned by the signer, taking `commission` ppm of its gains.
     CreateVault { commission: u32 },
     /// Puts `amount` planck into a vault for shares at its price.

@@ -207,6 +207,8 @@ pub enum WorkerPayload {
     AgentCommand { agent: Hash, payload: crate::modules::agents::CommandPayload },
     /// A mining worker answers its challenge at height `challenge`.
     MiningHeartbeat { challenge: u64 },
+    /// What the worker served `caller` of a paid agent since its last report.
+    Usage { agent: Hash, caller: PublicKey, calls: u64, cpu_ms: u64, egress_bytes: u64 },
 }
 
 /// A message from a worker, signed inside its TEE.
