@@ -158,6 +158,16 @@ pub(crate) enum AgentChainCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Set the price per call (PHA) that callers of a paid agent pay from their deposit.
+    Price {
+        id: Hash,
+        /// PHA per call, e.g. 0.01.
+        price: String,
+        #[command(flatten)]
+        signer: Signer,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Set who may call the agent: `public`, `allowlist ACCOUNT…` (signed
     /// calls from these accounts only) or `paid`.
     Access {
@@ -482,6 +492,11 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
         }
         AgentChainCommand::Send { id, data, encrypt, no_wait, gateways, signer, client } => {
             send(id, &data, encrypt, no_wait, gateways, signer, &client).await
+        }
+        AgentChainCommand::Price { id, price, signer, client } => {
+            let price =
+                phalanx_primitives::parse_pha(&price).with_context(|| format!("{price:?} is not an amount of PHA"))?;
+            change(id, AgentChange::Price { price }, signer, &client).await
         }
         AgentChainCommand::Pause { id, signer, client } => change(id, AgentChange::Pause, signer, &client).await,
         AgentChainCommand::Resume { id, signer, client } => change(id, AgentChange::Resume, signer, &client).await,

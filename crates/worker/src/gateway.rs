@@ -13,7 +13,8 @@
 //! Every response an agent produced carries a signed receipt
 //! ([`crate::receipt`]). Agents with an allowlist take signed calls only
 //! ([`crate::signed_call`]: 401 unsigned or badly signed, 403 not listed,
-//! 409 replayed); paid calls get 402 until deposits exist (issue 7).
+//! 409 replayed); paid agents take signed calls from callers whose deposit
+//! covers the price and network fee (402 otherwise, [`crate::usage`]).
 
 use crate::receipt::{RECEIPT_HEADER, RECEIPT_VERSION, Receipt, ReceiptSigner};
 use axum::body::Bytes;
@@ -85,6 +86,8 @@ pub struct Shared {
     pub states: Arc<crate::commands::AgentStates>,
     pub logs: Arc<crate::logs::LogStore>,
     pub submit: Option<mpsc::Sender<(Hash, Vec<u8>)>>,
+    /// Paid calls served, waiting to be reported.
+    pub usage: Arc<crate::usage::UsageMeter>,
 }
 
 impl Shared {
@@ -95,6 +98,7 @@ impl Shared {
             states: Arc::new(crate::commands::AgentStates::new(data_dir)),
             logs: Arc::default(),
             submit: Some(submit),
+            usage: Arc::default(),
         };
         (shared, submitted)
     }
@@ -105,6 +109,7 @@ impl Shared {
             states: Arc::new(crate::commands::AgentStates::new(std::path::Path::new("/nonexistent"))),
             logs: Arc::default(),
             submit: None,
+            usage: Arc::default(),
         }
     }
 }
@@ -446,12 +451,7 @@ fn admit(
         };
         (status, e.to_string())
     };
-    if matches!(agent.access, phalanx_state::Access::Paid) {
-        return Err((
-            StatusCode::PAYMENT_REQUIRED,
-            "this agent takes paid calls, which need a caller deposit; deposits are not built yet".into(),
-        ));
-    }
+    let paid = matches!(agent.access, phalanx_state::Access::Paid);
     let find = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
     let presented = Presented::from_headers(find).map_err(refuse)?;
     let caller = match presented {
@@ -470,8 +470,25 @@ fn admit(
         None if matches!(agent.access, phalanx_state::Access::Allowlist { .. }) => {
             return Err(refuse(SignedCallError::Missing));
         }
+        None if paid => {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                "this agent takes paid calls: sign the call (phalanx agent call --from ACCOUNT) so your deposit pays"
+                    .into(),
+            ));
+        }
         None => None,
     };
+    if paid && let Some(caller) = caller {
+        let cost = agent.price.saturating_add(state.fee_params().call_fee);
+        gateway.shared.usage.admit(agent.id, caller, state.deposit(&caller), cost).map_err(|e| {
+            let status = match e {
+                crate::usage::PaidError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+                crate::usage::PaidError::Insufficient { .. } => StatusCode::PAYMENT_REQUIRED,
+            };
+            (status, e.to_string())
+        })?;
+    }
     let signed = [CALLER_HEADER, NONCE_HEADER, EXPIRES_HEADER, SIGNATURE_HEADER];
     let mut headers: Vec<(String, String)> =
         headers.into_iter().filter(|(n, _)| !signed.iter().any(|s| n.eq_ignore_ascii_case(s))).collect();

@@ -30,6 +30,7 @@ pub mod runtime;
 pub mod seal;
 pub mod signed_call;
 pub mod tee;
+pub mod usage;
 pub mod vault;
 pub mod verified;
 
