@@ -104,16 +104,28 @@ impl State {
 
     pub(super) fn apply_withdraw(&mut self, who: PublicKey, id: u64, shares: Balance, emit: &mut impl FnMut(Event)) {
         let mut pool = self.pools.get(&id).expect("checked").clone();
-        // A new request replaces the account's queued one.
-        pool.withdrawals.retain(|w| w.who != who);
-        let paid = pool.pay_out(shares);
+        // A new request replaces the account's queued one, in its place and
+        // with its date (asking again never restarts the grace period).
+        let waiting = pool.withdrawals.iter().position(|w| w.who == who);
+        let paid = if waiting.is_some() { staking::Paid::default() } else { pool.pay_out(shares) };
         self.pay_holder(id, who, paid, emit);
         let rest = shares - paid.shares;
+        match waiting {
+            Some(at) => pool.withdrawals[at].shares = rest,
+            None if rest > 0 => {
+                pool.withdrawals.push_back(Withdrawal { who, shares: rest, queued_at: self.head.height })
+            }
+            None => {}
+        }
         if rest > 0 {
-            pool.withdrawals.push_back(Withdrawal { who, shares: rest, queued_at: self.head.height });
             emit(Event::WithdrawalQueued { pool: id, who, shares: rest });
         }
         self.set_pool(pool);
+        if waiting.is_some() {
+            // Older requests come first; this one is served in its place.
+            let pool = self.pools.get(&id).expect("stored").clone();
+            self.serve_withdrawals(pool, emit);
+        }
     }
 
     /// Credits a holder for shares the pool bought back.

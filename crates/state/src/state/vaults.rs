@@ -145,6 +145,12 @@ impl State {
         amount: Balance,
     ) -> Result<(), TxError> {
         let vault = self.owned_vault(signer, id)?;
+        if !vault.withdrawals.is_empty() {
+            return Err(TxError::Staking(format!(
+                "vault {id} has {} withdrawals waiting: its undelegated planck pays them first",
+                vault.withdrawals.len()
+            )));
+        }
         let free = self.vault_free(id);
         if amount > free {
             return Err(TxError::Staking(format!("vault {id} has {free} planck not delegated")));
@@ -305,24 +311,23 @@ impl State {
         let height = self.head.height;
         for id in waiting {
             let vault = self.settle_vault(id, emit);
+            self.serve_vault(vault, emit);
+            // Judged after serving: a queue just paid asks nothing of the pools.
+            let vault = self.vaults.get(&id).expect("stored").clone();
             let overdue = vault
                 .withdrawals
                 .front()
                 .is_some_and(|w| height >= w.queued_at.saturating_add(self.mining.grace_blocks));
-            let pools = vault.pools.clone();
-            self.serve_vault(vault, emit);
             if !overdue {
                 continue;
             }
             let me = vault_account(id);
             let mut pulled = false;
-            for pool in pools {
+            for pool in vault.pools.clone() {
                 let shares = self.stake(pool, &me).shares;
-                let queued = self
-                    .pools
-                    .get(&pool)
-                    .is_some_and(|p| p.withdrawals.iter().any(|w| w.who == me && w.shares == shares));
-                if shares > 0 && !queued && self.check_withdraw(&me, pool, shares).is_ok() {
+                // Each pool is asked once: a request already waiting keeps its place and date.
+                let asked = self.pools.get(&pool).is_some_and(|p| p.withdrawals.iter().any(|w| w.who == me));
+                if shares > 0 && !asked && self.check_withdraw(&me, pool, shares).is_ok() {
                     self.apply_withdraw(me, pool, shares, emit);
                     pulled = true;
                 }
