@@ -34,7 +34,7 @@ pub(crate) async fn run(command: DepositCommand, args: &ClientArgs) -> anyhow::R
             let address = crate::agent_chain::account_of(&account)?;
             let info = client.state_account(address.to_string()).await.map_err(rpc_error(&args.rpc))?;
             let value = serde_json::json!({ "account": address, "deposit": info.deposit });
-            return emit(args.json, &value, || format!("{address}: deposit {} PHA", format_pha(info.deposit)));
+            return emit(args.json, &value, || format!("{address}: deposit {}", format_pha(info.deposit)));
         }
         DepositCommand::Add { amount, signer } => {
             let amount = parse_pha(&amount).with_context(|| format!("{amount:?} is not an amount of PHA"))?;
@@ -53,5 +53,5 @@ pub(crate) async fn run(command: DepositCommand, args: &ClientArgs) -> anyhow::R
     );
     let info = client.state_account(key.public().to_string()).await.map_err(rpc_error(&args.rpc))?;
     let value = serde_json::json!({ "hash": hash, "deposit": info.deposit });
-    emit(args.json, &value, || format!("deposit now {} PHA", format_pha(info.deposit)))
+    emit(args.json, &value, || format!("deposit now {}", format_pha(info.deposit)))
 }

@@ -66,7 +66,7 @@ pub(crate) async fn run(command: MiningCommand, args: &ClientArgs) -> anyhow::Re
             let (hash, tx) = submit_call(&client, &args.rpc, &key, Call::StartMining { worker, stake }, true).await?;
             finalized(&tx, hash)?;
             let value = serde_json::json!({ "worker": worker, "pool": pool, "stake": stake, "hash": hash });
-            emit(args.json, &value, || format!("worker {worker} mining for pool {pool} with {} PHA", format_pha(stake)))
+            emit(args.json, &value, || format!("worker {worker} mining for pool {pool} with {}", format_pha(stake)))
         }
         MiningCommand::Stop { worker, signer } => {
             let key = signer.keypair()?;
@@ -79,7 +79,7 @@ pub(crate) async fn run(command: MiningCommand, args: &ClientArgs) -> anyhow::Re
             let status = client.mining_status().await.map_err(rpc_error(&args.rpc))?;
             emit(args.json, &status, || {
                 let mut lines = vec![format!(
-                    "height {}: {} PHA minted of {}, total share {}",
+                    "height {}: {} minted of {}, total share {}",
                     status.height,
                     format_pha(status.totals.minted),
                     format_pha(status.params.reward_budget),
@@ -87,7 +87,7 @@ pub(crate) async fn run(command: MiningCommand, args: &ClientArgs) -> anyhow::Re
                 )];
                 for m in &status.miners {
                     lines.push(format!(
-                        "  {}  pool {}  {:?}  stake {} PHA  V {} PHA  share {}  earned {} PHA",
+                        "  {}  pool {}  {:?}  stake {}  V {}  share {}  earned {}",
                         m.worker,
                         m.pool,
                         m.state,

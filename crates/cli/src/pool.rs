@@ -96,9 +96,7 @@ pub(crate) async fn run(command: PoolCommand, args: &ClientArgs) -> anyhow::Resu
             let amount = pha(&amount)?;
             let (hash, height, events) = submit(signer, Call::Contribute { pool, amount }).await?;
             let value = serde_json::json!({ "pool": pool, "hash": hash, "height": height, "events": events });
-            emit(args.json, &value, || {
-                format!("contributed {} PHA to pool {pool} at block {height}", format_pha(amount))
-            })
+            emit(args.json, &value, || format!("contributed {} to pool {pool} at block {height}", format_pha(amount)))
         }
         PoolCommand::Withdraw { pool, amount, signer } => {
             let info =
@@ -112,7 +110,7 @@ pub(crate) async fn run(command: PoolCommand, args: &ClientArgs) -> anyhow::Resu
                 let wanted = pha(&amount)?;
                 let shares = phalanx_state::modules::staking::mul_div(wanted, info.pool.shares, info.pool.value.max(1))
                     .context("amount too large")?;
-                anyhow::ensure!(shares <= held, "you hold shares worth {} PHA", format_pha(info.pool.value_of(held)));
+                anyhow::ensure!(shares <= held, "you hold shares worth {}", format_pha(info.pool.value_of(held)));
                 shares
             };
             let (hash, height, events) = submit(signer, Call::Withdraw { pool, shares }).await?;
@@ -122,7 +120,7 @@ pub(crate) async fn run(command: PoolCommand, args: &ClientArgs) -> anyhow::Resu
             let value = serde_json::json!({ "pool": pool, "hash": hash, "height": height, "events": events });
             emit(args.json, &value, || {
                 format!(
-                    "pool {pool}: {} PHA paid at block {height}{}",
+                    "pool {pool}: {} paid at block {height}{}",
                     format_pha(paid),
                     if queued { "; the rest waits in the withdrawal queue" } else { "" }
                 )
@@ -136,16 +134,16 @@ pub(crate) async fn run(command: PoolCommand, args: &ClientArgs) -> anyhow::Resu
                 let mut lines = vec![
                     format!("pool {} owned by {}, commission {}%", p.id, p.owner, f64::from(p.commission) / 10_000.0),
                     format!(
-                        "value {} PHA ({} free), {} shares, cap {}",
+                        "value {} ({} free), {} shares, cap {}",
                         format_pha(p.value),
                         format_pha(p.free),
                         p.shares,
-                        p.cap.map_or("none".to_string(), |c| format!("{} PHA", format_pha(c)))
+                        p.cap.map_or("none".to_string(), format_pha)
                     ),
                     format!("withdrawals waiting: {}", p.withdrawals.len()),
                 ];
                 for h in &info.holders {
-                    lines.push(format!("  {}  {} shares = {} PHA", h.account, h.shares, format_pha(h.value)));
+                    lines.push(format!("  {}  {} shares = {}", h.account, h.shares, format_pha(h.value)));
                 }
                 lines.join("\n")
             })
@@ -160,7 +158,7 @@ pub(crate) async fn run(command: PoolCommand, args: &ClientArgs) -> anyhow::Resu
                     .iter()
                     .map(|p| {
                         format!(
-                            "{:>4}  {}  {} PHA  commission {}%",
+                            "{:>4}  {}  {}  commission {}%",
                             p.id,
                             p.owner,
                             format_pha(p.value),

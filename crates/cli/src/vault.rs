@@ -68,7 +68,7 @@ fn shares_for(amount: &str, held: Balance, value: Balance, shares: Balance) -> a
     let want = phalanx_state::modules::staking::mul_div(wanted, shares, value.max(1)).context("amount too large")?;
     anyhow::ensure!(
         want <= held,
-        "that is more than the {} PHA held",
+        "that is more than the {} held",
         format_pha(phalanx_state::modules::staking::mul_div(held, value, shares.max(1)).unwrap_or(0))
     );
     Ok(want)
@@ -103,7 +103,7 @@ pub(crate) async fn run(command: VaultCommand, args: &ClientArgs) -> anyhow::Res
         VaultCommand::Contribute { vault, amount, signer } => {
             let amount = pha(&amount)?;
             let done = submit(signer, Call::VaultContribute { vault, amount }).await?;
-            emit(args.json, &done, || format!("contributed {} PHA to vault {vault}", format_pha(amount)))
+            emit(args.json, &done, || format!("contributed {} to vault {vault}", format_pha(amount)))
         }
         VaultCommand::Withdraw { vault, amount, signer } => {
             let found = info(vault).await?;
@@ -121,7 +121,7 @@ pub(crate) async fn run(command: VaultCommand, args: &ClientArgs) -> anyhow::Res
         VaultCommand::Delegate { vault, pool, amount, signer } => {
             let amount = pha(&amount)?;
             let done = submit(signer, Call::Delegate { vault, pool, amount }).await?;
-            emit(args.json, &done, || format!("vault {vault}: {} PHA delegated to pool {pool}", format_pha(amount)))
+            emit(args.json, &done, || format!("vault {vault}: {} delegated to pool {pool}", format_pha(amount)))
         }
         VaultCommand::Undelegate { vault, pool, amount, signer } => {
             let found = info(vault).await?;
@@ -142,7 +142,7 @@ pub(crate) async fn run(command: VaultCommand, args: &ClientArgs) -> anyhow::Res
                 let mut lines = vec![
                     format!("vault {} owned by {}, commission {}%", v.id, v.owner, f64::from(v.commission) / 10_000.0),
                     format!(
-                        "value {} PHA ({} not delegated), {} shares, {} withdrawals waiting",
+                        "value {} ({} not delegated), {} shares, {} withdrawals waiting",
                         format_pha(found.value),
                         format_pha(found.free),
                         v.shares,
@@ -150,10 +150,10 @@ pub(crate) async fn run(command: VaultCommand, args: &ClientArgs) -> anyhow::Res
                     ),
                 ];
                 for (pool, shares, worth) in &found.delegated {
-                    lines.push(format!("  pool {pool}: {shares} shares = {} PHA", format_pha(*worth)));
+                    lines.push(format!("  pool {pool}: {shares} shares = {}", format_pha(*worth)));
                 }
                 for h in &found.holders {
-                    lines.push(format!("  {}  {} shares = {} PHA", h.account, h.shares, format_pha(h.value)));
+                    lines.push(format!("  {}  {} shares = {}", h.account, h.shares, format_pha(h.value)));
                 }
                 lines.join("\n")
             })
