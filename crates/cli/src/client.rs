@@ -58,3 +58,22 @@ pub(crate) async fn submit_call(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// [`submit_call`], waiting for finality, with what the transaction did:
+/// its hash, the block height and the events it emitted there.
+pub(crate) async fn submit_finalized(
+    client: &HttpClient,
+    url: &str,
+    key: &phalanx_primitives::Keypair,
+    call: phalanx_state::Call,
+) -> anyhow::Result<(phalanx_primitives::Hash, u64, Vec<serde_json::Value>)> {
+    use anyhow::Context;
+    use phalanx_rpc::PhalanxClient;
+    let (hash, status) = submit_call(client, url, key, call, true).await?;
+    let phalanx_rpc::TxStatus::Finalized { height, index } = status else {
+        anyhow::bail!("transaction {hash} not finalized within a minute ({status:?})");
+    };
+    let block = client.chain_block(height).await.map_err(rpc_error(url))?.context("block missing")?;
+    let events = block.events.into_iter().filter(|e| e["tx_index"] == index).collect();
+    Ok((hash, height, events))
+}

@@ -3,7 +3,7 @@
 
 use crate::ClientArgs;
 use crate::agent_chain::Signer;
-use crate::client::{connect, rpc_error, submit_call};
+use crate::client::{connect, rpc_error, submit_finalized};
 use crate::output::emit;
 use anyhow::Context;
 use phalanx_primitives::{Balance, format_pha, parse_pha};
@@ -69,16 +69,8 @@ fn pha(text: &str) -> anyhow::Result<Balance> {
 
 pub(crate) async fn run(command: PoolCommand, args: &ClientArgs) -> anyhow::Result<()> {
     let client = &connect(&args.rpc)?;
-    let submit = |signer: Signer, call: Call| async move {
-        let key = signer.keypair()?;
-        let (hash, status) = submit_call(client, &args.rpc, &key, call, true).await?;
-        let phalanx_rpc::TxStatus::Finalized { height, index } = status else {
-            anyhow::bail!("transaction {hash} not finalized within a minute ({status:?})");
-        };
-        let block = client.chain_block(height).await.map_err(rpc_error(&args.rpc))?.context("block missing")?;
-        let events: Vec<serde_json::Value> = block.events.into_iter().filter(|e| e["tx_index"] == index).collect();
-        Ok::<_, anyhow::Error>((hash, height, events))
-    };
+    let submit =
+        |signer: Signer, call: Call| async move { submit_finalized(client, &args.rpc, &signer.keypair()?, call).await };
     match command {
         PoolCommand::Create { commission, cap, signer } => {
             let commission = commission_of(&commission)?;

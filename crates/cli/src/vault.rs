@@ -2,7 +2,7 @@
 
 use crate::ClientArgs;
 use crate::agent_chain::Signer;
-use crate::client::{connect, rpc_error, submit_call};
+use crate::client::{connect, rpc_error, submit_finalized};
 use crate::output::emit;
 use anyhow::Context;
 use phalanx_primitives::{Balance, format_pha, parse_pha};
@@ -77,13 +77,7 @@ fn shares_for(amount: &str, held: Balance, value: Balance, shares: Balance) -> a
 pub(crate) async fn run(command: VaultCommand, args: &ClientArgs) -> anyhow::Result<()> {
     let client = &connect(&args.rpc)?;
     let submit = |signer: Signer, call: Call| async move {
-        let key = signer.keypair()?;
-        let (hash, status) = submit_call(client, &args.rpc, &key, call, true).await?;
-        let phalanx_rpc::TxStatus::Finalized { height, index } = status else {
-            anyhow::bail!("transaction {hash} not finalized within a minute ({status:?})");
-        };
-        let block = client.chain_block(height).await.map_err(rpc_error(&args.rpc))?.context("block missing")?;
-        let events: Vec<serde_json::Value> = block.events.into_iter().filter(|e| e["tx_index"] == index).collect();
+        let (hash, height, events) = submit_finalized(client, &args.rpc, &signer.keypair()?, call).await?;
         Ok::<_, anyhow::Error>(serde_json::json!({ "hash": hash, "height": height, "events": events }))
     };
     let info = |id: u64| async move {
