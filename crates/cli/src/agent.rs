@@ -133,7 +133,7 @@ async fn handle(
         Ok(lease) => lease,
         Err(error) => return failure(&error),
     };
-    phalanx_worker::gateway::respond(lease, request, served.env.clone(), None, |logs, result| {
+    phalanx_worker::gateway::respond(lease, request, served.env.clone(), None, |logs, result, _used| {
         for line in &logs {
             println!("[{}] {}", line.level, line.message);
         }

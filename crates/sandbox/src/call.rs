@@ -72,12 +72,14 @@ impl Call {
         *self.lock() = Inner { sink: Some(sink), body_bytes_max, ..Inner::default() };
     }
 
-    /// Ends the call: drops the sink so the receiver sees the end.
-    pub(crate) fn finish(&self) -> Option<Undeliverable> {
+    /// Ends the call: drops the sink so the receiver sees the end. Returns
+    /// why the response could not be delivered, if so, and how many body
+    /// bytes the agent handed over.
+    pub(crate) fn finish(&self) -> (Option<Undeliverable>, usize) {
         let mut inner = self.lock();
-        let failure = inner.failure;
+        let (failure, bytes) = (inner.failure, inner.body_bytes);
         *inner = Inner::default();
-        failure
+        (failure, bytes)
     }
 
     fn fail(inner: &mut Inner, failure: Undeliverable) -> Undeliverable {
@@ -92,10 +94,11 @@ impl Call {
             return Err(Self::fail(&mut inner, Undeliverable::OutOfOrder));
         }
         inner.responded = true;
-        if let Some(body) = &body
-            && body.len() > inner.body_bytes_max
-        {
-            return Err(Self::fail(&mut inner, Undeliverable::TooLarge));
+        if let Some(body) = &body {
+            if body.len() > inner.body_bytes_max {
+                return Err(Self::fail(&mut inner, Undeliverable::TooLarge));
+            }
+            inner.body_bytes = body.len();
         }
         inner.streaming = body.is_none();
         match body {

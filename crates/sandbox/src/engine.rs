@@ -97,6 +97,15 @@ pub struct Fetched {
     pub logs: Vec<LogLine>,
 }
 
+/// What one call used, for metering paid calls: CPU time spent inside the
+/// call's polls, and bytes sent out (the response body handed to the caller
+/// plus the requests of the agent's `fetch` calls).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallUsage {
+    pub cpu: Duration,
+    pub egress_bytes: u64,
+}
+
 /// Message of every refused import.
 const NO_IMPORTS: &str = "imports are disabled in the agent sandbox: bundle the agent into one module";
 
@@ -299,6 +308,7 @@ pub struct Sandbox {
     bound: Arc<Bound>,
     code_hash: Option<[u8; 32]>,
     poisoned: bool,
+    usage: CallUsage,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -376,7 +386,18 @@ impl Sandbox {
                 installed.map_err(|e| SandboxError::Runtime(describe(&ctx, e)))
             })
             .await?;
-        Ok(Sandbox { runtime, context, limits, deadline, fetcher, call, bound, code_hash: None, poisoned: false })
+        Ok(Sandbox {
+            runtime,
+            context,
+            limits,
+            deadline,
+            fetcher,
+            call,
+            bound,
+            code_hash: None,
+            poisoned: false,
+            usage: CallUsage::default(),
+        })
     }
 
     pub fn limits(&self) -> Limits {
@@ -566,7 +587,12 @@ impl Sandbox {
             .await;
         let responded = self.call.responded();
         let flushed = if result.is_ok() { self.call.flush().await } else { Ok(()) };
-        let failure = self.call.finish().or(flushed.err());
+        let (failure, body_bytes) = self.call.finish();
+        let failure = failure.or(flushed.err());
+        self.usage = CallUsage {
+            cpu: Duration::from_nanos(self.deadline.used_ns.load(Ordering::Relaxed)),
+            egress_bytes: (body_bytes as u64).saturating_add(self.fetcher.take_sent()),
+        };
         let result = match (failure, result) {
             (Some(Undeliverable::TooLarge), _) => {
                 Err(SandboxError::ResponseTooLarge { limit_bytes: self.limits.response_body_bytes_max })
@@ -580,6 +606,11 @@ impl Sandbox {
             }
         };
         (result, logs)
+    }
+
+    /// What the last [`serve`](Self::serve) (or [`fetch`](Self::fetch)) used.
+    pub fn last_usage(&self) -> CallUsage {
+        self.usage
     }
 
     /// [`serve`](Self::serve) with the whole response collected.
@@ -621,6 +652,7 @@ impl Sandbox {
         let wall = self.limits.wall_time_max;
         let started = Instant::now();
         self.fetcher.reset();
+        self.fetcher.take_sent();
         self.bound.reset();
         self.deadline.arm(self.limits.cpu_time_max);
         // Fast path: most calls settle by running JavaScript alone (no wait

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -173,6 +173,8 @@ pub(crate) struct Fetcher {
     calls: AtomicU32,
     next_body: AtomicU32,
     open: Mutex<HashMap<u32, OpenBody>>,
+    /// Bytes sent out (request lines, headers, bodies) since [`Self::take_sent`].
+    sent: AtomicU64,
 }
 
 impl Fetcher {
@@ -184,6 +186,7 @@ impl Fetcher {
             calls: AtomicU32::new(0),
             next_body: AtomicU32::new(0),
             open: Mutex::new(HashMap::new()),
+            sent: AtomicU64::new(0),
         }))
     }
 
@@ -197,6 +200,12 @@ impl Fetcher {
         if self.calls.swap(0, Ordering::Relaxed) != 0 {
             self.open_bodies().clear();
         }
+    }
+
+    /// Bytes the agent's requests sent out since the last take (counted for
+    /// every request that passed the policy checks, whether or not it was answered).
+    pub(crate) fn take_sent(&self) -> u64 {
+        self.sent.swap(0, Ordering::Relaxed)
     }
 
     /// The next chunk of an open response body; `None` at its end.
@@ -253,6 +262,11 @@ impl Fetcher {
         }
         let method =
             reqwest::Method::from_bytes(outgoing.method.as_bytes()).map_err(|_| "invalid method".to_string())?;
+        let sent = outgoing.method.len()
+            + outgoing.url.len()
+            + outgoing.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>()
+            + outgoing.body.as_ref().map_or(0, Vec::len);
+        self.sent.fetch_add(sent as u64, Ordering::Relaxed);
         let mut request = self.client.request(method, url);
         for (name, value) in outgoing.headers {
             request = request.header(name, value);

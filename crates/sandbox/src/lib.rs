@@ -22,7 +22,7 @@ mod web;
 pub use bindings::{Binding, BindingFuture};
 pub use call::{ResponseHead, ResponsePart};
 pub use code::{AgentCode, CodeCache, CompileError};
-pub use engine::{Fetched, HttpRequest, HttpResponse, LogLine, Sandbox, SandboxError};
+pub use engine::{CallUsage, Fetched, HttpRequest, HttpResponse, LogLine, Sandbox, SandboxError};
 pub use fetch::FetchPolicy;
 pub use limits::Limits;
 pub use pool::{Lease, Pool, PoolConfig};

@@ -109,6 +109,51 @@ async fn fetch_reaches_a_real_server_when_allowed() {
     );
 }
 
+/// What a call used is metered: its egress counts the agent's outgoing
+/// request (body included) and the response body it returned; its CPU time
+/// grows with the work the call does.
+#[tokio::test]
+async fn a_calls_usage_counts_its_cpu_and_egress() {
+    let port = serve();
+    let mut sandbox = agent(FetchPolicy { allow_private_addresses: true, ..FetchPolicy::default() }).await;
+    let payload = "y".repeat(10_000);
+    let target = format!("http://127.0.0.1:{port}/echo");
+    let argument = serde_json::json!({ "target": target, "method": "POST", "body": payload });
+    let request = HttpRequest {
+        url: "https://agent.example/".into(),
+        method: "POST".into(),
+        headers: vec![],
+        body: Some(argument.to_string().into_bytes()),
+    };
+    let fetched = sandbox.fetch(request, vec![]).await.unwrap();
+    let used = sandbox.last_usage();
+    let response = fetched.response.body.len() as u64;
+    assert!(used.egress_bytes >= 10_000 + response, "{used:?}, response {response} bytes");
+    assert!(used.egress_bytes < 10_000 + response + 1_000, "only the request and response: {used:?}");
+    assert!(used.cpu > std::time::Duration::ZERO, "{used:?}");
+
+    // A call with no fetch: egress is the response body alone; a busy loop costs more CPU than an idle call.
+    let mut busy = Sandbox::new(Limits::default()).await.unwrap();
+    busy.load(
+        "busy.js",
+        "export default { fetch(request) { const n = Number(new URL(request.url).searchParams.get('n')); \
+         let x = 0; for (let i = 0; i < n; i++) x += i % 3; return new Response(String(x)); } };",
+        "fetch",
+    )
+    .await
+    .unwrap();
+    let mut run = async |n: u32| {
+        let request =
+            HttpRequest { url: format!("https://a.example/?n={n}"), method: "GET".into(), headers: vec![], body: None };
+        let fetched = busy.fetch(request, vec![]).await.unwrap();
+        (fetched.response.body.len() as u64, busy.last_usage())
+    };
+    let (idle_bytes, idle) = run(1).await;
+    let (_, working) = run(2_000_000).await;
+    assert_eq!(idle.egress_bytes, idle_bytes, "{idle:?}");
+    assert!(working.cpu > idle.cpu * 10, "idle {idle:?}, working {working:?}");
+}
+
 /// The default policy refuses loopback by address and by name; deny lists,
 /// schemes, subrequest counts and response sizes are enforced.
 #[tokio::test]

@@ -169,6 +169,8 @@ pub enum Event {
         caller: PublicKey,
         worker: PublicKey,
         calls: u64,
+        cpu_ms: u64,
+        egress_bytes: u64,
         to_worker: Balance,
         to_treasury: Balance,
         unpaid: Balance,

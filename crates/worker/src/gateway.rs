@@ -290,8 +290,8 @@ async fn run(
     let headers: Vec<(String, String)> =
         headers.iter().filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string()))).collect();
     let target = format!("/{path}{query}");
-    let headers = match admit(&gateway, &state, agent, method.as_str(), &target, &body, headers) {
-        Ok(headers) => headers,
+    let (headers, ticket) = match admit(&gateway, &state, agent, method.as_str(), &target, &body, headers) {
+        Ok(admitted) => admitted,
         Err((status, message)) => return error(status, message),
     };
     let request = HttpRequest {
@@ -310,7 +310,10 @@ async fn run(
         Box::new(move |status, response_hash| signer.sign(Receipt { status, response_hash, ..base }).to_header());
     let target = crate::logs::LogTarget::of(agent);
     let kept = gateway.clone();
-    respond(lease, request, env, Some(receipt), move |logs, result| {
+    respond(lease, request, env, Some(receipt), move |logs, result, used| {
+        if let Some(ticket) = ticket {
+            ticket.finish(used);
+        }
         // Agent console output is the owner's, sealed to their log key: never in the worker's log.
         if let Err(failure) = result {
             tracing::debug!(agent = %agent_id, %failure, lines = logs.len(), "agent call failed");
@@ -356,10 +359,11 @@ async fn encrypted_call(
     };
     let target = format!("/{}", sealed.path.trim_start_matches('/'));
     let state = gateway.view.borrow().clone();
-    let headers = match admit(gateway, &state, agent, &sealed.method, &target, &sealed.body, sealed.headers.clone()) {
-        Ok(headers) => headers,
-        Err((status, message)) => return error(status, message),
-    };
+    let (headers, ticket) =
+        match admit(gateway, &state, agent, &sealed.method, &target, &sealed.body, sealed.headers.clone()) {
+            Ok(admitted) => admitted,
+            Err((status, message)) => return error(status, message),
+        };
     let request = HttpRequest {
         url: format!("http://{host}{target}"),
         method: sealed.method.clone(),
@@ -367,7 +371,11 @@ async fn encrypted_call(
         body: if sealed.body.is_empty() { None } else { Some(sealed.body.clone()) },
     };
     let answer = match lease_agent(gateway, code, id, &[]).await {
-        Ok(mut lease) => match lease.fetch(request, env).await {
+        Ok(mut lease) => match lease.fetch(request, env).await.inspect(|_| {
+            if let Some(ticket) = ticket {
+                ticket.finish(lease.last_usage());
+            }
+        }) {
             Ok(fetched) => {
                 gateway.logs.record(crate::logs::LogTarget::of(agent), &fetched.logs);
                 SealedResponse {
@@ -430,7 +438,8 @@ pub(crate) fn servable<'a>(
 /// Applies the agent's access policy to a call and returns the headers the
 /// agent sees: signed-call headers are checked (signature, expiry, replay)
 /// and replaced by the verified [`CALLER_HEADER`]; an unverified caller
-/// header never reaches the agent.
+/// header never reaches the agent. A paid call is admitted against the
+/// caller's deposit; its ticket records what the call used when it ends.
 fn admit(
     gateway: &Gateway,
     state: &phalanx_state::State,
@@ -439,7 +448,7 @@ fn admit(
     target: &str,
     body: &[u8],
     headers: Vec<(String, String)>,
-) -> Result<Vec<(String, String)>, (StatusCode, String)> {
+) -> Result<(Vec<(String, String)>, Option<crate::usage::Ticket>), (StatusCode, String)> {
     use crate::signed_call::{
         CALLER_HEADER, EXPIRES_HEADER, NONCE_HEADER, Presented, SIGNATURE_HEADER, SignedCallError,
     };
@@ -479,23 +488,28 @@ fn admit(
         }
         None => None,
     };
-    if paid && let Some(caller) = caller {
-        let cost = agent.price.saturating_add(state.fee_params().call_fee);
-        gateway.shared.usage.admit(agent.id, caller, state.deposit(&caller), cost).map_err(|e| {
-            let status = match e {
-                crate::usage::PaidError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-                crate::usage::PaidError::Insufficient { .. } => StatusCode::PAYMENT_REQUIRED,
-            };
-            (status, e.to_string())
-        })?;
-    }
+    let ticket = match caller {
+        Some(caller) if paid => {
+            let cost = agent.price.saturating_add(state.fee_params().call_fee);
+            let admitted =
+                gateway.shared.usage.admit(agent.id, caller, state.deposit(&caller), cost, *state.fee_params());
+            Some(admitted.map_err(|e| {
+                let status = match e {
+                    crate::usage::PaidError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+                    crate::usage::PaidError::Insufficient { .. } => StatusCode::PAYMENT_REQUIRED,
+                };
+                (status, e.to_string())
+            })?)
+        }
+        _ => None,
+    };
     let signed = [CALLER_HEADER, NONCE_HEADER, EXPIRES_HEADER, SIGNATURE_HEADER];
     let mut headers: Vec<(String, String)> =
         headers.into_iter().filter(|(n, _)| !signed.iter().any(|s| n.eq_ignore_ascii_case(s))).collect();
     if let Some(caller) = caller {
         headers.push((CALLER_HEADER.into(), caller.to_string()));
     }
-    Ok(headers)
+    Ok((headers, ticket))
 }
 
 /// Longest an encrypted call waits for this worker to verify the block that
@@ -649,19 +663,19 @@ pub fn sandbox_failure(failure: &SandboxError) -> Response {
 
 /// Runs one call on a leased instance and turns its response parts into an
 /// HTTP response, streaming the body when the agent streams it. `done` gets
-/// the console lines and the result once the call (including `waitUntil`
+/// the console lines, the result and what the call used once the call (including `waitUntil`
 /// work) has finished.
 pub async fn respond(
     mut lease: Lease,
     request: HttpRequest,
     env: Vec<(String, String)>,
     receipt: Option<ReceiptFn>,
-    done: impl FnOnce(Vec<LogLine>, &Result<(), SandboxError>) + Send + 'static,
+    done: impl FnOnce(Vec<LogLine>, &Result<(), SandboxError>, phalanx_sandbox::CallUsage) + Send + 'static,
 ) -> Response {
     let (sender, mut parts) = mpsc::channel(16);
     let mut call = Box::pin(async move {
         let (result, logs) = lease.serve(request, &env, sender).await;
-        done(logs, &result);
+        done(logs, &result, lease.last_usage());
         result
     });
     // Most calls finish on their first poll (no wait on the host): then the

@@ -274,8 +274,9 @@ pub async fn run(
                         payloads.push(WorkerPayload::MiningHeartbeat { challenge: miner.challenge_at });
                     }
                     // Paid calls served since the last round, for the chain to charge.
-                    for (agent, caller, calls) in shared.usage.drain(crate::usage::REPORTS_PER_ROUND_MAX) {
-                        payloads.push(WorkerPayload::Usage { agent, caller, calls, cpu_ms: 0, egress_bytes: 0 });
+                    for report in shared.usage.drain(crate::usage::REPORTS_PER_ROUND_MAX) {
+                        let crate::usage::Report { agent, caller, calls, cpu_ms, egress_bytes } = report;
+                        payloads.push(WorkerPayload::Usage { agent, caller, calls, cpu_ms, egress_bytes });
                     }
                     // Commands agents submitted (`ctx.submit`), sealed to the agent's newest key.
                     while let Ok((agent, json)) = submitted.try_recv() {

@@ -2,15 +2,24 @@
 //!
 //! A paid agent takes only signed calls, from callers whose deposit covers
 //! the agent's price plus the per-call network fee on top of what this
-//! worker has served them and not yet reported. Each admitted call is
-//! counted per (agent, caller); the host drains the counts into signed
-//! `WorkerPayload::Usage` messages, and the chain charges the deposits.
-//! Counted now: calls. CPU milliseconds and egress bytes are reported as 0
-//! until the sandbox meters them per call (the chain's fee has room for both).
+//! worker has served them and not yet reported (and what their calls in
+//! flight may cost). An admitted call holds a [`Ticket`]; when the call
+//! ends the ticket records what it used ([`CallUsage`]: CPU time inside the
+//! sandbox, bytes sent out) and the network fee for that joins what the
+//! caller owes. A ticket dropped without a record (the client went away
+//! mid-call) still counts the call, with the usage seen as zero. The host
+//! drains the counts into signed `WorkerPayload::Usage` messages, and the
+//! chain charges the deposits. CPU is summed in microseconds and reported
+//! in whole milliseconds (the remainder of a report is dropped, in the
+//! caller's favour); a call's usage is capped at what the chain accepts per call.
 
 use phalanx_primitives::{Balance, Hash, PublicKey};
+use phalanx_sandbox::CallUsage;
+use phalanx_state::modules::fees::{
+    FeeParams, REPORT_CALLS_MAX, REPORT_CPU_MS_PER_CALL_MAX, REPORT_EGRESS_PER_CALL_MAX,
+};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Most (agent, caller) pairs waiting to be reported; more paid calls get 503.
 pub const PENDING_PAIRS_MAX: usize = 10_000;
@@ -19,9 +28,25 @@ pub const REPORTS_PER_ROUND_MAX: usize = 256;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Pending {
+    /// Calls ended and not yet reported.
     calls: u64,
-    /// Planck the calls will cost (price plus network fee), for admission.
+    cpu_us: u64,
+    egress_bytes: u64,
+    /// Planck the ended calls will cost (price plus network fee).
     owed: Balance,
+    /// Calls admitted and still running, and what they are expected to cost.
+    in_flight: u64,
+    reserved: Balance,
+}
+
+/// One (agent, caller) pair's usage, ready for a `WorkerPayload::Usage`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub agent: Hash,
+    pub caller: PublicKey,
+    pub calls: u64,
+    pub cpu_ms: u64,
+    pub egress_bytes: u64,
 }
 
 /// Counts of served paid calls not yet reported.
@@ -41,32 +66,106 @@ pub enum PaidError {
     Busy,
 }
 
+/// An admitted paid call; [`Ticket::finish`] records what it used.
+#[derive(Debug)]
+pub struct Ticket {
+    meter: Arc<UsageMeter>,
+    agent: Hash,
+    caller: PublicKey,
+    cost: Balance,
+    fees: FeeParams,
+    open: bool,
+}
+
+impl Ticket {
+    /// Records the call as served with what it used.
+    pub fn finish(mut self, used: CallUsage) {
+        self.open = false;
+        self.meter.record(self.agent, self.caller, self.cost, used, &self.fees);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.open {
+            self.meter.record(self.agent, self.caller, self.cost, CallUsage::default(), &self.fees);
+        }
+    }
+}
+
 impl UsageMeter {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Hash, PublicKey), Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Admits and counts one call costing `cost` if `deposit` covers it on top of what is owed.
-    pub fn admit(&self, agent: Hash, caller: PublicKey, deposit: Balance, cost: Balance) -> Result<(), PaidError> {
+    /// Admits one call costing `cost` (price plus call fee) if `deposit`
+    /// covers it on top of what the caller owes here and their calls in flight.
+    pub fn admit(
+        self: &Arc<Self>,
+        agent: Hash,
+        caller: PublicKey,
+        deposit: Balance,
+        cost: Balance,
+        fees: FeeParams,
+    ) -> Result<Ticket, PaidError> {
         let mut pending = self.lock();
-        let owed: Balance = pending.iter().filter(|((_, c), _)| *c == caller).map(|(_, p)| p.owed).sum();
+        let owed: Balance = pending
+            .iter()
+            .filter(|((_, c), _)| *c == caller)
+            .map(|(_, p)| p.owed.saturating_add(p.reserved))
+            .fold(0, Balance::saturating_add);
         if owed.saturating_add(cost) > deposit {
             return Err(PaidError::Insufficient { caller, deposit, owed, cost });
         }
-        if !pending.contains_key(&(agent, caller)) && pending.len() >= PENDING_PAIRS_MAX {
+        let full = pending.get(&(agent, caller)).is_some_and(|p| p.calls + p.in_flight >= REPORT_CALLS_MAX);
+        if full || (!pending.contains_key(&(agent, caller)) && pending.len() >= PENDING_PAIRS_MAX) {
             return Err(PaidError::Busy);
         }
         let entry = pending.entry((agent, caller)).or_default();
-        entry.calls += 1;
-        entry.owed = entry.owed.saturating_add(cost);
-        Ok(())
+        entry.in_flight += 1;
+        entry.reserved = entry.reserved.saturating_add(cost);
+        Ok(Ticket { meter: self.clone(), agent, caller, cost, fees, open: true })
     }
 
-    /// Takes up to `max` pairs' counts for reporting: (agent, caller, calls).
-    pub fn drain(&self, max: usize) -> Vec<(Hash, PublicKey, u64)> {
+    /// An admitted call ended having used `used`; its network fee joins what the caller owes.
+    fn record(&self, agent: Hash, caller: PublicKey, cost: Balance, used: CallUsage, fees: &FeeParams) {
         let mut pending = self.lock();
-        let keys: Vec<(Hash, PublicKey)> = pending.keys().take(max).copied().collect();
-        keys.into_iter().filter_map(|key| pending.remove(&key).map(|p| (key.0, key.1, p.calls))).collect()
+        // Drains keep pairs with calls in flight, so the entry is there.
+        let Some(entry) = pending.get_mut(&(agent, caller)) else { return };
+        entry.in_flight = entry.in_flight.saturating_sub(1);
+        entry.reserved = entry.reserved.saturating_sub(cost);
+        let cpu_us = u64::try_from(used.cpu.as_micros()).unwrap_or(u64::MAX).min(REPORT_CPU_MS_PER_CALL_MAX * 1000);
+        let egress = used.egress_bytes.min(REPORT_EGRESS_PER_CALL_MAX);
+        let before = fees.network_fee(0, entry.cpu_us / 1000, entry.egress_bytes);
+        entry.calls += 1;
+        entry.cpu_us = entry.cpu_us.saturating_add(cpu_us);
+        entry.egress_bytes = entry.egress_bytes.saturating_add(egress);
+        let after = fees.network_fee(0, entry.cpu_us / 1000, entry.egress_bytes);
+        entry.owed = entry.owed.saturating_add(cost).saturating_add(after.saturating_sub(before));
+    }
+
+    /// Takes up to `max` pairs' ended calls for reporting; calls still in flight stay.
+    pub fn drain(&self, max: usize) -> Vec<Report> {
+        let mut pending = self.lock();
+        let keys: Vec<(Hash, PublicKey)> =
+            pending.iter().filter(|(_, p)| p.calls > 0).map(|(key, _)| *key).take(max).collect();
+        let mut reports = Vec::with_capacity(keys.len());
+        for (agent, caller) in keys {
+            let Some(p) = pending.get_mut(&(agent, caller)) else { continue };
+            reports.push(Report {
+                agent,
+                caller,
+                calls: p.calls,
+                cpu_ms: p.cpu_us / 1000,
+                egress_bytes: p.egress_bytes,
+            });
+            if p.in_flight == 0 {
+                pending.remove(&(agent, caller));
+            } else {
+                *p = Pending { in_flight: p.in_flight, reserved: p.reserved, ..Pending::default() };
+            }
+        }
+        reports
     }
 }
 
@@ -74,18 +173,45 @@ impl UsageMeter {
 mod tests {
     use super::*;
 
+    const FEES: FeeParams = FeeParams { call_fee: 1, cpu_ms_fee: 10, egress_kib_fee: 100 };
+
     #[test]
     fn calls_are_admitted_while_the_deposit_covers_them_and_drained_for_reports() {
-        let meter = UsageMeter::default();
+        let meter = Arc::new(UsageMeter::default());
         let (agent, caller) = (Hash([1; 32]), PublicKey([2; 32]));
-        meter.admit(agent, caller, 25, 10).unwrap();
-        meter.admit(agent, caller, 25, 10).unwrap();
+        let fees = FeeParams { call_fee: 0, cpu_ms_fee: 0, egress_kib_fee: 0 };
+        meter.admit(agent, caller, 25, 10, fees).unwrap().finish(CallUsage::default());
+        // A call in flight counts against the deposit too.
+        let running = meter.admit(agent, caller, 25, 10, fees).unwrap();
         assert_eq!(
-            meter.admit(agent, caller, 25, 10),
-            Err(PaidError::Insufficient { caller, deposit: 25, owed: 20, cost: 10 })
+            meter.admit(agent, caller, 25, 10, fees).unwrap_err(),
+            PaidError::Insufficient { caller, deposit: 25, owed: 20, cost: 10 }
         );
-        assert_eq!(meter.drain(10), vec![(agent, caller, 2)]);
+        // Only ended calls are reported; the running one stays for the next drain.
+        assert_eq!(meter.drain(10), vec![Report { agent, caller, calls: 1, cpu_ms: 0, egress_bytes: 0 }]);
+        drop(running);
+        assert_eq!(meter.drain(10), vec![Report { agent, caller, calls: 1, cpu_ms: 0, egress_bytes: 0 }]);
         assert!(meter.drain(10).is_empty());
-        meter.admit(agent, caller, 25, 10).unwrap();
+        meter.admit(agent, caller, 25, 10, fees).unwrap();
+    }
+
+    #[test]
+    fn cpu_and_egress_are_summed_reported_and_owed() {
+        let meter = Arc::new(UsageMeter::default());
+        let (agent, caller) = (Hash([1; 32]), PublicKey([2; 32]));
+        let used = CallUsage { cpu: std::time::Duration::from_micros(600), egress_bytes: 700 };
+        meter.admit(agent, caller, 1_000, 5, FEES).unwrap().finish(used);
+        let second = meter.admit(agent, caller, 1_000, 5, FEES).unwrap();
+        // Drained while the second call runs: its usage goes into the next report.
+        assert_eq!(meter.drain(10), vec![Report { agent, caller, calls: 1, cpu_ms: 0, egress_bytes: 700 }]);
+        second.finish(used);
+        meter.admit(agent, caller, 1_000, 5, FEES).unwrap().finish(used);
+        // 1.2 ms → 1 ms (10), 1,400 bytes → 2 KiB (200): owed 5 + 5 + 210 = 220.
+        assert_eq!(
+            meter.admit(agent, caller, 224, 5, FEES).unwrap_err(),
+            PaidError::Insufficient { caller, deposit: 224, owed: 220, cost: 5 }
+        );
+        assert_eq!(meter.drain(10), vec![Report { agent, caller, calls: 2, cpu_ms: 1, egress_bytes: 1_400 }]);
+        assert!(meter.drain(10).is_empty());
     }
 }

@@ -106,6 +106,8 @@ impl State {
             caller: usage.caller,
             worker,
             calls: usage.calls,
+            cpu_ms: usage.cpu_ms,
+            egress_bytes: usage.egress_bytes,
             to_worker,
             to_treasury,
             unpaid,
