@@ -435,6 +435,9 @@ pub(crate) fn servable<'a>(
     Ok((agent, code))
 }
 
+/// A call's headers as the agent sees them, and the ticket of a paid call.
+type Admitted = (Vec<(String, String)>, Option<crate::usage::Ticket>);
+
 /// Applies the agent's access policy to a call and returns the headers the
 /// agent sees: signed-call headers are checked (signature, expiry, replay)
 /// and replaced by the verified [`CALLER_HEADER`]; an unverified caller
@@ -448,7 +451,7 @@ fn admit(
     target: &str,
     body: &[u8],
     headers: Vec<(String, String)>,
-) -> Result<(Vec<(String, String)>, Option<crate::usage::Ticket>), (StatusCode, String)> {
+) -> Result<Admitted, (StatusCode, String)> {
     use crate::signed_call::{
         CALLER_HEADER, EXPIRES_HEADER, NONCE_HEADER, Presented, SIGNATURE_HEADER, SignedCallError,
     };
