@@ -104,3 +104,102 @@ fn usage_charges_the_callers_deposit_for_the_worker_and_the_treasury() {
     c.block(vec![report]);
     assert!(matches!(c.refused(replay), TxError::StaleSequence { .. } | TxError::StaleNonce { .. }));
 }
+
+#[derive(Clone, Debug)]
+enum Op {
+    Deposit { who: usize, milli: u128 },
+    Withdraw { who: usize, milli: u128 },
+    Usage { who: usize, calls: u64, cpu_ms: u64, egress: u64 },
+    Price { milli: u128 },
+    Forged { who: usize, calls: u64 },
+    Replay,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => (0..3usize, 1..5_000u128).prop_map(|(who, milli)| Op::Deposit { who, milli }),
+        1 => (0..3usize, 1..6_000u128).prop_map(|(who, milli)| Op::Withdraw { who, milli }),
+        4 => (0..3usize, 1..400u64, 0..90_000u64, 0..10_000_000u64)
+            .prop_map(|(who, calls, cpu_ms, egress)| Op::Usage { who, calls, cpu_ms, egress }),
+        1 => (0..200u128).prop_map(|milli| Op::Price { milli }),
+        1 => (0..3usize, 1..100u64).prop_map(|(who, calls)| Op::Forged { who, calls }),
+        1 => Just(Op::Replay),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// Random deposits, withdrawals, price changes and usage reports (some
+    /// beyond what deposits hold, some forged or replayed), each through a
+    /// real block: after every block the books balance (issuance = accounts
+    /// + deposits + pools, and never changes: fees move planck, they do not
+    /// make it), every charge is exactly what its report justifies at the
+    /// price of that block (capped by the deposit, the rest unpaid), no
+    /// deposit grows from a charge, and refusals change nothing.
+    #[test]
+    fn random_fee_traffic_keeps_the_books(ops in proptest::collection::vec(op(), 1..40)) {
+        let Fixture { chain: ref mut c, ref member, agent, .. } = Fixture::new();
+        let callers = [dev("dave"), dev("alice"), dev("bob")];
+        let fees = *c.state.fee_params();
+        let mut last_report = None;
+        for op in ops {
+            match op {
+                Op::Deposit { who, milli } => {
+                    let tx = c.tx(&callers[who], Call::Deposit { amount: milli * PHA / 1000 });
+                    c.block(vec![tx]);
+                }
+                Op::Withdraw { who, milli } => {
+                    let amount = milli * PHA / 1000;
+                    let tx = c.tx(&callers[who], Call::WithdrawDeposit { amount });
+                    if amount > c.state.deposit(&callers[who].public()) {
+                        c.refuses(tx, "withdraw 1 to");
+                    } else {
+                        c.block(vec![tx]);
+                    }
+                }
+                Op::Price { milli } => {
+                    c.send(&dev("bob"), Call::ManageAgent { agent, change: AgentChange::Price { price: milli * PHA / 1000 } });
+                }
+                Op::Usage { who, calls, cpu_ms, egress } => {
+                    let caller = callers[who].public();
+                    let report = c.message(member, usage(agent, caller, calls, cpu_ms, egress));
+                    if cpu_ms > calls * 60_000 {
+                        c.refuses(report, "more CPU or egress");
+                        continue;
+                    }
+                    let (deposit, price) = (c.state.deposit(&caller), c.state.agent(&agent).unwrap().price);
+                    last_report = Some(report.clone());
+                    let events = c.block(vec![report]);
+                    let charged = events.iter().find_map(|r| match r.event {
+                        Event::UsageCharged { to_worker, to_treasury, unpaid, .. } => Some((to_worker, to_treasury, unpaid)),
+                        _ => None,
+                    });
+                    let (to_worker, to_treasury, unpaid) = charged.expect("a charge event");
+                    let due_worker = price * u128::from(calls);
+                    let due_network = fees.network_fee(calls, cpu_ms, egress);
+                    assert_eq!(to_worker, due_worker.min(deposit), "the price comes first");
+                    assert_eq!(to_treasury, due_network.min(deposit - to_worker));
+                    assert_eq!(to_worker + to_treasury + unpaid, due_worker + due_network, "nothing charged twice or lost");
+                    assert_eq!(c.state.deposit(&caller), deposit - to_worker - to_treasury);
+                }
+                Op::Forged { who, calls } => {
+                    // A report signed by another key than the worker's.
+                    let mut forged = c.message(member, usage(agent, callers[who].public(), 1, 0, 0));
+                    if let Call::WorkerMessage { message } = &mut forged.tx.call {
+                        message.message.payload = usage(agent, callers[who].public(), calls, 0, 0);
+                    }
+                    let forged = forged.tx.sign(&dev("charlie"));
+                    assert!(matches!(c.refused(forged), TxError::BadMessageSignature(_)));
+                }
+                Op::Replay => {
+                    if let Some(report) = last_report.clone() {
+                        assert!(matches!(c.refused(report), TxError::StaleSequence { .. } | TxError::StaleNonce { .. }));
+                    }
+                }
+            }
+            books(&c.state);
+        }
+    }
+}
