@@ -115,6 +115,8 @@ pub struct State {
     pub(crate) mining: crate::modules::computation::MiningParams,
     pub(crate) totals: crate::modules::computation::MiningTotals,
     pub(crate) miners: OrdMap<PublicKey, crate::modules::computation::Miner>,
+    /// Derived from `miners` (see [`crate::modules::computation::MinerIndex`]).
+    pub(crate) miner_index: crate::modules::computation::MinerIndex,
     leaves: OrdMap<Vec<u8>, Hash>,
     changes: OrdMap<Vec<u8>, Vec<u8>>,
 }
@@ -152,6 +154,7 @@ impl State {
             mining,
             totals: Default::default(),
             miners: OrdMap::new(),
+            miner_index: Default::default(),
             leaves: OrdMap::new(),
             changes: OrdMap::new(),
         };
@@ -284,6 +287,11 @@ impl State {
             vault_stakes,
             mining: mining.ok_or(LoadError::Missing("mining parameters"))?,
             totals: totals.ok_or(LoadError::Missing("mining totals"))?,
+            miner_index: {
+                let mut index = crate::modules::computation::MinerIndex::default();
+                miners.values().for_each(|miner| index.update(None, miner));
+                index
+            },
             miners,
             leaves,
             changes: OrdMap::new(),

@@ -120,6 +120,55 @@ pub struct Miner {
     pub earned: Balance,
 }
 
+impl Miner {
+    /// The height at which the block-level rules must look at this miner:
+    /// the block after its answer deadline (mining or unresponsive), or the
+    /// end of its cooldown; `None` when no block rule applies to it.
+    pub fn due_at(&self) -> Option<u64> {
+        match self.state {
+            MinerState::Mining | MinerState::Unresponsive => Some(self.deadline.saturating_add(1)),
+            MinerState::CoolingDown => Some(self.cooldown_until),
+            MinerState::Ready => None,
+        }
+    }
+}
+
+/// Indexes over the miners, derived from them (never stored, so they add
+/// nothing to the root): which miners are due at which height, and which
+/// are bound to which pool. The block-level rules read these instead of
+/// passing over every miner every block.
+#[derive(Clone, Debug, Default)]
+pub struct MinerIndex {
+    due: imbl::OrdSet<(u64, PublicKey)>,
+    by_pool: imbl::OrdSet<(u64, PublicKey)>,
+}
+
+impl MinerIndex {
+    /// Records that a miner changed from `old` (absent when new) to `new`.
+    pub fn update(&mut self, old: Option<&Miner>, new: &Miner) {
+        if let Some(old) = old {
+            if let Some(at) = old.due_at() {
+                self.due.remove(&(at, old.worker));
+            }
+            self.by_pool.remove(&(old.pool, old.worker));
+        }
+        if let Some(at) = new.due_at() {
+            self.due.insert((at, new.worker));
+        }
+        self.by_pool.insert((new.pool, new.worker));
+    }
+
+    /// Miners due at or before `height`, earliest first.
+    pub fn due_by(&self, height: u64) -> Vec<PublicKey> {
+        self.due.range(..=(height, PublicKey([0xff; 32]))).map(|(_, worker)| *worker).collect()
+    }
+
+    /// Workers bound to pool `id`.
+    pub fn of_pool(&self, id: u64) -> Vec<PublicKey> {
+        self.by_pool.range((id, PublicKey([0; 32]))..=(id, PublicKey([0xff; 32]))).map(|(_, worker)| *worker).collect()
+    }
+}
+
 /// Chain-wide mining figures.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize,
@@ -190,6 +239,46 @@ mod tests {
     use super::*;
 
     const PHA: Balance = PLANCK_PER_PHA;
+
+    #[test]
+    fn the_miner_index_follows_state_deadline_cooldown_and_pool() {
+        let miner = |n: u8, pool: u64, state: MinerState, deadline: u64, cooldown_until: u64| Miner {
+            worker: PublicKey([n; 32]),
+            pool,
+            state,
+            stake: 0,
+            v: 0,
+            score: 0,
+            conf_permille: 1_000,
+            share: 0,
+            settled_at: 0,
+            challenge_at: 0,
+            deadline,
+            cooldown_until,
+            earned: 0,
+        };
+        let mut index = MinerIndex::default();
+        let a = miner(1, 7, MinerState::Mining, 10, 0);
+        let b = miner(2, 7, MinerState::Ready, 5, 0);
+        let c = miner(3, 8, MinerState::CoolingDown, 0, 12);
+        for m in [&a, &b, &c] {
+            index.update(None, m);
+        }
+        assert_eq!(index.due_by(10), Vec::<PublicKey>::new(), "a is due the block after its deadline");
+        assert_eq!(index.due_by(11), vec![a.worker]);
+        assert_eq!(index.due_by(12), vec![a.worker, c.worker]);
+        assert_eq!(index.of_pool(7), vec![a.worker, b.worker]);
+        // a answers (new deadline 30) and moves to pool 8; c's cooldown ends (ready).
+        let a2 = Miner { deadline: 30, pool: 8, ..a };
+        let c2 = Miner { state: MinerState::Ready, ..c };
+        index.update(Some(&a), &a2);
+        index.update(Some(&c), &c2);
+        assert_eq!(index.due_by(29), Vec::<PublicKey>::new());
+        assert_eq!(index.due_by(31), vec![a.worker]);
+        assert_eq!(index.of_pool(7), vec![b.worker]);
+        assert_eq!(index.of_pool(8), vec![a.worker, c.worker]);
+        assert!(index.of_pool(9).is_empty());
+    }
 
     #[test]
     fn share_follows_phalas_formula() {

@@ -38,6 +38,7 @@ impl State {
 
     fn set_miner(&mut self, miner: Miner) {
         self.write(computation::miner_key(&miner.worker), encode(&miner));
+        self.miner_index.update(self.miners.get(&miner.worker), &miner);
         self.miners.insert(miner.worker, miner);
     }
 
@@ -248,7 +249,11 @@ impl State {
         }
         let height = self.head.height;
         let (mut missed, mut released) = (Vec::new(), Vec::new());
-        for miner in self.miners.values() {
+        // In key order, as a pass over all miners would visit them.
+        let mut due = self.miner_index.due_by(height);
+        due.sort_unstable();
+        for worker in due {
+            let miner = self.miners.get(&worker).expect("indexed");
             match miner.state {
                 MinerState::Mining if height > miner.deadline => missed.push(miner.worker),
                 MinerState::Unresponsive if height > miner.deadline => missed.push(miner.worker),
@@ -288,10 +293,10 @@ impl State {
             self.pools.values().filter(|p| p.overdue(height, self.mining.grace_blocks)).map(|p| p.id).collect();
         for id in overdue {
             let mining: Vec<PublicKey> = self
-                .miners
-                .values()
-                .filter(|m| m.pool == id && matches!(m.state, MinerState::Mining | MinerState::Unresponsive))
-                .map(|m| m.worker)
+                .miner_index
+                .of_pool(id)
+                .into_iter()
+                .filter(|w| matches!(self.miners[w].state, MinerState::Mining | MinerState::Unresponsive))
                 .collect();
             if mining.is_empty() {
                 continue;
