@@ -8,21 +8,13 @@
 
 mod common;
 
-use common::{DevNode, phalanx, until};
+use common::{DevNode, Reaped, phalanx, until};
 use phalanx_state::modules::computation::MinerState;
 use std::process::Stdio;
 
 const PHA: u128 = phalanx_primitives::PLANCK_PER_PHA;
 
 /// A child process killed and reaped when the test ends.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn planck(value: &serde_json::Value) -> u128 {
     value.as_u64().map(u128::from).unwrap_or_else(|| panic!("not a planck amount below 2^64: {value}"))

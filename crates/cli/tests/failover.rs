@@ -8,21 +8,13 @@
 
 mod common;
 
-use common::{DevNode, free_port, phalanx, until};
+use common::{DevNode, Reaped, free_port, phalanx, until};
 use phalanx_worker::receipt::SignedReceipt;
 use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// A child process killed and reaped when the test ends, however it ends.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn calls_fail_over_when_a_worker_dies() {
