@@ -14,8 +14,6 @@ use std::process::Stdio;
 
 const PHA: u128 = phalanx_primitives::PLANCK_PER_PHA;
 
-/// A child process killed and reaped when the test ends.
-
 fn planck(value: &serde_json::Value) -> u128 {
     value.as_u64().map(u128::from).unwrap_or_else(|| panic!("not a planck amount below 2^64: {value}"))
 }

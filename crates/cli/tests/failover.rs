@@ -14,8 +14,6 @@ use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// A child process killed and reaped when the test ends, however it ends.
-
 #[test]
 fn calls_fail_over_when_a_worker_dies() {
     let dir = tempfile::tempdir().unwrap();
