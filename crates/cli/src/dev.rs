@@ -83,7 +83,7 @@ fn start_workers(
                     break;
                 }
             }
-            if let Err(error) = form_cluster(&format!("http://{rpc}"), &identities).await {
+            if let Err(error) = form_cluster(&format!("http://{rpc}"), "dev", &identities).await {
                 tracing::warn!(%error, "could not put the dev workers in a cluster");
             }
         });
@@ -91,14 +91,19 @@ fn start_workers(
     dirs
 }
 
-/// Creates the "dev" cluster if the chain has none and adds `workers` to the first cluster.
-async fn form_cluster(url: &str, workers: &[phalanx_primitives::PublicKey]) -> anyhow::Result<()> {
+/// Creates a cluster named `name` if the chain has none and adds `workers`
+/// to the first cluster, as governance (alice, in dev and testnet genesis).
+pub(crate) async fn form_cluster(
+    url: &str,
+    name: &str,
+    workers: &[phalanx_primitives::PublicKey],
+) -> anyhow::Result<()> {
     use phalanx_rpc::PhalanxClient;
     let client = crate::client::connect(url)?;
     let alice = phalanx_primitives::mnemonic::dev_keypair("alice").expect("dev account");
     let mut status = client.keys_status().await?;
     if status.clusters.is_empty() {
-        let call = phalanx_state::Call::CreateCluster { name: "dev".into() };
+        let call = phalanx_state::Call::CreateCluster { name: name.into() };
         crate::client::submit_call(&client, url, &alice, call, true).await?;
         status = client.keys_status().await?;
     }
@@ -116,7 +121,7 @@ async fn form_cluster(url: &str, workers: &[phalanx_primitives::PublicKey]) -> a
         let call = phalanx_state::Call::SetClusterWorker { cluster, worker: *worker, member: true };
         crate::client::submit_call(&client, url, &alice, call, true).await?;
     }
-    tracing::info!(%cluster, workers = workers.len(), "dev workers are in the cluster");
+    tracing::info!(%cluster, workers = workers.len(), "the workers are in the cluster");
     Ok(())
 }
 

@@ -19,8 +19,10 @@ mod deposit;
 mod dev;
 mod keys;
 mod mining;
+mod node;
 mod output;
 mod pool;
+mod testnet;
 mod vault;
 mod verify;
 mod worker;
@@ -50,6 +52,13 @@ struct ClientArgs {
 enum Command {
     /// Run a whole local network in this process (data persists across restarts).
     Dev(dev::DevArgs),
+    /// Run one validator of a multi-node network from its config file.
+    Node(node::NodeArgs),
+    /// A multi-node network on this machine, every role its own process: init, up, down.
+    Testnet {
+        #[command(subcommand)]
+        command: testnet::TestnetCommand,
+    },
     /// Inspect the chain.
     Chain {
         #[command(subcommand)]
@@ -134,6 +143,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Dev(args) => dev::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Testnet { command } => runtime.block_on(testnet::run(command)),
         Command::Chain { command, client } => runtime.block_on(chain::run(command, &client)),
         Command::Account { command, client } => runtime.block_on(account::run(command, &client)),
         Command::Bench { command, client } => runtime.block_on(bench::run(command, &client)),

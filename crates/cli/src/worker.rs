@@ -121,10 +121,7 @@ async fn run_worker(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     });
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let result = phalanx_worker::run(config, shutdown, events).await;
+    let result = phalanx_worker::run(config, crate::node::shutdown_signal(), events).await;
     let _ = printer.await;
     result.map_err(Into::into)
 }

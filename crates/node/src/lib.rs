@@ -5,10 +5,13 @@
 //! - [`mempool`]: transactions waiting for a block.
 //! - [`store`]: the embedded database (redb).
 //! - [`rpc`]: the JSON-RPC server (HTTP and WebSocket).
+//! - [`service`]: one node process from its config file (`phalanx node`);
+//!   [`dev`] runs it with the dev genesis and a single validator.
 
 pub mod chain;
 pub mod consensus;
 pub mod dev;
 pub mod mempool;
 pub mod rpc;
+pub mod service;
 pub mod store;

@@ -32,9 +32,15 @@ pub struct RpcConfig {
 }
 
 impl RpcConfig {
+    /// The default limits, listening on 127.0.0.1:`port`.
     pub fn local(port: u16) -> Self {
+        Self::at(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// The default limits, listening on `listen`.
+    pub fn at(listen: SocketAddr) -> Self {
         RpcConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            listen,
             request_bytes_max: 5 * 512 * 1024,
             response_bytes_max: 32 * 1024 * 1024,
             connections_max: 256,

@@ -165,7 +165,12 @@ pub async fn wait_height(client: &HttpClient, height: u64) -> u64 {
 
 /// Runs a CLI command against `node` (no `--json` added).
 pub fn run(node: &DevNode, args: &[&str]) -> std::process::Output {
-    phalanx().args(args).args(["--rpc", &node.url()]).env("RUST_BACKTRACE", "0").output().unwrap()
+    run_at(&node.url(), args)
+}
+
+/// Runs a CLI command against the node RPC at `url`.
+pub fn run_at(url: &str, args: &[&str]) -> std::process::Output {
+    phalanx().args(args).args(["--rpc", url]).env("RUST_BACKTRACE", "0").output().unwrap()
 }
 
 /// Polls `done` every 300 ms until it holds; fails the test after 120 s
@@ -180,9 +185,14 @@ pub fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// Deploys `source` as `from` once the dev cluster exists; returns the agent id.
 pub fn deploy(node: &DevNode, source: &Path, from: &str) -> String {
+    deploy_at(&node.url(), source, from)
+}
+
+/// [`deploy`] through the node RPC at `url`.
+pub fn deploy_at(url: &str, source: &Path, from: &str) -> String {
     let mut deployed = None;
     until("deployment", || {
-        let output = run(node, &["agent", "deploy", source.to_str().unwrap(), "--from", from, "--json"]);
+        let output = run_at(url, &["agent", "deploy", source.to_str().unwrap(), "--from", from, "--json"]);
         deployed = serde_json::from_slice::<serde_json::Value>(&output.stdout).ok();
         output.status.success()
     });

@@ -1,0 +1,66 @@
+//! `phalanx node --config FILE`: one validator of a multi-node network, as
+//! its own process (the config format is `phalanx_node::service::NodeFile`;
+//! `phalanx testnet init` writes one per validator).
+
+use anyhow::Context;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct NodeArgs {
+    /// The node's config file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Print the endpoints as one JSON line once the node is ready.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what `phalanx testnet down` sends).
+pub(crate) async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops this process");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub(crate) fn run(args: NodeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,phalanx_node=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = phalanx_node::service::NodeConfig::from_file(&args.config)
+        .with_context(|| format!("cannot start the node of {}", args.config.display()))?;
+    let json = args.json;
+    phalanx_node::service::run(config, shutdown_signal(), move |endpoints| {
+        if json {
+            let value = serde_json::json!({
+                "rpc": format!("http://{}", endpoints.rpc),
+                "p2p": endpoints.p2p.to_string(),
+                "validator": endpoints.validator.to_string(),
+                "data_dir": endpoints.data_dir,
+                "finalized_height": endpoints.height,
+            });
+            println!("{value}");
+        } else {
+            println!(
+                "validator {} running (finalized height {})\n  rpc   http://{}\n  p2p   {}\n  data  {}",
+                endpoints.validator,
+                endpoints.height,
+                endpoints.rpc,
+                endpoints.p2p,
+                endpoints.data_dir.display()
+            );
+        }
+    })?;
+    Ok(())
+}

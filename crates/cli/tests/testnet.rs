@@ -1,0 +1,161 @@
+//! A multi-node testnet as separate processes on real sockets: 4
+//! validators (`phalanx node`), 2 gatekeepers and 2 workers (`phalanx
+//! worker`), written by `phalanx testnet init` and started by `testnet up`.
+//! Transfers and agent calls succeed; a validator killed with SIGKILL
+//! leaves finality going on the other three, and restarted it catches up;
+//! a worker killed leaves its cluster serving through the other worker;
+//! `testnet down` stops every process.
+
+mod common;
+
+use common::{Reaped, deploy_at, free_ports, phalanx, run_at, until};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+struct Testnet {
+    dir: PathBuf,
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        let _ = phalanx().args(["testnet", "down"]).arg(&self.dir).output();
+    }
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("testnet.json")).unwrap()).unwrap()
+}
+
+fn pid(dir: &Path, name: &str) -> i32 {
+    std::fs::read_to_string(dir.join(name).join("pid")).unwrap().trim().parse().unwrap()
+}
+
+fn alive(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+}
+
+fn kill_9(pid: i32) {
+    let status = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    until("the killed process to exit", || !alive(pid));
+}
+
+fn height(rpc: &str) -> u64 {
+    let output = run_at(rpc, &["chain", "head", "--json"]);
+    if !output.status.success() {
+        return 0;
+    }
+    serde_json::from_slice::<serde_json::Value>(&output.stdout).map_or(0, |v| v["height"].as_u64().unwrap_or(0))
+}
+
+fn transfer(rpc: &str, to: &str) {
+    let output = run_at(rpc, &["account", "transfer", "--from", "bob", "--to", to, "1"]);
+    assert!(output.status.success(), "transfer via {rpc}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+fn free(rpc: &str, who: &str) -> u128 {
+    let output = run_at(rpc, &["account", "balance", who, "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice::<phalanx_rpc::AccountInfo>(&output.stdout).unwrap().free
+}
+
+#[test]
+fn four_validators_two_gatekeepers_two_workers_as_processes() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("net");
+    let base = free_ports(240);
+    let init = phalanx()
+        .args(["testnet", "init"])
+        .arg(&dir)
+        .args(["--validators", "4", "--gatekeepers", "2", "--workers", "2", "--base-port", &base.to_string()])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let key_mode = std::fs::metadata(dir.join("validator-0/validator.key")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key_mode.permissions()) & 0o077, 0, "key files are 0600");
+
+    let up = phalanx().args(["testnet", "up"]).arg(&dir).output().unwrap();
+    let net = Testnet { dir: dir.clone() };
+    assert!(
+        up.status.success(),
+        "testnet up: {}\n{}",
+        String::from_utf8_lossy(&up.stderr),
+        String::from_utf8_lossy(&up.stdout)
+    );
+    let printed = String::from_utf8_lossy(&up.stdout);
+    for name in ["validator-0", "validator-3", "gatekeeper-1", "worker-1"] {
+        assert!(printed.contains(name), "up prints every member: {printed}");
+    }
+    let m = manifest(&dir);
+    let members = m["members"].as_array().unwrap();
+    let rpc = |name: &str| members.iter().find(|x| x["name"] == name).unwrap()["rpc"].as_str().unwrap().to_string();
+    let gateway = |name: &str| {
+        let port = members.iter().find(|x| x["name"] == name).unwrap()["gateway_port"].as_u64().unwrap();
+        format!("http://127.0.0.1:{port}")
+    };
+    let (rpc0, rpc3) = (rpc("validator-0"), rpc("validator-3"));
+    for name in ["validator-0", "validator-1", "validator-2", "validator-3", "gatekeeper-0", "worker-0"] {
+        assert!(alive(pid(&dir, name)), "{name} runs as its own process");
+    }
+
+    // A transfer submitted to one validator is final on all of them.
+    let charlie_before = free(&rpc0, "charlie");
+    transfer(&rpc("validator-1"), "charlie");
+    until("the transfer final on validator-3", || free(&rpc3, "charlie") == charlie_before + 1_000_000_000_000);
+
+    // An agent deployed through one node answers on both workers' gateways.
+    let source = root.path().join("hello.js");
+    std::fs::write(&source, "export default { fetch() { return new Response('hello from the testnet'); } };").unwrap();
+    let id = deploy_at(&rpc0, &source, "dave");
+    let call = |worker: &str| run_at(&rpc0, &["agent", "call", &id, "--gateway", &gateway(worker)]);
+    for worker in ["worker-0", "worker-1"] {
+        until(&format!("{worker} serving the agent"), || call(worker).stdout.starts_with(b"hello from the testnet"));
+    }
+
+    // kill -9 one validator: the other three keep finalizing.
+    kill_9(pid(&dir, "validator-3"));
+    let at_kill = height(&rpc0);
+    transfer(&rpc0, "charlie");
+    until("finality going on with three validators", || height(&rpc0) >= at_kill + 5);
+    let dave_before = free(&rpc0, "dave");
+    let output = run_at(&rpc0, &["account", "transfer", "--from", "alice", "--to", "dave", "2"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(free(&rpc0, "dave"), dave_before + 2_000_000_000_000, "finalized while validator-3 is down");
+
+    // Restarted, it catches up from the others and serves the same chain.
+    let config = dir.join("validator-3/config.toml");
+    let _restarted = Reaped(
+        phalanx()
+            .args(["node", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let target = height(&rpc0);
+    until("the restarted validator catching up", || height(&rpc3) >= target);
+    assert_eq!(free(&rpc3, "dave"), free(&rpc0, "dave"), "the same state after catching up");
+
+    // kill -9 a worker: the cluster keeps serving through the other.
+    kill_9(pid(&dir, "worker-1"));
+    for _ in 0..5 {
+        let served = call("worker-0");
+        assert!(served.stdout.starts_with(b"hello from the testnet"), "{}", String::from_utf8_lossy(&served.stderr));
+    }
+    assert!(!call("worker-1").status.success(), "the killed worker's gateway is gone");
+
+    // down stops every process of the testnet.
+    let pids: Vec<i32> = ["validator-0", "validator-1", "validator-2", "gatekeeper-0", "gatekeeper-1", "worker-0"]
+        .iter()
+        .map(|name| pid(&dir, name))
+        .collect();
+    let down = phalanx().args(["testnet", "down"]).arg(&dir).output().unwrap();
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    std::thread::sleep(Duration::from_millis(200));
+    for pid in pids {
+        assert!(!alive(pid), "process {pid} stopped");
+    }
+    drop(net);
+}

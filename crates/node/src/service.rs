@@ -1,0 +1,309 @@
+//! One node process: the store, the chain, the JSON-RPC server, the
+//! authenticated p2p network and the validator, from a [`NodeConfig`].
+//! `phalanx node --config FILE` and `phalanx dev` both run this.
+//!
+//! The config file (TOML, [`NodeFile`]) names the genesis file, the
+//! validator key file, the p2p and RPC listen addresses and the bootstrap
+//! list: the other validators' consensus keys and p2p addresses. The p2p
+//! network is commonware's authenticated `lookup` network: every connection
+//! is a mutually authenticated, encrypted stream between keys of the
+//! validator set, so a peer that is not a validator is never spoken to.
+//!
+//! Layout of the data directory: `chain.redb` (blocks, certificates,
+//! events, state) and `consensus/` (the simplex journal and marshal's
+//! archives). Stopping and starting again resumes from the last finalized block.
+
+use crate::chain::{Chain, ChainConfig};
+use crate::consensus::application::Pacing;
+use crate::consensus::validator::{
+    self, CHANNEL_BACKFILL, CHANNEL_BLOCKS, CHANNEL_CERTIFICATES, CHANNEL_RESOLVER, CHANNEL_VOTES, Channels, Timing,
+    ValidatorConfig,
+};
+use crate::consensus::{ValidatorKey, ValidatorSecret, account_key, validator_key, validator_secret};
+use crate::rpc::{self, RpcConfig};
+use crate::store::{Store, StoreError};
+use commonware_cryptography::{ChaCha20Poly1305, Signer};
+use commonware_p2p::{Address, AddressableManager, authenticated::lookup};
+use commonware_runtime::{Quota, Runner, Spawner, Supervisor, tokio as cw_tokio};
+use commonware_stream::{
+    cups::{self, Cups},
+    sake::{self, Sake},
+};
+use commonware_utils::{NZU32, NZUsize, ordered::Map};
+use phalanx_primitives::PublicKey;
+use phalanx_state::Genesis;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest config, genesis or key file read, in bytes.
+pub const CONFIG_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// The config file of `phalanx node --config FILE`. Relative paths are
+/// relative to the file's folder.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// Where the chain and the consensus journal are kept.
+    pub data_dir: PathBuf,
+    /// The genesis file (JSON), identical on every node of the network.
+    pub genesis: PathBuf,
+    /// A file holding this validator's 32-byte ed25519 seed as hex.
+    pub key_file: PathBuf,
+    /// The p2p listen address (authenticated, encrypted).
+    pub p2p_listen: SocketAddr,
+    /// The JSON-RPC listen address.
+    pub rpc_listen: SocketAddr,
+    /// The other validators: their consensus key and p2p address.
+    #[serde(default)]
+    pub bootstrap: Vec<Peer>,
+    /// Shortest time between blocks, in ms (default 50).
+    #[serde(default = "default_min_block_ms")]
+    pub min_block_interval_ms: u64,
+    /// Longest time without a block when idle, in ms (default 500).
+    #[serde(default = "default_empty_block_ms")]
+    pub empty_block_interval_ms: u64,
+}
+
+fn default_min_block_ms() -> u64 {
+    50
+}
+
+fn default_empty_block_ms() -> u64 {
+    500
+}
+
+/// A validator to connect to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// The validator's consensus key (its account form, SS58 or 0x hex).
+    pub public_key: PublicKey,
+    pub address: SocketAddr,
+}
+
+/// A node ready to run.
+#[derive(Debug)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub genesis: Genesis,
+    pub secret: ValidatorSecret,
+    pub p2p_listen: SocketAddr,
+    pub rpc: RpcConfig,
+    /// Every validator's p2p address, this one's included.
+    pub peers: Vec<(ValidatorKey, SocketAddr)>,
+    pub pacing: Pacing,
+    pub timing: Timing,
+}
+
+/// Why a node could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is larger than {CONFIG_BYTES_MAX} bytes")]
+    TooLarge { path: PathBuf },
+    #[error("{path} is not a valid node config: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("{path} is not a valid genesis file: {message}")]
+    Genesis { path: PathBuf, message: String },
+    #[error("{path} does not hold a 32-byte validator seed as hex")]
+    Key { path: PathBuf },
+    #[error("this node's key {0} is not a validator of the genesis (non-validator nodes are not built yet)")]
+    NotAValidator(PublicKey),
+    #[error("bootstrap peer {0} is not a validator of the genesis")]
+    UnknownPeer(PublicKey),
+    #[error("no p2p address is known for validator {0}: add it to `bootstrap`")]
+    MissingPeer(PublicKey),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start the RPC server on {address}: {source} (is another node using it?)")]
+    Rpc { address: SocketAddr, source: std::io::Error },
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, NodeError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|source| NodeError::Read { path: path.into(), source })?;
+    let mut bytes = Vec::new();
+    file.take(CONFIG_BYTES_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| NodeError::Read { path: path.into(), source })?;
+    if bytes.len() as u64 > CONFIG_BYTES_MAX {
+        return Err(NodeError::TooLarge { path: path.into() });
+    }
+    Ok(bytes)
+}
+
+/// Reads a genesis file.
+pub fn read_genesis(path: &Path) -> Result<Genesis, NodeError> {
+    let bytes = read_bounded(path)?;
+    let genesis: Genesis =
+        serde_json::from_slice(&bytes).map_err(|e| NodeError::Genesis { path: path.into(), message: e.to_string() })?;
+    genesis.build().map_err(|e| NodeError::Genesis { path: path.into(), message: e.to_string() })?;
+    Ok(genesis)
+}
+
+/// Reads a validator key file: the 32-byte seed as hex (the only place the seed is read).
+pub fn read_key(path: &Path) -> Result<ValidatorSecret, NodeError> {
+    let bytes = zeroize::Zeroizing::new(read_bounded(path)?);
+    let text = std::str::from_utf8(&bytes).map_err(|_| NodeError::Key { path: path.into() })?;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim().trim_start_matches("0x"), seed.as_mut_slice())
+        .map_err(|_| NodeError::Key { path: path.into() })?;
+    Ok(validator_secret(&seed))
+}
+
+impl NodeConfig {
+    /// Reads and checks a config file and everything it names.
+    pub fn from_file(path: &Path) -> Result<NodeConfig, NodeError> {
+        let bytes = read_bounded(path)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| NodeError::Config { path: path.into(), message: "not UTF-8".into() })?;
+        let file: NodeFile =
+            toml::from_str(&text).map_err(|e| NodeError::Config { path: path.into(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let genesis = read_genesis(&base.join(&file.genesis))?;
+        let secret = read_key(&base.join(&file.key_file))?;
+        let me = account_key(&secret.public_key());
+        if !genesis.validators.contains(&me) {
+            return Err(NodeError::NotAValidator(me));
+        }
+        let mut peers = vec![(secret.public_key(), file.p2p_listen)];
+        for peer in &file.bootstrap {
+            if !genesis.validators.contains(&peer.public_key) {
+                return Err(NodeError::UnknownPeer(peer.public_key));
+            }
+            let key = validator_key(&peer.public_key).map_err(|_| NodeError::UnknownPeer(peer.public_key))?;
+            if peer.public_key != me {
+                peers.push((key, peer.address));
+            }
+        }
+        for validator in &genesis.validators {
+            if !peers.iter().any(|(key, _)| account_key(key) == *validator) {
+                return Err(NodeError::MissingPeer(*validator));
+            }
+        }
+        Ok(NodeConfig {
+            data_dir: base.join(&file.data_dir),
+            genesis,
+            secret,
+            p2p_listen: file.p2p_listen,
+            rpc: RpcConfig::at(file.rpc_listen),
+            peers,
+            pacing: Pacing {
+                min_block_interval: Duration::from_millis(file.min_block_interval_ms),
+                empty_block_interval: Duration::from_millis(file.empty_block_interval_ms.max(1)),
+            },
+            timing: Timing::default(),
+        })
+    }
+}
+
+/// Where a running node can be reached.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub rpc: SocketAddr,
+    pub p2p: SocketAddr,
+    pub data_dir: PathBuf,
+    pub height: u64,
+    pub validator: PublicKey,
+}
+
+/// Runs the node until `shutdown` resolves (or consensus stops). `ready`
+/// is called once the RPC server is listening.
+pub fn run(
+    config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(&Endpoints) + Send + 'static,
+) -> Result<(), NodeError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| NodeError::DataDir { path: config.data_dir.clone(), source })?;
+    let store = Arc::new(Store::open(&config.data_dir.join("chain.redb"))?);
+    let chain = Arc::new(Chain::open(config.genesis.clone(), store, ChainConfig::default())?);
+    let runtime_config = cw_tokio::Config::new()
+        .with_storage_directory(config.data_dir.join("consensus"))
+        .with_worker_threads(2)
+        .with_catch_panics(false);
+    cw_tokio::Runner::new(runtime_config).start(|context| async move {
+        let (rpc_address, rpc_handle) = rpc::serve(chain.clone(), &config.rpc)
+            .await
+            .map_err(|source| NodeError::Rpc { address: config.rpc.listen, source })?;
+
+        let secret = config.secret;
+        let me: ValidatorKey = secret.public_key();
+        let handshake = Cups::<_, ChaCha20Poly1305>::new(
+            Sake {
+                signer: secret.clone(),
+                synchrony_bound: Duration::from_secs(5),
+                max_handshake_age: Duration::from_secs(10),
+                version: sake::Version::V1,
+            },
+            cups::Version::V1,
+        );
+        let validators: Vec<ValidatorKey> = config.peers.iter().map(|(key, _)| key.clone()).collect();
+        let private = config.peers.iter().any(|(_, address)| !is_public(address));
+        let p2p_config = if private { lookup::Config::local } else { lookup::Config::recommended }(
+            handshake,
+            crate::consensus::NAMESPACE,
+            config.p2p_listen,
+            NZUsize!(validators.len().max(1)),
+            validator::P2P_MESSAGE_BYTES_MAX,
+            NZUsize!(1024),
+        );
+        let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p_config);
+        let book = config.peers.iter().map(|(key, address)| (key.clone(), Address::from(*address)));
+        let _ = oracle.track(0, Map::from_iter_dedup(book));
+        let quota = Quota::per_second(NZU32!(100_000));
+        let channels = Channels {
+            votes: network.register(CHANNEL_VOTES, quota),
+            certificates: network.register(CHANNEL_CERTIFICATES, quota),
+            resolver: network.register(CHANNEL_RESOLVER, quota),
+            blocks: network.register(CHANNEL_BLOCKS, quota),
+            backfill: network.register(CHANNEL_BACKFILL, quota),
+        };
+        network.start();
+        let validator_config = ValidatorConfig {
+            secret,
+            validators,
+            partition_prefix: "validator".into(),
+            timing: config.timing.clone(),
+            pacing: config.pacing.clone(),
+            mailbox_size: 1024,
+        };
+        let validator = validator::start(
+            context.child("validator"),
+            validator_config,
+            chain.clone(),
+            oracle.clone(),
+            oracle,
+            channels,
+        )
+        .await;
+        ready(&Endpoints {
+            rpc: rpc_address,
+            p2p: config.p2p_listen,
+            data_dir: config.data_dir.clone(),
+            height: chain.finalized().header.height,
+            validator: account_key(&me),
+        });
+        tokio::select! {
+            _ = shutdown => tracing::info!("stopping"),
+            _ = validator.engine => tracing::error!("consensus engine stopped"),
+        }
+        let _ = rpc_handle.stop();
+        let _ = context.stop(0, Some(Duration::from_secs(2))).await;
+        Ok(())
+    })
+}
+
+/// Whether `address` is reachable from the public internet (peers on
+/// loopback or private ranges switch the p2p network to its local settings).
+fn is_public(address: &SocketAddr) -> bool {
+    match address.ip() {
+        std::net::IpAddr::V4(ip) => !(ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()),
+        std::net::IpAddr::V6(ip) => !(ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00),
+    }
+}
