@@ -14,6 +14,12 @@ pub(crate) struct DevArgs {
     /// Port of the validator's p2p listener on 127.0.0.1.
     #[arg(long, default_value_t = 30333)]
     p2p_port: u16,
+    /// Serve the validator's Prometheus metrics at /metrics on this port of 127.0.0.1.
+    #[arg(long)]
+    metrics_port: Option<u16>,
+    /// Log one JSON object per line (for log collectors).
+    #[arg(long, env = "PHALANX_LOG_JSON")]
+    log_json: bool,
     /// Print the endpoints as one JSON line once the network is up.
     #[arg(long)]
     json: bool,
@@ -77,7 +83,7 @@ fn start_workers(
                 match event {
                     phalanx_worker::WorkerEvent::Started { identity, .. } => identities.push(identity),
                     phalanx_worker::WorkerEvent::Registered { .. } => registered += 1,
-                    phalanx_worker::WorkerEvent::Gateway { .. } => {}
+                    phalanx_worker::WorkerEvent::Gateway { .. } | phalanx_worker::WorkerEvent::Metrics { .. } => {}
                 }
                 if registered == count as usize {
                     break;
@@ -131,16 +137,11 @@ fn default_data_dir() -> PathBuf {
 }
 
 pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,phalanx_node=info,phalanx_worker=info,phalanx=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::logging::init("warn,phalanx_node=info,phalanx_worker=info,phalanx=info", args.log_json);
     let mut config = phalanx_node::dev::DevConfig::new(args.data_dir.unwrap_or_else(default_data_dir));
     config.rpc_port = args.rpc_port;
     config.p2p_port = args.p2p_port;
+    config.metrics_port = args.metrics_port;
     let json = args.json;
     let workers = args.workers;
     let gateway_port = args.gateway_port;

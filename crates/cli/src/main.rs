@@ -18,6 +18,7 @@ mod cluster;
 mod deposit;
 mod dev;
 mod keys;
+mod logging;
 mod mining;
 mod node;
 mod output;

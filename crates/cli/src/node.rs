@@ -10,6 +10,9 @@ pub(crate) struct NodeArgs {
     /// The node's config file (TOML).
     #[arg(long)]
     config: PathBuf,
+    /// Log one JSON object per line (for log collectors).
+    #[arg(long, env = "PHALANX_LOG_JSON")]
+    log_json: bool,
     /// Print the endpoints as one JSON line once the node is ready.
     #[arg(long)]
     json: bool,
@@ -32,12 +35,7 @@ pub(crate) async fn shutdown_signal() {
 }
 
 pub(crate) fn run(args: NodeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,phalanx_node=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::logging::init("warn,phalanx_node=info", args.log_json);
     let config = phalanx_node::service::NodeConfig::from_file(&args.config)
         .with_context(|| format!("cannot start the node of {}", args.config.display()))?;
     let json = args.json;
@@ -46,14 +44,16 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<()> {
             let value = serde_json::json!({
                 "rpc": format!("http://{}", endpoints.rpc),
                 "p2p": endpoints.p2p.to_string(),
+                "metrics": endpoints.metrics.map(|m| format!("http://{m}/metrics")),
                 "validator": endpoints.validator.to_string(),
                 "data_dir": endpoints.data_dir,
                 "finalized_height": endpoints.height,
             });
             println!("{value}");
         } else {
+            let metrics = endpoints.metrics.map_or("off".to_string(), |m| format!("http://{m}/metrics"));
             println!(
-                "validator {} running (finalized height {})\n  rpc   http://{}\n  p2p   {}\n  data  {}",
+                "validator {} running (finalized height {})\n  rpc      http://{}\n  p2p      {}\n  metrics  {metrics}\n  data     {}",
                 endpoints.validator,
                 endpoints.height,
                 endpoints.rpc,

@@ -36,7 +36,8 @@ pub(crate) enum TestnetCommand {
         gatekeepers: usize,
         #[arg(long, default_value_t = 4)]
         workers: usize,
-        /// First port: validators' p2p at PORT+i, RPC at PORT+100+i, worker gateways at PORT+200+i.
+        /// First port: validators' p2p at PORT+i, RPC at PORT+100+i, worker
+        /// gateways at PORT+200+i, every member's metrics at PORT+300+n.
         #[arg(long, default_value_t = 40000)]
         base_port: u16,
     },
@@ -62,6 +63,8 @@ pub(crate) struct Member {
     pub p2p: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_port: Option<u16>,
+    /// Prometheus metrics at `/metrics` on this port of 127.0.0.1.
+    pub metrics_port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<PublicKey>,
 }
@@ -101,7 +104,7 @@ fn init(dir: &Path, validators: usize, gatekeepers: usize, workers: usize, base_
     if gatekeepers == 0 && workers > 0 {
         bail!("workers need a gatekeeper to receive keys: use --gatekeepers 1 or more");
     }
-    if base_port.checked_add(200 + MEMBERS_MAX as u16).is_none() {
+    if base_port.checked_add(300 + 3 * MEMBERS_MAX as u16).is_none() {
         bail!("--base-port {base_port} leaves no room for the testnet's ports");
     }
     if dir.join("testnet.json").exists() {
@@ -145,6 +148,7 @@ fn init(dir: &Path, validators: usize, gatekeepers: usize, workers: usize, base_
             key_file: "validator.key".into(),
             p2p_listen: ([127, 0, 0, 1], base_port + i as u16).into(),
             rpc_listen: ([127, 0, 0, 1], base_port + 100 + i as u16).into(),
+            metrics_listen: Some(([127, 0, 0, 1], base_port + 300 + i as u16).into()),
             bootstrap,
             min_block_interval_ms: 50,
             empty_block_interval_ms: 500,
@@ -156,6 +160,7 @@ fn init(dir: &Path, validators: usize, gatekeepers: usize, workers: usize, base_
             rpc: rpc_of(i),
             p2p: Some(format!("127.0.0.1:{}", base_port + i as u16)),
             gateway_port: None,
+            metrics_port: base_port + 300 + i as u16,
             operator: None,
         });
     }
@@ -177,6 +182,7 @@ fn init(dir: &Path, validators: usize, gatekeepers: usize, workers: usize, base_
             rpc: rpc_of(k % validators),
             p2p: None,
             gateway_port: (role == "worker").then_some(base_port + 200 + i as u16),
+            metrics_port: base_port + 300 + (validators + k) as u16,
             operator: Some(operator.public()),
         });
     }
@@ -251,7 +257,7 @@ async fn up(dir: &Path, json: bool) -> anyhow::Result<()> {
     let path = |p: PathBuf| p.to_string_lossy().into_owned();
     for member in manifest.members.iter().filter(|m| m.role == "validator") {
         let folder = dir.join(&member.name);
-        spawn(&folder, &["node".into(), "--config".into(), path(folder.join("config.toml"))])?;
+        spawn(&folder, &["node".into(), "--log-json".into(), "--config".into(), path(folder.join("config.toml"))])?;
     }
     for member in manifest.members.iter().filter(|m| m.role == "validator") {
         let client = crate::client::connect(&member.rpc)?;
@@ -265,6 +271,7 @@ async fn up(dir: &Path, json: bool) -> anyhow::Result<()> {
         let folder = dir.join(&member.name);
         let mut args = vec![
             "worker".to_string(),
+            "--log-json".into(),
             "--node".into(),
             member.rpc.clone(),
             "--data-dir".into(),
@@ -278,6 +285,7 @@ async fn up(dir: &Path, json: bool) -> anyhow::Result<()> {
         if let Some(port) = member.gateway_port {
             args.extend(["--gateway-port".into(), port.to_string()]);
         }
+        args.extend(["--metrics-port".into(), member.metrics_port.to_string()]);
         spawn(&folder, &args)?;
     }
     let rpc = manifest.members.first().context("the testnet has no members")?.rpc.clone();
@@ -325,7 +333,10 @@ async fn up(dir: &Path, json: bool) -> anyhow::Result<()> {
             (None, Some(port)) => format!("gateway http://127.0.0.1:{port}  via {}", member.rpc),
             (None, None) => format!("via {}", member.rpc),
         };
-        println!("  {:<14} pid {pid:<8} {endpoint}", member.name);
+        println!(
+            "  {:<14} pid {pid:<8} {endpoint}  metrics http://127.0.0.1:{}/metrics",
+            member.name, member.metrics_port
+        );
     }
     println!("logs in {}/NAME/log; stop with: phalanx testnet down {}", dir.display(), dir.display());
     Ok(())

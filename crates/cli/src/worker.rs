@@ -63,6 +63,12 @@ struct RunArgs {
     /// http://127.0.0.1:PORT).
     #[arg(long, requires = "gateway_port")]
     gateway_url: Option<String>,
+    /// Log one JSON object per line (for log collectors).
+    #[arg(long, env = "PHALANX_LOG_JSON")]
+    log_json: bool,
+    /// Serve Prometheus metrics at /metrics on this port of 127.0.0.1.
+    #[arg(long)]
+    metrics_port: Option<u16>,
     /// Send a heartbeat every this many blocks.
     #[arg(long, default_value_t = 600)]
     heartbeat_every: u64,
@@ -79,12 +85,7 @@ pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
 }
 
 async fn run_worker(args: RunArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,phalanx_worker=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::logging::init("warn,phalanx_worker=info", args.log_json);
     let operator = crate::account::signer(args.operator, args.operator_file)?;
     let data_dir = args.data_dir.context("--data-dir is required")?;
     let collateral = || args.collateral.clone().context("--collateral FILE is required with --tee sgx|tdx");
@@ -99,6 +100,7 @@ async fn run_worker(args: RunArgs) -> anyhow::Result<()> {
     config.heartbeat_every = args.heartbeat_every.max(1);
     config.gateway = args.gateway_port.map(phalanx_worker::gateway::GatewayConfig::local);
     config.gateway_url = args.gateway_url.clone();
+    config.metrics = args.metrics_port.map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     if args.gatekeeper {
         config.features |= phalanx_state::modules::registry::FEATURE_GATEKEEPER;
     }
@@ -118,6 +120,7 @@ async fn run_worker(args: RunArgs) -> anyhow::Result<()> {
                 ),
                 WorkerEvent::Registered { height } => println!("worker registered at height {height}"),
                 WorkerEvent::Gateway { address } => println!("gateway on http://{address}"),
+                WorkerEvent::Metrics { address } => println!("metrics on http://{address}/metrics"),
             }
         }
     });

@@ -99,7 +99,7 @@ fn block_hash(rpc: &str, height: u64) -> String {
 fn a_two_two_split_stops_finality_and_heals_without_a_fork() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("net");
-    let base = free_ports(240);
+    let base = free_ports(400);
     let init = phalanx()
         .args(["testnet", "init"])
         .arg(&dir)

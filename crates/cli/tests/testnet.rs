@@ -64,7 +64,7 @@ fn free(rpc: &str, who: &str) -> u128 {
 fn four_validators_two_gatekeepers_two_workers_as_processes() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("net");
-    let base = free_ports(240);
+    let base = free_ports(400);
     let init = phalanx()
         .args(["testnet", "init"])
         .arg(&dir)
@@ -111,6 +111,40 @@ fn four_validators_two_gatekeepers_two_workers_as_processes() {
     let call = |worker: &str| run_at(&rpc0, &["agent", "call", &id, "--gateway", &gateway(worker)]);
     for worker in ["worker-0", "worker-1"] {
         until(&format!("{worker} serving the agent"), || call(worker).stdout.starts_with(b"hello from the testnet"));
+    }
+
+    // Every process serves Prometheus metrics: the node's own and the consensus library's, the worker's.
+    let metrics = |name: &str| {
+        let port = members.iter().find(|x| x["name"] == name).unwrap()["metrics_port"].as_u64().unwrap();
+        reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap().text().unwrap()
+    };
+    let value = |text: &str, name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let node = metrics("validator-0");
+    assert!(value(&node, "phalanx_finalized_height") >= 1.0, "{node}");
+    assert!(value(&node, "phalanx_txs_committed_total") >= 1.0, "{node}");
+    assert!(node.contains("phalanx_finality_latency_seconds_bucket"), "{node}");
+    assert!(node.contains("phalanx_mempool_size") && node.contains("phalanx_sync_blocks_per_second"), "{node}");
+    assert!(node.lines().any(|l| l.starts_with("network_") || l.contains("p2p")), "the p2p layer's metrics: {node}");
+    let worker = metrics("worker-0");
+    assert!(value(&worker, "phalanx_worker_verified_height") >= 1.0, "{worker}");
+    assert!(value(&worker, "phalanx_worker_agent_calls_total{outcome=\"ok\"}") >= 1.0, "{worker}");
+    assert!(metrics("gatekeeper-0").contains("phalanx_worker_blocks_verified_total"));
+
+    // Structured logs: every line a JSON object with a level and a message.
+    for name in ["validator-0", "worker-0"] {
+        let log = std::fs::read_to_string(dir.join(name).join("log")).unwrap();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!lines.is_empty(), "{name} logged nothing");
+        for line in lines.iter().filter(|l| l.starts_with('{')) {
+            let entry: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: {e}: {line}"));
+            assert!(entry["level"].is_string() && entry["timestamp"].is_string(), "{name}: {line}");
+        }
+        if name == "worker-0" {
+            assert!(lines.iter().filter(|l| l.starts_with('{')).count() >= 3, "{name} logs JSON:\n{log}");
+        }
     }
 
     // kill -9 one validator: the other three keep finalizing.

@@ -91,6 +91,7 @@ pub struct Chain {
     pending: Mutex<HashMap<Hash, PendingBlock>>,
     mempool: Mutex<Mempool>,
     finalized_events: broadcast::Sender<Arc<Finalized>>,
+    metrics: crate::metrics::NodeMetrics,
 }
 
 impl Chain {
@@ -112,6 +113,11 @@ impl Chain {
             finalized: RwLock::new(Arc::new(Finalized { state, header, hash: head.hash })),
             pending: Mutex::new(HashMap::new()),
             finalized_events,
+            metrics: {
+                let metrics = crate::metrics::NodeMetrics::default();
+                metrics.finalized_height.set(i64::try_from(head.height).unwrap_or(i64::MAX));
+                metrics
+            },
         })
     }
 
@@ -131,6 +137,11 @@ impl Chain {
         &self.store
     }
 
+    /// This node's metrics.
+    pub fn metrics(&self) -> &crate::metrics::NodeMetrics {
+        &self.metrics
+    }
+
     /// The last finalized block and the state after it.
     pub fn finalized(&self) -> Arc<Finalized> {
         self.finalized.read().expect("lock poisoned").clone()
@@ -143,6 +154,15 @@ impl Chain {
 
     /// Decodes, verifies and admits a transaction to the mempool.
     pub fn submit(&self, bytes: &[u8]) -> Result<Hash, SubmitError> {
+        let admitted = self.admit(bytes);
+        match &admitted {
+            Ok(_) => self.metrics.txs_submitted.inc(),
+            Err(_) => self.metrics.txs_refused.inc(),
+        };
+        admitted
+    }
+
+    fn admit(&self, bytes: &[u8]) -> Result<Hash, SubmitError> {
         let tx = SignedTransaction::decode(bytes)?;
         // The signature is verified before taking the mempool lock, so
         // concurrent submitters verify in parallel.
@@ -152,7 +172,9 @@ impl Chain {
         // that agree on which transactions are final.
         let mut mempool = self.mempool.lock().expect("lock poisoned");
         let finalized = self.finalized();
-        Ok(mempool.admit(tx, bytes.len(), &finalized.state)?)
+        let hash = mempool.admit(tx, bytes.len(), &finalized.state)?;
+        self.metrics.mempool_size.set(mempool.len() as i64);
+        Ok(hash)
     }
 
     /// Transactions waiting, and how many of them a given signer has.
@@ -282,7 +304,9 @@ impl Chain {
             let mut mempool = self.mempool.lock().expect("lock poisoned");
             *self.finalized.write().expect("lock poisoned") = finalized.clone();
             mempool.on_finalized(block, &finalized.state);
+            self.metrics.mempool_size.set(mempool.len() as i64);
         }
+        self.metrics.committed(block.header.height, block.txs.len(), block.header.timestamp_ms);
         self.pending.lock().expect("lock poisoned").retain(|_, p| p.block.header.height > block.header.height);
         let _ = self.finalized_events.send(finalized);
         Ok(())

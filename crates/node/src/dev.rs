@@ -25,6 +25,8 @@ pub struct DevConfig {
     pub rpc_port: u16,
     /// Port of the validator's (authenticated, encrypted) p2p listener.
     pub p2p_port: u16,
+    /// Serve Prometheus metrics on 127.0.0.1:PORT (none by default).
+    pub metrics_port: Option<u16>,
     pub pacing: Pacing,
 }
 
@@ -34,6 +36,7 @@ impl DevConfig {
             data_dir,
             rpc_port: 9944,
             p2p_port: 30333,
+            metrics_port: None,
             pacing: Pacing {
                 min_block_interval: Duration::from_millis(50),
                 empty_block_interval: Duration::from_millis(500),
@@ -66,6 +69,7 @@ pub fn run(config: DevConfig, ready: impl FnOnce(&Endpoints) + Send + 'static) -
         secret,
         p2p_listen: p2p,
         rpc: RpcConfig::local(config.rpc_port),
+        metrics: config.metrics_port.map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
         pacing: config.pacing,
         timing: Timing::default(),
     };

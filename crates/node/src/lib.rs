@@ -4,6 +4,7 @@
 //!   commit), independent of the consensus engine.
 //! - [`mempool`]: transactions waiting for a block.
 //! - [`store`]: the embedded database (redb).
+//! - [`metrics`]: the node's Prometheus metrics.
 //! - [`rpc`]: the JSON-RPC server (HTTP and WebSocket).
 //! - [`service`]: one node process from its config file (`phalanx node`);
 //!   [`dev`] runs it with the dev genesis and a single validator.
@@ -12,6 +13,7 @@ pub mod chain;
 pub mod consensus;
 pub mod dev;
 pub mod mempool;
+pub mod metrics;
 pub mod rpc;
 pub mod service;
 pub mod store;

@@ -55,6 +55,9 @@ pub struct NodeFile {
     pub p2p_listen: SocketAddr,
     /// The JSON-RPC listen address.
     pub rpc_listen: SocketAddr,
+    /// Where to serve Prometheus metrics at `/metrics` (none if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// The other validators: their consensus key and p2p address.
     #[serde(default)]
     pub bootstrap: Vec<Peer>,
@@ -91,6 +94,7 @@ pub struct NodeConfig {
     pub secret: ValidatorSecret,
     pub p2p_listen: SocketAddr,
     pub rpc: RpcConfig,
+    pub metrics: Option<SocketAddr>,
     /// Every validator's p2p address, this one's included.
     pub peers: Vec<(ValidatorKey, SocketAddr)>,
     pub pacing: Pacing,
@@ -122,6 +126,8 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error("cannot start the RPC server on {address}: {source} (is another node using it?)")]
     Rpc { address: SocketAddr, source: std::io::Error },
+    #[error("cannot serve metrics on {address}: {source}")]
+    Metrics { address: SocketAddr, source: std::io::Error },
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, NodeError> {
@@ -192,6 +198,7 @@ impl NodeConfig {
             secret,
             p2p_listen: file.p2p_listen,
             rpc: RpcConfig::at(file.rpc_listen),
+            metrics: file.metrics_listen,
             peers,
             pacing: Pacing {
                 min_block_interval: Duration::from_millis(file.min_block_interval_ms),
@@ -207,6 +214,7 @@ impl NodeConfig {
 pub struct Endpoints {
     pub rpc: SocketAddr,
     pub p2p: SocketAddr,
+    pub metrics: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub height: u64,
     pub validator: PublicKey,
@@ -231,6 +239,11 @@ pub fn run(
         let (rpc_address, rpc_handle) = rpc::serve(chain.clone(), &config.rpc)
             .await
             .map_err(|source| NodeError::Rpc { address: config.rpc.listen, source })?;
+
+        let metrics = match config.metrics {
+            Some(address) => Some(serve_metrics(context.child("metrics"), chain.clone(), address).await?),
+            None => None,
+        };
 
         let secret = config.secret;
         let me: ValidatorKey = secret.public_key();
@@ -285,6 +298,7 @@ pub fn run(
         ready(&Endpoints {
             rpc: rpc_address,
             p2p: config.p2p_listen,
+            metrics,
             data_dir: config.data_dir.clone(),
             height: chain.finalized().header.height,
             validator: account_key(&me),
@@ -297,6 +311,36 @@ pub fn run(
         let _ = context.stop(0, Some(Duration::from_secs(2))).await;
         Ok(())
     })
+}
+
+/// Serves `/metrics`: the node's own metrics, then the consensus
+/// library's (p2p, simplex, marshal, runtime), in the Prometheus text format.
+async fn serve_metrics(
+    context: cw_tokio::Context,
+    chain: Arc<Chain>,
+    address: SocketAddr,
+) -> Result<SocketAddr, NodeError> {
+    use commonware_runtime::Metrics as _;
+    let listener =
+        tokio::net::TcpListener::bind(address).await.map_err(|source| NodeError::Metrics { address, source })?;
+    let bound = listener.local_addr().map_err(|source| NodeError::Metrics { address, source })?;
+    let context = Arc::new(context);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (chain, context) = (chain.clone(), context.clone());
+            async move {
+                let body = chain.metrics().encode() + &context.encode();
+                ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "the metrics server stopped");
+        }
+    });
+    Ok(bound)
 }
 
 /// Whether `address` is reachable from the public internet (peers on

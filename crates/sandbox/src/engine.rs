@@ -64,6 +64,29 @@ pub enum SandboxError {
     NotLoaded,
 }
 
+impl SandboxError {
+    /// A short name for the kind of failure, for metrics and outcome codes.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SandboxError::Runtime(_) => "runtime",
+            SandboxError::Compile(_) => "compile",
+            SandboxError::Load(_) => "load",
+            SandboxError::NoHandler(_) => "no_handler",
+            SandboxError::Threw(_) => "threw",
+            SandboxError::CpuTime { .. } => "cpu_time",
+            SandboxError::Fuel { .. } => "fuel",
+            SandboxError::WallTime { .. } => "wall_time",
+            SandboxError::Memory { .. } => "memory",
+            SandboxError::RequestTooLarge { .. } => "request_too_large",
+            SandboxError::ResponseTooLarge { .. } => "response_too_large",
+            SandboxError::NoResponse => "no_response",
+            SandboxError::ClientGone => "client_gone",
+            SandboxError::Poisoned => "poisoned",
+            SandboxError::NotLoaded => "not_loaded",
+        }
+    }
+}
+
 /// An HTTP request handed to an agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpRequest {

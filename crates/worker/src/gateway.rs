@@ -88,6 +88,7 @@ pub struct Shared {
     pub submit: Option<mpsc::Sender<(Hash, Vec<u8>)>>,
     /// Paid calls served, waiting to be reported.
     pub usage: Arc<crate::usage::UsageMeter>,
+    pub metrics: Arc<crate::metrics::WorkerMetrics>,
 }
 
 impl Shared {
@@ -99,6 +100,7 @@ impl Shared {
             logs: Arc::default(),
             submit: Some(submit),
             usage: Arc::default(),
+            metrics: Arc::default(),
         };
         (shared, submitted)
     }
@@ -110,6 +112,7 @@ impl Shared {
             logs: Arc::default(),
             submit: None,
             usage: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -236,7 +239,34 @@ async fn call(
     run(gateway, id, path, method, uri, headers, body).await
 }
 
+/// Marks a response the agent was run for (its outcome is counted where it
+/// is known); every other response to a call was a refusal.
+#[derive(Clone, Copy, Debug)]
+struct Invoked;
+
+fn invoked(mut response: Response) -> Response {
+    response.extensions_mut().insert(Invoked);
+    response
+}
+
 async fn run(
+    gateway: State<Arc<Gateway>>,
+    id: String,
+    path: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let metrics = gateway.shared.metrics.clone();
+    let response = serve_call(gateway, id, path, method, uri, headers, body).await;
+    if response.extensions().get::<Invoked>().is_none() {
+        metrics.call("refused");
+    }
+    response
+}
+
+async fn serve_call(
     State(gateway): State<Arc<Gateway>>,
     id: String,
     path: String,
@@ -302,7 +332,10 @@ async fn run(
     };
     let lease = match lease_agent(&gateway, &code, id, &[]).await {
         Ok(lease) => lease,
-        Err(failure) => return sandbox_failure(&failure),
+        Err(failure) => {
+            gateway.shared.metrics.sandbox_error(&failure);
+            return invoked(sandbox_failure(&failure));
+        }
     };
     let agent_id = id;
     let signer = gateway.signer.clone();
@@ -310,9 +343,13 @@ async fn run(
         Box::new(move |status, response_hash| signer.sign(Receipt { status, response_hash, ..base }).to_header());
     let target = crate::logs::LogTarget::of(agent);
     let kept = gateway.clone();
-    respond(lease, request, env, Some(receipt), move |logs, result, used| {
+    let response = respond(lease, request, env, Some(receipt), move |logs, result, used| {
         if let Some(ticket) = ticket {
             ticket.finish(used);
+        }
+        match result {
+            Ok(()) => kept.shared.metrics.call("ok"),
+            Err(failure) => kept.shared.metrics.sandbox_error(failure),
         }
         // Agent console output is the owner's, sealed to their log key: never in the worker's log.
         if let Err(failure) = result {
@@ -320,7 +357,8 @@ async fn run(
         }
         kept.logs.record(target, &logs);
     })
-    .await
+    .await;
+    invoked(response)
 }
 
 /// An encrypted call: the body is an envelope sealed to the agent's key; the
@@ -377,6 +415,7 @@ async fn encrypted_call(
             }
         }) {
             Ok(fetched) => {
+                gateway.shared.metrics.call("ok");
                 gateway.logs.record(crate::logs::LogTarget::of(agent), &fetched.logs);
                 SealedResponse {
                     status: fetched.response.status,
@@ -385,12 +424,18 @@ async fn encrypted_call(
                 }
             }
             Err(failure) => SealedResponse {
-                status: status_of(&failure).as_u16(),
+                status: {
+                    gateway.shared.metrics.sandbox_error(&failure);
+                    status_of(&failure).as_u16()
+                },
                 headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
                 body: format!("agent error: {failure}\n").into_bytes(),
             },
         },
-        Err(failure) => return sandbox_failure(&failure),
+        Err(failure) => {
+            gateway.shared.metrics.sandbox_error(&failure);
+            return invoked(sandbox_failure(&failure));
+        }
     };
     let plaintext = zeroize::Zeroizing::new(borsh::to_vec(&answer).expect("in-memory encoding"));
     let sealed = opened.response.seal(0, &plaintext);
@@ -400,12 +445,14 @@ async fn encrypted_call(
         response_hash: Some(sha256(&sealed)),
         ..base
     });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", ENVELOPE_CONTENT_TYPE)
-        .header(RECEIPT_HEADER, receipt.to_header())
-        .body(axum::body::Body::from(sealed))
-        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    invoked(
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", ENVELOPE_CONTENT_TYPE)
+            .header(RECEIPT_HEADER, receipt.to_header())
+            .body(axum::body::Body::from(sealed))
+            .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    )
 }
 
 /// The agent `id` and its compiled code, if this worker serves it now: it

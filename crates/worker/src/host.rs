@@ -47,6 +47,8 @@ pub struct WorkerConfig {
     /// The URL clients reach the gateway at, announced on chain (default:
     /// `http://` and the gateway's listen address).
     pub gateway_url: Option<String>,
+    /// Where to serve Prometheus metrics at `/metrics`, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl WorkerConfig {
@@ -63,6 +65,7 @@ impl WorkerConfig {
             poll: Duration::from_millis(200),
             gateway: None,
             gateway_url: None,
+            metrics: None,
         }
     }
 }
@@ -80,6 +83,8 @@ pub enum WorkerError {
     Task(String),
     #[error("cannot start the gateway on {address}: {source} (port in use? choose another)")]
     Gateway { address: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot serve metrics on {address}: {source}")]
+    Metrics { address: std::net::SocketAddr, source: std::io::Error },
     #[error("agent state: {0}")]
     State(String),
 }
@@ -106,6 +111,10 @@ pub enum WorkerEvent {
     },
     /// The gateway listens here.
     Gateway {
+        address: std::net::SocketAddr,
+    },
+    /// Metrics are served here.
+    Metrics {
         address: std::net::SocketAddr,
     },
 }
@@ -180,6 +189,17 @@ pub async fn run(
         }
         None => None,
     };
+    let _metrics = match config.metrics {
+        Some(address) => {
+            let (bound, task) = crate::metrics::serve(shared.metrics.clone(), address)
+                .await
+                .map_err(|source| WorkerError::Metrics { address, source })?;
+            let _ = events.send(WorkerEvent::Metrics { address: bound });
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
+    shared.metrics.verified(runtime.chain().height(), runtime.chain().height());
     let mut announced_at: Option<u64> = None;
 
     tokio::pin!(shutdown);
@@ -190,6 +210,7 @@ pub async fn run(
     let mut state_saved: bool;
     let mut answered: Option<u64> = None;
     loop {
+        let before = runtime.chain().height();
         let caught_up = match sync_batch(&client, runtime).await {
             Ok((back, caught_up)) => {
                 runtime = back;
@@ -201,6 +222,7 @@ pub async fn run(
                 true
             }
         };
+        shared.metrics.verified(before, runtime.chain().height());
         if view.borrow().height() != runtime.chain().height() {
             view.send_replace(Arc::new(runtime.chain().state().clone()));
         }
@@ -212,6 +234,7 @@ pub async fn run(
         let commands = runtime.take_commands();
         let keys_now = keyring.borrow().clone();
         if !commands.is_empty() {
+            shared.metrics.commands_applied.inc_by(commands.len() as u64);
             runner.apply(commands, &keys_now, runtime.chain().state()).await;
         }
         state_saved = match shared.states.persist(&keys_now, runtime.chain().state()) {

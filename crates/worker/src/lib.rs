@@ -25,6 +25,7 @@ pub mod host;
 pub mod identity;
 pub mod key_cache;
 pub mod logs;
+pub mod metrics;
 pub mod receipt;
 pub mod runtime;
 pub mod seal;
