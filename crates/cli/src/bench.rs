@@ -1,12 +1,17 @@
-//! `phalanx bench chain`: end-to-end throughput and finality of the dev chain.
+//! `phalanx bench chain`: end-to-end throughput and finality of a chain.
 //!
-//! Starts `phalanx dev` as a child process on free loopback ports with a
-//! fresh data directory, funds sender accounts, then streams pre-signed
-//! transfers in over JSON-RPC from concurrent clients and watches finalized
-//! heads over a WebSocket subscription. Reports transfers finalized and
-//! persisted per second, block interval, and submit-to-finality latency.
-//! The baseline, measured in the same run on the same machine, is one core
-//! verifying the same signatures: the least work a node does per transfer.
+//! With `--validators 1` starts `phalanx dev` as a child process; with more,
+//! writes a testnet (`testnet init`) and starts all validators but one as
+//! `phalanx node` processes, each on its own data directory and loopback
+//! ports. Funds sender accounts, then streams pre-signed transfers in over
+//! JSON-RPC from concurrent clients (client i submits to validator i mod N,
+//! so every proposer has transactions) for at most `--seconds`, and watches
+//! finalized heads over a WebSocket subscription. Reports transfers
+//! finalized and persisted per second, block interval, and submit-to-
+//! finality latency. Then (testnet) starts the held-back validator with an
+//! empty data directory and measures how fast it catches up. The baseline,
+//! measured in the same run on the same machine, is one core verifying the
+//! same signatures: the least work a node does per transfer.
 
 use crate::ClientArgs;
 use anyhow::Context;
@@ -34,6 +39,12 @@ pub(crate) enum BenchCommand {
         /// Concurrent RPC clients submitting.
         #[arg(long, default_value_t = 16)]
         clients: usize,
+        /// Validators, each its own process (1: the dev network).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        validators: u16,
+        /// Stop submitting after this many seconds (transfers not sent by then are left out).
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
     },
     /// Agent sandbox: warm and first calls, idle memory, and HTTP requests/s
     /// of `agent dev` against a plain hyper server, in one run.
@@ -112,8 +123,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Result<()> {
-    let (txs, senders, clients) = match command {
-        BenchCommand::Chain { txs, senders, clients } => (txs, senders, clients),
+    let (txs, senders, clients, validators, seconds) = match command {
+        BenchCommand::Chain { txs, senders, clients, validators, seconds } => {
+            (txs, senders, clients, usize::from(validators), seconds)
+        }
         BenchCommand::Agent { seconds, connections, calls } => {
             return crate::bench_agent::run(seconds, connections, calls).await;
         }
@@ -127,24 +140,13 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
     };
     anyhow::ensure!(senders > 0 && clients > 0 && txs >= senders, "need txs >= senders > 0 and clients > 0");
     let data_dir = tempfile_dir()?;
-    let (rpc_port, p2p_port) = (free_port()?, free_port()?);
-    let _node = Node(
-        Command::new(std::env::current_exe()?)
-            .args(["dev", "--data-dir"])
-            .arg(&data_dir)
-            .args(["--rpc-port", &rpc_port.to_string(), "--p2p-port", &p2p_port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start phalanx dev")?,
-    );
-    let url = format!("http://127.0.0.1:{rpc_port}");
-    let client = HttpClientBuilder::default().request_timeout(Duration::from_secs(30)).build(&url)?;
-    let started = Instant::now();
-    while client.chain_head().await.is_err() {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "dev node did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let network = Network::start(&data_dir, validators).await?;
+    let urls = network.urls.clone();
+    let url = urls[0].clone();
+    let client = HttpClientBuilder::default()
+        .request_timeout(Duration::from_secs(30))
+        .max_response_size(64 * 1024 * 1024)
+        .build(&url)?;
     let info = client.chain_info().await?;
     let fee = PLANCK_PER_PHA / 100;
     let amount = 1_000;
@@ -173,7 +175,6 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
         .map(|key| (0..per_sender as u64).map(|n| sign_transfer(info.chain_id, key, n, recipient, amount, fee)))
         .map(|txs| txs.map(|tx| format!("0x{}", hex::encode(tx.encode()))).collect())
         .collect();
-    let total = per_sender * senders;
     let sample: Vec<SignedTransaction> = keys
         .iter()
         .take(4)
@@ -187,7 +188,7 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
     let baseline_per_s = sample.len() as f64 / verify_started.elapsed().as_secs_f64();
 
     // Watch finalized heads.
-    let ws = WsClientBuilder::default().build(format!("ws://127.0.0.1:{rpc_port}")).await?;
+    let ws = WsClientBuilder::default().build(url.replace("http://", "ws://")).await?;
     let mut heads = ws.chain_subscribe_finalized().await?;
     let seen: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let watcher = {
@@ -203,17 +204,27 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
     // Stream the transfers in: each client owns a set of senders.
     let load_started = Instant::now();
     let submitted: Arc<Mutex<Vec<(Hash, Instant)>>> = Arc::default();
+    // (sender index, transfers it sent) once each client stops.
+    let sent: Arc<Mutex<Vec<(usize, u64)>>> = Arc::default();
     let mut tasks = Vec::new();
     for worker in 0..clients {
-        let mine: Vec<Vec<String>> =
-            batches.iter().enumerate().filter(|(i, _)| i % clients == worker).map(|(_, b)| b.clone()).collect();
-        let client = HttpClientBuilder::default().request_timeout(Duration::from_secs(30)).build(&url)?;
+        let mine_keys: Vec<usize> = (0..batches.len()).filter(|i| i % clients == worker).collect();
+        let mine: Vec<Vec<String>> = mine_keys.iter().map(|i| batches[*i].clone()).collect();
+        let client =
+            HttpClientBuilder::default().request_timeout(Duration::from_secs(30)).build(&urls[worker % urls.len()])?;
         let submitted = submitted.clone();
+        let sent = sent.clone();
+        let stop_at = load_started + Duration::from_secs(seconds);
         tasks.push(tokio::spawn(async move {
             let longest = mine.iter().map(Vec::len).max().unwrap_or(0);
-            for n in 0..longest {
-                for batch in &mine {
+            let mut last_sent = vec![0u64; mine.len()];
+            'sending: for n in 0..longest {
+                for (b, batch) in mine.iter().enumerate() {
+                    if Instant::now() >= stop_at {
+                        break 'sending;
+                    }
                     if let Some(tx) = batch.get(n) {
+                        last_sent[b] = n as u64 + 1;
                         let at = Instant::now();
                         let hash = client.tx_submit(tx.clone()).await?;
                         if n % 50 == 0 {
@@ -222,18 +233,21 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
                     }
                 }
             }
+            sent.lock().expect("lock").extend(mine_keys.into_iter().zip(last_sent));
             anyhow::Ok(())
         }));
     }
     for task in tasks {
         task.await??;
     }
+    let sent: Vec<(usize, u64)> = sent.lock().expect("lock").clone();
+    let total: usize = sent.iter().map(|(_, n)| *n as usize).sum();
     let submit_elapsed = load_started.elapsed();
-    // Wait until every sender's last transfer is final.
-    for key in &keys {
+    // Wait until every sender's last sent transfer is final.
+    for (index, count) in &sent {
         loop {
-            let account = client.state_account(key.public().to_string()).await?;
-            if account.nonce as usize >= per_sender {
+            let account = client.state_account(keys[*index].public().to_string()).await?;
+            if account.nonce >= *count {
                 break;
             }
             anyhow::ensure!(load_started.elapsed() < Duration::from_secs(600), "transfers did not finalize");
@@ -282,13 +296,27 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
         "finality_latency_ms_p99": percentile(&latencies_ms, 0.99),
         "latency_samples": latencies_ms.len(),
     });
+    let catch_up = network.catch_up(end_height).await?;
+    let mut report = report;
+    report["validators"] = serde_json::json!(validators);
+    if let Some((blocks, seconds)) = catch_up {
+        report["fresh_validator_catch_up_blocks"] = serde_json::json!(blocks);
+        report["fresh_validator_catch_up_blocks_per_s"] = serde_json::json!(blocks as f64 / seconds);
+    }
+    drop(network);
     let _ = std::fs::remove_dir_all(&data_dir);
     crate::output::emit(args.json, &report, || {
+        let catch_up = catch_up.map_or(String::new(), |(blocks, seconds)| {
+            format!(
+                "\na fresh validator caught up {blocks} blocks in {seconds:.1} s: {:.0} blocks/s",
+                blocks as f64 / seconds
+            )
+        });
         format!(
-            "{total} signed transfers from {senders} senders over {clients} RPC clients\n\
+            "{validators} validator(s); {total} signed transfers from {senders} senders over {clients} RPC clients\n\
              finalized and persisted: {throughput:.0} transfers/s ({:.2}x one core verifying the same signatures: {baseline_per_s:.0}/s)\n\
              blocks: {blocks}, mean interval {interval_ms:.0} ms, largest {} txs\n\
-             submit→finalized latency: p50 {:.0} ms, p99 {:.0} ms ({} samples)",
+             submit→finalized latency: p50 {:.0} ms, p99 {:.0} ms ({} samples){catch_up}",
             throughput / baseline_per_s,
             block_txs.iter().max().unwrap_or(&0),
             percentile(&latencies_ms, 0.5),
@@ -296,6 +324,88 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
             latencies_ms.len(),
         )
     })
+}
+
+/// The chain under load: a dev network, or a testnet's validators but the last.
+struct Network {
+    urls: Vec<String>,
+    dev: Option<Node>,
+    testnet: Option<std::path::PathBuf>,
+}
+
+impl Network {
+    async fn start(data_dir: &std::path::Path, validators: usize) -> anyhow::Result<Network> {
+        let wait = |url: String| async move {
+            let client = HttpClientBuilder::default().request_timeout(Duration::from_secs(5)).build(&url)?;
+            crate::testnet::wait_until(&format!("{url} to finalize a block"), Duration::from_secs(90), || async {
+                client.chain_head().await.is_ok_and(|h| h.height >= 1)
+            })
+            .await
+        };
+        if validators == 1 {
+            let (rpc_port, p2p_port) = (free_port()?, free_port()?);
+            let node = Node(
+                Command::new(std::env::current_exe()?)
+                    .args(["dev", "--workers", "0", "--data-dir"])
+                    .arg(data_dir)
+                    .args(["--rpc-port", &rpc_port.to_string(), "--p2p-port", &p2p_port.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("cannot start phalanx dev")?,
+            );
+            let url = format!("http://127.0.0.1:{rpc_port}");
+            wait(url.clone()).await?;
+            return Ok(Network { urls: vec![url], dev: Some(node), testnet: None });
+        }
+        let dir = data_dir.join("testnet");
+        let base = 20_000 + (std::process::id() % 10_000) as u16;
+        crate::testnet::init(&dir, validators, 0, 0, base)?;
+        let manifest = crate::testnet::manifest(&dir)?;
+        let mut network = Network { urls: Vec::new(), dev: None, testnet: Some(dir.clone()) };
+        // The last validator is held back: it joins after the load, empty, to measure catch-up.
+        for member in &manifest.members[..validators - 1] {
+            let folder = dir.join(&member.name);
+            let config = folder.join("config.toml").to_string_lossy().into_owned();
+            crate::testnet::spawn(&folder, &["node".into(), "--config".into(), config])?;
+            network.urls.push(member.rpc.clone());
+        }
+        for url in &network.urls {
+            wait(url.clone()).await?;
+        }
+        Ok(network)
+    }
+
+    /// Starts the held-back validator and times its catch-up to `height`:
+    /// (blocks, seconds). `None` for a dev network.
+    async fn catch_up(&self, height: u64) -> anyhow::Result<Option<(u64, f64)>> {
+        let Some(dir) = &self.testnet else { return Ok(None) };
+        let manifest = crate::testnet::manifest(dir)?;
+        let member = manifest.members.last().context("no validators")?;
+        let folder = dir.join(&member.name);
+        let config = folder.join("config.toml").to_string_lossy().into_owned();
+        let client = HttpClientBuilder::default().request_timeout(Duration::from_secs(5)).build(&member.rpc)?;
+        crate::testnet::spawn(&folder, &["node".into(), "--config".into(), config])?;
+        crate::testnet::wait_until("the fresh validator's RPC", Duration::from_secs(60), || async {
+            client.chain_head().await.is_ok()
+        })
+        .await?;
+        let started = Instant::now();
+        crate::testnet::wait_until("the fresh validator to catch up", Duration::from_secs(600), || async {
+            client.chain_head().await.is_ok_and(|h| h.height >= height)
+        })
+        .await?;
+        Ok(Some((height, started.elapsed().as_secs_f64())))
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.testnet {
+            let _ = crate::testnet::down(dir);
+        }
+        self.dev.take();
+    }
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

@@ -155,7 +155,7 @@ pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
             let value = serde_json::json!({
                 "rpc": format!("http://{}", endpoints.rpc),
                 "ws": format!("ws://{}", endpoints.rpc),
-                "p2p": endpoints.p2p.to_string(),
+                "p2p": endpoints.p2p.map(|p| p.to_string()),
                 "data_dir": endpoints.data_dir,
                 "finalized_height": endpoints.height,
                 "workers": worker_dirs,
@@ -177,7 +177,7 @@ pub(crate) fn run(args: DevArgs) -> anyhow::Result<()> {
         println!(
             "phalanx dev network running (finalized height {4})\n  rpc      http://{0} and ws://{0}\n  p2p      {1}\n  data     {2}\n  workers  {5} (simulated TEE; they register in a few seconds: phalanx worker list)\n  gateway  http://127.0.0.1:{6} (agent calls: /agents/ID/…)\ndev accounts:\n{3}\nStop with Ctrl-C; start again to resume.",
             endpoints.rpc,
-            endpoints.p2p,
+            endpoints.p2p.map_or("-".to_string(), |p| p.to_string()),
             endpoints.data_dir.display(),
             accounts.join("\n"),
             endpoints.height,

@@ -40,24 +40,28 @@ pub(crate) fn run(args: NodeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot start the node of {}", args.config.display()))?;
     let json = args.json;
     phalanx_node::service::run(config, shutdown_signal(), move |endpoints| {
+        let metrics = endpoints.metrics.map(|m| format!("http://{m}/metrics"));
         if json {
             let value = serde_json::json!({
                 "rpc": format!("http://{}", endpoints.rpc),
-                "p2p": endpoints.p2p.to_string(),
-                "metrics": endpoints.metrics.map(|m| format!("http://{m}/metrics")),
-                "validator": endpoints.validator.to_string(),
+                "p2p": endpoints.p2p.map(|p| p.to_string()),
+                "metrics": metrics,
+                "validator": endpoints.validator.map(|v| v.to_string()),
                 "data_dir": endpoints.data_dir,
                 "finalized_height": endpoints.height,
             });
             println!("{value}");
         } else {
-            let metrics = endpoints.metrics.map_or("off".to_string(), |m| format!("http://{m}/metrics"));
+            let role = match endpoints.validator {
+                Some(key) => format!("validator {key}"),
+                None => "non-validator node".to_string(),
+            };
+            let p2p = endpoints.p2p.map_or("none (follows other nodes' RPC)".to_string(), |p| p.to_string());
             println!(
-                "validator {} running (finalized height {})\n  rpc      http://{}\n  p2p      {}\n  metrics  {metrics}\n  data     {}",
-                endpoints.validator,
+                "{role} running (finalized height {})\n  rpc      http://{}\n  p2p      {p2p}\n  metrics  {}\n  data     {}",
                 endpoints.height,
                 endpoints.rpc,
-                endpoints.p2p,
+                metrics.as_deref().unwrap_or("off"),
                 endpoints.data_dir.display()
             );
         }

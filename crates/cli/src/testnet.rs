@@ -78,10 +78,20 @@ pub(crate) struct Manifest {
 pub(crate) async fn run(command: TestnetCommand) -> anyhow::Result<()> {
     match command {
         TestnetCommand::Init { dir, validators, gatekeepers, workers, base_port } => {
-            init(&dir, validators, gatekeepers, workers, base_port)
+            let chain_id = init(&dir, validators, gatekeepers, workers, base_port)?;
+            println!(
+                "testnet written to {} (chain {chain_id}): {validators} validators, {gatekeepers} gatekeepers, {workers} workers\nstart it with: phalanx testnet up {}",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
         }
         TestnetCommand::Up { dir, json } => up(&dir, json).await,
-        TestnetCommand::Down { dir } => down(&dir),
+        TestnetCommand::Down { dir } => {
+            let stopped = down(&dir)?;
+            println!("testnet {} stopped ({stopped} processes)", dir.display());
+            Ok(())
+        }
     }
 }
 
@@ -97,7 +107,13 @@ fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
     file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn init(dir: &Path, validators: usize, gatekeepers: usize, workers: usize, base_port: u16) -> anyhow::Result<()> {
+pub(crate) fn init(
+    dir: &Path,
+    validators: usize,
+    gatekeepers: usize,
+    workers: usize,
+    base_port: u16,
+) -> anyhow::Result<phalanx_primitives::Hash> {
     if !(1..=MEMBERS_MAX).contains(&validators) || gatekeepers > MEMBERS_MAX || workers > MEMBERS_MAX {
         bail!("a testnet has 1 to {MEMBERS_MAX} validators and at most {MEMBERS_MAX} gatekeepers and workers");
     }
@@ -145,8 +161,9 @@ fn init(dir: &Path, validators: usize, gatekeepers: usize, workers: usize, base_
         let config = phalanx_node::service::NodeFile {
             data_dir: "data".into(),
             genesis: "../genesis.json".into(),
-            key_file: "validator.key".into(),
-            p2p_listen: ([127, 0, 0, 1], base_port + i as u16).into(),
+            key_file: Some("validator.key".into()),
+            p2p_listen: Some(([127, 0, 0, 1], base_port + i as u16).into()),
+            follow: Vec::new(),
             rpc_listen: ([127, 0, 0, 1], base_port + 100 + i as u16).into(),
             metrics_listen: Some(([127, 0, 0, 1], base_port + 300 + i as u16).into()),
             bootstrap,
@@ -190,16 +207,10 @@ fn init(dir: &Path, validators: usize, gatekeepers: usize, workers: usize, base_
     std::fs::write(dir.join("genesis.json"), serde_json::to_string_pretty(&genesis)?)?;
     let manifest = Manifest { chain_id: genesis.chain_id(), members };
     std::fs::write(dir.join("testnet.json"), serde_json::to_string_pretty(&manifest)?)?;
-    println!(
-        "testnet written to {} (chain {}): {validators} validators, {gatekeepers} gatekeepers, {workers} workers\nstart it with: phalanx testnet up {}",
-        dir.display(),
-        manifest.chain_id,
-        dir.display()
-    );
-    Ok(())
+    Ok(manifest.chain_id)
 }
 
-fn manifest(dir: &Path) -> anyhow::Result<Manifest> {
+pub(crate) fn manifest(dir: &Path) -> anyhow::Result<Manifest> {
     let path = dir.join("testnet.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {} (run `phalanx testnet init` first)", path.display()))?;
@@ -213,7 +224,7 @@ fn running(folder: &Path) -> Option<i32> {
     alive.then_some(pid)
 }
 
-fn spawn(folder: &Path, args: &[String]) -> anyhow::Result<u32> {
+pub(crate) fn spawn(folder: &Path, args: &[String]) -> anyhow::Result<u32> {
     use std::os::unix::process::CommandExt;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(folder.join("log"))?;
     let child = std::process::Command::new(std::env::current_exe()?)
@@ -229,7 +240,7 @@ fn spawn(folder: &Path, args: &[String]) -> anyhow::Result<u32> {
     Ok(child.id())
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
+pub(crate) async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -342,7 +353,8 @@ async fn up(dir: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn down(dir: &Path) -> anyhow::Result<()> {
+/// Stops every running member; returns how many were running.
+pub(crate) fn down(dir: &Path) -> anyhow::Result<usize> {
     use rustix::process::{Pid, Signal, kill_process};
     let manifest = manifest(dir)?;
     // Workers first (they checkpoint on SIGTERM), then the validators.
@@ -367,6 +379,5 @@ fn down(dir: &Path) -> anyhow::Result<()> {
         }
         let _ = std::fs::remove_file(folder.join("pid"));
     }
-    println!("testnet {} stopped ({} processes)", dir.display(), stopping.len());
-    Ok(())
+    Ok(stopping.len())
 }

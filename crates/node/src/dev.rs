@@ -10,7 +10,7 @@ use crate::consensus::application::Pacing;
 use crate::consensus::validator::Timing;
 use crate::consensus::{account_key, validator_secret};
 use crate::rpc::RpcConfig;
-use crate::service::{self, Endpoints, NodeConfig, NodeError};
+use crate::service::{self, Endpoints, NodeConfig, NodeError, Role, ValidatorRole};
 use commonware_cryptography::Signer;
 use phalanx_primitives::sha256;
 use phalanx_state::Genesis;
@@ -64,14 +64,16 @@ pub fn run(config: DevConfig, ready: impl FnOnce(&Endpoints) + Send + 'static) -
     let node = NodeConfig {
         data_dir: config.data_dir,
         genesis: dev_genesis(),
-        // The peer set is this validator alone; nothing is ever dialed.
-        peers: vec![(secret.public_key(), p2p)],
-        secret,
-        p2p_listen: p2p,
         rpc: RpcConfig::local(config.rpc_port),
         metrics: config.metrics_port.map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
-        pacing: config.pacing,
-        timing: Timing::default(),
+        role: Role::Validator(ValidatorRole {
+            // The peer set is this validator alone; nothing is ever dialed.
+            peers: vec![(secret.public_key(), p2p)],
+            secret,
+            p2p_listen: p2p,
+            pacing: config.pacing,
+            timing: Timing::default(),
+        }),
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -7,11 +7,13 @@
 //! - [`metrics`]: the node's Prometheus metrics.
 //! - [`rpc`]: the JSON-RPC server (HTTP and WebSocket).
 //! - [`service`]: one node process from its config file (`phalanx node`);
-//!   [`dev`] runs it with the dev genesis and a single validator.
+//!   [`dev`] runs it with the dev genesis and a single validator;
+//!   [`follower`] is a non-validator node's block sync.
 
 pub mod chain;
 pub mod consensus;
 pub mod dev;
+pub mod follower;
 pub mod mempool;
 pub mod metrics;
 pub mod rpc;

@@ -29,6 +29,9 @@ pub struct RpcConfig {
     pub connections_max: u32,
     /// Most subscriptions per WebSocket connection.
     pub subscriptions_per_connection_max: u32,
+    /// A non-validator node's upstream: submitted transactions are checked
+    /// here (decoding, signature, the finalized state's rules) and then sent on.
+    pub forward: Option<String>,
 }
 
 impl RpcConfig {
@@ -45,6 +48,7 @@ impl RpcConfig {
             response_bytes_max: 32 * 1024 * 1024,
             connections_max: 256,
             subscriptions_per_connection_max: 16,
+            forward: None,
         }
     }
 }
@@ -70,6 +74,7 @@ pub fn head_info(finalized: &crate::chain::Finalized) -> HeadInfo {
 
 struct Api {
     chain: Arc<Chain>,
+    forward: Option<(String, jsonrpsee::http_client::HttpClient)>,
 }
 
 #[jsonrpsee::core::async_trait]
@@ -200,6 +205,15 @@ impl PhalanxServer for Api {
         let chain = self.chain.clone();
         // Signature verification is CPU work: keep it off the async workers.
         let result = tokio::task::spawn_blocking(move || chain.submit(&bytes)).await.map_err(internal)?;
+        if let (Ok(_) | Err(SubmitError::Admit(AdmitError::AlreadyKnown(_))), Some((url, upstream))) =
+            (&result, &self.forward)
+        {
+            use phalanx_rpc::PhalanxClient as _;
+            return upstream.tx_submit(tx).await.map_err(|e| match e {
+                jsonrpsee::core::ClientError::Call(object) => object,
+                other => error(codes::INTERNAL, format!("cannot forward to {url}: {other}")),
+            });
+        }
         result.map_err(|e| match &e {
             SubmitError::Malformed(_) => error(codes::MALFORMED_TX, e.to_string()),
             SubmitError::Admit(AdmitError::Full(_) | AdmitError::SenderFull(_) | AdmitError::BytesFull(_)) => {
@@ -249,5 +263,15 @@ pub async fn serve(chain: Arc<Chain>, config: &RpcConfig) -> std::io::Result<(So
         .build();
     let server = ServerBuilder::default().set_config(limits).build(config.listen).await?;
     let address = server.local_addr()?;
-    Ok((address, server.start(Api { chain }.into_rpc())))
+    let forward = match &config.forward {
+        Some(url) => Some((
+            url.clone(),
+            jsonrpsee::http_client::HttpClientBuilder::default()
+                .request_timeout(std::time::Duration::from_secs(30))
+                .build(url)
+                .map_err(std::io::Error::other)?,
+        )),
+        None => None,
+    };
+    Ok((address, server.start(Api { chain, forward }.into_rpc())))
 }

@@ -49,10 +49,17 @@ pub struct NodeFile {
     pub data_dir: PathBuf,
     /// The genesis file (JSON), identical on every node of the network.
     pub genesis: PathBuf,
-    /// A file holding this validator's 32-byte ed25519 seed as hex.
-    pub key_file: PathBuf,
-    /// The p2p listen address (authenticated, encrypted).
-    pub p2p_listen: SocketAddr,
+    /// A file holding this validator's 32-byte ed25519 seed as hex. Absent:
+    /// a non-validator node, which follows the nodes in `follow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// The p2p listen address (authenticated, encrypted); validators only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p2p_listen: Option<SocketAddr>,
+    /// Non-validator nodes: RPC URLs of nodes to sync verified blocks from
+    /// (and to forward submitted transactions to).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow: Vec<String>,
     /// The JSON-RPC listen address.
     pub rpc_listen: SocketAddr,
     /// Where to serve Prometheus metrics at `/metrics` (none if absent).
@@ -91,10 +98,25 @@ pub struct Peer {
 pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub genesis: Genesis,
-    pub secret: ValidatorSecret,
-    pub p2p_listen: SocketAddr,
     pub rpc: RpcConfig,
     pub metrics: Option<SocketAddr>,
+    pub role: Role,
+}
+
+/// What a node does besides storing the chain and serving RPC.
+#[derive(Debug)]
+pub enum Role {
+    /// Takes part in consensus.
+    Validator(ValidatorRole),
+    /// Syncs verified blocks from these nodes' RPC ([`crate::follower`]).
+    Follower { upstreams: Vec<String> },
+}
+
+/// A validator's keys and network.
+#[derive(Debug)]
+pub struct ValidatorRole {
+    pub secret: ValidatorSecret,
+    pub p2p_listen: SocketAddr,
     /// Every validator's p2p address, this one's included.
     pub peers: Vec<(ValidatorKey, SocketAddr)>,
     pub pacing: Pacing,
@@ -114,8 +136,10 @@ pub enum NodeError {
     Genesis { path: PathBuf, message: String },
     #[error("{path} does not hold a 32-byte validator seed as hex")]
     Key { path: PathBuf },
-    #[error("this node's key {0} is not a validator of the genesis (non-validator nodes are not built yet)")]
+    #[error("this node's key {0} is not a validator of the genesis (drop key_file to run a non-validator node)")]
     NotAValidator(PublicKey),
+    #[error("{path}: a validator needs p2p_listen; a node without key_file needs `follow` (nodes to sync from)")]
+    Role { path: PathBuf },
     #[error("bootstrap peer {0} is not a validator of the genesis")]
     UnknownPeer(PublicKey),
     #[error("no p2p address is known for validator {0}: add it to `bootstrap`")]
@@ -172,52 +196,68 @@ impl NodeConfig {
             toml::from_str(&text).map_err(|e| NodeError::Config { path: path.into(), message: e.to_string() })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let genesis = read_genesis(&base.join(&file.genesis))?;
-        let secret = read_key(&base.join(&file.key_file))?;
-        let me = account_key(&secret.public_key());
-        if !genesis.validators.contains(&me) {
-            return Err(NodeError::NotAValidator(me));
-        }
-        let mut peers = vec![(secret.public_key(), file.p2p_listen)];
-        for peer in &file.bootstrap {
-            if !genesis.validators.contains(&peer.public_key) {
-                return Err(NodeError::UnknownPeer(peer.public_key));
+        let role = match (&file.key_file, file.p2p_listen) {
+            (Some(key_file), Some(p2p_listen)) => {
+                Role::Validator(validator_role(&genesis, &read_key(&base.join(key_file))?, p2p_listen, &file)?)
             }
-            let key = validator_key(&peer.public_key).map_err(|_| NodeError::UnknownPeer(peer.public_key))?;
-            if peer.public_key != me {
-                peers.push((key, peer.address));
-            }
+            (None, _) if !file.follow.is_empty() => Role::Follower { upstreams: file.follow.clone() },
+            _ => return Err(NodeError::Role { path: path.into() }),
+        };
+        let mut rpc = RpcConfig::at(file.rpc_listen);
+        if let Role::Follower { upstreams } = &role {
+            rpc.forward = upstreams.first().cloned();
         }
-        for validator in &genesis.validators {
-            if !peers.iter().any(|(key, _)| account_key(key) == *validator) {
-                return Err(NodeError::MissingPeer(*validator));
-            }
-        }
-        Ok(NodeConfig {
-            data_dir: base.join(&file.data_dir),
-            genesis,
-            secret,
-            p2p_listen: file.p2p_listen,
-            rpc: RpcConfig::at(file.rpc_listen),
-            metrics: file.metrics_listen,
-            peers,
-            pacing: Pacing {
-                min_block_interval: Duration::from_millis(file.min_block_interval_ms),
-                empty_block_interval: Duration::from_millis(file.empty_block_interval_ms.max(1)),
-            },
-            timing: Timing::default(),
-        })
+        Ok(NodeConfig { data_dir: base.join(&file.data_dir), genesis, rpc, metrics: file.metrics_listen, role })
     }
+}
+
+fn validator_role(
+    genesis: &Genesis,
+    secret: &ValidatorSecret,
+    p2p_listen: SocketAddr,
+    file: &NodeFile,
+) -> Result<ValidatorRole, NodeError> {
+    let me = account_key(&secret.public_key());
+    if !genesis.validators.contains(&me) {
+        return Err(NodeError::NotAValidator(me));
+    }
+    let mut peers = vec![(secret.public_key(), p2p_listen)];
+    for peer in &file.bootstrap {
+        if !genesis.validators.contains(&peer.public_key) {
+            return Err(NodeError::UnknownPeer(peer.public_key));
+        }
+        let key = validator_key(&peer.public_key).map_err(|_| NodeError::UnknownPeer(peer.public_key))?;
+        if peer.public_key != me {
+            peers.push((key, peer.address));
+        }
+    }
+    for validator in &genesis.validators {
+        if !peers.iter().any(|(key, _)| account_key(key) == *validator) {
+            return Err(NodeError::MissingPeer(*validator));
+        }
+    }
+    Ok(ValidatorRole {
+        secret: secret.clone(),
+        p2p_listen,
+        peers,
+        pacing: Pacing {
+            min_block_interval: Duration::from_millis(file.min_block_interval_ms),
+            empty_block_interval: Duration::from_millis(file.empty_block_interval_ms.max(1)),
+        },
+        timing: Timing::default(),
+    })
 }
 
 /// Where a running node can be reached.
 #[derive(Clone, Debug)]
 pub struct Endpoints {
     pub rpc: SocketAddr,
-    pub p2p: SocketAddr,
+    /// Validators: the p2p listener and the consensus key.
+    pub p2p: Option<SocketAddr>,
+    pub validator: Option<PublicKey>,
     pub metrics: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub height: u64,
-    pub validator: PublicKey,
 }
 
 /// Runs the node until `shutdown` resolves (or consensus stops). `ready`
@@ -245,72 +285,89 @@ pub fn run(
             None => None,
         };
 
-        let secret = config.secret;
-        let me: ValidatorKey = secret.public_key();
-        let handshake = Cups::<_, ChaCha20Poly1305>::new(
-            Sake {
-                signer: secret.clone(),
-                synchrony_bound: Duration::from_secs(5),
-                max_handshake_age: Duration::from_secs(10),
-                version: sake::Version::V1,
-            },
-            cups::Version::V1,
-        );
-        let validators: Vec<ValidatorKey> = config.peers.iter().map(|(key, _)| key.clone()).collect();
-        let private = config.peers.iter().any(|(_, address)| !is_public(address));
-        let p2p_config = if private { lookup::Config::local } else { lookup::Config::recommended }(
-            handshake,
-            crate::consensus::NAMESPACE,
-            config.p2p_listen,
-            NZUsize!(validators.len().max(1)),
-            validator::P2P_MESSAGE_BYTES_MAX,
-            NZUsize!(1024),
-        );
-        let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p_config);
-        let book = config.peers.iter().map(|(key, address)| (key.clone(), Address::from(*address)));
-        let _ = oracle.track(0, Map::from_iter_dedup(book));
-        let quota = Quota::per_second(NZU32!(100_000));
-        let channels = Channels {
-            votes: network.register(CHANNEL_VOTES, quota),
-            certificates: network.register(CHANNEL_CERTIFICATES, quota),
-            resolver: network.register(CHANNEL_RESOLVER, quota),
-            blocks: network.register(CHANNEL_BLOCKS, quota),
-            backfill: network.register(CHANNEL_BACKFILL, quota),
-        };
-        network.start();
-        let validator_config = ValidatorConfig {
-            secret,
-            validators,
-            partition_prefix: "validator".into(),
-            timing: config.timing.clone(),
-            pacing: config.pacing.clone(),
-            mailbox_size: 1024,
-        };
-        let validator = validator::start(
-            context.child("validator"),
-            validator_config,
-            chain.clone(),
-            oracle.clone(),
-            oracle,
-            channels,
-        )
-        .await;
-        ready(&Endpoints {
+        let endpoints = |p2p, validator| Endpoints {
             rpc: rpc_address,
-            p2p: config.p2p_listen,
+            p2p,
+            validator,
             metrics,
             data_dir: config.data_dir.clone(),
             height: chain.finalized().header.height,
-            validator: account_key(&me),
-        });
-        tokio::select! {
-            _ = shutdown => tracing::info!("stopping"),
-            _ = validator.engine => tracing::error!("consensus engine stopped"),
+        };
+        match config.role {
+            Role::Validator(role) => {
+                let (p2p, me) = (role.p2p_listen, account_key(&role.secret.public_key()));
+                let engine = start_validator(&context, chain.clone(), role).await;
+                ready(&endpoints(Some(p2p), Some(me)));
+                tokio::select! {
+                    _ = shutdown => tracing::info!("stopping"),
+                    _ = engine => tracing::error!("consensus engine stopped"),
+                }
+            }
+            Role::Follower { upstreams } => {
+                let following = context.child("follower").spawn({
+                    let chain = chain.clone();
+                    move |_| crate::follower::run(chain, upstreams)
+                });
+                ready(&endpoints(None, None));
+                tokio::select! {
+                    _ = shutdown => tracing::info!("stopping"),
+                    _ = following => tracing::error!("the follower stopped"),
+                }
+            }
         }
         let _ = rpc_handle.stop();
         let _ = context.stop(0, Some(Duration::from_secs(2))).await;
         Ok(())
     })
+}
+
+/// Starts the p2p network and the validator; returns the consensus engine's handle.
+async fn start_validator(
+    context: &cw_tokio::Context,
+    chain: Arc<Chain>,
+    role: ValidatorRole,
+) -> commonware_runtime::Handle<()> {
+    let secret = role.secret;
+    let handshake = Cups::<_, ChaCha20Poly1305>::new(
+        Sake {
+            signer: secret.clone(),
+            synchrony_bound: Duration::from_secs(5),
+            max_handshake_age: Duration::from_secs(10),
+            version: sake::Version::V1,
+        },
+        cups::Version::V1,
+    );
+    let validators: Vec<ValidatorKey> = role.peers.iter().map(|(key, _)| key.clone()).collect();
+    let private = role.peers.iter().any(|(_, address)| !is_public(address));
+    let p2p_config = if private { lookup::Config::local } else { lookup::Config::recommended }(
+        handshake,
+        crate::consensus::NAMESPACE,
+        role.p2p_listen,
+        NZUsize!(validators.len().max(1)),
+        validator::P2P_MESSAGE_BYTES_MAX,
+        NZUsize!(1024),
+    );
+    let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p_config);
+    let book = role.peers.iter().map(|(key, address)| (key.clone(), Address::from(*address)));
+    let _ = oracle.track(0, Map::from_iter_dedup(book));
+    let quota = Quota::per_second(NZU32!(100_000));
+    let channels = Channels {
+        votes: network.register(CHANNEL_VOTES, quota),
+        certificates: network.register(CHANNEL_CERTIFICATES, quota),
+        resolver: network.register(CHANNEL_RESOLVER, quota),
+        blocks: network.register(CHANNEL_BLOCKS, quota),
+        backfill: network.register(CHANNEL_BACKFILL, quota),
+    };
+    network.start();
+    let validator_config = ValidatorConfig {
+        secret,
+        validators,
+        partition_prefix: "validator".into(),
+        timing: role.timing,
+        pacing: role.pacing,
+        mailbox_size: 1024,
+    };
+    validator::start(context.child("validator"), validator_config, chain, oracle.clone(), oracle, channels).await.engine
 }
 
 /// Serves `/metrics`: the node's own metrics, then the consensus

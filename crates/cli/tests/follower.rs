@@ -1,0 +1,163 @@
+//! A non-validator node (`phalanx node --config` without a key file) on a
+//! real testnet: it syncs every block from a validator's RPC, verified
+//! (parent links, the finalization certificate against the validator set,
+//! the state machine's roots), serves the same chain, and forwards the
+//! transactions submitted to it. An upstream that tampers with blocks is
+//! refused: the follower stays where it was and takes nothing from it.
+
+mod common;
+
+use common::{Reaped, free_port, free_ports, phalanx, run_at, until};
+use std::io::{Read, Write};
+use std::path::Path;
+
+struct Testnet<'a>(&'a Path);
+
+impl Drop for Testnet<'_> {
+    fn drop(&mut self) {
+        let _ = phalanx().args(["testnet", "down"]).arg(self.0).output();
+    }
+}
+
+fn height(rpc: &str) -> u64 {
+    let output = run_at(rpc, &["chain", "head", "--json"]);
+    serde_json::from_slice::<serde_json::Value>(&output.stdout).map_or(0, |v| v["height"].as_u64().unwrap_or(0))
+}
+
+fn block_hash(rpc: &str, height: u64) -> String {
+    let output = run_at(rpc, &["chain", "block", &height.to_string(), "--json"]);
+    serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()["hash"].as_str().unwrap().to_string()
+}
+
+/// A JSON-RPC "upstream" that relays to `target` but flips one byte inside
+/// every block it serves through `chain_rawBlocks`.
+fn tampering_upstream(target: String) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = vec![0u8; 1 << 20];
+            let mut request = Vec::new();
+            let body_start = loop {
+                let read = stream.read(&mut buffer).unwrap_or(0);
+                if read == 0 {
+                    break None;
+                }
+                request.extend_from_slice(&buffer[..read]);
+                if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break Some(i + 4);
+                }
+            };
+            let Some(body_start) = body_start else { continue };
+            let head = String::from_utf8_lossy(&request[..body_start]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                .unwrap_or(0);
+            while request.len() < body_start + length {
+                let read = stream.read(&mut buffer).unwrap_or(0);
+                if read == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..read]);
+            }
+            let body = request[body_start..].to_vec();
+            let Ok(answer) = client.post(&target).header("content-type", "application/json").body(body).send() else {
+                continue;
+            };
+            let mut value: serde_json::Value = answer.json().unwrap_or_default();
+            if let Some(blocks) = value["result"].as_array_mut() {
+                for block in blocks {
+                    if let Some(hex) = block["block"].as_str() {
+                        let mut bytes = hex::decode(hex.trim_start_matches("0x")).unwrap();
+                        let last = bytes.len() - 1;
+                        bytes[last] ^= 1;
+                        block["block"] = format!("0x{}", hex::encode(bytes)).into();
+                    }
+                }
+            }
+            let text = value.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    port
+}
+
+fn start_follower(dir: &Path, upstream: &str, rpc_port: u16) -> Reaped {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = format!(
+        "data_dir = \"data\"\ngenesis = \"../net/genesis.json\"\nrpc_listen = \"127.0.0.1:{rpc_port}\"\nfollow = [\"{upstream}\"]\n"
+    );
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+    let log = std::fs::File::create(dir.join("log")).unwrap();
+    Reaped(
+        phalanx()
+            .args(["node", "--log-json", "--config"])
+            .arg(dir.join("config.toml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_non_validator_node_follows_verified_and_refuses_tampered_blocks() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("net");
+    let base = free_ports(400);
+    let init = phalanx()
+        .args(["testnet", "init"])
+        .arg(&dir)
+        .args(["--validators", "1", "--gatekeepers", "0", "--workers", "0", "--base-port", &base.to_string()])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let up = phalanx().args(["testnet", "up"]).arg(&dir).output().unwrap();
+    let _net = Testnet(&dir);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let validator = format!("http://127.0.0.1:{}", base + 100);
+    let output = run_at(&validator, &["account", "transfer", "--from", "alice", "--to", "bob", "3"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    until("a few blocks", || height(&validator) >= 8);
+
+    // Behind a tampering upstream the follower takes nothing.
+    let bad = tampering_upstream(validator.clone());
+    let bad_port = free_port();
+    let bad_rpc = format!("http://127.0.0.1:{bad_port}");
+    let mut tricked = start_follower(&root.path().join("tricked"), &format!("http://127.0.0.1:{bad}"), bad_port);
+    until("the tricked follower's RPC", || run_at(&bad_rpc, &["chain", "head"]).status.success());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(height(&bad_rpc), 0, "no tampered block was taken");
+    let log = std::fs::read_to_string(root.path().join("tricked/log")).unwrap();
+    assert!(log.contains("upstream served an invalid batch"), "the tampering was detected: {log}");
+    let _ = tricked.0.kill();
+
+    // Behind the real validator it catches up and serves the same chain.
+    let port = free_port();
+    let rpc = format!("http://127.0.0.1:{port}");
+    let _follower = start_follower(&root.path().join("follower"), &validator, port);
+    let target = height(&validator);
+    until("the follower catching up", || height(&rpc) >= target);
+    for h in [1, target / 2, target] {
+        assert_eq!(block_hash(&rpc, h), block_hash(&validator, h), "the same block {h}");
+    }
+    let balance = |url: &str| {
+        let output = run_at(url, &["account", "balance", "bob", "--json"]);
+        serde_json::from_slice::<phalanx_rpc::AccountInfo>(&output.stdout).unwrap().free
+    };
+    assert_eq!(balance(&rpc), balance(&validator));
+
+    // A transfer submitted to the follower is forwarded, finalized, and synced back.
+    let before = balance(&validator);
+    let output = run_at(&rpc, &["account", "transfer", "--from", "alice", "--to", "bob", "1"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    until("the forwarded transfer final", || balance(&validator) == before + 1_000_000_000_000);
+    until("and synced to the follower", || balance(&rpc) == before + 1_000_000_000_000);
+}
