@@ -45,6 +45,9 @@ pub(crate) enum BenchCommand {
         /// Stop submitting after this many seconds (transfers not sent by then are left out).
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// Submit at most this many transfers per second in all (0: as fast as the clients can).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
     /// Agent sandbox: warm and first calls, idle memory, and HTTP requests/s
     /// of `agent dev` against a plain hyper server, in one run.
@@ -123,9 +126,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Result<()> {
-    let (txs, senders, clients, validators, seconds) = match command {
-        BenchCommand::Chain { txs, senders, clients, validators, seconds } => {
-            (txs, senders, clients, usize::from(validators), seconds)
+    let (txs, senders, clients, validators, seconds, rate) = match command {
+        BenchCommand::Chain { txs, senders, clients, validators, seconds, rate } => {
+            (txs, senders, clients, usize::from(validators), seconds, rate)
         }
         BenchCommand::Agent { seconds, connections, calls } => {
             return crate::bench_agent::run(seconds, connections, calls).await;
@@ -215,13 +218,20 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
         let submitted = submitted.clone();
         let sent = sent.clone();
         let stop_at = load_started + Duration::from_secs(seconds);
+        // Each client's share of the rate: one transfer every `gap`.
+        let gap = (rate > 0).then(|| Duration::from_secs_f64(clients as f64 / rate as f64));
         tasks.push(tokio::spawn(async move {
             let longest = mine.iter().map(Vec::len).max().unwrap_or(0);
             let mut last_sent = vec![0u64; mine.len()];
+            let mut due = Instant::now();
             'sending: for n in 0..longest {
                 for (b, batch) in mine.iter().enumerate() {
                     if Instant::now() >= stop_at {
                         break 'sending;
+                    }
+                    if let Some(gap) = gap {
+                        due += gap;
+                        tokio::time::sleep_until(due.into()).await;
                     }
                     if let Some(tx) = batch.get(n) {
                         last_sent[b] = n as u64 + 1;
@@ -297,26 +307,39 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
         "latency_samples": latencies_ms.len(),
     });
     let catch_up = network.catch_up(end_height).await?;
+    let follower = network.follower_catch_up(&data_dir, end_height).await?;
     let mut report = report;
     report["validators"] = serde_json::json!(validators);
+    report["rate_limit_per_s"] = serde_json::json!(rate);
+    report["submitted_per_s"] = serde_json::json!(total as f64 / submit_elapsed.as_secs_f64());
     if let Some((blocks, seconds)) = catch_up {
         report["fresh_validator_catch_up_blocks"] = serde_json::json!(blocks);
         report["fresh_validator_catch_up_blocks_per_s"] = serde_json::json!(blocks as f64 / seconds);
+        report["fresh_validator_catch_up_transfers_per_s"] = serde_json::json!(total as f64 / seconds);
     }
+    let (follower_blocks, follower_seconds) = follower;
+    report["fresh_follower_catch_up_blocks_per_s"] = serde_json::json!(follower_blocks as f64 / follower_seconds);
+    report["fresh_follower_catch_up_transfers_per_s"] = serde_json::json!(total as f64 / follower_seconds);
     drop(network);
     let _ = std::fs::remove_dir_all(&data_dir);
     crate::output::emit(args.json, &report, || {
         let catch_up = catch_up.map_or(String::new(), |(blocks, seconds)| {
             format!(
-                "\na fresh validator caught up {blocks} blocks in {seconds:.1} s: {:.0} blocks/s",
-                blocks as f64 / seconds
+                "\na fresh validator caught up {blocks} blocks in {seconds:.1} s: {:.0} blocks/s, {:.0} transfers/s",
+                blocks as f64 / seconds,
+                total as f64 / seconds
             )
         });
+        let follower = format!(
+            "\na fresh non-validator node caught up {follower_blocks} blocks in {follower_seconds:.1} s: {:.0} blocks/s, {:.0} transfers/s",
+            follower_blocks as f64 / follower_seconds,
+            total as f64 / follower_seconds
+        );
         format!(
             "{validators} validator(s); {total} signed transfers from {senders} senders over {clients} RPC clients\n\
              finalized and persisted: {throughput:.0} transfers/s ({:.2}x one core verifying the same signatures: {baseline_per_s:.0}/s)\n\
              blocks: {blocks}, mean interval {interval_ms:.0} ms, largest {} txs\n\
-             submit→finalized latency: p50 {:.0} ms, p99 {:.0} ms ({} samples){catch_up}",
+             submit→finalized latency: p50 {:.0} ms, p99 {:.0} ms ({} samples){catch_up}{follower}",
             throughput / baseline_per_s,
             block_txs.iter().max().unwrap_or(&0),
             percentile(&latencies_ms, 0.5),
@@ -396,6 +419,54 @@ impl Network {
         })
         .await?;
         Ok(Some((height, started.elapsed().as_secs_f64())))
+    }
+}
+
+impl Network {
+    /// Starts a non-validator node with an empty store following the first
+    /// validator and times its catch-up to `height`: (blocks, seconds).
+    async fn follower_catch_up(&self, data_dir: &std::path::Path, height: u64) -> anyhow::Result<(u64, f64)> {
+        let folder = data_dir.join("follower");
+        std::fs::create_dir_all(&folder)?;
+        let port = free_port()?;
+        let genesis = match &self.testnet {
+            Some(dir) => dir.join("genesis.json"),
+            None => {
+                let path = folder.join("genesis.json");
+                std::fs::write(&path, serde_json::to_string(&phalanx_node::dev::dev_genesis())?)?;
+                path
+            }
+        };
+        let config = phalanx_node::service::NodeFile {
+            data_dir: "data".into(),
+            genesis,
+            key_file: None,
+            p2p_listen: None,
+            follow: vec![self.urls[0].clone()],
+            rpc_listen: ([127, 0, 0, 1], port).into(),
+            metrics_listen: None,
+            bootstrap: Vec::new(),
+            min_block_interval_ms: 50,
+            empty_block_interval_ms: 500,
+        };
+        std::fs::write(folder.join("config.toml"), toml::to_string(&config)?)?;
+        let url = format!("http://127.0.0.1:{port}");
+        let client = HttpClientBuilder::default().request_timeout(Duration::from_secs(5)).build(&url)?;
+        let started = Instant::now();
+        let _node = Node(
+            Command::new(std::env::current_exe()?)
+                .args(["node", "--config"])
+                .arg(folder.join("config.toml"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot start the follower")?,
+        );
+        crate::testnet::wait_until("the fresh follower to catch up", Duration::from_secs(600), || async {
+            client.chain_head().await.is_ok_and(|h| h.height >= height)
+        })
+        .await?;
+        Ok((height, started.elapsed().as_secs_f64()))
     }
 }
 

@@ -256,7 +256,7 @@ impl Chain {
             return Ok(());
         }
         let (mut state, _) = self.state_after(&parent).ok_or(VerifyError::UnknownParent(parent))?;
-        let events = state.execute_block(block)?;
+        let events = execute(&mut state, block)?;
         self.remember(PendingBlock { block: Arc::new(block.clone()), state, events });
         Ok(())
     }
@@ -289,7 +289,7 @@ impl Chain {
             Some(p) => (p.state, p.events),
             None => {
                 let mut state = current.state.clone();
-                let events = state.execute_block(block)?;
+                let events = execute(&mut state, block)?;
                 (state, events)
             }
         };
@@ -311,4 +311,13 @@ impl Chain {
         let _ = self.finalized_events.send(finalized);
         Ok(())
     }
+}
+
+/// Executes `block` on `state` with its transaction signatures checked on
+/// every core first (a block with a bad signature then replays with
+/// verification on, which names the transaction).
+fn execute(state: &mut State, block: &Block) -> Result<Vec<phalanx_state::EventRecord>, phalanx_state::BlockError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let verified = block.signatures_valid(threads);
+    state.execute_block_checked(block, verified)
 }

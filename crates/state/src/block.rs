@@ -64,6 +64,27 @@ impl Block {
         decode_bounded(bytes, BLOCK_BYTES_MAX)
     }
 
+    /// Whether every transaction signature verifies, checked on up to
+    /// `threads` threads (the result does not depend on how many). For a
+    /// caller that then runs [`State::execute_block_checked`] with
+    /// `signatures_verified`; small blocks are checked on this thread.
+    pub fn signatures_valid(&self, threads: usize) -> bool {
+        const PER_THREAD_MIN: usize = 64;
+        let threads = threads.clamp(1, self.txs.len().div_ceil(PER_THREAD_MIN).max(1));
+        if threads == 1 {
+            return self.txs.iter().all(|tx| tx.verify_signature().is_ok());
+        }
+        let chunk = self.txs.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = self
+                .txs
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().all(|tx| tx.verify_signature().is_ok())))
+                .collect();
+            parts.into_iter().all(|part| part.join().unwrap_or(false))
+        })
+    }
+
     /// The genesis block of a genesis state.
     pub fn genesis(state: &State) -> Block {
         Block {
@@ -144,4 +165,39 @@ impl State {
 
 fn check_root(which: &'static str, claimed: Hash, computed: Hash) -> Result<(), BlockError> {
     if claimed == computed { Ok(()) } else { Err(BlockError::RootMismatch { which, claimed, computed }) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tx::{Call, Transaction};
+    use phalanx_primitives::Keypair;
+
+    #[test]
+    fn signatures_valid_finds_one_bad_signature_on_any_number_of_threads() {
+        let key = Keypair::from_seed(&[7; 32]);
+        let txs: Vec<SignedTransaction> = (0..300)
+            .map(|nonce| {
+                let call = Call::Transfer { to: key.public(), amount: 1 };
+                Transaction { chain_id: Hash::ZERO, signer: key.public(), nonce, fee: 1, call }.sign(&key)
+            })
+            .collect();
+        let header = Header {
+            parent: Hash::ZERO,
+            height: 1,
+            timestamp_ms: 0,
+            tx_count: 0,
+            tx_root: merkle::empty_root(),
+            events_root: merkle::empty_root(),
+            state_root: merkle::empty_root(),
+        };
+        let mut block = Block { header, txs };
+        for threads in [1, 2, 3, 8] {
+            assert!(block.signatures_valid(threads), "{threads} threads");
+        }
+        block.txs[250].tx.nonce += 1000; // the signature no longer covers it
+        for threads in [1, 2, 3, 8] {
+            assert!(!block.signatures_valid(threads), "{threads} threads");
+        }
+    }
 }
