@@ -3,7 +3,9 @@
 //! (parent links, the finalization certificate against the validator set,
 //! the state machine's roots), serves the same chain, and forwards the
 //! transactions submitted to it. An upstream that tampers with blocks is
-//! refused: the follower stays where it was and takes nothing from it.
+//! refused: the follower stays where it was and takes nothing from it. One
+//! that serves a block at a time, most without their certificate, is
+//! followed all the same: blocks wait for a certified descendant.
 
 mod common;
 
@@ -29,9 +31,18 @@ fn block_hash(rpc: &str, height: u64) -> String {
     serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()["hash"].as_str().unwrap().to_string()
 }
 
-/// A JSON-RPC "upstream" that relays to `target` but flips one byte inside
-/// every block it serves through `chain_rawBlocks`.
-fn tampering_upstream(target: String) -> u16 {
+/// What a relaying upstream does to the blocks it serves.
+#[derive(Clone, Copy)]
+enum Serve {
+    /// Flips one byte inside every block.
+    Tampered,
+    /// One block per answer, its certificate dropped unless its height is a
+    /// multiple of 3 (as for blocks finalized through a descendant).
+    Stingy,
+}
+
+/// A JSON-RPC "upstream" that relays to `target`, changing what `chain_rawBlocks` answers.
+fn relaying_upstream(target: String, serve: Serve) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -64,17 +75,31 @@ fn tampering_upstream(target: String) -> u16 {
                 request.extend_from_slice(&buffer[..read]);
             }
             let body = request[body_start..].to_vec();
+            let asked: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let from = asked["params"][0].as_u64().unwrap_or(0);
             let Ok(answer) = client.post(&target).header("content-type", "application/json").body(body).send() else {
                 continue;
             };
             let mut value: serde_json::Value = answer.json().unwrap_or_default();
             if let Some(blocks) = value["result"].as_array_mut() {
-                for block in blocks {
-                    if let Some(hex) = block["block"].as_str() {
-                        let mut bytes = hex::decode(hex.trim_start_matches("0x")).unwrap();
-                        let last = bytes.len() - 1;
-                        bytes[last] ^= 1;
-                        block["block"] = format!("0x{}", hex::encode(bytes)).into();
+                match serve {
+                    Serve::Tampered => {
+                        for block in blocks {
+                            if let Some(hex) = block["block"].as_str() {
+                                let mut bytes = hex::decode(hex.trim_start_matches("0x")).unwrap();
+                                let last = bytes.len() - 1;
+                                bytes[last] ^= 1;
+                                block["block"] = format!("0x{}", hex::encode(bytes)).into();
+                            }
+                        }
+                    }
+                    Serve::Stingy => {
+                        blocks.truncate(1);
+                        if let Some(block) = blocks.first_mut()
+                            && from % 3 != 0
+                        {
+                            block["certificate"] = "0x".into();
+                        }
                     }
                 }
             }
@@ -128,7 +153,7 @@ fn a_non_validator_node_follows_verified_and_refuses_tampered_blocks() {
     until("a few blocks", || height(&validator) >= 8);
 
     // Behind a tampering upstream the follower takes nothing.
-    let bad = tampering_upstream(validator.clone());
+    let bad = relaying_upstream(validator.clone(), Serve::Tampered);
     let bad_port = free_port();
     let bad_rpc = format!("http://127.0.0.1:{bad_port}");
     let mut tricked = start_follower(&root.path().join("tricked"), &format!("http://127.0.0.1:{bad}"), bad_port);
@@ -153,6 +178,15 @@ fn a_non_validator_node_follows_verified_and_refuses_tampered_blocks() {
         serde_json::from_slice::<phalanx_rpc::AccountInfo>(&output.stdout).unwrap().free
     };
     assert_eq!(balance(&rpc), balance(&validator));
+
+    // An upstream that serves one block at a time, most without a
+    // certificate: blocks are held until a certified descendant vouches for them.
+    let stingy = relaying_upstream(validator.clone(), Serve::Stingy);
+    let slow_port = free_port();
+    let slow_rpc = format!("http://127.0.0.1:{slow_port}");
+    let _slow = start_follower(&root.path().join("slow"), &format!("http://127.0.0.1:{stingy}"), slow_port);
+    until("the follower behind the stingy upstream catching up", || height(&slow_rpc) >= target);
+    assert_eq!(block_hash(&slow_rpc, target - 1), block_hash(&validator, target - 1));
 
     // A transfer submitted to the follower is forwarded, finalized, and synced back.
     let before = balance(&validator);

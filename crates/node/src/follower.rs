@@ -24,6 +24,9 @@ use std::time::Duration;
 pub const POLL: Duration = Duration::from_millis(100);
 /// How long an upstream that served an invalid batch is skipped.
 pub const PENALTY: Duration = Duration::from_secs(30);
+/// Most linked blocks, and encoded bytes, held while waiting for a certified descendant.
+pub const UNCERTIFIED_MAX: usize = 4_096;
+pub const UNCERTIFIED_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Why a batch from an upstream was refused.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,15 @@ pub enum SyncError {
     Certificate { height: u64, reason: String },
     #[error("block {height} does not apply: {reason}")]
     Apply { height: u64, reason: String },
+    #[error("more than {UNCERTIFIED_MAX} blocks or {UNCERTIFIED_BYTES_MAX} bytes in a row came without a certificate")]
+    Uncertified,
+}
+
+/// Blocks fetched and linked but not yet vouched for by a certificate
+/// (finalized through a descendant's, which the next batch must bring).
+#[derive(Debug, Default)]
+pub struct Uncertified {
+    blocks: Vec<(Block, Vec<u8>)>,
 }
 
 /// One upstream and when it may be asked again.
@@ -67,6 +79,7 @@ pub async fn run(chain: Arc<Chain>, upstreams: Vec<String>) {
         return;
     }
     let mut next = 0;
+    let mut uncertified = Uncertified::default();
     loop {
         let now = std::time::Instant::now();
         let Some(index) = (0..peers.len())
@@ -77,7 +90,7 @@ pub async fn run(chain: Arc<Chain>, upstreams: Vec<String>) {
             continue;
         };
         let peer = &mut peers[index];
-        match sync_round(&chain, &peer.client, &peer.url).await {
+        match sync_round(&chain, &peer.client, &peer.url, &mut uncertified).await {
             Ok(0) => tokio::time::sleep(POLL).await,
             Ok(_) => {}
             Err(SyncError::Rpc(url, error)) => {
@@ -86,6 +99,7 @@ pub async fn run(chain: Arc<Chain>, upstreams: Vec<String>) {
                 tokio::time::sleep(POLL).await;
             }
             Err(error) => {
+                uncertified.blocks.clear();
                 tracing::warn!(url = %peer.url, %error, "upstream served an invalid batch; skipping it for a while");
                 peer.skip_until = Some(now + PENALTY);
                 next = index + 1;
@@ -95,46 +109,68 @@ pub async fn run(chain: Arc<Chain>, upstreams: Vec<String>) {
 }
 
 /// Fetches, verifies and commits one batch; returns how many blocks were committed.
-pub async fn sync_round(chain: &Arc<Chain>, client: &HttpClient, url: &str) -> Result<usize, SyncError> {
+pub async fn sync_round(
+    chain: &Arc<Chain>,
+    client: &HttpClient,
+    url: &str,
+    uncertified: &mut Uncertified,
+) -> Result<usize, SyncError> {
     let head = chain.finalized();
-    let from = head.header.height + 1;
+    let (tip_height, tip_hash) = match uncertified.blocks.last() {
+        Some((block, _)) => (block.header.height, block.hash()),
+        None => (head.header.height, head.hash),
+    };
+    let from = tip_height + 1;
     let raw =
         client.chain_raw_blocks(from, RAW_BLOCKS_MAX).await.map_err(|e| SyncError::Rpc(url.into(), e.to_string()))?;
     if raw.is_empty() {
         return Ok(0);
     }
     let chain = chain.clone();
-    tokio::task::spawn_blocking(move || verify_and_commit(&chain, head.hash, from, raw))
-        .await
-        .map_err(|e| SyncError::Apply { height: from, reason: e.to_string() })?
+    let mut held = std::mem::take(&mut uncertified.blocks);
+    let (committed, held) = tokio::task::spawn_blocking(move || {
+        let result = verify_and_commit(&chain, tip_hash, from, raw, &mut held);
+        (result, held)
+    })
+    .await
+    .map_err(|e| SyncError::Apply { height: from, reason: e.to_string() })?;
+    uncertified.blocks = held;
+    committed
 }
 
+/// Links `raw` after `parent`, appends it to `held`, and commits `held` up
+/// to its last certified block once that block's certificate verifies.
 fn verify_and_commit(
     chain: &Chain,
-    head: Hash,
+    mut parent: Hash,
     from: u64,
     raw: Vec<phalanx_rpc::RawBlock>,
+    held: &mut Vec<(Block, Vec<u8>)>,
 ) -> Result<usize, SyncError> {
-    let mut blocks = Vec::with_capacity(raw.len());
-    let mut parent = head;
-    for (index, entry) in raw.iter().enumerate() {
+    let mut bytes: usize = held.iter().map(|(block, _)| borsh::object_length(block).unwrap_or(usize::MAX)).sum();
+    for (index, entry) in raw.into_iter().enumerate() {
         let height = from + index as u64;
+        bytes = bytes.saturating_add(entry.block.len());
         let block = Block::decode(&entry.block).map_err(|e| SyncError::Malformed { height, reason: e.to_string() })?;
         if block.header.height != height || block.header.parent != parent {
             return Err(SyncError::Unlinked { index });
         }
         parent = block.hash();
-        blocks.push(block);
+        held.push((block, entry.certificate));
+        if held.len() > UNCERTIFIED_MAX || bytes > UNCERTIFIED_BYTES_MAX {
+            return Err(SyncError::Uncertified);
+        }
     }
     // Everything up to the last certified block is vouched for by its certificate.
-    let Some(last) = raw.iter().rposition(|entry| !entry.certificate.is_empty()) else { return Ok(0) };
+    let Some(last) = held.iter().rposition(|(_, certificate)| !certificate.is_empty()) else { return Ok(0) };
     let validators = chain.finalized().state.validators().to_vec();
     let mut rng = rand::rng();
-    crate::consensus::certificate::verify(&mut rng, &validators, blocks[last].hash(), &raw[last].certificate)
-        .map_err(|e| SyncError::Certificate { height: from + last as u64, reason: e.to_string() })?;
-    for (index, block) in blocks.iter().enumerate().take(last + 1) {
+    let (block, certificate) = &held[last];
+    crate::consensus::certificate::verify(&mut rng, &validators, block.hash(), certificate)
+        .map_err(|e| SyncError::Certificate { height: block.header.height, reason: e.to_string() })?;
+    for (block, certificate) in held.drain(..=last) {
         chain
-            .commit(block, &raw[index].certificate)
+            .commit(&block, &certificate)
             .map_err(|e| SyncError::Apply { height: block.header.height, reason: e.to_string() })?;
     }
     Ok(last + 1)
