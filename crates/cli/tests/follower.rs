@@ -96,7 +96,7 @@ fn relaying_upstream(target: String, serve: Serve) -> u16 {
                     Serve::Stingy => {
                         blocks.truncate(1);
                         if let Some(block) = blocks.first_mut()
-                            && from % 3 != 0
+                            && !from.is_multiple_of(3)
                         {
                             block["certificate"] = "0x".into();
                         }
