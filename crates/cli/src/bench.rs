@@ -453,19 +453,25 @@ impl Network {
         let url = format!("http://127.0.0.1:{port}");
         let client = HttpClientBuilder::default().request_timeout(Duration::from_secs(5)).build(&url)?;
         let started = Instant::now();
+        let log = std::fs::File::create(folder.join("log"))?;
         let _node = Node(
             Command::new(std::env::current_exe()?)
                 .args(["node", "--config"])
                 .arg(folder.join("config.toml"))
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log)
                 .spawn()
                 .context("cannot start the follower")?,
         );
-        crate::testnet::wait_until("the fresh follower to catch up", Duration::from_secs(600), || async {
+        let caught_up = crate::testnet::wait_until("the fresh follower to catch up", Duration::from_secs(600), || async {
             client.chain_head().await.is_ok_and(|h| h.height >= height)
         })
-        .await?;
+        .await;
+        if let Err(error) = caught_up {
+            let log = std::fs::read_to_string(folder.join("log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            anyhow::bail!("{error}; the follower's log ends:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
         Ok((height, started.elapsed().as_secs_f64()))
     }
 }
