@@ -463,14 +463,18 @@ impl Network {
                 .spawn()
                 .context("cannot start the follower")?,
         );
-        let caught_up = crate::testnet::wait_until("the fresh follower to catch up", Duration::from_secs(600), || async {
-            client.chain_head().await.is_ok_and(|h| h.height >= height)
-        })
-        .await;
+        let caught_up =
+            crate::testnet::wait_until("the fresh follower to catch up", Duration::from_secs(600), || async {
+                client.chain_head().await.is_ok_and(|h| h.height >= height)
+            })
+            .await;
         if let Err(error) = caught_up {
             let log = std::fs::read_to_string(folder.join("log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(10).collect();
-            anyhow::bail!("{error}; the follower's log ends:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            anyhow::bail!(
+                "{error}; the follower's log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         Ok((height, started.elapsed().as_secs_f64()))
     }
