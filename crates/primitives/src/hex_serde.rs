@@ -13,12 +13,54 @@ pub fn serialize<S: Serializer, T: AsRef<[u8]>>(bytes: &T, serializer: S) -> Res
 }
 
 pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<Vec<u8>>>(deserializer: D) -> Result<T, D::Error> {
+    deserialize_at_most(deserializer, HEX_BYTES_MAX)
+}
+
+/// Whole blocks (`#[serde(with = "phalanx_primitives::hex_serde::large")]`):
+/// at most [`large::HEX_LARGE_BYTES_MAX`] bytes, above the largest block.
+pub mod large {
+    use serde::{Deserializer, Serializer};
+
+    /// Largest byte string accepted from hex here, in bytes.
+    pub const HEX_LARGE_BYTES_MAX: usize = 8 << 20;
+
+    pub fn serialize<S: Serializer, T: AsRef<[u8]>>(bytes: &T, serializer: S) -> Result<S::Ok, S::Error> {
+        super::serialize(bytes, serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<Vec<u8>>>(deserializer: D) -> Result<T, D::Error> {
+        super::deserialize_at_most(deserializer, HEX_LARGE_BYTES_MAX)
+    }
+}
+
+fn deserialize_at_most<'de, D: Deserializer<'de>, T: TryFrom<Vec<u8>>>(
+    deserializer: D,
+    max: usize,
+) -> Result<T, D::Error> {
     let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
     let digits = text.strip_prefix("0x").unwrap_or(&text);
-    if digits.len() > 2 * HEX_BYTES_MAX {
-        return Err(serde::de::Error::custom(format!("hex string longer than {HEX_BYTES_MAX} bytes")));
+    if digits.len() > 2 * max {
+        return Err(serde::de::Error::custom(format!("hex string longer than {max} bytes")));
     }
     let bytes = hex::decode(digits).map_err(serde::de::Error::custom)?;
     let len = bytes.len();
     T::try_from(bytes).map_err(|_| serde::de::Error::custom(format!("{len} bytes is not a valid length here")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(serde::Deserialize)]
+    struct Small(#[serde(with = "super")] Vec<u8>);
+    #[derive(serde::Deserialize)]
+    struct Large(#[serde(with = "super::large")] Vec<u8>);
+
+    #[test]
+    fn the_limits_bound_each_field() {
+        let hex = |n: usize| format!("\"0x{}\"", "ab".repeat(n));
+        assert!(serde_json::from_str::<Small>(&hex(super::HEX_BYTES_MAX)).is_ok());
+        assert!(serde_json::from_str::<Small>(&hex(super::HEX_BYTES_MAX + 1)).is_err());
+        // A block of a few MiB fits the large form.
+        assert_eq!(serde_json::from_str::<Large>(&hex(3 << 20)).unwrap().0.len(), 3 << 20);
+        assert!(serde_json::from_str::<Large>(&hex(super::large::HEX_LARGE_BYTES_MAX + 1)).is_err());
+    }
 }

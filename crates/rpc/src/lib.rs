@@ -80,11 +80,15 @@ pub const RAW_BLOCKS_MAX: u64 = 1024;
 /// first block is always included).
 pub const RAW_BLOCKS_BYTES_MAX: usize = 8 * 1024 * 1024;
 
+// A raw block's hex field must take the largest block.
+const _: () =
+    assert!(phalanx_primitives::hex_serde::large::HEX_LARGE_BYTES_MAX >= phalanx_state::block::BLOCK_BYTES_MAX);
+
 /// A finalized block as bytes, for verifiers: nothing in it is trusted.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RawBlock {
-    /// The encoded block, 0x hex.
-    #[serde(with = "phalanx_primitives::hex_serde")]
+    /// The encoded block, 0x hex (up to the largest block, 4 MiB).
+    #[serde(with = "phalanx_primitives::hex_serde::large")]
     pub block: Vec<u8>,
     /// Its finalization certificate, 0x hex (empty for genesis, or when the
     /// node finalized the block only through a descendant's certificate).
@@ -397,4 +401,20 @@ pub trait Phalanx {
     /// Pushes the head each time a block is finalized.
     #[subscription(name = "chain_subscribeFinalized" => "chain_finalized", unsubscribe = "chain_unsubscribeFinalized", item = HeadInfo)]
     async fn chain_subscribe_finalized(&self) -> SubscriptionResult;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block over 1 MiB (thousands of transfers) crosses the wire whole: the
+    /// hex limit of other fields would have refused it, and stopped every
+    /// worker and follower at the first big block.
+    #[test]
+    fn a_raw_block_of_several_mebibytes_roundtrips() {
+        let raw = RawBlock { block: vec![7; 3 << 20], certificate: vec![1; 200] };
+        let text = serde_json::to_string(&raw).unwrap();
+        let back: RawBlock = serde_json::from_str(&text).unwrap();
+        assert_eq!((back.block.len(), back.certificate), (3 << 20, vec![1; 200]));
+    }
 }
