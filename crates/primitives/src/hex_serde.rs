@@ -57,7 +57,7 @@ mod tests {
     #[test]
     fn the_limits_bound_each_field() {
         let hex = |n: usize| format!("\"0x{}\"", "ab".repeat(n));
-        assert!(serde_json::from_str::<Small>(&hex(super::HEX_BYTES_MAX)).is_ok());
+        assert_eq!(serde_json::from_str::<Small>(&hex(super::HEX_BYTES_MAX)).unwrap().0.len(), super::HEX_BYTES_MAX);
         assert!(serde_json::from_str::<Small>(&hex(super::HEX_BYTES_MAX + 1)).is_err());
         // A block of a few MiB fits the large form.
         assert_eq!(serde_json::from_str::<Large>(&hex(3 << 20)).unwrap().0.len(), 3 << 20);
