@@ -69,7 +69,9 @@ fn build_chain(blocks: u64, txs_per_block: usize) -> Vec<(Block, Vec<u8>, Vec<ph
         });
         let built = build_block(&state, parent, genesis.timestamp_ms + height * 1000, candidates.collect::<Vec<_>>());
         assert!(built.rejected.is_empty(), "generated transfers apply");
-        let certificate = certificate::sign(&validators, std::slice::from_ref(&secret), built.block.hash(), height);
+        let epoch = state.epoch_of(height);
+        let certificate =
+            certificate::sign(&validators, std::slice::from_ref(&secret), built.block.hash(), epoch, height);
         parent = built.block.hash();
         state = built.state;
         chain.push((built.block, certificate, built.events));

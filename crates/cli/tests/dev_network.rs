@@ -57,14 +57,21 @@ fn transfer_through_the_cli_changes_balances_and_pays_the_treasury() {
         let block = client.chain_block(height).await.unwrap().unwrap();
         let validators: Vec<PublicKey> = info.validators.iter().map(|v| v.parse().expect("validator key")).collect();
         let certificate = hex::decode(block.certificate.trim_start_matches("0x")).unwrap();
-        let certified =
-            phalanx_node::consensus::certificate::verify(&mut rand::rng(), &validators, block.hash, &certificate)
-                .unwrap();
+        let epoch = height / phalanx_node::dev::dev_genesis().consensus.epoch_blocks;
+        let certified = phalanx_node::consensus::certificate::verify(
+            &mut rand::rng(),
+            &validators,
+            block.hash,
+            epoch,
+            &certificate,
+        )
+        .unwrap();
         assert_eq!(certified.block, block.hash);
         let mut forged = certificate.clone();
         *forged.last_mut().unwrap() ^= 1;
         assert!(
-            phalanx_node::consensus::certificate::verify(&mut rand::rng(), &validators, block.hash, &forged).is_err()
+            phalanx_node::consensus::certificate::verify(&mut rand::rng(), &validators, block.hash, epoch, &forged)
+                .is_err()
         );
 
         let ws = jsonrpsee::ws_client::WsClientBuilder::default()

@@ -16,7 +16,7 @@ use crate::chain::Chain;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use phalanx_primitives::Hash;
 use phalanx_rpc::{PhalanxClient, RAW_BLOCKS_MAX};
-use phalanx_state::Block;
+use phalanx_state::{Block, State};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +43,8 @@ pub enum SyncError {
     Apply { height: u64, reason: String },
     #[error("more than {UNCERTIFIED_MAX} blocks or {UNCERTIFIED_BYTES_MAX} bytes in a row came without a certificate")]
     Uncertified,
+    #[error("block {height} ends a consensus epoch and came without its own certificate")]
+    EpochEndUncertified { height: u64 },
 }
 
 /// Blocks fetched and linked but not yet vouched for by a certificate
@@ -60,8 +62,15 @@ struct Upstream {
     skip_until: Option<std::time::Instant>,
 }
 
-/// Follows `upstreams` until the task is dropped.
-pub async fn run(chain: Arc<Chain>, upstreams: Vec<String>) {
+/// When a follower stops: checked on the state after each committed block.
+pub type Until = Arc<dyn Fn(&State) -> bool + Send + Sync>;
+
+/// Follows `upstreams` until the task is dropped, or until `until` holds
+/// for the committed state (a validator joining the set catches up this way).
+pub async fn run(chain: Arc<Chain>, upstreams: Vec<String>, until: Option<Until>) {
+    if until.as_ref().is_some_and(|until| until(&chain.finalized().state)) {
+        return;
+    }
     let mut peers: Vec<Upstream> = upstreams
         .into_iter()
         .filter_map(|url| {
@@ -90,8 +99,9 @@ pub async fn run(chain: Arc<Chain>, upstreams: Vec<String>) {
             continue;
         };
         let peer = &mut peers[index];
-        match sync_round(&chain, &peer.client, &peer.url, &mut uncertified).await {
+        match sync_round(&chain, &peer.client, &peer.url, &mut uncertified, until.clone()).await {
             Ok(0) => tokio::time::sleep(POLL).await,
+            Ok(_) if until.as_ref().is_some_and(|until| until(&chain.finalized().state)) => return,
             Ok(_) => {}
             Err(SyncError::Rpc(url, error)) => {
                 tracing::debug!(%url, %error, "upstream unreachable; trying the next");
@@ -114,6 +124,7 @@ pub async fn sync_round(
     client: &HttpClient,
     url: &str,
     uncertified: &mut Uncertified,
+    until: Option<Until>,
 ) -> Result<usize, SyncError> {
     let head = chain.finalized();
     let (tip_height, tip_hash) = match uncertified.blocks.last() {
@@ -129,7 +140,7 @@ pub async fn sync_round(
     let chain = chain.clone();
     let mut held = std::mem::take(&mut uncertified.blocks);
     let (committed, held) = tokio::task::spawn_blocking(move || {
-        let result = verify_and_commit(&chain, tip_hash, from, raw, &mut held);
+        let result = verify_and_commit(&chain, tip_hash, from, raw, &mut held, until.as_deref());
         (result, held)
     })
     .await
@@ -146,6 +157,7 @@ fn verify_and_commit(
     from: u64,
     raw: Vec<phalanx_rpc::RawBlock>,
     held: &mut Vec<(Block, Vec<u8>)>,
+    until: Option<&(dyn Fn(&State) -> bool + Send + Sync)>,
 ) -> Result<usize, SyncError> {
     let mut bytes: usize = held.iter().map(|(block, _)| borsh::object_length(block).unwrap_or(usize::MAX)).sum();
     for (index, entry) in raw.into_iter().enumerate() {
@@ -161,17 +173,49 @@ fn verify_and_commit(
             return Err(SyncError::Uncertified);
         }
     }
-    // Everything up to the last certified block is vouched for by its certificate.
-    let Some(last) = held.iter().rposition(|(_, certificate)| !certificate.is_empty()) else { return Ok(0) };
-    let validators = chain.finalized().state.validators().to_vec();
-    let mut rng = rand::rng();
-    let (block, certificate) = &held[last];
-    crate::consensus::certificate::verify(&mut rng, &validators, block.hash(), certificate)
-        .map_err(|e| SyncError::Certificate { height: block.header.height, reason: e.to_string() })?;
-    for (block, certificate) in held.drain(..=last) {
-        chain
-            .commit(&block, &certificate)
-            .map_err(|e| SyncError::Apply { height: block.header.height, reason: e.to_string() })?;
+    // The last block of an epoch installs the next epoch's set, so it must
+    // be vouched for by its own epoch's set: its own certificate.
+    let finalized = chain.finalized();
+    if let Some((block, _)) = held
+        .iter()
+        .find(|(block, certificate)| certificate.is_empty() && finalized.state.is_epoch_last(block.header.height))
+    {
+        return Err(SyncError::EpochEndUncertified { height: block.header.height });
     }
-    Ok(last + 1)
+    // Segments end at each certified block that ends an epoch and at the
+    // last certified block; everything up to a segment's end is vouched for
+    // by its certificate, checked against the set the committed state holds
+    // (the set of the segment's epoch).
+    let mut committed = 0;
+    let mut rng = rand::rng();
+    while let Some(end) = held
+        .iter()
+        .position(|(block, certificate)| !certificate.is_empty() && finalized.state.is_epoch_last(block.header.height))
+        .or_else(|| held.iter().rposition(|(_, certificate)| !certificate.is_empty()))
+    {
+        let head = chain.finalized();
+        let state = &head.state;
+        let (block, certificate) = &held[end];
+        let height = block.header.height;
+        crate::consensus::certificate::verify(
+            &mut rng,
+            state.validators(),
+            block.hash(),
+            state.epoch_of(height),
+            certificate,
+        )
+        .map_err(|e| SyncError::Certificate { height, reason: e.to_string() })?;
+        let segment: Vec<_> = held.drain(..=end).collect();
+        for (block, certificate) in segment {
+            chain
+                .commit(&block, &certificate)
+                .map_err(|e| SyncError::Apply { height: block.header.height, reason: e.to_string() })?;
+            committed += 1;
+            if until.is_some_and(|until| until(&chain.finalized().state)) {
+                held.clear();
+                return Ok(committed);
+            }
+        }
+    }
+    Ok(committed)
 }

@@ -117,7 +117,9 @@ pub enum Role {
 pub struct ValidatorRole {
     pub secret: ValidatorSecret,
     pub p2p_listen: SocketAddr,
-    /// Every validator's p2p address, this one's included.
+    /// The address book: p2p addresses of validators (this one's included)
+    /// from the bootstrap list. Addresses governance announced with a
+    /// validator set (in the chain state) are used for keys not in it.
     pub peers: Vec<(ValidatorKey, SocketAddr)>,
     pub pacing: Pacing,
     pub timing: Timing,
@@ -136,11 +138,9 @@ pub enum NodeError {
     Genesis { path: PathBuf, message: String },
     #[error("{path} does not hold a 32-byte validator seed as hex")]
     Key { path: PathBuf },
-    #[error("this node's key {0} is not a validator of the genesis (drop key_file to run a non-validator node)")]
-    NotAValidator(PublicKey),
     #[error("{path}: a validator needs p2p_listen; a node without key_file needs `follow` (nodes to sync from)")]
     Role { path: PathBuf },
-    #[error("bootstrap peer {0} is not a validator of the genesis")]
+    #[error("bootstrap peer {0} is not a valid ed25519 key")]
     UnknownPeer(PublicKey),
     #[error("no p2p address is known for validator {0}: add it to `bootstrap`")]
     MissingPeer(PublicKey),
@@ -219,13 +219,12 @@ fn validator_role(
 ) -> Result<ValidatorRole, NodeError> {
     let me = account_key(&secret.public_key());
     if !genesis.validators.contains(&me) {
-        return Err(NodeError::NotAValidator(me));
+        // It may be in a set governance scheduled: it follows as an
+        // observer until an epoch of its set begins (see `consensus::validator`).
+        tracing::info!(key = %me, "this key is not a genesis validator: observing until a validator set names it");
     }
     let mut peers = vec![(secret.public_key(), p2p_listen)];
     for peer in &file.bootstrap {
-        if !genesis.validators.contains(&peer.public_key) {
-            return Err(NodeError::UnknownPeer(peer.public_key));
-        }
         let key = validator_key(&peer.public_key).map_err(|_| NodeError::UnknownPeer(peer.public_key))?;
         if peer.public_key != me {
             peers.push((key, peer.address));
@@ -306,7 +305,7 @@ pub fn run(
             Role::Follower { upstreams } => {
                 let following = context.child("follower").spawn({
                     let chain = chain.clone();
-                    move |_| crate::follower::run(chain, upstreams)
+                    move |_| crate::follower::run(chain, upstreams, None)
                 });
                 ready(&endpoints(None, None));
                 tokio::select! {
@@ -337,19 +336,28 @@ async fn start_validator(
         },
         cups::Version::V1,
     );
-    let validators: Vec<ValidatorKey> = role.peers.iter().map(|(key, _)| key.clone()).collect();
     let private = role.peers.iter().any(|(_, address)| !is_public(address));
     let p2p_config = if private { lookup::Config::local } else { lookup::Config::recommended }(
         handshake,
         crate::consensus::NAMESPACE,
         role.p2p_listen,
-        NZUsize!(validators.len().max(1)),
+        // The current and the scheduled set, both at most this large.
+        NZUsize!(2 * phalanx_state::genesis::VALIDATORS_MAX),
         validator::P2P_MESSAGE_BYTES_MAX,
         NZUsize!(1024),
     );
-    let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p_config);
-    let book = role.peers.iter().map(|(key, address)| (key.clone(), Address::from(*address)));
-    let _ = oracle.track(0, Map::from_iter_dedup(book));
+    let (mut network, oracle) = lookup::Network::new(context.child("network"), p2p_config);
+    let book: Arc<Vec<(ValidatorKey, SocketAddr)>> = Arc::new(role.peers.clone());
+    let me = secret.public_key();
+    let track = {
+        let oracle = oracle.clone();
+        move |id: u64, state: &phalanx_state::State| {
+            let peers = peer_set(&book, &me, state);
+            tracing::info!(id, peers = peers.len(), "tracking validators");
+            let _ = oracle.clone().track(id, Map::from_iter_dedup(peers));
+        }
+    };
+    track(chain.finalized().header.height, &chain.finalized().state);
     let quota = Quota::per_second(NZU32!(100_000));
     let channels = Channels {
         votes: network.register(CHANNEL_VOTES, quota),
@@ -361,13 +369,53 @@ async fn start_validator(
     network.start();
     let validator_config = ValidatorConfig {
         secret,
-        validators,
         partition_prefix: "validator".into(),
         timing: role.timing,
         pacing: role.pacing,
         mailbox_size: 1024,
     };
-    validator::start(context.child("validator"), validator_config, chain, oracle.clone(), oracle, channels).await.engine
+    let on_validators: validator::OnValidators = Arc::new(track);
+    validator::start(
+        context.child("validator"),
+        validator_config,
+        chain,
+        oracle.clone(),
+        oracle,
+        channels,
+        Some(on_validators),
+    )
+    .await
+    .engine
+}
+
+/// The peers to connect to with `state`: its current and scheduled
+/// validators and this node, each at its address from the bootstrap list,
+/// else from the chain (validators with neither are left out, with a warning).
+fn peer_set(
+    book: &[(ValidatorKey, SocketAddr)],
+    me: &ValidatorKey,
+    state: &phalanx_state::State,
+) -> Vec<(ValidatorKey, Address)> {
+    let keys = state.validators().iter().chain(state.pending_validators().unwrap_or_default());
+    let mut peers: Vec<(ValidatorKey, Address)> = Vec::new();
+    for account in keys {
+        let Ok(key) = validator_key(account) else { continue };
+        let address = book
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, a)| *a)
+            .or_else(|| state.validator_address(account).and_then(|a| a.parse::<SocketAddr>().ok()));
+        match address {
+            Some(address) => peers.push((key, Address::from(address))),
+            None => tracing::warn!(validator = %account, "no p2p address known for this validator"),
+        }
+    }
+    if !peers.iter().any(|(key, _)| key == me)
+        && let Some((_, address)) = book.iter().find(|(key, _)| key == me)
+    {
+        peers.push((me.clone(), Address::from(*address)));
+    }
+    peers
 }
 
 /// Serves `/metrics`: the node's own metrics, then the consensus

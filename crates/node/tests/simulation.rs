@@ -120,6 +120,40 @@ struct Fingerprint {
     state_roots: Vec<Hash>,
 }
 
+/// Starts validator `i` on `chain` as one supervised root task: aborting
+/// the returned handle crashes the whole validator.
+async fn spawn(
+    context: &deterministic::Context,
+    oracle: &simulated::Oracle<ValidatorKey, deterministic::Context>,
+    secret: &ValidatorSecret,
+    i: usize,
+    chain: Arc<Chain>,
+) -> Handle<()> {
+    let control = oracle.control(secret.public_key());
+    let quota = Quota::per_second(NZU32!(100_000));
+    let register = async |channel| control.register(channel, quota).await.unwrap();
+    let channels = Channels {
+        votes: register(CHANNEL_VOTES).await,
+        certificates: register(CHANNEL_CERTIFICATES).await,
+        resolver: register(CHANNEL_RESOLVER).await,
+        blocks: register(CHANNEL_BLOCKS).await,
+        backfill: register(CHANNEL_BACKFILL).await,
+    };
+    let config = ValidatorConfig {
+        secret: secret.clone(),
+        // The same prefix after a restart: the same journal and archives.
+        partition_prefix: format!("validator-{i}"),
+        timing: timing(),
+        pacing: pacing(),
+        mailbox_size: 1024,
+    };
+    let manager = oracle.manager();
+    context.child("validator").with_attribute("index", i).spawn(move |context| async move {
+        let validator = validator::start(context, config, chain, manager, control, channels, None).await;
+        let _ = validator.engine.await;
+    })
+}
+
 fn secret(i: usize) -> ValidatorSecret {
     validator_secret(&sha256(format!("phalanx/simulation/validator/{i}").as_bytes()).0)
 }
@@ -205,35 +239,7 @@ fn simulate(seed: u64, after: AfterCrash) -> Run {
             }
         }
 
-        // Starts validator `i` on `chain` as one supervised root task:
-        // aborting the returned handle crashes the whole validator.
-        #[expect(clippy::async_yields_async, reason = "the handle is kept to abort the validator, not awaited")]
-        let spawn_validator = async |i: usize, chain: Arc<Chain>| -> Handle<()> {
-            let control = oracle.control(keys[i].clone());
-            let quota = Quota::per_second(NZU32!(100_000));
-            let register = async |channel| control.register(channel, quota).await.unwrap();
-            let channels = Channels {
-                votes: register(CHANNEL_VOTES).await,
-                certificates: register(CHANNEL_CERTIFICATES).await,
-                resolver: register(CHANNEL_RESOLVER).await,
-                blocks: register(CHANNEL_BLOCKS).await,
-                backfill: register(CHANNEL_BACKFILL).await,
-            };
-            let config = ValidatorConfig {
-                secret: secrets[i].clone(),
-                validators: keys.clone(),
-                // The same prefix after a restart: the same journal and archives.
-                partition_prefix: format!("validator-{i}"),
-                timing: timing(),
-                pacing: pacing(),
-                mailbox_size: 1024,
-            };
-            let manager = oracle.manager();
-            context.child("validator").with_attribute("index", i).spawn(move |context| async move {
-                let validator = validator::start(context, config, chain, manager, control, channels).await;
-                let _ = validator.engine.await;
-            })
-        };
+        let spawn_validator = async |i: usize, chain: Arc<Chain>| spawn(&context, &oracle, &secrets[i], i, chain).await;
 
         let stores: Vec<Arc<Store>> = (0..VALIDATORS).map(|_| Arc::new(Store::in_memory().unwrap())).collect();
         let mut chains: Vec<Arc<Chain>> = stores
@@ -329,16 +335,21 @@ fn simulate(seed: u64, after: AfterCrash) -> Run {
 /// Checks that `bytes` certifies `block` for the validator set, does not
 /// certify another block (`other`), and stops verifying once altered.
 fn check_certificate(rng: &mut impl rand_core::CryptoRng, run: &Run, block: Hash, other: Hash, bytes: &[u8]) {
-    let certified = certificate::verify(rng, &run.validators, block, bytes)
+    // The simulated chains stay in consensus epoch 0 (dev genesis: 1,000 blocks an epoch).
+    let certified = certificate::verify(rng, &run.validators, block, 0, bytes)
         .unwrap_or_else(|e| panic!("certificate of block {block} rejected: {e}"));
     assert_eq!(certified.block, block);
     assert!(matches!(
-        certificate::verify(rng, &run.validators, other, bytes),
+        certificate::verify(rng, &run.validators, other, 0, bytes),
         Err(CertificateError::WrongBlock { .. })
     ));
     let mut tampered = bytes.to_vec();
     *tampered.last_mut().unwrap() ^= 1;
-    assert!(certificate::verify(rng, &run.validators, block, &tampered).is_err());
+    assert!(certificate::verify(rng, &run.validators, block, 0, &tampered).is_err());
+    assert!(matches!(
+        certificate::verify(rng, &run.validators, block, 1, bytes),
+        Err(CertificateError::WrongEpoch { expected: 1, certified: 0 })
+    ));
 }
 
 /// Checks what every live validator must agree on: one chain of blocks (same
@@ -453,4 +464,153 @@ fn same_seed_same_execution() {
     assert_eq!(first, second);
     let other = simulate(SEED + 1, AfterCrash::StayDown).fingerprint();
     assert_ne!(first.auditor, other.auditor);
+}
+
+/// Governance changes the validator set. Five nodes run the production
+/// wiring; the genesis set is validators 0–3 (epochs of 10 blocks) and
+/// validator 4 starts as an observer. A `SetValidators` transaction (alice
+/// is governance) names 1–4: from the first block of the next epoch,
+/// validator 4 votes and validator 0 only observes. Then validators 0 and 1
+/// stop: the 3 that remain are a quorum of the new set only because
+/// validator 4 votes, and finality continues. Every block's certificate is
+/// from its epoch and verifies against that epoch's set; the change happened
+/// exactly after the last block of an epoch, and all nodes agree.
+#[test]
+fn governance_changes_the_validator_set() {
+    const NODES: usize = 5;
+    const EPOCH: u64 = 10;
+    let secrets: Vec<ValidatorSecret> = (0..NODES).map(secret).collect();
+    let keys: Vec<ValidatorKey> = secrets.iter().map(|s| s.public_key()).collect();
+    let accounts: Vec<PublicKey> = keys.iter().map(account_key).collect();
+    let mut genesis = Genesis::dev(accounts[..4].to_vec());
+    genesis.consensus = phalanx_state::ConsensusParams { epoch_blocks: EPOCH };
+    let start = UNIX_EPOCH + Duration::from_millis(genesis.timestamp_ms) + Duration::from_secs(1);
+    let config = deterministic::Config::new()
+        .with_seed(SEED)
+        .with_start_time(start)
+        .with_timeout(Some(TICK * TICKS_MAX as u32 * 2));
+    deterministic::Runner::new(config).start(|context| async move {
+        let (network, oracle) = Network::new_with_peers(
+            context.child("network"),
+            simulated::Config {
+                max_size: validator::P2P_MESSAGE_BYTES_MAX,
+                max_peers_per_set: NZUsize!(NODES),
+                disconnect_on_block: true,
+                tracked_peer_sets: NZUsize!(1),
+            },
+            Set::from_iter_dedup(keys.iter().cloned()),
+        )
+        .await;
+        network.start();
+        for a in &keys {
+            for b in keys.iter().filter(|b| *b != a) {
+                let link = Link {
+                    latency: Duration::from_millis(30),
+                    jitter: Duration::from_millis(10),
+                    success_rate: probability!(1.0),
+                };
+                oracle.add_link(a.clone(), b.clone(), link).await.unwrap();
+            }
+        }
+        let chains: Vec<Arc<Chain>> = (0..NODES)
+            .map(|_| {
+                let store = Arc::new(Store::in_memory().unwrap());
+                Arc::new(Chain::open(genesis.clone(), store, ChainConfig::default()).unwrap())
+            })
+            .collect();
+        let mut handles = Vec::new();
+        for (i, chain) in chains.iter().enumerate() {
+            handles.push(Some(spawn(&context, &oracle, &secrets[i], i, chain.clone()).await));
+        }
+        let height = |i: usize| chains[i].finalized().header.height;
+
+        // Governance names validators 1–4 once the chain is moving.
+        let alice = dev_keypair("alice").unwrap();
+        let entries = (1..NODES)
+            .map(|i| phalanx_state::ValidatorEntry { key: accounts[i], address: format!("10.0.0.{i}:7000") })
+            .collect();
+        let chain_id = chains[0].finalized().state.chain_id();
+        let change = Transaction {
+            chain_id,
+            signer: alice.public(),
+            nonce: 0,
+            fee: FEE,
+            call: Call::SetValidators { validators: entries },
+        }
+        .sign(&alice);
+        let mut submitted = false;
+        let mut stopped_at: Option<u64> = None;
+        for tick in 0.. {
+            context.sleep(TICK).await;
+            assert!(tick < TICKS_MAX, "no progress; heights {:?}", (0..NODES).map(height).collect::<Vec<_>>());
+            if !submitted && height(0) >= 3 {
+                for chain in &chains[..4] {
+                    chain.submit(&change.encode()).unwrap();
+                }
+                submitted = true;
+            }
+            // Once every node is in epoch 2, stop validators 0 and 1.
+            if stopped_at.is_none() && (0..NODES).all(|i| height(i) >= 2 * EPOCH + 2) {
+                for handle in &mut handles[..2] {
+                    handle.take().unwrap().abort();
+                }
+                context.sleep(TICK).await;
+                stopped_at = Some((2..NODES).map(height).min().unwrap());
+            }
+            if let Some(at) = stopped_at
+                && (2..NODES).all(|i| height(i) >= at + 2 * EPOCH)
+            {
+                break;
+            }
+        }
+
+        // Where the change was scheduled and where it took over.
+        let store = chains[4].store();
+        let scheduled = (1..=height(4))
+            .find(|&h| store.tx_location(&change.hash()).unwrap().is_some_and(|(at, _)| at == h))
+            .expect("the change was finalized");
+        assert!(scheduled < EPOCH, "scheduled in epoch 0, at height {scheduled}");
+        let changed_at: Vec<u64> = (1..=height(4))
+            .filter(|&h| {
+                store.events(h).unwrap().unwrap().iter().any(|record| {
+                    matches!(&record.event, phalanx_state::Event::ValidatorSetChanged { epoch: 1, validators }
+                        if validators == &accounts[1..])
+                })
+            })
+            .collect();
+        assert_eq!(changed_at, vec![EPOCH - 1], "the set changes after the last block of epoch 0 only");
+
+        // Every block of validator 4's chain is certified in its own epoch
+        // by that epoch's set; epoch-1+ certificates do not verify against
+        // the genesis set, and all live nodes hold the same blocks.
+        let mut rng = commonware_utils::test_rng();
+        let genesis_set = &accounts[..4];
+        let new_set = &accounts[1..];
+        for h in 1..=height(4) {
+            let block = store.block(h).unwrap().unwrap();
+            let bytes = store.certificate(h).unwrap().unwrap();
+            let epoch = h / EPOCH;
+            if epoch == 0 {
+                certificate::verify(&mut rng, genesis_set, block.hash(), 0, &bytes)
+                    .unwrap_or_else(|e| panic!("block {h}: {e}"));
+            } else if !bytes.is_empty() || h % EPOCH == EPOCH - 1 {
+                certificate::verify(&mut rng, new_set, block.hash(), epoch, &bytes)
+                    .unwrap_or_else(|e| panic!("block {h} (epoch {epoch}): {e}"));
+                assert!(certificate::verify(&mut rng, genesis_set, block.hash(), epoch, &bytes).is_err());
+            }
+            for (i, chain) in chains.iter().enumerate().take(4).skip(2) {
+                if h <= chain.finalized().header.height {
+                    assert_eq!(chain.store().block(h).unwrap().unwrap().hash(), block.hash(), "node {i} forks at {h}");
+                }
+            }
+        }
+        // The removed validator kept following as an observer until it stopped.
+        assert!(chains[0].store().block(2 * EPOCH).unwrap().is_some(), "validator 0 followed into epoch 2");
+        assert_eq!(chains[0].finalized().state.validators(), new_set);
+        println!(
+            "validator set changed after block {}; validators 0 and 1 stopped at {stopped_at:?}; final heights {:?}",
+            EPOCH - 1,
+            (0..NODES).map(height).collect::<Vec<_>>()
+        );
+    });
 }

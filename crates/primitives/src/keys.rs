@@ -44,6 +44,12 @@ impl PublicKey {
         key.verify_strict(&framed(label, message), &signature).map_err(|_| SignatureError::Mismatch)
     }
 
+    /// Whether these bytes are an ed25519 point a signature can be checked
+    /// against (on the curve and not of small order).
+    pub fn is_valid_ed25519(&self) -> bool {
+        VerifyingKey::from_bytes(&self.0).is_ok_and(|key| !key.is_weak())
+    }
+
     /// The SS58 address of this key (Phala's prefix).
     pub fn to_ss58(&self) -> String {
         crate::ss58::encode(&self.0, crate::SS58_PREFIX)

@@ -155,6 +155,7 @@ impl State {
             };
             hashes.push(applied.map_err(|error| BlockError::InvalidTransaction { index, error })?);
         }
+        next.end_block(&mut events);
         check_root("transaction", header.tx_root, tx_root(&hashes))?;
         check_root("events", header.events_root, events_root(&events))?;
         check_root("state", header.state_root, next.root())?;

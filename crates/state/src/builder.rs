@@ -63,6 +63,7 @@ pub fn build_block(
             Err(error) => rejected.push((candidate.tx.hash(), error)),
         }
     }
+    state.end_block(&mut events);
     let header = Header {
         parent,
         height,

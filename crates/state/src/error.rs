@@ -48,6 +48,8 @@ pub enum TxError {
     Gatekeeping(String),
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error("validator set: {0}")]
+    Validators(String),
     #[error("agent: {0}")]
     Agent(String),
     #[error("staking: {0}")]

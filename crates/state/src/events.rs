@@ -259,6 +259,17 @@ pub enum Event {
         epoch: u64,
         forced: bool,
     },
+    /// Governance scheduled a validator set: it certifies blocks from the
+    /// first block of consensus epoch `epoch` on.
+    ValidatorSetScheduled {
+        epoch: u64,
+        validators: Vec<PublicKey>,
+    },
+    /// The scheduled set took over: it certifies every block of `epoch` on.
+    ValidatorSetChanged {
+        epoch: u64,
+        validators: Vec<PublicKey>,
+    },
 }
 
 /// An event with the index of the transaction that emitted it.

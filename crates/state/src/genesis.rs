@@ -8,7 +8,7 @@ use crate::block::Block;
 use crate::modules::balances::TOTAL_SUPPLY;
 use crate::modules::gatekeeper::GatekeeperParams;
 use crate::modules::registry::AttestationPolicy;
-use crate::modules::system::{ChainParams, FeeSchedule};
+use crate::modules::system::{ChainParams, ConsensusParams, EPOCH_BLOCKS_MAX, EPOCH_BLOCKS_MIN, FeeSchedule};
 use crate::state::State;
 use borsh::BorshSerialize;
 use phalanx_primitives::mnemonic::{DEV_ACCOUNTS, dev_keypair};
@@ -47,6 +47,9 @@ pub struct Genesis {
     /// Network fees for agent use; absent means the defaults.
     #[serde(default)]
     pub fees: crate::modules::fees::FeeParams,
+    /// Consensus epochs; absent means the defaults.
+    #[serde(default)]
+    pub consensus: ConsensusParams,
 }
 
 /// Why a genesis configuration is invalid.
@@ -62,6 +65,10 @@ pub enum GenesisError {
     TooManyAccounts,
     #[error("chain name must be 1 to {CHAIN_NAME_BYTES_MAX} bytes")]
     ChainName,
+    #[error("consensus epochs must be {EPOCH_BLOCKS_MIN} to {EPOCH_BLOCKS_MAX} blocks")]
+    EpochBlocks,
+    #[error("validator {0} is not a valid ed25519 public key")]
+    ValidatorKey(PublicKey),
 }
 
 /// The treasury of dev networks: an address no one holds a key for.
@@ -107,6 +114,7 @@ impl Genesis {
                 ..Default::default()
             },
             fees: crate::modules::fees::FeeParams::default(),
+            consensus: ConsensusParams::default(),
         }
     }
 
@@ -125,6 +133,12 @@ impl Genesis {
             || distinct.len() != self.validators.len()
         {
             return Err(GenesisError::Validators);
+        }
+        if let Some(bad) = self.validators.iter().find(|key| !key.is_valid_ed25519()) {
+            return Err(GenesisError::ValidatorKey(*bad));
+        }
+        if !(EPOCH_BLOCKS_MIN..=EPOCH_BLOCKS_MAX).contains(&self.consensus.epoch_blocks) {
+            return Err(GenesisError::EpochBlocks);
         }
         if self.balances.len() > GENESIS_ACCOUNTS_MAX {
             return Err(GenesisError::TooManyAccounts);

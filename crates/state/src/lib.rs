@@ -32,6 +32,9 @@ pub use modules::gatekeeper::{GatekeeperParams, Gatekeepers, KeyEpochs, MasterEp
 pub use modules::registry::{
     AttestationPolicy, Evidence, RegistrationInfo, SignedWorkerMessage, TeeKind, Worker, WorkerMessage, WorkerPayload,
 };
-pub use modules::system::{ChainParams, FeeSchedule, Head};
+pub use modules::system::{
+    ChainParams, ConsensusParams, EPOCH_BLOCKS_MAX, EPOCH_BLOCKS_MIN, FeeSchedule, Head, VALIDATOR_ADDRESS_BYTES_MAX,
+    ValidatorChanges, ValidatorEntry,
+};
 pub use state::{BLOCK_EVENT_INDEX, Pending, State, StateChange};
 pub use tx::{Call, SignedTransaction, Transaction};

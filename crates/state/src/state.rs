@@ -10,6 +10,7 @@ mod computation;
 mod fees;
 mod keying;
 mod staking;
+mod validators;
 mod vaults;
 
 use crate::error::TxError;
@@ -30,7 +31,10 @@ use crate::modules::gatekeeper::{
 use crate::modules::registry::{
     self, AttestationPolicy, POLICY_KEY, WORKER_PREFIX, WORKERS_MAX, Worker, WorkerPayload, worker_key,
 };
-use crate::modules::system::{ChainParams, HEAD_KEY, Head, PARAMS_KEY, VALIDATORS_KEY};
+use crate::modules::system::{
+    CONSENSUS_KEY, ChainParams, ConsensusParams, HEAD_KEY, Head, PARAMS_KEY, VALIDATOR_CHANGES_KEY, VALIDATORS_KEY,
+    ValidatorChanges,
+};
 use crate::tx::{Call, SignedTransaction};
 use imbl::OrdMap;
 use phalanx_primitives::{Balance, Hash, PublicKey, decode_bounded, encode};
@@ -94,6 +98,8 @@ pub struct State {
     pub(crate) chain_id: Hash,
     pub(crate) params: ChainParams,
     pub(crate) validators: Vec<PublicKey>,
+    pub(crate) validator_changes: ValidatorChanges,
+    pub(crate) consensus: ConsensusParams,
     pub(crate) head: Head,
     pub(crate) issuance: Balance,
     pub(crate) accounts: OrdMap<PublicKey, Account>,
@@ -134,6 +140,8 @@ impl State {
             chain_id,
             params,
             validators,
+            validator_changes: ValidatorChanges::default(),
+            consensus: genesis.consensus,
             head,
             issuance: 0,
             accounts: OrdMap::new(),
@@ -164,6 +172,8 @@ impl State {
         state.write(CHAIN_ID_KEY.to_vec(), encode(&chain_id));
         state.write(PARAMS_KEY.to_vec(), encode(&state.params));
         state.write(VALIDATORS_KEY.to_vec(), encode(&state.validators));
+        state.write(VALIDATOR_CHANGES_KEY.to_vec(), encode(&state.validator_changes));
+        state.write(CONSENSUS_KEY.to_vec(), encode(&state.consensus));
         state.write(HEAD_KEY.to_vec(), encode(&head));
         state.write(ISSUANCE_KEY.to_vec(), encode(&0u128));
         state.write(POLICY_KEY.to_vec(), encode(&state.attestation));
@@ -190,12 +200,15 @@ impl State {
         let (mut vaults, mut vault_stakes) = (OrdMap::new(), OrdMap::new());
         let (mut fees, mut deposits) = (None, OrdMap::new());
         let (mut mining, mut totals, mut miners) = (None, None, OrdMap::new());
+        let (mut validator_changes, mut consensus) = (None, None);
         let mut leaves = OrdMap::new();
         for (key, value) in entries {
             match key.as_slice() {
                 CHAIN_ID_KEY => chain_id = Some(decode(&key, &value)?),
                 PARAMS_KEY => params = Some(decode(&key, &value)?),
                 VALIDATORS_KEY => validators = Some(decode(&key, &value)?),
+                VALIDATOR_CHANGES_KEY => validator_changes = Some(decode(&key, &value)?),
+                CONSENSUS_KEY => consensus = Some(decode(&key, &value)?),
                 HEAD_KEY => head = Some(decode(&key, &value)?),
                 ISSUANCE_KEY => issuance = Some(decode(&key, &value)?),
                 POLICY_KEY => attestation = Some(decode(&key, &value)?),
@@ -268,6 +281,8 @@ impl State {
             chain_id: chain_id.ok_or(LoadError::Missing("chain id"))?,
             params: params.ok_or(LoadError::Missing("chain parameters"))?,
             validators: validators.ok_or(LoadError::Missing("validator set"))?,
+            validator_changes: validator_changes.ok_or(LoadError::Missing("validator changes"))?,
+            consensus: consensus.ok_or(LoadError::Missing("consensus parameters"))?,
             head: head.ok_or(LoadError::Missing("head"))?,
             issuance: issuance.ok_or(LoadError::Missing("total issuance"))?,
             accounts,
@@ -781,6 +796,13 @@ impl State {
                 }
                 0
             }
+            Call::SetValidators { validators } => {
+                if !self.params.governance.contains(&tx.signer) {
+                    return Err(TxError::NotGovernance);
+                }
+                validators::check_entries(validators)?;
+                0
+            }
             Call::SetFeeSchedule { .. } | Call::SetAttestationPolicy { .. } => {
                 if !self.params.governance.contains(&tx.signer) {
                     return Err(TxError::NotGovernance);
@@ -946,6 +968,7 @@ impl State {
                 self.write(PARAMS_KEY.to_vec(), encode(&self.params));
                 emit(Event::FeeScheduleChanged { base_fee: *base_fee, byte_fee: *byte_fee });
             }
+            Call::SetValidators { validators } => self.schedule_validators(validators, &mut emit),
             Call::SetAttestationPolicy { policy } => {
                 self.attestation = policy.clone();
                 self.write(POLICY_KEY.to_vec(), encode(&self.attestation));

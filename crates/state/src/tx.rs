@@ -101,6 +101,10 @@ pub enum Call {
     StartMining { worker: PublicKey, stake: Balance },
     /// The pool's owner stops a worker; its stake returns after the cooldown.
     StopMining { worker: PublicKey },
+    /// Governance only: the validator set that takes over after the last
+    /// block of the current consensus epoch (replacing any set scheduled
+    /// before), with each validator's p2p address.
+    SetValidators { validators: Vec<crate::modules::system::ValidatorEntry> },
 }
 
 impl Call {

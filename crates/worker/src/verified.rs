@@ -39,6 +39,8 @@ pub enum SyncError {
     Replay { height: u64, source: BlockError },
     #[error("more than {UNCERTIFIED_MAX} blocks in a row without a certificate")]
     TooManyUncertified,
+    #[error("block {height} ends a consensus epoch and must carry its own certificate")]
+    EpochEndUncertified { height: u64 },
     #[error(transparent)]
     Genesis(#[from] GenesisError),
 }
@@ -246,9 +248,15 @@ impl VerifiedChain {
         let hash = block.hash();
         let certified = !certificate_bytes.is_empty();
         if certified {
-            // The validator set that finalizes a block is the one in its parent's state.
-            certificate::verify(&mut rand::rng(), tip_state.validators(), hash, certificate_bytes)
+            // The validator set that finalizes a block is the one in its
+            // parent's state (the set of the block's consensus epoch).
+            let epoch = tip_state.epoch_of(height);
+            certificate::verify(&mut rand::rng(), tip_state.validators(), hash, epoch, certificate_bytes)
                 .map_err(|source| SyncError::Certificate { height, source })?;
+        } else if tip_state.is_epoch_last(height) {
+            // The next epoch's set comes from this block's state: only the
+            // current set may vouch for it, never the set it installs.
+            return Err(SyncError::EpochEndUncertified { height });
         } else if self.uncertified.len() >= UNCERTIFIED_MAX {
             return Err(SyncError::TooManyUncertified);
         }
@@ -343,4 +351,99 @@ fn commands_for(me: &PublicKey, block: &Block, hash: Hash, after: &State) -> Vec
         *next += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phalanx_node::consensus::{ValidatorSecret, validator_secret};
+    use phalanx_primitives::mnemonic::dev_keypair;
+    use phalanx_primitives::{Keypair, PLANCK_PER_PHA};
+    use phalanx_state::builder::{Candidate, build_block};
+    use phalanx_state::{ConsensusParams, Transaction, ValidatorEntry};
+
+    const EPOCH: u64 = 4;
+
+    struct Validators {
+        old: ValidatorSecret,
+        new: ValidatorSecret,
+        old_key: PublicKey,
+        new_key: PublicKey,
+    }
+
+    /// A chain of `count` blocks with epochs of 4 blocks; block 1 schedules
+    /// a set of one other validator, which takes over at block 4.
+    fn chain(count: u64) -> (Genesis, Validators, Vec<Block>) {
+        let (old, new) = (validator_secret(&[1; 32]), validator_secret(&[2; 32]));
+        let old_key = Keypair::from_seed(&[1; 32]).public();
+        let new_key = Keypair::from_seed(&[2; 32]).public();
+        let mut genesis = Genesis::dev(vec![old_key]);
+        genesis.consensus = ConsensusParams { epoch_blocks: EPOCH };
+        let (mut state, mut parent) = genesis.build().unwrap();
+        let alice = dev_keypair("alice").unwrap();
+        let mut blocks = Vec::new();
+        for height in 1..=count {
+            let mut candidates = Vec::new();
+            if height == 1 {
+                let entry = ValidatorEntry { key: new_key, address: "127.0.0.1:1".into() };
+                let call = Call::SetValidators { validators: vec![entry] };
+                let tx = Transaction {
+                    chain_id: state.chain_id(),
+                    signer: alice.public(),
+                    nonce: 0,
+                    fee: PLANCK_PER_PHA,
+                    call,
+                }
+                .sign(&alice);
+                candidates.push(Candidate { encoded_len: tx.encode().len(), tx, signature_verified: false });
+            }
+            let built = build_block(&state, parent.hash(), state.timestamp_ms() + 500, candidates);
+            assert!(built.rejected.is_empty());
+            state = built.state;
+            parent = built.block.clone();
+            blocks.push(built.block);
+        }
+        (genesis, Validators { old, new, old_key, new_key }, blocks)
+    }
+
+    fn sign(key: PublicKey, secret: &ValidatorSecret, block: &Block, epoch: u64) -> Vec<u8> {
+        certificate::sign(&[key], std::slice::from_ref(secret), block.hash(), epoch, block.header.height)
+    }
+
+    #[test]
+    fn certificates_are_checked_against_the_set_of_their_epoch() {
+        let (genesis, v, blocks) = chain(6);
+        let mut verified = VerifiedChain::from_genesis(&genesis).unwrap();
+        // Blocks 1 and 2 wait for a certified descendant; block 3 ends epoch 0.
+        for block in &blocks[..2] {
+            assert!(matches!(verified.apply(&block.encode(), &[]).unwrap(), Applied::Waiting { .. }));
+        }
+        let last_of_epoch = &blocks[2];
+        assert!(matches!(
+            verified.apply(&last_of_epoch.encode(), &[]),
+            Err(SyncError::EpochEndUncertified { height: 3 })
+        ));
+        // Signed by the set that block 3 installs: refused.
+        let by_new_set = sign(v.new_key, &v.new, last_of_epoch, 0);
+        assert!(matches!(
+            verified.apply(&last_of_epoch.encode(), &by_new_set),
+            Err(SyncError::Certificate { height: 3, source: CertificateError::BadSignatures })
+        ));
+        let applied = verified.apply(&last_of_epoch.encode(), &sign(v.old_key, &v.old, last_of_epoch, 0)).unwrap();
+        assert_eq!(applied, Applied::Verified { height: 3, count: 3 });
+        assert_eq!(verified.state().validators(), &[v.new_key]);
+
+        // Block 4 is in epoch 1: the old set, or the right set naming the wrong epoch, is refused.
+        let first_of_epoch = &blocks[3];
+        for (certificate, why) in [
+            (sign(v.old_key, &v.old, first_of_epoch, 1), "the old set"),
+            (sign(v.new_key, &v.new, first_of_epoch, 0), "the wrong epoch"),
+        ] {
+            let refused = verified.apply(&first_of_epoch.encode(), &certificate);
+            assert!(matches!(refused, Err(SyncError::Certificate { height: 4, .. })), "{why}: {refused:?}");
+        }
+        let applied = verified.apply(&first_of_epoch.encode(), &sign(v.new_key, &v.new, first_of_epoch, 1)).unwrap();
+        assert_eq!(applied, Applied::Verified { height: 4, count: 1 });
+        assert_eq!(verified.height(), 4);
+    }
 }

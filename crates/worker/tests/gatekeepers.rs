@@ -109,8 +109,13 @@ impl Network {
         assert!(built.rejected.is_empty(), "every owed message applies: {:?}", built.rejected);
         let secret = validator_secret(&dev_validator_seed());
         let height = built.block.header.height;
-        let cert =
-            certificate::sign(self.state.validators(), std::slice::from_ref(&secret), built.block.hash(), height);
+        let cert = certificate::sign(
+            self.state.validators(),
+            &[secret],
+            built.block.hash(),
+            self.state.epoch_of(height),
+            height,
+        );
         let encoded = built.block.encode();
         for runtime in &mut self.runtimes {
             runtime.apply_blocks(&[(encoded.as_slice(), cert.as_slice())]).unwrap();

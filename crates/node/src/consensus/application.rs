@@ -8,6 +8,7 @@
 //! or until the empty-block interval elapses, whichever comes first.
 
 use super::block::{ConsensusBlock, from_digest, to_digest};
+use super::validator::{EnterEpoch, OnValidators};
 use super::{Context, Marshal, Scheme, ValidatorKey, certificate};
 use crate::chain::Chain;
 use commonware_consensus::marshal::{Update, ancestry::Ancestry};
@@ -181,44 +182,95 @@ const CERTIFICATE_POLL: Duration = Duration::from_millis(10);
 /// `peers` before the block is acknowledged (marshal fetches only above its
 /// acknowledged floor), so that every stored block carries one whenever the
 /// network still has it.
+///
+/// After the last block of an epoch, the next epoch's validator set (from
+/// the committed state) goes to the orchestrator (`enter`); after a block
+/// that scheduled or installed a set, `on_validators` hears of it.
 pub async fn run_finalizer<E: Clock>(
     runtime: E,
-    peers: Vec<ValidatorKey>,
+    me: ValidatorKey,
     marshal: Marshal,
     mut finalized: mpsc::UnboundedReceiver<(Digested<ConsensusBlock>, Exact)>,
     chain: Arc<Chain>,
+    enter: mpsc::UnboundedSender<EnterEpoch>,
+    on_validators: Option<OnValidators>,
 ) {
     while let Some((block, ack)) = finalized.next().await {
         let block = block.inner().0.clone();
         let height = block.header.height;
-        let certificate =
-            if height == 0 { Vec::new() } else { fetch_certificate(&runtime, &peers, &marshal, height).await };
+        let before = chain.finalized();
+        if height <= before.header.height {
+            ack.acknowledge(); // redelivered after a restart: already committed
+            continue;
+        }
+        let certificate = if height == 0 {
+            Vec::new()
+        } else {
+            // The last block of an epoch installs the next set; followers and
+            // workers accept it only with its own certificate, which exists
+            // (consensus re-proposes it until finalized in its epoch).
+            let must = before.state.is_epoch_last(height);
+            let peers: Vec<ValidatorKey> = before
+                .state
+                .validators()
+                .iter()
+                .filter_map(|key| super::validator_key(key).ok())
+                .filter(|key| *key != me)
+                .collect();
+            fetch_certificate(&runtime, &peers, &marshal, height, must).await
+        };
         if let Err(error) = chain.commit(&block, &certificate) {
             // Not acknowledging stops marshal: the node halts rather than
             // diverge from what consensus finalized or lose a block.
             tracing::error!(height, %error, "cannot commit finalized block; halting");
             return;
         }
+        let after = chain.finalized();
+        let changed = after.state.pending_validators() != before.state.pending_validators()
+            || after.state.validators() != before.state.validators();
+        if changed && let Some(on_validators) = &on_validators {
+            on_validators(height, &after.state);
+        }
+        if after.state.is_epoch_last(height) {
+            let next = EnterEpoch {
+                epoch: after.state.epoch_of(height + 1),
+                validators: after.state.validators().to_vec(),
+                floor: after.hash,
+            };
+            let _ = enter.unbounded_send(next);
+        }
         ack.acknowledge();
     }
 }
 
 /// The encoded finalization of `height`: local if marshal has it, else
-/// requested from peers for up to [`CERTIFICATE_WAIT`]; empty if none came.
-async fn fetch_certificate(runtime: &impl Clock, peers: &[ValidatorKey], marshal: &Marshal, height: u64) -> Vec<u8> {
+/// requested from peers for up to [`CERTIFICATE_WAIT`] (until it comes, if
+/// `must`); empty if none came.
+async fn fetch_certificate(
+    runtime: &impl Clock,
+    peers: &[ValidatorKey],
+    marshal: &Marshal,
+    height: u64,
+    must: bool,
+) -> Vec<u8> {
     let height = Height::new(height);
-    if let Some(finalization) = marshal.get_finalization(height).await {
-        return certificate::encode(&finalization);
-    }
-    let Ok(targets) = NonEmptyVec::try_from(peers.to_vec()) else { return Vec::new() };
-    marshal.hint_finalized(height, targets);
-    let deadline = runtime.current() + CERTIFICATE_WAIT;
-    while runtime.current() < deadline {
-        runtime.sleep(CERTIFICATE_POLL).await;
+    loop {
         if let Some(finalization) = marshal.get_finalization(height).await {
             return certificate::encode(&finalization);
         }
+        let Ok(targets) = NonEmptyVec::try_from(peers.to_vec()) else { return Vec::new() };
+        marshal.hint_finalized(height, targets);
+        let deadline = runtime.current() + CERTIFICATE_WAIT;
+        while runtime.current() < deadline {
+            runtime.sleep(CERTIFICATE_POLL).await;
+            if let Some(finalization) = marshal.get_finalization(height).await {
+                return certificate::encode(&finalization);
+            }
+        }
+        if !must {
+            tracing::warn!(height = height.get(), "no certificate of its own for an implicitly finalized block");
+            return Vec::new();
+        }
+        tracing::warn!(height = height.get(), "waiting for the certificate of an epoch's last block");
     }
-    tracing::warn!(height = height.get(), "no certificate of its own for an implicitly finalized block");
-    Vec::new()
 }

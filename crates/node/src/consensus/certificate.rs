@@ -18,6 +18,8 @@ pub enum CertificateError {
     Malformed(String),
     #[error("certificate finalizes block {certified}, not {expected}")]
     WrongBlock { expected: Hash, certified: Hash },
+    #[error("certificate is from consensus epoch {certified}, the block is in epoch {expected}")]
+    WrongEpoch { expected: u64, certified: u64 },
     #[error("certificate signatures do not verify against the validator set")]
     BadSignatures,
 }
@@ -35,17 +37,23 @@ pub fn encode(finalization: &Finalization) -> Vec<u8> {
     finalization.encode().to_vec()
 }
 
-/// Signs a finalization of `block` in `view` by every one of `secrets`, as
+/// Signs a finalization of `block` in `view` of `epoch` by every one of `secrets`, as
 /// consensus would: for tools and benchmarks that build a chain without
 /// running consensus (the result is a real certificate; [`verify`] accepts it
 /// for a validator set in which `secrets` are a quorum).
-pub fn sign(validators: &[PublicKey], secrets: &[super::ValidatorSecret], block: Hash, view: u64) -> Vec<u8> {
+pub fn sign(
+    validators: &[PublicKey],
+    secrets: &[super::ValidatorSecret],
+    block: Hash,
+    epoch: u64,
+    view: u64,
+) -> Vec<u8> {
     use commonware_consensus::simplex::types::{Finalize, Proposal};
     use commonware_consensus::types::{Epoch, Round, View};
     let keys: Vec<ValidatorKey> =
         validators.iter().map(super::validator_key).collect::<Result<_, _>>().expect("valid validator keys");
     let participants = Set::from_iter_dedup(keys);
-    let proposal = Proposal::new(Round::new(Epoch::zero(), View::new(view)), View::new(view - 1), to_digest(block));
+    let proposal = Proposal::new(Round::new(Epoch::new(epoch), View::new(view)), View::new(view - 1), to_digest(block));
     let votes: Vec<Finalize<Scheme, super::Digest>> = secrets
         .iter()
         .map(|secret| {
@@ -60,12 +68,15 @@ pub fn sign(validators: &[PublicKey], secrets: &[super::ValidatorSecret], block:
     encode(&finalization)
 }
 
-/// Verifies that `bytes` is a finalization of `block` by a quorum of
-/// `validators`. Decoding is bounded by the size of the set.
+/// Verifies that `bytes` is a finalization of `block` in consensus epoch
+/// `epoch` (the block's height divided by the epoch length) by a quorum of
+/// `validators`, the set of that epoch. Decoding is bounded by the size of
+/// the set.
 pub fn verify(
     rng: &mut impl rand_core::CryptoRng,
     validators: &[PublicKey],
     block: Hash,
+    epoch: u64,
     bytes: &[u8],
 ) -> Result<CertifiedBlock, CertificateError> {
     let keys: Vec<ValidatorKey> = validators
@@ -81,6 +92,10 @@ pub fn verify(
             expected: block,
             certified: super::block::from_digest(&finalization.proposal.payload),
         });
+    }
+    let certified = finalization.proposal.round.epoch().get();
+    if certified != epoch {
+        return Err(CertificateError::WrongEpoch { expected: epoch, certified });
     }
     if !finalization.verify(rng, &verifier, &Sequential) {
         return Err(CertificateError::BadSignatures);

@@ -1,7 +1,19 @@
 //! Starting one validator: buffered broadcast (blocks), marshal with its
-//! backfill resolver and archives, the finalizer, and the simplex engine.
-//! Generic over the runtime and the p2p network, so tests run the exact
-//! production wiring on the deterministic simulator.
+//! backfill resolver and archives, the finalizer, and one simplex engine per
+//! consensus epoch. Generic over the runtime and the p2p network, so tests
+//! run the exact production wiring on the deterministic simulator.
+//!
+//! Epochs: the chain state says which validator set certifies each epoch
+//! (`phalanx_state` changes it only after an epoch's last block). The
+//! finalizer, having committed an epoch's last block, hands the next
+//! epoch's set to the orchestrator here, which installs its scheme (for
+//! marshal to check that epoch's certificates) and starts a simplex engine
+//! for it on its own sub-channel of the vote, certificate and resolver
+//! channels, rooted at that last block; the previous engine stops. A node
+//! that is not in an epoch's set runs that epoch's engine as an observer: it
+//! verifies and follows but never votes, so a validator about to join
+//! catches up through marshal and starts voting at the first block of its
+//! epoch, and a removed one keeps following.
 
 use super::application::{App, FinalizedReporter, Pacing, run_finalizer};
 use super::block::{ConsensusBlock, to_digest};
@@ -19,15 +31,22 @@ use commonware_consensus::simplex::{
     config::{ForwardPolicy, SkipPolicy},
     elector::RoundRobin,
 };
-use commonware_consensus::types::{Epoch, FixedEpocher, ViewDelta};
-use commonware_cryptography::{Digested, Sha256, Signer, certificate::ConstantProvider, certificate::Verifier};
-use commonware_p2p::{Blocker, Provider, Receiver, Sender};
+use commonware_consensus::types::{Epoch, Epocher, FixedEpocher, ViewDelta};
+use commonware_cryptography::{
+    Digested, Sha256, Signer,
+    certificate::{Provider, Scoped, Verifier},
+};
+use commonware_p2p::Provider as PeerProvider;
+use commonware_p2p::{Blocker, Receiver, Sender};
 use commonware_parallel::Sequential;
 use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage, buffer::paged::CacheRef};
 use commonware_storage::archive::immutable;
 use commonware_utils::{NZDuration, NZU16, NZU64, NZUsize, ordered::Set};
+use futures::FutureExt;
 use rand_core::CryptoRng;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::num::NonZeroU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// p2p channel ids; identical on every validator.
@@ -66,11 +85,10 @@ impl Default for Timing {
     }
 }
 
-/// One validator's configuration.
+/// One validator's configuration. The validator sets come from the chain.
 #[derive(Debug)]
 pub struct ValidatorConfig {
     pub secret: ValidatorSecret,
-    pub validators: Vec<ValidatorKey>,
     /// Prefix of every storage partition (journal, archives) of this validator.
     pub partition_prefix: String,
     pub timing: Timing,
@@ -93,8 +111,93 @@ pub struct Channels<S, R> {
 #[allow(missing_debug_implementations)] // marshal's mailbox and the runtime handle are not Debug
 pub struct Validator {
     pub marshal: Marshal,
-    /// The consensus engine; it ends only when the runtime stops.
+    /// The epoch orchestrator (and with it the consensus engines); it ends
+    /// only when the runtime stops.
     pub engine: Handle<()>,
+    /// Epoch schemes as installed so far.
+    pub schemes: Schemes,
+}
+
+/// Called after each committed block that scheduled or installed a
+/// validator set, with the block's height and state: the p2p layer tracks
+/// the current and the scheduled validators from then on.
+pub type OnValidators = Arc<dyn Fn(u64, &phalanx_state::State) + Send + Sync>;
+
+/// The signing scheme of each consensus epoch this node knows: a signer
+/// where it is a validator, a verifier elsewhere. Marshal checks each
+/// epoch's certificates with it; the orchestrator runs each epoch's engine
+/// with it.
+#[derive(Clone)]
+pub struct Schemes {
+    secret: ValidatorSecret,
+    epochs: Arc<Mutex<BTreeMap<u64, EpochScheme>>>,
+}
+
+/// An epoch's scheme and whether this node signs with it.
+type EpochScheme = (Arc<Scheme>, bool);
+
+impl std::fmt::Debug for Schemes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let epochs: Vec<u64> = self.epochs.lock().expect("schemes lock").keys().copied().collect();
+        write!(f, "Schemes({epochs:?})")
+    }
+}
+
+/// Epoch schemes kept: marshal needs only the current epoch and the one before.
+const SCHEMES_KEPT: usize = 4;
+
+impl Schemes {
+    fn new(secret: ValidatorSecret) -> Self {
+        Schemes { secret, epochs: Arc::default() }
+    }
+
+    /// Installs the scheme of `epoch` for `validators` (keys that are not
+    /// ed25519 points are left out; the state machine refuses them anyway).
+    pub fn install(&self, epoch: u64, validators: &[phalanx_primitives::PublicKey]) -> (Arc<Scheme>, bool) {
+        let keys = validators.iter().filter_map(|key| super::validator_key(key).ok());
+        let participants = Set::from_iter_dedup(keys);
+        let entry = match Scheme::signer(NAMESPACE, participants.clone(), self.secret.clone()) {
+            Some(signer) => (Arc::new(signer), true),
+            None => (Arc::new(Scheme::verifier(NAMESPACE, participants)), false),
+        };
+        let mut epochs = self.epochs.lock().expect("schemes lock");
+        epochs.insert(epoch, entry.clone());
+        while epochs.len() > SCHEMES_KEPT {
+            epochs.pop_first();
+        }
+        entry
+    }
+
+    /// Whether this node signs in `epoch` (`None`: the epoch is not installed).
+    pub fn signs_in(&self, epoch: u64) -> Option<bool> {
+        self.epochs.lock().expect("schemes lock").get(&epoch).map(|(_, signs)| *signs)
+    }
+
+    /// The newest installed epoch.
+    pub fn latest(&self) -> Option<u64> {
+        self.epochs.lock().expect("schemes lock").keys().next_back().copied()
+    }
+}
+
+impl Provider for Schemes {
+    type Scope = Epoch;
+    type Scheme = Scheme;
+
+    fn scoped(&self, epoch: Epoch) -> Option<Scoped<Scheme>> {
+        let epochs = self.epochs.lock().expect("schemes lock");
+        epochs.get(&epoch.get()).map(|(scheme, signs)| {
+            if *signs { Scoped::scheme(scheme.clone()) } else { Scoped::verifier(scheme.clone()) }
+        })
+    }
+}
+
+/// What the finalizer tells the orchestrator: enter `epoch`, certified by
+/// `validators`, whose first block's parent is `floor`.
+#[derive(Debug)]
+pub struct EnterEpoch {
+    pub epoch: u64,
+    pub validators: Vec<phalanx_primitives::PublicKey>,
+    pub floor: phalanx_primitives::Hash,
 }
 
 /// Starts a validator for `chain`. Every task is a child of `context`, so
@@ -106,25 +209,42 @@ pub async fn start<E, S, R, P, B>(
     peers: P,
     blocker: B,
     channels: Channels<S, R>,
+    on_validators: Option<OnValidators>,
 ) -> Validator
 where
     E: Spawner + Clock + Metrics + Storage + CryptoRng,
     S: Sender<PublicKey = ValidatorKey>,
     R: Receiver<PublicKey = ValidatorKey>,
-    P: Provider<PublicKey = ValidatorKey>,
+    P: PeerProvider<PublicKey = ValidatorKey>,
     B: Blocker<PublicKey = ValidatorKey>,
 {
     let me = config.secret.public_key();
-    let participants = Set::from_iter_dedup(config.validators.iter().cloned());
-    let scheme =
-        Scheme::signer(NAMESPACE, participants, config.secret.clone()).expect("this validator is in the validator set");
     let page_cache = CacheRef::new(NZU16!(4096), NZUsize!(1024));
     let mailbox_size = NZUsize!(config.mailbox_size);
-    // One epoch for the whole chain: the validator set is fixed at genesis for now.
-    let epocher = FixedEpocher::new(NZU64!(u64::MAX));
+    let finalized = chain.finalized();
+    let epoch_blocks = finalized.state.consensus_params().epoch_blocks;
+    let epocher = FixedEpocher::new(NonZeroU64::new(epoch_blocks).expect("genesis checks the epoch length"));
     let genesis = ConsensusBlock(Arc::new(chain.genesis_block().clone()));
     let genesis_digest = to_digest(genesis.0.hash());
     let prefix = config.partition_prefix.clone();
+
+    // The epoch of the next block, its set, and the one before it.
+    let schemes = Schemes::new(config.secret.clone());
+    let height = finalized.header.height;
+    let epoch = finalized.state.epoch_of(height + 1);
+    if let Some(previous) = epoch.checked_sub(1).and_then(|e| Some((e, finalized.state.validators_of_epoch(e)?))) {
+        schemes.install(previous.0, previous.1);
+    }
+    schemes.install(epoch, finalized.state.validators());
+    let floor = match epoch.checked_sub(1) {
+        None => genesis.0.hash(),
+        Some(previous) => {
+            let last = (previous + 1) * epoch_blocks - 1;
+            let block =
+                chain.store().block(last).ok().flatten().expect("the last block of an epoch before the head is stored");
+            block.hash()
+        }
+    };
 
     let (broadcast_engine, buffer) = buffered::Engine::new(
         context.child("broadcast"),
@@ -173,7 +293,7 @@ where
         finalizations,
         blocks,
         marshal::Config {
-            provider: ConstantProvider::new(scheme.clone()),
+            provider: schemes.clone(),
             epocher: epocher.clone(),
             start: marshal::Start::Genesis(Digested::precomputed(genesis, genesis_digest)),
             partition_prefix: prefix.clone(),
@@ -192,50 +312,174 @@ where
     )
     .await;
 
-    let (reporter, finalized) = FinalizedReporter::new();
+    let (reporter, finalized_blocks) = FinalizedReporter::new();
     marshal_actor.start(reporter, buffer, resolver);
-    let others: Vec<ValidatorKey> = config.validators.iter().filter(|v| **v != me).cloned().collect();
+    let (enter, entered) = futures::channel::mpsc::unbounded();
     context.child("finalizer").spawn({
         let marshal = marshal.clone();
         let chain = chain.clone();
-        move |runtime| run_finalizer(runtime, others, marshal, finalized, chain)
+        move |runtime| run_finalizer(runtime, me, marshal, finalized_blocks, chain, enter, on_validators)
     });
 
     let app = App { chain, pacing: config.pacing.clone() };
-    let inline = Inline::new(context.child("application"), app, marshal.clone(), epocher);
-    let timing = &config.timing;
-    let engine = simplex::Engine::new(
-        context.child("simplex"),
-        simplex::config::Config {
-            scheme,
-            elector: RoundRobin::<Sha256>::default(),
-            blocker,
-            automaton: inline.clone(),
-            relay: inline.clone(),
-            reporter: inline,
-            track_historical_votes: false,
-            strategy: Sequential,
-            partition: format!("{prefix}-simplex"),
-            mailbox_size,
-            epoch: Epoch::zero(),
-            floor: simplex::config::Floor::Genesis(genesis_digest),
-            replay_buffer: NZUsize!(1 << 16),
-            write_buffer: NZUsize!(1 << 13),
-            page_cache,
-            leader_timeout: timing.leader_timeout,
-            certification_timeout: timing.certification_timeout,
-            timeout_retry: timing.timeout_retry,
-            view_retention: ViewDelta::new(10),
-            // Early skipping misfires on a proposer that paces itself (it
-            // looks inactive while it waits for transactions).
-            skip: SkipPolicy::Disabled,
-            fetch_timeout: NZDuration!(timing.fetch_timeout),
-            fetch_retry_delay: Duration::from_millis(100),
-            forward: ForwardPolicy::SilentVoters,
-        },
-    );
-    let engine = engine.start(channels.votes, channels.certificates, channels.resolver);
-    Validator { marshal, engine }
+    let inline = Inline::new(context.child("application"), app, marshal.clone(), epocher.clone());
+    let orchestrator = Orchestrator {
+        schemes: schemes.clone(),
+        marshal: marshal.clone(),
+        epocher,
+        inline,
+        blocker,
+        timing: config.timing.clone(),
+        prefix,
+        mailbox_size,
+        page_cache,
+    };
+    let first = EnterEpoch { epoch, validators: finalized.state.validators().to_vec(), floor };
+    let engine = context.child("orchestrator").spawn(move |context| {
+        orchestrator.run(context, channels.votes, channels.certificates, channels.resolver, first, entered)
+    });
+    Validator { marshal, engine, schemes }
+}
+
+/// Runs one simplex engine at a time, for the newest epoch entered.
+struct Orchestrator<B, I> {
+    schemes: Schemes,
+    marshal: Marshal,
+    epocher: FixedEpocher,
+    inline: I,
+    blocker: B,
+    timing: Timing,
+    prefix: String,
+    mailbox_size: std::num::NonZeroUsize,
+    page_cache: CacheRef,
+}
+
+impl<B, I> Orchestrator<B, I>
+where
+    B: Blocker<PublicKey = ValidatorKey>,
+    I: commonware_consensus::CertifiableAutomaton<Context = super::Context, Digest = super::Digest>
+        + commonware_consensus::Relay<
+            Digest = super::Digest,
+            PublicKey = ValidatorKey,
+            Plan = commonware_consensus::simplex::Plan<ValidatorKey>,
+        > + commonware_consensus::Reporter<Activity = commonware_consensus::simplex::types::Activity<Scheme, super::Digest>>
+        + Clone,
+{
+    async fn run<E, S, R>(
+        self,
+        context: E,
+        votes: (S, R),
+        certificates: (S, R),
+        resolver: (S, R),
+        first: EnterEpoch,
+        mut entered: futures::channel::mpsc::UnboundedReceiver<EnterEpoch>,
+    ) where
+        E: Spawner + Clock + Metrics + Storage + CryptoRng,
+        S: Sender<PublicKey = ValidatorKey>,
+        R: Receiver<PublicKey = ValidatorKey>,
+    {
+        use commonware_p2p::utils::mux::{Builder, Muxer};
+        use futures::StreamExt;
+        let (mux, mut vote_mux, mut vote_backup) =
+            Muxer::builder(context.child("vote_mux"), votes.0, votes.1).with_backup().build();
+        mux.start();
+        let (mux, mut certificate_mux) = Muxer::new(context.child("certificate_mux"), certificates.0, certificates.1);
+        mux.start();
+        let (mux, mut resolver_mux) = Muxer::new(context.child("resolver_mux"), resolver.0, resolver.1);
+        mux.start();
+
+        let mut current: Option<(u64, Handle<()>)> = None;
+        let mut next = Some(first);
+        loop {
+            if let Some(enter) = next.take() {
+                if current.as_ref().is_some_and(|(epoch, _)| *epoch >= enter.epoch) {
+                    continue;
+                }
+                let (scheme, signs) = self.schemes.install(enter.epoch, &enter.validators);
+                if let Some((_, engine)) = current.take() {
+                    engine.abort();
+                }
+                tracing::info!(
+                    epoch = enter.epoch,
+                    validators = enter.validators.len(),
+                    voting = signs,
+                    "entering consensus epoch"
+                );
+                let channel = enter.epoch;
+                let (Ok(votes), Ok(certificates), Ok(resolver)) = (
+                    vote_mux.register(channel).await,
+                    certificate_mux.register(channel).await,
+                    resolver_mux.register(channel).await,
+                ) else {
+                    tracing::error!(epoch = enter.epoch, "cannot open the epoch's channels");
+                    return;
+                };
+                let engine = self.engine(&context, enter.epoch, scheme, to_digest(enter.floor));
+                current = Some((enter.epoch, engine.start(votes, certificates, resolver)));
+            }
+            futures::select! {
+                enter = entered.next() => match enter {
+                    Some(enter) => next = Some(enter),
+                    None => return,
+                },
+                backup = vote_backup.recv().fuse() => {
+                    // A vote for an epoch we have not entered: a peer is
+                    // ahead, so fetch the finalization of our epoch's last
+                    // block from it (it takes us into the next epoch).
+                    let Some((their_epoch, (from, _))) = backup else { return };
+                    let Some((ours, _)) = &current else { continue };
+                    if their_epoch > *ours
+                        && let Some(last) = self.epocher.last(Epoch::new(*ours))
+                    {
+                        self.marshal.hint_finalized(last, commonware_utils::vec::NonEmptyVec::new(from));
+                    }
+                }
+            }
+        }
+    }
+
+    fn engine<E>(
+        &self,
+        context: &E,
+        epoch: u64,
+        scheme: Arc<Scheme>,
+        floor: super::Digest,
+    ) -> simplex::Engine<E, Scheme, RoundRobin<Sha256>, B, super::Digest, I, I, I, Sequential>
+    where
+        E: Spawner + Clock + Metrics + Storage + CryptoRng,
+    {
+        let timing = &self.timing;
+        simplex::Engine::new(
+            context.child("simplex").with_attribute("epoch", epoch),
+            simplex::config::Config {
+                scheme: (*scheme).clone(),
+                elector: RoundRobin::<Sha256>::default(),
+                blocker: self.blocker.clone(),
+                automaton: self.inline.clone(),
+                relay: self.inline.clone(),
+                reporter: self.inline.clone(),
+                track_historical_votes: false,
+                strategy: Sequential,
+                partition: format!("{}-simplex-{epoch}", self.prefix),
+                mailbox_size: self.mailbox_size,
+                epoch: Epoch::new(epoch),
+                floor: simplex::config::Floor::Genesis(floor),
+                replay_buffer: NZUsize!(1 << 16),
+                write_buffer: NZUsize!(1 << 13),
+                page_cache: self.page_cache.clone(),
+                leader_timeout: timing.leader_timeout,
+                certification_timeout: timing.certification_timeout,
+                timeout_retry: timing.timeout_retry,
+                view_retention: ViewDelta::new(10),
+                // Early skipping misfires on a proposer that paces itself (it
+                // looks inactive while it waits for transactions).
+                skip: SkipPolicy::Disabled,
+                fetch_timeout: NZDuration!(timing.fetch_timeout),
+                fetch_retry_delay: Duration::from_millis(100),
+                forward: ForwardPolicy::SilentVoters,
+            },
+        )
+    }
 }
 
 /// Storage layout of one of marshal's archives.
