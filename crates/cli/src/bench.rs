@@ -383,7 +383,15 @@ impl Network {
         }
         let dir = data_dir.join("testnet");
         let base = 20_000 + (std::process::id() % 10_000) as u16;
-        crate::testnet::init(&dir, validators, 0, 0, base)?;
+        let layout = crate::testnet::Layout {
+            validators,
+            spare_validators: 0,
+            gatekeepers: 0,
+            workers: 0,
+            base_port: base,
+            epoch_blocks: None,
+        };
+        crate::testnet::init(&dir, &layout)?;
         let manifest = crate::testnet::manifest(&dir)?;
         let mut network = Network { urls: Vec::new(), dev: None, testnet: Some(dir.clone()) };
         // The last validator is held back: it joins after the load, empty, to measure catch-up.

@@ -14,6 +14,23 @@ pub(crate) enum ChainCommand {
     Block { height: u64 },
     /// Chain id, validators, fees, treasury and governance.
     Info,
+    /// Schedule the validator set that takes over after the current consensus
+    /// epoch (governance only). Name every validator of the new set.
+    SetValidators {
+        /// `KEY=IP:PORT`: a validator's consensus key (SS58 or 0x hex) and its p2p address.
+        #[arg(required = true)]
+        validators: Vec<String>,
+        #[command(flatten)]
+        signer: crate::cluster::Governance,
+    },
+}
+
+/// Parses `KEY=IP:PORT`.
+fn validator_entry(text: &str) -> anyhow::Result<phalanx_state::ValidatorEntry> {
+    let (key, address) = text.split_once('=').ok_or_else(|| anyhow::anyhow!("{text:?}: expected KEY=IP:PORT"))?;
+    let key = key.parse().map_err(|e| anyhow::anyhow!("{key:?} is not a public key: {e}"))?;
+    address.parse::<std::net::SocketAddr>().map_err(|e| anyhow::anyhow!("{address:?} is not IP:PORT: {e}"))?;
+    Ok(phalanx_state::ValidatorEntry { key, address: address.into() })
 }
 
 pub(crate) async fn run(command: ChainCommand, args: &ClientArgs) -> anyhow::Result<()> {
@@ -37,11 +54,17 @@ pub(crate) async fn run(command: ChainCommand, args: &ClientArgs) -> anyhow::Res
         ChainCommand::Info => {
             let info = client.chain_info().await.map_err(&err)?;
             emit(args.json, &info, || {
+                let pending = match &info.pending_validators {
+                    Some(set) => format!(" ({} scheduled for epoch {})", set.len(), info.epoch + 1),
+                    None => String::new(),
+                };
                 format!(
-                    "chain {} (id {})\nvalidators: {}\ntreasury: {}\ngovernance: {}\nfees: {} + {} per byte\ntotal issuance: {}",
+                    "chain {} (id {})\nvalidators: {}{pending}, epoch {} ({} blocks each)\ntreasury: {}\ngovernance: {}\nfees: {} + {} per byte\ntotal issuance: {}",
                     info.chain_name,
                     info.chain_id,
                     info.validators.len(),
+                    info.epoch,
+                    info.epoch_blocks,
                     info.params.treasury,
                     info.params.governance.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(", "),
                     phalanx_primitives::format_pha(info.params.fees.base_fee),
@@ -49,6 +72,14 @@ pub(crate) async fn run(command: ChainCommand, args: &ClientArgs) -> anyhow::Res
                     phalanx_primitives::format_pha(info.total_issuance),
                 )
             })
+        }
+        ChainCommand::SetValidators { validators, signer } => {
+            let validators = validators.iter().map(|v| validator_entry(v)).collect::<anyhow::Result<Vec<_>>>()?;
+            let key = crate::account::signer(signer.from, signer.from_file)?;
+            let call = phalanx_state::Call::SetValidators { validators };
+            let (hash, status) = crate::client::submit_call(&client, &args.rpc, &key, call, true).await?;
+            let value = serde_json::json!({ "hash": hash, "status": status });
+            emit(args.json, &value, || format!("validator set scheduled in transaction {hash} ({status:?})"))
         }
     }
 }

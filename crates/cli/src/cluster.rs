@@ -38,10 +38,10 @@ pub(crate) enum ClusterCommand {
 pub(crate) struct Governance {
     /// Governance account: a dev account name.
     #[arg(long, required_unless_present = "from_file", conflicts_with = "from_file")]
-    from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Governance account: a file holding a secret phrase.
     #[arg(long)]
-    from_file: Option<PathBuf>,
+    pub(crate) from_file: Option<PathBuf>,
 }
 
 /// A cluster named by id or by name.

@@ -6,7 +6,9 @@
 //! evidence accepted), `DIR/testnet.json` (who is who, ports) and one folder
 //! per member: `validator-N/` (`config.toml`, `validator.key`), and
 //! `gatekeeper-N/`, `worker-N/` (`operator.phrase`). Key files are written
-//! 0600: this is a test network on one machine.
+//! 0600: this is a test network on one machine. `--spare-validators K`
+//! adds K validator nodes whose keys are not in the genesis set: they
+//! observe until governance names them (`phalanx chain set-validators`).
 //!
 //! `up DIR` starts every member as a detached child process (`phalanx node
 //! --config …`, `phalanx worker …`) with its log in `NAME/log` and its pid
@@ -30,16 +32,8 @@ pub(crate) enum TestnetCommand {
     /// Write the genesis, keys and configs of a testnet into DIR.
     Init {
         dir: PathBuf,
-        #[arg(long, default_value_t = 4)]
-        validators: usize,
-        #[arg(long, default_value_t = 2)]
-        gatekeepers: usize,
-        #[arg(long, default_value_t = 4)]
-        workers: usize,
-        /// First port: validators' p2p at PORT+i, RPC at PORT+100+i, worker
-        /// gateways at PORT+200+i, every member's metrics at PORT+300+n.
-        #[arg(long, default_value_t = 40000)]
-        base_port: u16,
+        #[command(flatten)]
+        layout: Layout,
     },
     /// Start every member of the testnet in DIR as its own process.
     Up {
@@ -49,6 +43,27 @@ pub(crate) enum TestnetCommand {
     },
     /// Stop every member of the testnet in DIR.
     Down { dir: PathBuf },
+}
+
+/// Who is in a testnet, and where.
+#[derive(Clone, Debug, clap::Args)]
+pub(crate) struct Layout {
+    #[arg(long, default_value_t = 4)]
+    pub validators: usize,
+    /// Validator nodes not in the genesis set (they observe until governance names them).
+    #[arg(long, default_value_t = 0)]
+    pub spare_validators: usize,
+    #[arg(long, default_value_t = 2)]
+    pub gatekeepers: usize,
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// First port: validators' p2p at PORT+i, RPC at PORT+100+i, worker
+    /// gateways at PORT+200+i, every member's metrics at PORT+300+n.
+    #[arg(long, default_value_t = 40000)]
+    pub base_port: u16,
+    /// Blocks per consensus epoch (validator set changes take over between epochs).
+    #[arg(long)]
+    pub epoch_blocks: Option<u64>,
 }
 
 /// One member of a testnet, as `testnet.json` lists it.
@@ -67,6 +82,12 @@ pub(crate) struct Member {
     pub metrics_port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<PublicKey>,
+    /// Validators: not in the genesis set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spare: bool,
+    /// Validators: the consensus key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validator_key: Option<PublicKey>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -77,10 +98,11 @@ pub(crate) struct Manifest {
 
 pub(crate) async fn run(command: TestnetCommand) -> anyhow::Result<()> {
     match command {
-        TestnetCommand::Init { dir, validators, gatekeepers, workers, base_port } => {
-            let chain_id = init(&dir, validators, gatekeepers, workers, base_port)?;
+        TestnetCommand::Init { dir, layout } => {
+            let chain_id = init(&dir, &layout)?;
+            let Layout { validators, spare_validators, gatekeepers, workers, .. } = layout;
             println!(
-                "testnet written to {} (chain {chain_id}): {validators} validators, {gatekeepers} gatekeepers, {workers} workers\nstart it with: phalanx testnet up {}",
+                "testnet written to {} (chain {chain_id}): {validators} validators (+{spare_validators} spare), {gatekeepers} gatekeepers, {workers} workers\nstart it with: phalanx testnet up {}",
                 dir.display(),
                 dir.display()
             );
@@ -107,15 +129,16 @@ fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
     file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }
 
-pub(crate) fn init(
-    dir: &Path,
-    validators: usize,
-    gatekeepers: usize,
-    workers: usize,
-    base_port: u16,
-) -> anyhow::Result<phalanx_primitives::Hash> {
-    if !(1..=MEMBERS_MAX).contains(&validators) || gatekeepers > MEMBERS_MAX || workers > MEMBERS_MAX {
-        bail!("a testnet has 1 to {MEMBERS_MAX} validators and at most {MEMBERS_MAX} gatekeepers and workers");
+pub(crate) fn init(dir: &Path, layout: &Layout) -> anyhow::Result<phalanx_primitives::Hash> {
+    let Layout { validators, spare_validators: spare, gatekeepers, workers, base_port, epoch_blocks } = *layout;
+    if !(1..=MEMBERS_MAX).contains(&validators)
+        || validators + spare > MEMBERS_MAX
+        || gatekeepers > MEMBERS_MAX
+        || workers > MEMBERS_MAX
+    {
+        bail!(
+            "a testnet has 1 to {MEMBERS_MAX} validators (spares included) and at most {MEMBERS_MAX} gatekeepers and workers"
+        );
     }
     if gatekeepers == 0 && workers > 0 {
         bail!("workers need a gatekeeper to receive keys: use --gatekeepers 1 or more");
@@ -129,13 +152,16 @@ pub(crate) fn init(
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
 
     let mut seeds = Vec::new();
-    for _ in 0..validators {
+    for _ in 0..validators + spare {
         let mut seed = zeroize::Zeroizing::new([0u8; 32]);
         getrandom::fill(seed.as_mut()).context("the operating system gave no randomness")?;
         seeds.push(seed);
     }
     let keys: Vec<PublicKey> = seeds.iter().map(|seed| Keypair::from_seed(seed).public()).collect();
-    let mut genesis = phalanx_state::Genesis::dev(keys.clone());
+    let mut genesis = phalanx_state::Genesis::dev(keys[..validators].to_vec());
+    if let Some(epoch_blocks) = epoch_blocks {
+        genesis.consensus.epoch_blocks = epoch_blocks;
+    }
     genesis.chain_name = "phalanx-testnet".into();
     genesis.timestamp_ms =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).context("clock before 1970")?.as_millis()
@@ -149,7 +175,9 @@ pub(crate) fn init(
         let folder = dir.join(&name);
         std::fs::create_dir_all(&folder)?;
         write_secret(&folder.join("validator.key"), &hex::encode(seed.as_slice()))?;
-        let bootstrap: Vec<phalanx_node::service::Peer> = keys
+        // The genesis validators' addresses; spares' come from the chain
+        // once governance names them.
+        let bootstrap: Vec<phalanx_node::service::Peer> = keys[..validators]
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
@@ -179,6 +207,8 @@ pub(crate) fn init(
             gateway_port: None,
             metrics_port: base_port + 300 + i as u16,
             operator: None,
+            spare: i >= validators,
+            validator_key: Some(keys[i]),
         });
     }
     let treasury = genesis.params.treasury;
@@ -199,8 +229,10 @@ pub(crate) fn init(
             rpc: rpc_of(k % validators),
             p2p: None,
             gateway_port: (role == "worker").then_some(base_port + 200 + i as u16),
-            metrics_port: base_port + 300 + (validators + k) as u16,
+            metrics_port: base_port + 300 + (validators + spare + k) as u16,
             operator: Some(operator.public()),
+            spare: false,
+            validator_key: None,
         });
     }
     genesis.build().context("the testnet genesis is invalid")?;
@@ -270,7 +302,7 @@ async fn up(dir: &Path, json: bool) -> anyhow::Result<()> {
         let folder = dir.join(&member.name);
         spawn(&folder, &["node".into(), "--log-json".into(), "--config".into(), path(folder.join("config.toml"))])?;
     }
-    for member in manifest.members.iter().filter(|m| m.role == "validator") {
+    for member in manifest.members.iter().filter(|m| m.role == "validator" && !m.spare) {
         let client = crate::client::connect(&member.rpc)?;
         let what = format!("{} to finalize a block ({})", member.name, member.rpc);
         wait_until(&what, Duration::from_secs(60), || async {

@@ -9,27 +9,10 @@
 
 mod common;
 
+use common::testnet::{Testnet, block_hash, height, start_follower};
 use common::{Reaped, free_port, free_ports, phalanx, run_at, until};
 use std::io::{Read, Write};
 use std::path::Path;
-
-struct Testnet<'a>(&'a Path);
-
-impl Drop for Testnet<'_> {
-    fn drop(&mut self) {
-        let _ = phalanx().args(["testnet", "down"]).arg(self.0).output();
-    }
-}
-
-fn height(rpc: &str) -> u64 {
-    let output = run_at(rpc, &["chain", "head", "--json"]);
-    serde_json::from_slice::<serde_json::Value>(&output.stdout).map_or(0, |v| v["height"].as_u64().unwrap_or(0))
-}
-
-fn block_hash(rpc: &str, height: u64) -> String {
-    let output = run_at(rpc, &["chain", "block", &height.to_string(), "--json"]);
-    serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()["hash"].as_str().unwrap().to_string()
-}
 
 /// What a relaying upstream does to the blocks it serves.
 #[derive(Clone, Copy)]
@@ -114,39 +97,14 @@ fn relaying_upstream(target: String, serve: Serve) -> u16 {
     port
 }
 
-fn start_follower(dir: &Path, upstream: &str, rpc_port: u16) -> Reaped {
-    std::fs::create_dir_all(dir).unwrap();
-    let config = format!(
-        "data_dir = \"data\"\ngenesis = \"../net/genesis.json\"\nrpc_listen = \"127.0.0.1:{rpc_port}\"\nfollow = [\"{upstream}\"]\n"
-    );
-    std::fs::write(dir.join("config.toml"), config).unwrap();
-    let log = std::fs::File::create(dir.join("log")).unwrap();
-    Reaped(
-        phalanx()
-            .args(["node", "--log-json", "--config"])
-            .arg(dir.join("config.toml"))
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
-}
-
 #[test]
 fn a_non_validator_node_follows_verified_and_refuses_tampered_blocks() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("net");
     let base = free_ports(400);
-    let init = phalanx()
-        .args(["testnet", "init"])
-        .arg(&dir)
-        .args(["--validators", "1", "--gatekeepers", "0", "--workers", "0", "--base-port", &base.to_string()])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
-    let up = phalanx().args(["testnet", "up"]).arg(&dir).output().unwrap();
-    let _net = Testnet(&dir);
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    common::testnet::init(&dir, base, &["--validators", "1", "--gatekeepers", "0", "--workers", "0"]);
+    let _net = Testnet::up(&dir);
+    let genesis = dir.join("genesis.json");
     let validator = format!("http://127.0.0.1:{}", base + 100);
     let output = run_at(&validator, &["account", "transfer", "--from", "alice", "--to", "bob", "3"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -156,7 +114,8 @@ fn a_non_validator_node_follows_verified_and_refuses_tampered_blocks() {
     let bad = relaying_upstream(validator.clone(), Serve::Tampered);
     let bad_port = free_port();
     let bad_rpc = format!("http://127.0.0.1:{bad_port}");
-    let mut tricked = start_follower(&root.path().join("tricked"), &format!("http://127.0.0.1:{bad}"), bad_port);
+    let mut tricked =
+        start_follower(&root.path().join("tricked"), &genesis, &format!("http://127.0.0.1:{bad}"), bad_port);
     until("the tricked follower's RPC", || run_at(&bad_rpc, &["chain", "head"]).status.success());
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(height(&bad_rpc), 0, "no tampered block was taken");
@@ -167,7 +126,7 @@ fn a_non_validator_node_follows_verified_and_refuses_tampered_blocks() {
     // Behind the real validator it catches up and serves the same chain.
     let port = free_port();
     let rpc = format!("http://127.0.0.1:{port}");
-    let _follower = start_follower(&root.path().join("follower"), &validator, port);
+    let _follower = start_follower(&root.path().join("follower"), &genesis, &validator, port);
     let target = height(&validator);
     until("the follower catching up", || height(&rpc) >= target);
     for h in [1, target / 2, target] {
@@ -184,7 +143,7 @@ fn a_non_validator_node_follows_verified_and_refuses_tampered_blocks() {
     let stingy = relaying_upstream(validator.clone(), Serve::Stingy);
     let slow_port = free_port();
     let slow_rpc = format!("http://127.0.0.1:{slow_port}");
-    let _slow = start_follower(&root.path().join("slow"), &format!("http://127.0.0.1:{stingy}"), slow_port);
+    let _slow = start_follower(&root.path().join("slow"), &genesis, &format!("http://127.0.0.1:{stingy}"), slow_port);
     until("the follower behind the stingy upstream catching up", || height(&slow_rpc) >= target);
     assert_eq!(block_hash(&slow_rpc, target - 1), block_hash(&validator, target - 1));
 

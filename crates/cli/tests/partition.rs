@@ -9,9 +9,9 @@
 
 mod common;
 
-use common::{free_ports, phalanx, run_at, until};
+use common::testnet::{Testnet, block_hash, height};
+use common::{free_ports, run_at, until};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -70,43 +70,12 @@ impl Relay {
     }
 }
 
-struct Testnet<'a>(&'a Path);
-
-impl Drop for Testnet<'_> {
-    fn drop(&mut self) {
-        let _ = phalanx().args(["testnet", "down"]).arg(self.0).output();
-    }
-}
-
-fn head(rpc: &str) -> Option<(u64, String)> {
-    let output = run_at(rpc, &["chain", "head", "--json"]);
-    let value: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-    Some((value["height"].as_u64()?, value["hash"].as_str()?.to_string()))
-}
-
-fn height(rpc: &str) -> u64 {
-    head(rpc).map_or(0, |(h, _)| h)
-}
-
-fn block_hash(rpc: &str, height: u64) -> String {
-    let output = run_at(rpc, &["chain", "block", &height.to_string(), "--json"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    value["hash"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn a_two_two_split_stops_finality_and_heals_without_a_fork() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("net");
     let base = free_ports(400);
-    let init = phalanx()
-        .args(["testnet", "init"])
-        .arg(&dir)
-        .args(["--validators", "4", "--gatekeepers", "0", "--workers", "0", "--base-port", &base.to_string()])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    common::testnet::init(&dir, base, &["--validators", "4", "--gatekeepers", "0", "--workers", "0"]);
 
     // Validator i reaches validator j through relay (i, j).
     let mut relays = Vec::new();
@@ -122,9 +91,7 @@ fn a_two_two_split_stops_finality_and_heals_without_a_fork() {
         }
         std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
     }
-    let up = phalanx().args(["testnet", "up"]).arg(&dir).output().unwrap();
-    let _net = Testnet(&dir);
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let _net = Testnet::up(&dir);
     let rpcs: Vec<String> = (0..4).map(|i| format!("http://127.0.0.1:{}", base + 100 + i)).collect();
     until("blocks finalized through the relays", || rpcs.iter().all(|rpc| height(rpc) >= 3));
 

@@ -8,100 +8,33 @@
 
 mod common;
 
+use common::testnet::{Testnet, alive, free, height, kill_9, metric, transfer};
 use common::{Reaped, deploy_at, free_ports, phalanx, run_at, until};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-struct Testnet {
-    dir: PathBuf,
-}
-
-impl Drop for Testnet {
-    fn drop(&mut self) {
-        let _ = phalanx().args(["testnet", "down"]).arg(&self.dir).output();
-    }
-}
-
-fn manifest(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("testnet.json")).unwrap()).unwrap()
-}
-
-fn pid(dir: &Path, name: &str) -> i32 {
-    std::fs::read_to_string(dir.join(name).join("pid")).unwrap().trim().parse().unwrap()
-}
-
-fn alive(pid: i32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
-}
-
-fn kill_9(pid: i32) {
-    let status = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
-    assert!(status.success());
-    until("the killed process to exit", || !alive(pid));
-}
-
-fn height(rpc: &str) -> u64 {
-    let output = run_at(rpc, &["chain", "head", "--json"]);
-    if !output.status.success() {
-        return 0;
-    }
-    serde_json::from_slice::<serde_json::Value>(&output.stdout).map_or(0, |v| v["height"].as_u64().unwrap_or(0))
-}
-
-fn transfer(rpc: &str, to: &str) {
-    let output = run_at(rpc, &["account", "transfer", "--from", "bob", "--to", to, "1"]);
-    assert!(output.status.success(), "transfer via {rpc}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-fn free(rpc: &str, who: &str) -> u128 {
-    let output = run_at(rpc, &["account", "balance", who, "--json"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice::<phalanx_rpc::AccountInfo>(&output.stdout).unwrap().free
-}
 
 #[test]
 fn four_validators_two_gatekeepers_two_workers_as_processes() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("net");
     let base = free_ports(400);
-    let init = phalanx()
-        .args(["testnet", "init"])
-        .arg(&dir)
-        .args(["--validators", "4", "--gatekeepers", "2", "--workers", "2", "--base-port", &base.to_string()])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    common::testnet::init(&dir, base, &["--validators", "4", "--gatekeepers", "2", "--workers", "2"]);
     let key_mode = std::fs::metadata(dir.join("validator-0/validator.key")).unwrap();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key_mode.permissions()) & 0o077, 0, "key files are 0600");
 
-    let up = phalanx().args(["testnet", "up"]).arg(&dir).output().unwrap();
-    let net = Testnet { dir: dir.clone() };
-    assert!(
-        up.status.success(),
-        "testnet up: {}\n{}",
-        String::from_utf8_lossy(&up.stderr),
-        String::from_utf8_lossy(&up.stdout)
-    );
-    let printed = String::from_utf8_lossy(&up.stdout);
+    let net = Testnet::up(&dir);
     for name in ["validator-0", "validator-3", "gatekeeper-1", "worker-1"] {
-        assert!(printed.contains(name), "up prints every member: {printed}");
+        assert!(net.printed.contains(name), "up prints every member: {}", net.printed);
     }
-    let m = manifest(&dir);
-    let members = m["members"].as_array().unwrap();
-    let rpc = |name: &str| members.iter().find(|x| x["name"] == name).unwrap()["rpc"].as_str().unwrap().to_string();
-    let gateway = |name: &str| {
-        let port = members.iter().find(|x| x["name"] == name).unwrap()["gateway_port"].as_u64().unwrap();
-        format!("http://127.0.0.1:{port}")
-    };
+    let rpc = |name: &str| net.rpc(name);
+    let gateway = |name: &str| format!("http://127.0.0.1:{}", net.member(name)["gateway_port"].as_u64().unwrap());
     let (rpc0, rpc3) = (rpc("validator-0"), rpc("validator-3"));
     for name in ["validator-0", "validator-1", "validator-2", "validator-3", "gatekeeper-0", "worker-0"] {
-        assert!(alive(pid(&dir, name)), "{name} runs as its own process");
+        assert!(alive(net.pid(name)), "{name} runs as its own process");
     }
 
     // A transfer submitted to one validator is final on all of them.
     let charlie_before = free(&rpc0, "charlie");
-    transfer(&rpc("validator-1"), "charlie");
+    transfer(&rpc("validator-1"), "bob", "charlie");
     until("the transfer final on validator-3", || free(&rpc3, "charlie") == charlie_before + 1_000_000_000_000);
 
     // An agent deployed through one node answers on both workers' gateways.
@@ -114,23 +47,16 @@ fn four_validators_two_gatekeepers_two_workers_as_processes() {
     }
 
     // Every process serves Prometheus metrics: the node's own and the consensus library's, the worker's.
-    let metrics = |name: &str| {
-        let port = members.iter().find(|x| x["name"] == name).unwrap()["metrics_port"].as_u64().unwrap();
-        reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap().text().unwrap()
-    };
-    let value = |text: &str, name: &str| -> f64 {
-        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in:\n{text}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    };
+    let metrics = |name: &str| net.metrics(name);
     let node = metrics("validator-0");
-    assert!(value(&node, "phalanx_finalized_height") >= 1.0, "{node}");
-    assert!(value(&node, "phalanx_txs_committed_total") >= 1.0, "{node}");
+    assert!(metric(&node, "phalanx_finalized_height") >= 1.0, "{node}");
+    assert!(metric(&node, "phalanx_txs_committed_total") >= 1.0, "{node}");
     assert!(node.contains("phalanx_finality_latency_seconds_bucket"), "{node}");
     assert!(node.contains("phalanx_mempool_size") && node.contains("phalanx_sync_blocks_per_second"), "{node}");
     assert!(node.lines().any(|l| l.starts_with("network_") || l.contains("p2p")), "the p2p layer's metrics: {node}");
     let worker = metrics("worker-0");
-    assert!(value(&worker, "phalanx_worker_verified_height") >= 1.0, "{worker}");
-    assert!(value(&worker, "phalanx_worker_agent_calls_total{outcome=\"ok\"}") >= 1.0, "{worker}");
+    assert!(metric(&worker, "phalanx_worker_verified_height") >= 1.0, "{worker}");
+    assert!(metric(&worker, "phalanx_worker_agent_calls_total{outcome=\"ok\"}") >= 1.0, "{worker}");
     assert!(metrics("gatekeeper-0").contains("phalanx_worker_blocks_verified_total"));
 
     // Structured logs: every line a JSON object with a level and a message.
@@ -148,9 +74,9 @@ fn four_validators_two_gatekeepers_two_workers_as_processes() {
     }
 
     // kill -9 one validator: the other three keep finalizing.
-    kill_9(pid(&dir, "validator-3"));
+    kill_9(net.pid("validator-3"));
     let at_kill = height(&rpc0);
-    transfer(&rpc0, "charlie");
+    transfer(&rpc0, "bob", "charlie");
     until("finality going on with three validators", || height(&rpc0) >= at_kill + 5);
     let dave_before = free(&rpc0, "dave");
     let output = run_at(&rpc0, &["account", "transfer", "--from", "alice", "--to", "dave", "2"]);
@@ -173,7 +99,7 @@ fn four_validators_two_gatekeepers_two_workers_as_processes() {
     assert_eq!(free(&rpc3, "dave"), free(&rpc0, "dave"), "the same state after catching up");
 
     // kill -9 a worker: the cluster keeps serving through the other.
-    kill_9(pid(&dir, "worker-1"));
+    kill_9(net.pid("worker-1"));
     for _ in 0..5 {
         let served = call("worker-0");
         assert!(served.stdout.starts_with(b"hello from the testnet"), "{}", String::from_utf8_lossy(&served.stderr));
@@ -183,7 +109,7 @@ fn four_validators_two_gatekeepers_two_workers_as_processes() {
     // down stops every process of the testnet.
     let pids: Vec<i32> = ["validator-0", "validator-1", "validator-2", "gatekeeper-0", "gatekeeper-1", "worker-0"]
         .iter()
-        .map(|name| pid(&dir, name))
+        .map(|name| net.pid(name))
         .collect();
     let down = phalanx().args(["testnet", "down"]).arg(&dir).output().unwrap();
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));

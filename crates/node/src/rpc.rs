@@ -93,6 +93,11 @@ impl PhalanxServer for Api {
             validators: state.validators().iter().map(|v| format!("0x{}", hex::encode(v.0))).collect(),
             params: state.params().clone(),
             total_issuance: state.total_issuance(),
+            epoch_blocks: state.consensus_params().epoch_blocks,
+            epoch: state.epoch_of(state.height() + 1),
+            pending_validators: state
+                .pending_validators()
+                .map(|set| set.iter().map(|v| format!("0x{}", hex::encode(v.0))).collect()),
         })
     }
 

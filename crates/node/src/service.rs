@@ -337,12 +337,16 @@ async fn start_validator(
         cups::Version::V1,
     );
     let private = role.peers.iter().any(|(_, address)| !is_public(address));
+    let max_peers = peers_max(&chain.finalized().state, role.peers.len());
     let p2p_config = if private { lookup::Config::local } else { lookup::Config::recommended }(
         handshake,
         crate::consensus::NAMESPACE,
         role.p2p_listen,
-        // The current and the scheduled set, both at most this large.
-        NZUsize!(2 * phalanx_state::genesis::VALIDATORS_MAX),
+        // Peers of one tracked set (the current and the scheduled
+        // validators). The network sizes each channel's inbound queue by
+        // this times the per-peer quota, so it is not simply the largest
+        // possible set: room for the set to grow fourfold from here.
+        NZUsize!(max_peers),
         validator::P2P_MESSAGE_BYTES_MAX,
         NZUsize!(1024),
     );
@@ -352,13 +356,22 @@ async fn start_validator(
     let track = {
         let oracle = oracle.clone();
         move |id: u64, state: &phalanx_state::State| {
-            let peers = peer_set(&book, &me, state);
+            let mut peers = peer_set(&book, &me, state);
+            if peers.len() > max_peers {
+                tracing::error!(
+                    id,
+                    peers = peers.len(),
+                    max_peers,
+                    "the validator set outgrew this node's p2p bound: tracking part of it; restart the node"
+                );
+                peers.truncate(max_peers);
+            }
             tracing::info!(id, peers = peers.len(), "tracking validators");
             let _ = oracle.clone().track(id, Map::from_iter_dedup(peers));
         }
     };
     track(chain.finalized().header.height, &chain.finalized().state);
-    let quota = Quota::per_second(NZU32!(100_000));
+    let quota = Quota::per_second(NZU32!(PEER_MESSAGES_PER_SECOND));
     let channels = Channels {
         votes: network.register(CHANNEL_VOTES, quota),
         certificates: network.register(CHANNEL_CERTIFICATES, quota),
@@ -388,6 +401,23 @@ async fn start_validator(
     .engine
 }
 
+/// Messages a peer may send per second on one channel: far above what
+/// consensus sends (a few votes per view), enough for a peer to serve 1,000
+/// backfilled blocks a second, and a bound on a misbehaving validator. The
+/// network reserves an inbound queue of this many messages per allowed peer.
+const PEER_MESSAGES_PER_SECOND: u32 = 1_000;
+
+/// Peers one tracked set may hold: four times the larger of the current
+/// and scheduled sets and the address book, at least 16, at most twice
+/// [`VALIDATORS_MAX`]. A larger set is tracked only in part (with an error
+/// in the log) until the node restarts and sizes itself anew.
+///
+/// [`VALIDATORS_MAX`]: phalanx_state::genesis::VALIDATORS_MAX
+fn peers_max(state: &phalanx_state::State, book: usize) -> usize {
+    let known = state.validators().len() + state.pending_validators().map_or(0, <[_]>::len);
+    (4 * known.max(book)).clamp(16, 2 * phalanx_state::genesis::VALIDATORS_MAX)
+}
+
 /// The peers to connect to with `state`: its current and scheduled
 /// validators and this node, each at its address from the bootstrap list,
 /// else from the chain (validators with neither are left out, with a warning).
@@ -400,6 +430,9 @@ fn peer_set(
     let mut peers: Vec<(ValidatorKey, Address)> = Vec::new();
     for account in keys {
         let Ok(key) = validator_key(account) else { continue };
+        if peers.iter().any(|(k, _)| *k == key) {
+            continue;
+        }
         let address = book
             .iter()
             .find(|(k, _)| *k == key)

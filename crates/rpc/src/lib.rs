@@ -47,10 +47,18 @@ pub struct ChainInfo {
     /// The genesis hash every transaction must name.
     pub chain_id: Hash,
     pub genesis_hash: Hash,
-    /// Consensus keys of the validators (hex).
+    /// Consensus keys of the validators (hex): the set that certifies the next block.
     pub validators: Vec<String>,
     pub params: ChainParams,
     pub total_issuance: Balance,
+    /// Blocks per consensus epoch, and the epoch of the next block.
+    #[serde(default)]
+    pub epoch_blocks: u64,
+    #[serde(default)]
+    pub epoch: u64,
+    /// The set governance scheduled to take over after the current epoch (hex), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_validators: Option<Vec<String>>,
 }
 
 /// A transaction as shown in a block.

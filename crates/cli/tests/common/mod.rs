@@ -221,3 +221,4 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+pub mod testnet;
