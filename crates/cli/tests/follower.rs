@@ -10,9 +10,8 @@
 mod common;
 
 use common::testnet::{Testnet, block_hash, height, start_follower};
-use common::{Reaped, free_port, free_ports, phalanx, run_at, until};
+use common::{free_port, free_ports, run_at, until};
 use std::io::{Read, Write};
-use std::path::Path;
 
 /// What a relaying upstream does to the blocks it serves.
 #[derive(Clone, Copy)]

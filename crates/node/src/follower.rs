@@ -6,17 +6,20 @@
 //! after its head from one upstream (the next on error), and trusts nothing
 //! in them: every block must link to the one before by parent hash, and the
 //! last certified block of the batch must carry a finalization certificate
-//! by a quorum of the validator set the follower's own state holds (a block
-//! finalized through a descendant's certificate has none; the descendant's
-//! certificate and the hash links vouch for it). Only then are the blocks
-//! executed and committed, in order; the state machine checks each block's
-//! roots. An upstream that serves a bad block is dropped for a while.
+//! by a quorum of the validator set the follower's own state holds for the
+//! block's consensus epoch (a block finalized through a descendant's
+//! certificate has none; the descendant's certificate and the hash links
+//! vouch for it). The last block of an epoch installs the next epoch's set,
+//! so it must carry its own certificate; the batch is committed in segments
+//! ending at such blocks, each checked against the set the committed state
+//! holds by then. The state machine checks each block's roots. An upstream
+//! that serves a bad block is dropped for a while.
 
 use crate::chain::Chain;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use phalanx_primitives::Hash;
 use phalanx_rpc::{PhalanxClient, RAW_BLOCKS_MAX};
-use phalanx_state::{Block, State};
+use phalanx_state::Block;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,15 +65,8 @@ struct Upstream {
     skip_until: Option<std::time::Instant>,
 }
 
-/// When a follower stops: checked on the state after each committed block.
-pub type Until = Arc<dyn Fn(&State) -> bool + Send + Sync>;
-
-/// Follows `upstreams` until the task is dropped, or until `until` holds
-/// for the committed state (a validator joining the set catches up this way).
-pub async fn run(chain: Arc<Chain>, upstreams: Vec<String>, until: Option<Until>) {
-    if until.as_ref().is_some_and(|until| until(&chain.finalized().state)) {
-        return;
-    }
+/// Follows `upstreams` until the task is dropped.
+pub async fn run(chain: Arc<Chain>, upstreams: Vec<String>) {
     let mut peers: Vec<Upstream> = upstreams
         .into_iter()
         .filter_map(|url| {
@@ -99,9 +95,8 @@ pub async fn run(chain: Arc<Chain>, upstreams: Vec<String>, until: Option<Until>
             continue;
         };
         let peer = &mut peers[index];
-        match sync_round(&chain, &peer.client, &peer.url, &mut uncertified, until.clone()).await {
+        match sync_round(&chain, &peer.client, &peer.url, &mut uncertified).await {
             Ok(0) => tokio::time::sleep(POLL).await,
-            Ok(_) if until.as_ref().is_some_and(|until| until(&chain.finalized().state)) => return,
             Ok(_) => {}
             Err(SyncError::Rpc(url, error)) => {
                 tracing::debug!(%url, %error, "upstream unreachable; trying the next");
@@ -124,7 +119,6 @@ pub async fn sync_round(
     client: &HttpClient,
     url: &str,
     uncertified: &mut Uncertified,
-    until: Option<Until>,
 ) -> Result<usize, SyncError> {
     let head = chain.finalized();
     let (tip_height, tip_hash) = match uncertified.blocks.last() {
@@ -140,7 +134,7 @@ pub async fn sync_round(
     let chain = chain.clone();
     let mut held = std::mem::take(&mut uncertified.blocks);
     let (committed, held) = tokio::task::spawn_blocking(move || {
-        let result = verify_and_commit(&chain, tip_hash, from, raw, &mut held, until.as_deref());
+        let result = verify_and_commit(&chain, tip_hash, from, raw, &mut held);
         (result, held)
     })
     .await
@@ -157,7 +151,6 @@ fn verify_and_commit(
     from: u64,
     raw: Vec<phalanx_rpc::RawBlock>,
     held: &mut Vec<(Block, Vec<u8>)>,
-    until: Option<&(dyn Fn(&State) -> bool + Send + Sync)>,
 ) -> Result<usize, SyncError> {
     let mut bytes: usize = held.iter().map(|(block, _)| borsh::object_length(block).unwrap_or(usize::MAX)).sum();
     for (index, entry) in raw.into_iter().enumerate() {
@@ -205,16 +198,11 @@ fn verify_and_commit(
             certificate,
         )
         .map_err(|e| SyncError::Certificate { height, reason: e.to_string() })?;
-        let segment: Vec<_> = held.drain(..=end).collect();
-        for (block, certificate) in segment {
+        for (block, certificate) in held.drain(..=end) {
             chain
                 .commit(&block, &certificate)
                 .map_err(|e| SyncError::Apply { height: block.header.height, reason: e.to_string() })?;
             committed += 1;
-            if until.is_some_and(|until| until(&chain.finalized().state)) {
-                held.clear();
-                return Ok(committed);
-            }
         }
     }
     Ok(committed)

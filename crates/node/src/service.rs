@@ -305,7 +305,7 @@ pub fn run(
             Role::Follower { upstreams } => {
                 let following = context.child("follower").spawn({
                     let chain = chain.clone();
-                    move |_| crate::follower::run(chain, upstreams, None)
+                    move |_| crate::follower::run(chain, upstreams)
                 });
                 ready(&endpoints(None, None));
                 tokio::select! {

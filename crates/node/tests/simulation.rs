@@ -604,6 +604,15 @@ fn governance_changes_the_validator_set() {
                 }
             }
         }
+        // Old epochs' consensus journals are removed; the current one is kept.
+        use commonware_runtime::Storage as _;
+        let epoch_now = height(4) / EPOCH;
+        for i in 2..NODES {
+            let old = context.scan(&format!("validator-{i}-simplex-0")).await.unwrap_or_default();
+            assert!(old.is_empty(), "node {i} kept the journal of epoch 0: {old:?}");
+            let current = context.scan(&format!("validator-{i}-simplex-{epoch_now}")).await.unwrap_or_default();
+            assert!(!current.is_empty(), "node {i} has a journal for epoch {epoch_now}");
+        }
         // The removed validator kept following as an observer until it stopped.
         assert!(chains[0].store().block(2 * EPOCH).unwrap().is_some(), "validator 0 followed into epoch 2");
         assert_eq!(chains[0].finalized().state.validators(), new_set);

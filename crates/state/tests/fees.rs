@@ -185,10 +185,11 @@ proptest::proptest! {
                     assert_eq!(c.state.deposit(&caller), deposit - to_worker - to_treasury);
                 }
                 Op::Forged { who, calls } => {
-                    // A report signed by another key than the worker's.
+                    // The worker signed a report of 1 call; the forger
+                    // raises it (to at least 2, so the payload does differ).
                     let mut forged = c.message(member, usage(agent, callers[who].public(), 1, 0, 0));
                     if let Call::WorkerMessage { message } = &mut forged.tx.call {
-                        message.message.payload = usage(agent, callers[who].public(), calls, 0, 0);
+                        message.message.payload = usage(agent, callers[who].public(), calls + 1, 0, 0);
                     }
                     let forged = forged.tx.sign(&dev("charlie"));
                     assert!(matches!(c.refused(forged), TxError::BadMessageSignature(_)));

@@ -399,6 +399,11 @@ where
                 if let Some((_, engine)) = current.take() {
                     engine.abort();
                 }
+                // The journal of the epoch before the previous one is no
+                // longer needed (a restart resumes at the epoch of the head).
+                if let Some(old) = enter.epoch.checked_sub(2) {
+                    let _ = context.remove(&self.partition(old), None).await;
+                }
                 tracing::info!(
                     epoch = enter.epoch,
                     validators = enter.validators.len(),
@@ -438,6 +443,11 @@ where
         }
     }
 
+    /// The storage partition of `epoch`'s consensus journal.
+    fn partition(&self, epoch: u64) -> String {
+        format!("{}-simplex-{epoch}", self.prefix)
+    }
+
     fn engine<E>(
         &self,
         context: &E,
@@ -460,7 +470,7 @@ where
                 reporter: self.inline.clone(),
                 track_historical_votes: false,
                 strategy: Sequential,
-                partition: format!("{}-simplex-{epoch}", self.prefix),
+                partition: self.partition(epoch),
                 mailbox_size: self.mailbox_size,
                 epoch: Epoch::new(epoch),
                 floor: simplex::config::Floor::Genesis(floor),
