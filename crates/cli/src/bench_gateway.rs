@@ -24,8 +24,7 @@ use anyhow::Context;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use phalanx_keys::call::{ENVELOPE_CONTENT_TYPE, SealedRequest, SealedResponse};
-use phalanx_node::consensus::{certificate, validator_secret};
-use phalanx_node::dev::{dev_genesis, dev_validator_seed};
+use phalanx_node::dev::dev_genesis;
 use phalanx_primitives::mnemonic::dev_keypair;
 use phalanx_primitives::{Hash, PLANCK_PER_PHA};
 use phalanx_state::builder::{Candidate, build_block};
@@ -135,15 +134,8 @@ impl Network {
             .collect();
         let built = build_block(&self.state, self.parent.hash(), self.state.timestamp_ms() + 500, candidates);
         anyhow::ensure!(built.rejected.is_empty(), "transactions rejected: {:?}", built.rejected);
-        let secret = validator_secret(&dev_validator_seed());
         let height = built.block.header.height;
-        let cert = certificate::sign(
-            self.state.validators(),
-            &[secret],
-            built.block.hash(),
-            self.state.epoch_of(height),
-            height,
-        );
+        let cert = phalanx_node::dev::dev_certificate(&self.state, &built.block);
         let encoded = built.block.encode();
         self.runtime
             .apply_blocks(&[(encoded.as_slice(), cert.as_slice())])

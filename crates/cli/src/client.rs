@@ -38,16 +38,30 @@ pub(crate) async fn submit_call(
 ) -> anyhow::Result<(phalanx_primitives::Hash, phalanx_rpc::TxStatus)> {
     use phalanx_rpc::PhalanxClient;
     let info = client.chain_info().await.map_err(rpc_error(url))?;
-    let account = client.state_account(key.public().to_string()).await.map_err(rpc_error(url))?;
-    let tx = phalanx_state::Transaction {
-        chain_id: info.chain_id,
-        signer: key.public(),
-        nonce: account.next_nonce,
-        fee: 0,
-        call,
+    // Another submitter of the same account (a worker's host, say) may take
+    // the nonce between reading it and submitting: sign again, a few times.
+    let mut attempts = 0;
+    let hash = loop {
+        let account = client.state_account(key.public().to_string()).await.map_err(rpc_error(url))?;
+        let tx = phalanx_state::Transaction {
+            chain_id: info.chain_id,
+            signer: key.public(),
+            nonce: account.next_nonce,
+            fee: 0,
+            call: call.clone(),
+        };
+        let signed = tx.sign_paying_minimum(&info.params.fees, key)?;
+        match client.tx_submit(format!("0x{}", hex::encode(signed.encode()))).await {
+            Ok(hash) => break hash,
+            Err(jsonrpsee::core::ClientError::Call(e))
+                if e.code() == phalanx_rpc::codes::STALE_NONCE && attempts < 3 =>
+            {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(rpc_error(url)(e)),
+        }
     };
-    let signed = tx.sign_paying_minimum(&info.params.fees, key)?;
-    let hash = client.tx_submit(format!("0x{}", hex::encode(signed.encode()))).await.map_err(rpc_error(url))?;
     let started = std::time::Instant::now();
     loop {
         let status = client.tx_status(hash).await.map_err(rpc_error(url))?;

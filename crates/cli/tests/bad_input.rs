@@ -92,6 +92,6 @@ fn bad_input_is_refused_and_the_node_keeps_running() {
         let alice_after = client.state_account(alice.public().to_string()).await.unwrap();
         assert_eq!(alice_after.nonce, alice_before.nonce + 1);
         assert_eq!(alice_after.free, alice_before.free - PLANCK_PER_PHA - PLANCK_PER_PHA / 100);
-        expect_error(client.tx_submit(hex_tx(&good)).await, codes::INVALID_TX, "already used");
+        expect_error(client.tx_submit(hex_tx(&good)).await, codes::STALE_NONCE, "already used");
     });
 }

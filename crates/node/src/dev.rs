@@ -56,6 +56,17 @@ pub fn dev_genesis() -> Genesis {
     Genesis::dev(vec![account_key(&validator)])
 }
 
+/// A finalization of `block` by the dev validator, as consensus would sign
+/// it (in `block`'s epoch, view = height), for tools and tests that build a
+/// dev chain without running consensus. `parent_state` is the state the
+/// block was built on (it names the set that certifies it).
+pub fn dev_certificate(parent_state: &phalanx_state::State, block: &phalanx_state::Block) -> Vec<u8> {
+    let height = block.header.height;
+    let secret = validator_secret(&dev_validator_seed());
+    let epoch = parent_state.epoch_of(height);
+    crate::consensus::certificate::sign(parent_state.validators(), &[secret], block.hash(), epoch, height)
+}
+
 /// Runs the dev network until the process is interrupted (Ctrl-C). `ready`
 /// is called once the RPC server is listening.
 pub fn run(config: DevConfig, ready: impl FnOnce(&Endpoints) + Send + 'static) -> Result<(), NodeError> {

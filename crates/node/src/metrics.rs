@@ -22,12 +22,38 @@ pub struct NodeMetrics {
     pub txs_submitted: Counter,
     pub txs_refused: Counter,
     /// Blocks committed per second, over the last window of at least a second.
-    pub sync_blocks_per_second: Gauge,
+    pub sync_blocks_per_second: RateGauge,
+}
+
+/// A gauge of events per second, measured over windows of at least a
+/// second (nodes' and workers' sync speed).
+#[derive(Debug)]
+pub struct RateGauge {
+    pub gauge: Gauge,
     window: Mutex<(Instant, u64)>,
 }
 
-/// Shortest window the sync speed is measured over.
-const SYNC_WINDOW: Duration = Duration::from_secs(1);
+/// Shortest window a rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+impl Default for RateGauge {
+    fn default() -> Self {
+        RateGauge { gauge: Gauge::default(), window: Mutex::new((Instant::now(), 0)) }
+    }
+}
+
+impl RateGauge {
+    /// Counts `events`; once the window is a second long, sets the gauge to its rate and starts another.
+    pub fn add(&self, events: u64) {
+        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        window.1 += events;
+        let elapsed = window.0.elapsed();
+        if elapsed >= RATE_WINDOW {
+            self.gauge.set((window.1 as f64 / elapsed.as_secs_f64()).round() as i64);
+            *window = (Instant::now(), 0);
+        }
+    }
+}
 
 impl Default for NodeMetrics {
     fn default() -> Self {
@@ -41,8 +67,7 @@ impl Default for NodeMetrics {
             mempool_size: Gauge::default(),
             txs_submitted: Counter::default(),
             txs_refused: Counter::default(),
-            sync_blocks_per_second: Gauge::default(),
-            window: Mutex::new((Instant::now(), 0)),
+            sync_blocks_per_second: RateGauge::default(),
             registry: Registry::default(),
         };
         registry.register("finalized_height", "Height of the last finalized block", metrics.finalized_height.clone());
@@ -63,7 +88,7 @@ impl Default for NodeMetrics {
         registry.register(
             "sync_blocks_per_second",
             "Blocks committed per second over the last window of at least a second",
-            metrics.sync_blocks_per_second.clone(),
+            metrics.sync_blocks_per_second.gauge.clone(),
         );
         NodeMetrics { registry, ..metrics }
     }
@@ -79,14 +104,7 @@ impl NodeMetrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self.finality_latency.observe(now_ms.saturating_sub(timestamp_ms) as f64 / 1000.0);
-        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        window.1 += 1;
-        let elapsed = window.0.elapsed();
-        if elapsed >= SYNC_WINDOW {
-            let rate = window.1 as f64 / elapsed.as_secs_f64();
-            self.sync_blocks_per_second.set(rate.round() as i64);
-            *window = (Instant::now(), 0);
-        }
+        self.sync_blocks_per_second.add(1);
     }
 
     /// The metrics in the Prometheus text format, without the closing `# EOF`.

@@ -225,6 +225,9 @@ impl PhalanxServer for Api {
                 error(codes::POOL_FULL, e.to_string())
             }
             SubmitError::Admit(AdmitError::AlreadyKnown(_)) => error(codes::ALREADY_KNOWN, e.to_string()),
+            SubmitError::Admit(AdmitError::Invalid(phalanx_state::TxError::StaleNonce { .. })) => {
+                error(codes::STALE_NONCE, e.to_string())
+            }
             SubmitError::Admit(AdmitError::Invalid(_)) => error(codes::INVALID_TX, e.to_string()),
         })
     }

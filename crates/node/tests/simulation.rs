@@ -120,6 +120,49 @@ struct Fingerprint {
     state_roots: Vec<Hash>,
 }
 
+/// The deterministic runtime for `seed`, and its start time. The virtual
+/// clock starts after the genesis timestamp (it defaults to the Unix epoch,
+/// before genesis, and no block could ever be proposed).
+fn runner(genesis: &Genesis, seed: u64) -> (deterministic::Config, std::time::SystemTime) {
+    let start = UNIX_EPOCH + Duration::from_millis(genesis.timestamp_ms) + Duration::from_secs(1);
+    let config = deterministic::Config::new()
+        .with_seed(seed)
+        .with_start_time(start)
+        .with_timeout(Some(TICK * TICKS_MAX as u32 * 2));
+    (config, start)
+}
+
+/// The simulated network between `keys`: every pair linked with 30 ms of
+/// latency and 10 ms of jitter, nothing lost.
+async fn network(
+    context: &deterministic::Context,
+    keys: &[ValidatorKey],
+) -> simulated::Oracle<ValidatorKey, deterministic::Context> {
+    let (network, oracle) = Network::new_with_peers(
+        context.child("network"),
+        simulated::Config {
+            max_size: validator::P2P_MESSAGE_BYTES_MAX,
+            max_peers_per_set: NZUsize!(keys.len()),
+            disconnect_on_block: true,
+            tracked_peer_sets: NZUsize!(1),
+        },
+        Set::from_iter_dedup(keys.iter().cloned()),
+    )
+    .await;
+    network.start();
+    for a in keys {
+        for b in keys.iter().filter(|b| *b != a) {
+            let link = Link {
+                latency: Duration::from_millis(30),
+                jitter: Duration::from_millis(10),
+                success_rate: probability!(1.0),
+            };
+            oracle.add_link(a.clone(), b.clone(), link).await.unwrap();
+        }
+    }
+    oracle
+}
+
 /// Starts validator `i` on `chain` as one supervised root task: aborting
 /// the returned handle crashes the whole validator.
 async fn spawn(
@@ -209,35 +252,9 @@ fn simulate(seed: u64, after: AfterCrash) -> Run {
     let genesis = Genesis::dev(validators.clone());
     // The virtual clock starts after the genesis timestamp (it defaults to the
     // Unix epoch, before genesis, and no block could ever be proposed).
-    let start = UNIX_EPOCH + Duration::from_millis(genesis.timestamp_ms) + Duration::from_secs(1);
-    let config = deterministic::Config::new()
-        .with_seed(seed)
-        .with_start_time(start)
-        .with_timeout(Some(TICK * TICKS_MAX as u32 * 2));
-
+    let (config, start) = runner(&genesis, seed);
     deterministic::Runner::new(config).start(|context| async move {
-        let (network, oracle) = Network::new_with_peers(
-            context.child("network"),
-            simulated::Config {
-                max_size: validator::P2P_MESSAGE_BYTES_MAX,
-                max_peers_per_set: NZUsize!(VALIDATORS),
-                disconnect_on_block: true,
-                tracked_peer_sets: NZUsize!(1),
-            },
-            Set::from_iter_dedup(keys.iter().cloned()),
-        )
-        .await;
-        network.start();
-        for a in &keys {
-            for b in keys.iter().filter(|b| *b != a) {
-                let link = Link {
-                    latency: Duration::from_millis(30),
-                    jitter: Duration::from_millis(10),
-                    success_rate: probability!(1.0),
-                };
-                oracle.add_link(a.clone(), b.clone(), link).await.unwrap();
-            }
-        }
+        let oracle = network(&context, &keys).await;
 
         let spawn_validator = async |i: usize, chain: Arc<Chain>| spawn(&context, &oracle, &secrets[i], i, chain).await;
 
@@ -484,34 +501,9 @@ fn governance_changes_the_validator_set() {
     let accounts: Vec<PublicKey> = keys.iter().map(account_key).collect();
     let mut genesis = Genesis::dev(accounts[..4].to_vec());
     genesis.consensus = phalanx_state::ConsensusParams { epoch_blocks: EPOCH };
-    let start = UNIX_EPOCH + Duration::from_millis(genesis.timestamp_ms) + Duration::from_secs(1);
-    let config = deterministic::Config::new()
-        .with_seed(SEED)
-        .with_start_time(start)
-        .with_timeout(Some(TICK * TICKS_MAX as u32 * 2));
+    let (config, _) = runner(&genesis, SEED);
     deterministic::Runner::new(config).start(|context| async move {
-        let (network, oracle) = Network::new_with_peers(
-            context.child("network"),
-            simulated::Config {
-                max_size: validator::P2P_MESSAGE_BYTES_MAX,
-                max_peers_per_set: NZUsize!(NODES),
-                disconnect_on_block: true,
-                tracked_peer_sets: NZUsize!(1),
-            },
-            Set::from_iter_dedup(keys.iter().cloned()),
-        )
-        .await;
-        network.start();
-        for a in &keys {
-            for b in keys.iter().filter(|b| *b != a) {
-                let link = Link {
-                    latency: Duration::from_millis(30),
-                    jitter: Duration::from_millis(10),
-                    success_rate: probability!(1.0),
-                };
-                oracle.add_link(a.clone(), b.clone(), link).await.unwrap();
-            }
-        }
+        let oracle = network(&context, &keys).await;
         let chains: Vec<Arc<Chain>> = (0..NODES)
             .map(|_| {
                 let store = Arc::new(Store::in_memory().unwrap());

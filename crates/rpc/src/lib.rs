@@ -24,6 +24,9 @@ pub mod codes {
     pub const POOL_FULL: i32 = 1003;
     /// The transaction is already waiting.
     pub const ALREADY_KNOWN: i32 = 1004;
+    /// The transaction's nonce was already used (another transaction of the
+    /// signer got there first): sign again with the account's next nonce.
+    pub const STALE_NONCE: i32 = 1005;
     /// A parameter is not valid (address, hash…).
     pub const INVALID_PARAMS: i32 = -32602;
     /// The node failed internally (storage).

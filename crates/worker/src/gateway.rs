@@ -306,17 +306,13 @@ async fn serve_call(
         status: 0,
         response_hash: None,
     };
-    if encrypted {
-        let env = match secrets_env(&gateway, agent) {
-            Ok(env) => env,
-            Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
-        };
-        return encrypted_call(&gateway, agent, &code, &host, &body, env, base).await;
-    }
     let env = match secrets_env(&gateway, agent) {
         Ok(env) => env,
         Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
     };
+    if encrypted {
+        return encrypted_call(&gateway, agent, &code, &host, &body, env, base).await;
+    }
     let headers: Vec<(String, String)> =
         headers.iter().filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string()))).collect();
     let target = format!("/{path}{query}");

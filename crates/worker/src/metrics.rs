@@ -4,13 +4,12 @@
 //! (`phalanx worker --metrics-port`). Labels are fixed words, never agent
 //! ids or text, so a metric cannot leak what an agent does or grow without bound.
 
+use phalanx_node::metrics::RateGauge;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Outcome {
@@ -28,14 +27,13 @@ pub struct WorkerMetrics {
     registry: Registry,
     pub verified_height: Gauge,
     pub blocks_verified: Counter,
-    pub sync_blocks_per_second: Gauge,
+    pub sync_blocks_per_second: RateGauge,
     /// `ok` (the agent answered, any status), `refused` (the gateway
     /// refused: unknown agent, access, deposit, limits), `failed` (the
     /// sandbox failed the call).
     pub agent_calls: Family<Outcome, Counter>,
     pub sandbox_errors: Family<Kind, Counter>,
     pub commands_applied: Counter,
-    window: Mutex<(Instant, u64)>,
 }
 
 impl Default for WorkerMetrics {
@@ -45,11 +43,10 @@ impl Default for WorkerMetrics {
             registry: Registry::default(),
             verified_height: Gauge::default(),
             blocks_verified: Counter::default(),
-            sync_blocks_per_second: Gauge::default(),
+            sync_blocks_per_second: RateGauge::default(),
             agent_calls: Family::default(),
             sandbox_errors: Family::default(),
             commands_applied: Counter::default(),
-            window: Mutex::new((Instant::now(), 0)),
         };
         registry.register(
             "verified_height",
@@ -60,7 +57,7 @@ impl Default for WorkerMetrics {
         registry.register(
             "sync_blocks_per_second",
             "Blocks verified per second over the last window of at least a second",
-            metrics.sync_blocks_per_second.clone(),
+            metrics.sync_blocks_per_second.gauge.clone(),
         );
         registry.register("agent_calls", "Agent calls by outcome", metrics.agent_calls.clone());
         registry.register("sandbox_errors", "Sandbox failures of agent calls by kind", metrics.sandbox_errors.clone());
@@ -75,13 +72,7 @@ impl WorkerMetrics {
         self.verified_height.set(i64::try_from(to).unwrap_or(i64::MAX));
         let blocks = to.saturating_sub(from);
         self.blocks_verified.inc_by(blocks);
-        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        window.1 += blocks;
-        let elapsed = window.0.elapsed();
-        if elapsed >= Duration::from_secs(1) {
-            self.sync_blocks_per_second.set((window.1 as f64 / elapsed.as_secs_f64()).round() as i64);
-            *window = (Instant::now(), 0);
-        }
+        self.sync_blocks_per_second.add(blocks);
     }
 
     pub fn call(&self, outcome: &'static str) {

@@ -12,8 +12,7 @@
 
 use phalanx_keys::envelope::KeyKind;
 use phalanx_keys::{Envelope, KeyRef, Purpose};
-use phalanx_node::consensus::{certificate, validator_secret};
-use phalanx_node::dev::{dev_genesis, dev_validator_seed};
+use phalanx_node::dev::dev_genesis;
 use phalanx_primitives::mnemonic::dev_keypair;
 use phalanx_primitives::{Hash, PLANCK_PER_PHA};
 use phalanx_state::builder::{Candidate, build_block};
@@ -107,15 +106,7 @@ impl Network {
             .collect();
         let built = build_block(&self.state, self.parent.hash(), self.state.timestamp_ms() + 500, candidates);
         assert!(built.rejected.is_empty(), "every owed message applies: {:?}", built.rejected);
-        let secret = validator_secret(&dev_validator_seed());
-        let height = built.block.header.height;
-        let cert = certificate::sign(
-            self.state.validators(),
-            &[secret],
-            built.block.hash(),
-            self.state.epoch_of(height),
-            height,
-        );
+        let cert = phalanx_node::dev::dev_certificate(&self.state, &built.block);
         let encoded = built.block.encode();
         for runtime in &mut self.runtimes {
             runtime.apply_blocks(&[(encoded.as_slice(), cert.as_slice())]).unwrap();

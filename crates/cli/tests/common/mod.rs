@@ -42,7 +42,14 @@ pub struct DevNode {
     pub rpc_port: u16,
     pub p2p_port: u16,
     pub data_dir: PathBuf,
+    /// Set once this process printed that it is running (so a test never
+    /// mistakes another process on the same port for its own).
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    log: Option<PathBuf>,
 }
+
+/// The line `phalanx dev` prints once it serves RPC.
+const READY_LINE: &str = "phalanx dev network running";
 
 impl DevNode {
     pub fn start(data_dir: &Path) -> DevNode {
@@ -70,14 +77,33 @@ impl DevNode {
             .arg(data_dir)
             .args(["--rpc-port", &rpc_port.to_string(), "--p2p-port", &p2p_port.to_string()])
             .args(extra)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null());
         if let Some(log) = log {
             let file = std::fs::File::create(log).unwrap();
             command.env("RUST_LOG", "debug").stdout(file.try_clone().unwrap()).stderr(file);
         }
-        let child = command.spawn().expect("start phalanx dev");
-        let node = DevNode { child, rpc_port, p2p_port, data_dir: data_dir.to_path_buf() };
+        let mut child = command.spawn().expect("start phalanx dev");
+        let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(stdout) = child.stdout.take() {
+            let ready = ready.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if line.starts_with(READY_LINE) {
+                        ready.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+        let mut node = DevNode {
+            child,
+            rpc_port,
+            p2p_port,
+            data_dir: data_dir.to_path_buf(),
+            ready,
+            log: log.map(Path::to_path_buf),
+        };
         node.wait_ready();
         node
     }
@@ -90,11 +116,19 @@ impl DevNode {
         HttpClientBuilder::default().request_timeout(Duration::from_secs(10)).build(self.url()).unwrap()
     }
 
-    fn wait_ready(&self) {
+    /// Waits until this process says it runs and its RPC answers.
+    fn wait_ready(&mut self) {
         let started = Instant::now();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         while started.elapsed() < Duration::from_secs(60) {
-            if runtime.block_on(self.client().chain_head()).is_ok() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("phalanx dev exited ({status}) before it was ready (is port {} taken?)", self.rpc_port);
+            }
+            let said = match &self.log {
+                Some(log) => std::fs::read_to_string(log).unwrap_or_default().contains(READY_LINE),
+                None => self.ready.load(std::sync::atomic::Ordering::SeqCst),
+            };
+            if said && runtime.block_on(self.client().chain_head()).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
