@@ -10,7 +10,10 @@
 //! 2. verify in process: `VerifiedChain::apply_batch` on the encoded
 //!    bytes, 1,024 at a time (decode and signatures on every core, then
 //!    parent link, certificate, replay in order);
-//! 3. the worker's catch-up over RPC: fetch batches from the node, then 2.
+//! 3. the worker's catch-up over RPC: fetch batches from the node, then 2;
+//! 4. a fresh non-validator node's catch-up over RPC (`follower`): fetch,
+//!    link, certificate, execute and commit each block durably to its own
+//!    database, as `phalanx node` without a key does.
 //!
 //! Quote verification is measured on the genuine SGX and TDX quotes that
 //! ship as test vectors, against one ed25519 verification as the baseline.
@@ -151,6 +154,18 @@ pub(crate) async fn run(blocks: u64, txs_per_block: usize) -> anyhow::Result<()>
     let runtime = phalanx_worker::host::catch_up(&client, Box::new(runtime)).await.map_err(anyhow::Error::msg)?;
     let over_rpc = started.elapsed();
     anyhow::ensure!(runtime.chain().height() == blocks, "worker stopped at {}", runtime.chain().height());
+
+    // 4. A non-validator node catching up over RPC into its own database.
+    let follower_store = Arc::new(Store::open(&dir.join("follower.redb"))?);
+    let follower = Arc::new(Chain::open(genesis.clone(), follower_store, ChainConfig::default())?);
+    let url = format!("http://{address}");
+    let mut held = phalanx_node::follower::Uncertified::default();
+    let started = Instant::now();
+    while follower.finalized().header.height < blocks {
+        let committed = phalanx_node::follower::sync_round(&follower, &client, &url, &mut held).await?;
+        anyhow::ensure!(committed > 0, "the follower stopped at {}", follower.finalized().header.height);
+    }
+    let follower_over_rpc = started.elapsed();
     let _ = handle.stop();
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -162,9 +177,10 @@ pub(crate) async fn run(blocks: u64, txs_per_block: usize) -> anyhow::Result<()>
         ("replay only (baseline)", replay),
         ("verify in process (decode, certificate, replay)", verified),
         ("worker over JSON-RPC (fetch, verify)", over_rpc),
+        ("non-validator node over JSON-RPC (fetch, verify, commit)", follower_over_rpc),
     ] {
         println!(
-            "  {what:<50} {:>9.0} blocks/s {:>9.0} tx/s  {:>5.2}x baseline time",
+            "  {what:<56} {:>9.0} blocks/s {:>9.0} tx/s  {:>5.2}x baseline time",
             per_second(blocks as usize, elapsed),
             per_second(txs, elapsed),
             elapsed.as_secs_f64() / replay.as_secs_f64(),

@@ -313,6 +313,58 @@ impl Chain {
     }
 }
 
+impl Chain {
+    /// Commits consecutive finalized blocks (each with its certificate) that
+    /// extend the head, in one durable transaction: what a node syncing
+    /// many blocks does instead of one transaction per block. Signatures of
+    /// the whole batch are checked on every core first. On error nothing is
+    /// committed.
+    pub fn commit_batch(&self, blocks: &[(Block, Vec<u8>)]) -> Result<(), CommitError> {
+        let current = self.finalized();
+        let fresh: Vec<&(Block, Vec<u8>)> =
+            blocks.iter().filter(|(block, _)| block.header.height > current.header.height).collect();
+        let Some((last, _)) = fresh.last() else { return Ok(()) };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(fresh.len());
+        let verified: Vec<bool> = std::thread::scope(|scope| {
+            let chunk = fresh.len().div_ceil(threads);
+            let handles: Vec<_> = fresh
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || part.iter().map(|(block, _)| block.signatures_valid(1)).collect::<Vec<_>>())
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().expect("signature thread panicked")).collect()
+        });
+        let mut state = current.state.clone();
+        let mut done = Vec::with_capacity(fresh.len());
+        for ((block, certificate), verified) in fresh.iter().zip(verified) {
+            // A block with a bad signature replays with verification on, which names it.
+            let events = state.execute_block_checked(block, verified)?;
+            done.push((block, certificate, events, state.take_changes()));
+        }
+        let finalized: Vec<FinalizedBlock<'_>> = done
+            .iter()
+            .map(|(block, certificate, events, changes)| FinalizedBlock { block, certificate, events, changes })
+            .collect();
+        self.store.commit_blocks(&finalized)?;
+        let head = Arc::new(Finalized { state, header: last.header.clone(), hash: last.hash() });
+        {
+            let mut mempool = self.mempool.lock().expect("lock poisoned");
+            *self.finalized.write().expect("lock poisoned") = head.clone();
+            for (block, ..) in &done {
+                mempool.on_finalized(block, &head.state);
+            }
+            self.metrics.mempool_size.set(mempool.len() as i64);
+        }
+        for (block, ..) in &done {
+            self.metrics.committed(block.header.height, block.txs.len(), block.header.timestamp_ms);
+        }
+        self.pending.lock().expect("lock poisoned").retain(|_, p| p.block.header.height > last.header.height);
+        let _ = self.finalized_events.send(head);
+        Ok(())
+    }
+}
+
 /// Executes `block` on `state` with its transaction signatures checked on
 /// every core first (a block with a bad signature then replays with
 /// verification on, which names the transaction).
@@ -320,4 +372,66 @@ fn execute(state: &mut State, block: &Block) -> Result<Vec<phalanx_state::EventR
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let verified = block.signatures_valid(threads);
     state.execute_block_checked(block, verified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev::{dev_certificate, dev_genesis};
+    use phalanx_primitives::{PLANCK_PER_PHA, mnemonic::dev_keypair};
+    use phalanx_state::builder::{Candidate, build_block};
+    use phalanx_state::{Call, Transaction};
+
+    /// Five certified dev blocks, each with one transfer from alice.
+    fn blocks() -> Vec<(Block, Vec<u8>)> {
+        let (mut state, mut parent) = dev_genesis().build().unwrap();
+        let alice = dev_keypair("alice").unwrap();
+        let bob = dev_keypair("bob").unwrap().public();
+        let mut out = Vec::new();
+        for nonce in 0..5 {
+            let call = Call::Transfer { to: bob, amount: PLANCK_PER_PHA };
+            let tx =
+                Transaction { chain_id: state.chain_id(), signer: alice.public(), nonce, fee: PLANCK_PER_PHA, call }
+                    .sign(&alice);
+            let candidate = Candidate { encoded_len: tx.encode().len(), tx, signature_verified: false };
+            let built = build_block(&state, parent.hash(), state.timestamp_ms() + 500, [candidate]);
+            let certificate = dev_certificate(&state, &built.block);
+            (state, parent) = (built.state, built.block.clone());
+            out.push((built.block, certificate));
+        }
+        out
+    }
+
+    fn chain() -> Chain {
+        Chain::open(dev_genesis(), Arc::new(Store::in_memory().unwrap()), ChainConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn a_batch_commits_like_single_blocks_and_all_or_nothing() {
+        let blocks = blocks();
+        let (one_by_one, batched) = (chain(), chain());
+        for (block, certificate) in &blocks {
+            one_by_one.commit(block, certificate).unwrap();
+        }
+        batched.commit_batch(&blocks).unwrap();
+        assert_eq!(batched.finalized().hash, one_by_one.finalized().hash);
+        assert_eq!(batched.finalized().state.root(), one_by_one.finalized().state.root());
+        for height in 1..=5 {
+            assert_eq!(batched.store().certificate(height).unwrap(), Some(blocks[height as usize - 1].1.clone()));
+        }
+        // Already committed blocks are skipped.
+        batched.commit_batch(&blocks).unwrap();
+        assert_eq!(batched.finalized().header.height, 5);
+
+        // A gap, or a bad signature in the last block: nothing of the batch is committed.
+        let gap = chain();
+        assert!(gap.commit_batch(&[blocks[0].clone(), blocks[2].clone()]).is_err());
+        assert_eq!(gap.store().head().unwrap().unwrap().height, 0);
+        let mut forged = blocks.clone();
+        forged[4].0.txs[0].tx.fee += 1;
+        let tampered = chain();
+        assert!(tampered.commit_batch(&forged).is_err());
+        assert_eq!(tampered.store().head().unwrap().unwrap().height, 0);
+        assert_eq!(tampered.finalized().header.height, 0);
+    }
 }

@@ -198,12 +198,11 @@ fn verify_and_commit(
             certificate,
         )
         .map_err(|e| SyncError::Certificate { height, reason: e.to_string() })?;
-        for (block, certificate) in held.drain(..=end) {
-            chain
-                .commit(&block, &certificate)
-                .map_err(|e| SyncError::Apply { height: block.header.height, reason: e.to_string() })?;
-            committed += 1;
-        }
+        let segment: Vec<(Block, Vec<u8>)> = held.drain(..=end).collect();
+        chain
+            .commit_batch(&segment)
+            .map_err(|e| SyncError::Apply { height: segment[0].0.header.height, reason: e.to_string() })?;
+        committed += segment.len();
     }
     Ok(committed)
 }

@@ -112,6 +112,21 @@ impl Store {
         txn.commit().map_err(db)
     }
 
+    /// Durably commits consecutive finalized blocks, the first following
+    /// the head, in one transaction: all of them or none.
+    pub fn commit_blocks(&self, blocks: &[FinalizedBlock<'_>]) -> Result<(), StoreError> {
+        let head = self.head()?.ok_or_else(|| StoreError::Corrupt("no head".into()))?;
+        let txn = self.db.begin_write().map_err(db)?;
+        for (i, finalized) in blocks.iter().enumerate() {
+            let height = finalized.block.header.height;
+            if height != head.height + 1 + i as u64 {
+                return Err(StoreError::NotNext { head: head.height + i as u64, got: height });
+            }
+            Self::write_block(&txn, finalized)?;
+        }
+        txn.commit().map_err(db)
+    }
+
     fn write_block(txn: &redb::WriteTransaction, finalized: &FinalizedBlock<'_>) -> Result<(), StoreError> {
         let block = finalized.block;
         let height = block.header.height;
