@@ -504,11 +504,10 @@ fn governance_changes_the_validator_set() {
     let (config, _) = runner(&genesis, SEED);
     deterministic::Runner::new(config).start(|context| async move {
         let oracle = network(&context, &keys).await;
-        let chains: Vec<Arc<Chain>> = (0..NODES)
-            .map(|_| {
-                let store = Arc::new(Store::in_memory().unwrap());
-                Arc::new(Chain::open(genesis.clone(), store, ChainConfig::default()).unwrap())
-            })
+        let stores: Vec<Arc<Store>> = (0..NODES).map(|_| Arc::new(Store::in_memory().unwrap())).collect();
+        let mut chains: Vec<Arc<Chain>> = stores
+            .iter()
+            .map(|store| Arc::new(Chain::open(genesis.clone(), store.clone(), ChainConfig::default()).unwrap()))
             .collect();
         let mut handles = Vec::new();
         for (i, chain) in chains.iter().enumerate() {
@@ -608,10 +607,32 @@ fn governance_changes_the_validator_set() {
         // The removed validator kept following as an observer until it stopped.
         assert!(chains[0].store().block(2 * EPOCH).unwrap().is_some(), "validator 0 followed into epoch 2");
         assert_eq!(chains[0].finalized().state.validators(), new_set);
+
+        // Validator 1 restarts on its storage after missing two epoch
+        // changes: it catches up across them (votes of a later epoch make it
+        // fetch its epoch's last finalization) and votes again.
+        let resumed = chains[1].finalized().header.height;
+        let restarted = Arc::new(Chain::open(genesis.clone(), stores[1].clone(), ChainConfig::default()).unwrap());
+        chains[1] = restarted.clone();
+        let _validator_1 = spawn(&context, &oracle, &secrets[1], 1, restarted.clone()).await;
+        let target = (2..NODES).map(|i| chains[i].finalized().header.height).max().unwrap() + EPOCH;
+        for tick in 0.. {
+            context.sleep(TICK).await;
+            assert!(tick < TICKS_MAX, "validator 1 did not catch up: at {}", restarted.finalized().header.height);
+            if restarted.finalized().header.height >= target {
+                break;
+            }
+        }
+        assert!(target / EPOCH > resumed / EPOCH + 2, "the restart crossed at least two epoch changes");
+        let h = restarted.finalized().header.height;
+        let common = h.min(chains[2].finalized().header.height);
+        let hash = |chain: &Chain| chain.store().block(common).unwrap().unwrap().hash();
+        assert_eq!(hash(&restarted), hash(&chains[2]), "the restarted validator is on the same chain");
         println!(
-            "validator set changed after block {}; validators 0 and 1 stopped at {stopped_at:?}; final heights {:?}",
+            "validator set changed after block {}; validators 0 and 1 stopped at {stopped_at:?}; validator 1 resumed \
+             from {resumed} and caught up to {h}; final heights {:?}",
             EPOCH - 1,
-            (0..NODES).map(height).collect::<Vec<_>>()
+            (0..NODES).map(|i| chains[i].finalized().header.height).collect::<Vec<_>>()
         );
     });
 }
