@@ -210,14 +210,7 @@ pub async fn run_finalizer<E: Clock>(
             // workers accept it only with its own certificate, which exists
             // (consensus re-proposes it until finalized in its epoch).
             let must = before.state.is_epoch_last(height);
-            let peers: Vec<ValidatorKey> = before
-                .state
-                .validators()
-                .iter()
-                .filter_map(|key| super::validator_key(key).ok())
-                .filter(|key| *key != me)
-                .collect();
-            fetch_certificate(&runtime, &peers, &marshal, height, must).await
+            fetch_certificate(&runtime, &me, before.state.validators(), &marshal, height, must).await
         };
         if let Err(error) = chain.commit(&block, &certificate) {
             // Not acknowledging stops marshal: the node halts rather than
@@ -244,21 +237,24 @@ pub async fn run_finalizer<E: Clock>(
 }
 
 /// The encoded finalization of `height`: local if marshal has it, else
-/// requested from peers for up to [`CERTIFICATE_WAIT`] (until it comes, if
-/// `must`); empty if none came.
+/// requested from the other `validators` for up to [`CERTIFICATE_WAIT`]
+/// (until it comes, if `must`); empty if none came.
 async fn fetch_certificate(
     runtime: &impl Clock,
-    peers: &[ValidatorKey],
+    me: &ValidatorKey,
+    validators: &[phalanx_primitives::PublicKey],
     marshal: &Marshal,
     height: u64,
     must: bool,
 ) -> Vec<u8> {
     let height = Height::new(height);
+    if let Some(finalization) = marshal.get_finalization(height).await {
+        return certificate::encode(&finalization);
+    }
+    let peers: Vec<ValidatorKey> =
+        validators.iter().filter_map(|key| super::validator_key(key).ok()).filter(|key| key != me).collect();
     loop {
-        if let Some(finalization) = marshal.get_finalization(height).await {
-            return certificate::encode(&finalization);
-        }
-        let Ok(targets) = NonEmptyVec::try_from(peers.to_vec()) else { return Vec::new() };
+        let Ok(targets) = NonEmptyVec::try_from(peers.clone()) else { return Vec::new() };
         marshal.hint_finalized(height, targets);
         let deadline = runtime.current() + CERTIFICATE_WAIT;
         while runtime.current() < deadline {

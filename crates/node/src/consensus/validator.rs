@@ -114,8 +114,6 @@ pub struct Validator {
     /// The epoch orchestrator (and with it the consensus engines); it ends
     /// only when the runtime stops.
     pub engine: Handle<()>,
-    /// Epoch schemes as installed so far.
-    pub schemes: Schemes,
 }
 
 /// Called after each committed block that scheduled or installed a
@@ -166,16 +164,6 @@ impl Schemes {
             epochs.pop_first();
         }
         entry
-    }
-
-    /// Whether this node signs in `epoch` (`None`: the epoch is not installed).
-    pub fn signs_in(&self, epoch: u64) -> Option<bool> {
-        self.epochs.lock().expect("schemes lock").get(&epoch).map(|(_, signs)| *signs)
-    }
-
-    /// The newest installed epoch.
-    pub fn latest(&self) -> Option<u64> {
-        self.epochs.lock().expect("schemes lock").keys().next_back().copied()
     }
 }
 
@@ -239,7 +227,7 @@ where
     let floor = match epoch.checked_sub(1) {
         None => genesis.0.hash(),
         Some(previous) => {
-            let last = (previous + 1) * epoch_blocks - 1;
+            let last = epocher.last(Epoch::new(previous)).expect("fixed epochs cover every height").get();
             let block =
                 chain.store().block(last).ok().flatten().expect("the last block of an epoch before the head is stored");
             block.hash()
@@ -338,7 +326,7 @@ where
     let engine = context.child("orchestrator").spawn(move |context| {
         orchestrator.run(context, channels.votes, channels.certificates, channels.resolver, first, entered)
     });
-    Validator { marshal, engine, schemes }
+    Validator { marshal, engine }
 }
 
 /// Runs one simplex engine at a time, for the newest epoch entered.
