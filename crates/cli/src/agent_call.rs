@@ -162,7 +162,7 @@ async fn signed_headers(
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness for the call's nonce: {e}"))?;
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
-    let message = phalanx_worker::signed_call::SignedCallMessage {
+    let message = phalanx_gateway::signed_call::SignedCallMessage {
         chain_id,
         agent,
         method,
@@ -171,7 +171,7 @@ async fn signed_headers(
         nonce,
         expires_ms: now_ms + 60_000,
     };
-    Ok(phalanx_worker::signed_call::sign(key, &message))
+    Ok(phalanx_gateway::signed_call::sign(key, &message))
 }
 
 /// The sealed form of an `agent call` request.
@@ -240,7 +240,7 @@ pub(crate) struct Saved {
 }
 
 fn receipt_header(response: &reqwest::Response) -> Option<String> {
-    let value = response.headers().get(phalanx_worker::receipt::RECEIPT_HEADER)?;
+    let value = response.headers().get(phalanx_gateway::receipt::RECEIPT_HEADER)?;
     value.to_str().ok().map(str::to_string)
 }
 
@@ -249,7 +249,7 @@ impl Saved {
     fn receipt(&self, header: Option<String>, body: &[u8]) -> anyhow::Result<()> {
         let Some(path) = &self.receipt else { return Ok(()) };
         let header = header.context("the gateway sent no receipt")?;
-        let signed = phalanx_worker::receipt::SignedReceipt::from_header(&header).context("the receipt is invalid")?;
+        let signed = phalanx_gateway::receipt::SignedReceipt::from_header(&header).context("the receipt is invalid")?;
         if let Some(hash) = signed.receipt.response_hash {
             anyhow::ensure!(hash == phalanx_primitives::sha256(body), "the receipt does not cover this response");
         }

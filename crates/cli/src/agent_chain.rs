@@ -301,7 +301,7 @@ async fn logs(
             }
             let opened = phalanx_keys::Envelope::open(&sealed, &secret)
                 .with_context(|| format!("log batch {sequence} does not open with this account's log key"))?;
-            let lines: Vec<phalanx_worker::logs::Line> = serde_json::from_slice(&opened.plaintext)?;
+            let lines: Vec<phalanx_gateway::logs::Line> = serde_json::from_slice(&opened.plaintext)?;
             for line in lines {
                 out.push(serde_json::json!({
                     "gateway": gateway, "batch": sequence, "level": line.level, "message": line.message

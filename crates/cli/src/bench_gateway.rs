@@ -6,7 +6,7 @@
 //! TEE registers, is elected gatekeeper, a cluster is created with it as
 //! member, its cluster key is handed over on chain, a hello-world agent is
 //! deployed and its key published), the worker's runtime verifies and
-//! replays every block, and `phalanx_worker::gateway::serve` serves from
+//! replays every block, and `phalanx_gateway::server::serve` serves from
 //! its verified state, receipt signer and cluster keyring, as `phalanx
 //! worker` does. Then one load generator (keep-alive HTTP/1.1 connections
 //! over loopback, closed loop, per-request latency) drives in turn:
@@ -23,6 +23,8 @@
 use anyhow::Context;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use phalanx_gateway::receipt::{RECEIPT_HEADER, SignedReceipt};
+use phalanx_gateway::server::{GatewayConfig, Keyring};
 use phalanx_keys::call::{ENVELOPE_CONTENT_TYPE, SealedRequest, SealedResponse};
 use phalanx_node::dev::dev_genesis;
 use phalanx_primitives::mnemonic::dev_keypair;
@@ -31,8 +33,6 @@ use phalanx_state::builder::{Candidate, build_block};
 use phalanx_state::modules::registry::{FEATURE_AGENTS, FEATURE_GATEKEEPER};
 use phalanx_state::{Block, Call, GatekeeperParams, Language, SignedTransaction, State, Transaction};
 use phalanx_worker::Runtime;
-use phalanx_worker::gateway::{GatewayConfig, Keyring};
-use phalanx_worker::receipt::{RECEIPT_HEADER, SignedReceipt};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -381,12 +381,12 @@ pub(crate) async fn run(seconds: u64, connections: usize, fresh_agents: usize, j
     let (view, view_rx) = watch::channel(Arc::new(network.runtime.chain().state().clone()));
     let (_keyring, keyring_rx) = watch::channel::<Arc<Keyring>>(Arc::new(network.runtime.cluster_keyring()));
     let config = GatewayConfig::local(0);
-    let (gateway, _gateway_task) = phalanx_worker::gateway::serve(
+    let (gateway, _gateway_task) = phalanx_gateway::server::serve(
         &config,
         network.runtime.receipt_signer(),
         view_rx,
         keyring_rx,
-        phalanx_worker::gateway::Shared::detached(),
+        phalanx_gateway::server::Shared::detached(),
     )
     .await?;
 

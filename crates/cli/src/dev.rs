@@ -57,7 +57,7 @@ fn start_workers(
             let mut config = phalanx_worker::WorkerConfig::new(format!("http://{rpc}"), dir.clone(), operator);
             // Dev blocks come every 0.5 s when idle: a heartbeat a minute.
             config.heartbeat_every = 120;
-            let mut gateway = phalanx_worker::gateway::GatewayConfig::local(gateway_port.saturating_add(index as u16));
+            let mut gateway = phalanx_gateway::server::GatewayConfig::local(gateway_port.saturating_add(index as u16));
             gateway.fetch.allow_private_addresses = fetch_private;
             config.gateway = Some(gateway);
             // The first worker is the dev network's gatekeeper.

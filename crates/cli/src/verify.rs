@@ -12,9 +12,9 @@ use crate::ClientArgs;
 use crate::client::{connect, rpc_error};
 use crate::output::emit;
 use anyhow::Context;
+use phalanx_gateway::receipt::SignedReceipt;
 use phalanx_primitives::{Hash, sha256};
 use phalanx_rpc::PhalanxClient;
-use phalanx_worker::receipt::SignedReceipt;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]

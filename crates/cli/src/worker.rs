@@ -98,7 +98,7 @@ async fn run_worker(args: RunArgs) -> anyhow::Result<()> {
     config.tee = tee;
     config.chain_id = args.chain_id;
     config.heartbeat_every = args.heartbeat_every.max(1);
-    config.gateway = args.gateway_port.map(phalanx_worker::gateway::GatewayConfig::local);
+    config.gateway = args.gateway_port.map(phalanx_gateway::server::GatewayConfig::local);
     config.gateway_url = args.gateway_url.clone();
     config.metrics = args.metrics_port.map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     if args.gatekeeper {

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{DevNode, Reaped, free_port, phalanx, until};
-use phalanx_worker::receipt::SignedReceipt;
+use phalanx_gateway::receipt::SignedReceipt;
 use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};

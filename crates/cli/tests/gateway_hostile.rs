@@ -8,9 +8,9 @@
 mod common;
 
 use common::{DevNode, deploy, dev, free_port, run, until};
+use phalanx_gateway::signed_call::{SignedCallMessage, sign};
 use phalanx_keys::call::{ENVELOPE_CONTENT_TYPE, SealedRequest};
 use phalanx_primitives::{Hash, sha256};
-use phalanx_worker::signed_call::{SignedCallMessage, sign};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -43,7 +43,7 @@ pub struct WorkerConfig {
     /// Pause between polls once caught up.
     pub poll: Duration,
     /// Where to serve agent calls, if anywhere.
-    pub gateway: Option<crate::gateway::GatewayConfig>,
+    pub gateway: Option<phalanx_gateway::GatewayConfig>,
     /// The URL clients reach the gateway at, announced on chain (default:
     /// `http://` and the gateway's listen address).
     pub gateway_url: Option<String>,
@@ -168,18 +168,20 @@ pub async fn run(
 
     let (view, view_rx) = tokio::sync::watch::channel(Arc::new(runtime.chain().state().clone()));
     let (keyring, keyring_rx) = tokio::sync::watch::channel(Arc::new(runtime.cluster_keyring()));
-    let (shared, mut submitted) = crate::gateway::Shared::new(&config.data_dir);
+    let (mut shared, mut submitted) = phalanx_gateway::Shared::new(&config.data_dir);
+    let metrics = Arc::new(crate::metrics::WorkerMetrics::default());
+    shared.metrics = metrics.gateway.clone();
     match shared.states.load(&runtime.cluster_keyring(), runtime.chain().state()) {
         Ok(0) => {}
         Ok(loaded) => tracing::info!(agents = loaded, "agent state loaded"),
         Err(error) => return Err(WorkerError::State(error.to_string())),
     }
-    let runner = crate::commands::Runner::new(shared.states.clone(), shared.logs.clone());
+    let runner = phalanx_gateway::commands::Runner::new(shared.states.clone(), shared.logs.clone());
     let mut announce: Option<String> = None;
     let _gateway = match &config.gateway {
         Some(gateway) => {
             let (address, task) =
-                crate::gateway::serve(gateway, runtime.receipt_signer(), view_rx, keyring_rx, shared.clone())
+                phalanx_gateway::serve(gateway, runtime.receipt_signer(), view_rx, keyring_rx, shared.clone())
                     .await
                     .map_err(|source| WorkerError::Gateway { address: gateway.listen, source })?;
             tracing::info!(%address, "gateway listening");
@@ -191,7 +193,7 @@ pub async fn run(
     };
     let _metrics = match config.metrics {
         Some(address) => {
-            let (bound, task) = crate::metrics::serve(shared.metrics.clone(), address)
+            let (bound, task) = crate::metrics::serve(metrics.clone(), address)
                 .await
                 .map_err(|source| WorkerError::Metrics { address, source })?;
             let _ = events.send(WorkerEvent::Metrics { address: bound });
@@ -199,7 +201,7 @@ pub async fn run(
         }
         None => None,
     };
-    shared.metrics.verified(runtime.chain().height(), runtime.chain().height());
+    metrics.verified(runtime.chain().height(), runtime.chain().height());
     let mut announced_at: Option<u64> = None;
 
     tokio::pin!(shutdown);
@@ -222,7 +224,7 @@ pub async fn run(
                 true
             }
         };
-        shared.metrics.verified(before, runtime.chain().height());
+        metrics.verified(before, runtime.chain().height());
         if view.borrow().height() != runtime.chain().height() {
             view.send_replace(Arc::new(runtime.chain().state().clone()));
         }
@@ -234,7 +236,7 @@ pub async fn run(
         let commands = runtime.take_commands();
         let keys_now = keyring.borrow().clone();
         if !commands.is_empty() {
-            shared.metrics.commands_applied.inc_by(commands.len() as u64);
+            metrics.gateway.commands_applied.inc_by(commands.len() as u64);
             runner.apply(commands, &keys_now, runtime.chain().state()).await;
         }
         state_saved = match shared.states.persist(&keys_now, runtime.chain().state()) {
@@ -297,13 +299,13 @@ pub async fn run(
                         payloads.push(WorkerPayload::MiningHeartbeat { challenge: miner.challenge_at });
                     }
                     // Paid calls served since the last round, for the chain to charge.
-                    for report in shared.usage.drain(crate::usage::REPORTS_PER_ROUND_MAX) {
-                        let crate::usage::Report { agent, caller, calls, cpu_ms, egress_bytes } = report;
+                    for report in shared.usage.drain(phalanx_gateway::usage::REPORTS_PER_ROUND_MAX) {
+                        let phalanx_gateway::usage::Report { agent, caller, calls, cpu_ms, egress_bytes } = report;
                         payloads.push(WorkerPayload::Usage { agent, caller, calls, cpu_ms, egress_bytes });
                     }
                     // Commands agents submitted (`ctx.submit`), sealed to the agent's newest key.
                     while let Ok((agent, json)) = submitted.try_recv() {
-                        match crate::commands::sealed_command(runtime.chain().state(), &agent, &json) {
+                        match phalanx_gateway::commands::sealed_command(runtime.chain().state(), &agent, &json) {
                             Some(payload) => payloads.push(payload),
                             None => tracing::warn!(%agent, "a submitted command was dropped: the agent has no key"),
                         }

@@ -10,28 +10,21 @@
 //! - [`benchmark`]: the score measured at start.
 //! - [`gatekeeper`], [`vault`]: the gatekeeper role (master keys generated,
 //!   handed over, confirmed; sealed in the vault).
+//! - [`metrics`]: the worker's Prometheus metrics (its own and the gateway's) and their endpoint.
 //! - [`runtime`]: the trusted core tying these together.
-//! - [`host`]: the untrusted half: RPC transport, transaction submission.
-//! - [`gateway`]: the HTTP server for agent calls.
-//! - [`commands`]: agent state (`env.STATE`) and the commands the chain orders for it.
+//! - [`host`]: the untrusted half: RPC transport, transaction submission;
+//!   it starts the gateway (`phalanx-gateway`), which serves agents from the
+//!   verified state.
 
-pub mod agent_calls;
 pub mod benchmark;
 pub mod checkpoint;
-pub mod commands;
 pub mod gatekeeper;
-pub mod gateway;
 pub mod host;
 pub mod identity;
-pub mod key_cache;
-pub mod logs;
 pub mod metrics;
-pub mod receipt;
 pub mod runtime;
 pub mod seal;
-pub mod signed_call;
 pub mod tee;
-pub mod usage;
 pub mod vault;
 pub mod verified;
 

@@ -1,25 +1,13 @@
 //! The worker's Prometheus metrics: verified height and sync speed (the
-//! host loop), agent calls by outcome and sandbox errors by kind (the
-//! gateway), commands applied. Served at `/metrics` on the metrics port
+//! host loop), and the gateway's ([`phalanx_gateway::metrics::GatewayMetrics`]:
+//! agent calls by outcome, sandbox errors by kind, commands applied). Served at `/metrics` on the metrics port
 //! (`phalanx worker --metrics-port`). Labels are fixed words, never agent
 //! ids or text, so a metric cannot leak what an agent does or grow without bound.
 
 use phalanx_node::metrics::RateGauge;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Outcome {
-    pub outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Kind {
-    pub kind: &'static str,
-}
 
 /// Metrics of one worker.
 #[derive(Debug)]
@@ -28,12 +16,8 @@ pub struct WorkerMetrics {
     pub verified_height: Gauge,
     pub blocks_verified: Counter,
     pub sync_blocks_per_second: RateGauge,
-    /// `ok` (the agent answered, any status), `refused` (the gateway
-    /// refused: unknown agent, access, deposit, limits), `failed` (the
-    /// sandbox failed the call).
-    pub agent_calls: Family<Outcome, Counter>,
-    pub sandbox_errors: Family<Kind, Counter>,
-    pub commands_applied: Counter,
+    /// The gateway's, registered here too.
+    pub gateway: std::sync::Arc<phalanx_gateway::metrics::GatewayMetrics>,
 }
 
 impl Default for WorkerMetrics {
@@ -44,9 +28,7 @@ impl Default for WorkerMetrics {
             verified_height: Gauge::default(),
             blocks_verified: Counter::default(),
             sync_blocks_per_second: RateGauge::default(),
-            agent_calls: Family::default(),
-            sandbox_errors: Family::default(),
-            commands_applied: Counter::default(),
+            gateway: Default::default(),
         };
         registry.register(
             "verified_height",
@@ -59,9 +41,7 @@ impl Default for WorkerMetrics {
             "Blocks verified per second over the last window of at least a second",
             metrics.sync_blocks_per_second.gauge.clone(),
         );
-        registry.register("agent_calls", "Agent calls by outcome", metrics.agent_calls.clone());
-        registry.register("sandbox_errors", "Sandbox failures of agent calls by kind", metrics.sandbox_errors.clone());
-        registry.register("commands_applied", "Agent commands run", metrics.commands_applied.clone());
+        metrics.gateway.register(&mut registry);
         WorkerMetrics { registry, ..metrics }
     }
 }
@@ -73,15 +53,6 @@ impl WorkerMetrics {
         let blocks = to.saturating_sub(from);
         self.blocks_verified.inc_by(blocks);
         self.sync_blocks_per_second.add(blocks);
-    }
-
-    pub fn call(&self, outcome: &'static str) {
-        self.agent_calls.get_or_create(&Outcome { outcome }).inc();
-    }
-
-    pub fn sandbox_error(&self, error: &phalanx_sandbox::SandboxError) {
-        self.call("failed");
-        self.sandbox_errors.get_or_create(&Kind { kind: error.kind() }).inc();
     }
 
     /// The metrics in the Prometheus text format.

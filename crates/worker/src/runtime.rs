@@ -238,13 +238,13 @@ impl Runtime {
     }
 
     /// The receipt signer for this worker's gateway (its identity key).
-    pub fn receipt_signer(&self) -> crate::receipt::ReceiptSigner {
+    pub fn receipt_signer(&self) -> phalanx_gateway::receipt::ReceiptSigner {
         let key = phalanx_primitives::Keypair::from_seed(&self.identity.signing().seed());
-        crate::receipt::ReceiptSigner::new(key, self.identity.chain_id())
+        phalanx_gateway::receipt::ReceiptSigner::new(key, self.identity.chain_id())
     }
 
     /// A copy of the cluster keys this worker holds, for its gateway.
-    pub fn cluster_keyring(&self) -> crate::gateway::Keyring {
+    pub fn cluster_keyring(&self) -> phalanx_gateway::Keyring {
         let vault = self.gatekeeper.vault();
         vault
             .cluster_epochs()

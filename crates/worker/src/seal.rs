@@ -12,7 +12,6 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
 use sha2::Sha256;
-use std::io::Write;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -111,19 +110,8 @@ impl Sealer {
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
-    let io = |source| SealError::Io { path: path.display().to_string(), source };
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&temporary, path).map_err(io)?;
-    if let Some(parent) = path.parent()
-        && let Ok(dir) = std::fs::File::open(parent)
-    {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    phalanx_gateway::fs::write_atomic(path, bytes)
+        .map_err(|source| SealError::Io { path: path.display().to_string(), source })
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 
 use crate::checkpoint::Checkpoint;
 use imbl::OrdMap;
+pub use phalanx_gateway::commands::OrderedCommand;
 use phalanx_node::consensus::certificate::{self, CertificateError};
 use phalanx_primitives::{DecodeError, Hash, PublicKey};
 use phalanx_state::modules::agents::{Agent, CommandPayload, CommandSender};
@@ -87,23 +88,6 @@ pub struct VerifiedChain {
     /// order. Never dropped: the host drains them after every batch (a
     /// batch is bounded by the host's fetch limit).
     commands: Vec<OrderedCommand>,
-}
-
-/// A command for an agent of one of the watched worker's clusters, from a
-/// verified block.
-#[derive(Clone, Debug)]
-pub struct OrderedCommand {
-    pub height: u64,
-    /// The block's timestamp: the only clock a command sees.
-    pub timestamp_ms: u64,
-    /// The block's hash (seeds the command's `Math.random`).
-    pub block: Hash,
-    /// The command's number for its agent (1, 2, …).
-    pub seq: u64,
-    pub from: CommandSender,
-    pub payload: CommandPayload,
-    /// The agent as the block left it: its code, secrets and keys.
-    pub agent: std::sync::Arc<Agent>,
 }
 
 impl std::fmt::Debug for VerifiedChain {

@@ -23,8 +23,7 @@
 //! `env.STATE` in `fetch` reads (`get`, `list`); only `command` writes
 //! (`put`, `delete`). Values are JSON.
 
-use crate::gateway::{Keyring, open_secrets};
-use crate::verified::OrderedCommand;
+use crate::server::{Keyring, open_secrets};
 use borsh::{BorshDeserialize, BorshSerialize};
 use phalanx_keys::envelope::{KeyKind, KeyRef, Purpose};
 use phalanx_keys::{Envelope, Header};
@@ -35,6 +34,23 @@ use phalanx_state::{Agent, State};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
+
+/// A command for an agent of one of the watched worker's clusters, from a
+/// verified block.
+#[derive(Clone, Debug)]
+pub struct OrderedCommand {
+    pub height: u64,
+    /// The block's timestamp: the only clock a command sees.
+    pub timestamp_ms: u64,
+    /// The block's hash (seeds the command's `Math.random`).
+    pub block: Hash,
+    /// The command's number for its agent (1, 2, …).
+    pub seq: u64,
+    pub from: CommandSender,
+    pub payload: CommandPayload,
+    /// The agent as the block left it: its code, secrets and keys.
+    pub agent: std::sync::Arc<Agent>,
+}
 
 /// Most keys in one agent's state.
 pub const STATE_KEYS_MAX: usize = 10_000;
@@ -205,8 +221,7 @@ impl AgentStates {
             let (sealed, _) = Envelope::seal(&public, key, *id, Purpose::State, &plaintext)
                 .map_err(|e| StateError::Seal { agent: *id, why: e.to_string() })?;
             let path = self.path(id);
-            crate::seal::write_atomic(&path, &sealed)
-                .map_err(|e| StateError::Seal { agent: *id, why: e.to_string() })?;
+            crate::fs::write_atomic(&path, &sealed).map_err(|e| StateError::Seal { agent: *id, why: e.to_string() })?;
             let mut written = (**state).clone();
             written.dirty = false;
             written.sealed_epoch = epoch;
@@ -235,7 +250,7 @@ fn read_state(path: &std::path::Path, keys: &Keyring, agent: &Agent) -> Result<A
     if header.key.kind != KeyKind::Agent || header.key.id != agent.id || header.purpose != Purpose::State {
         return Err("the file is sealed for something else".into());
     }
-    let key = crate::gateway::derive_agent_key(keys, agent, header.key.epoch).map_err(|(_, why)| why)?;
+    let key = crate::server::derive_agent_key(keys, agent, header.key.epoch).map_err(|(_, why)| why)?;
     let opened = Envelope::open(&sealed, key.secret()).map_err(|e| e.to_string())?;
     let stored: Stored = decode_bounded(&opened.plaintext, STATE_FILE_BYTES_MAX as usize).map_err(|e| e.to_string())?;
     let entries: imbl::OrdMap<String, String> = stored.entries.into_iter().collect();
@@ -333,7 +348,7 @@ impl Runner {
                 let key = self
                     .key_cache
                     .agent_key(keys, agent.id, header.key.epoch, || {
-                        crate::gateway::derive_agent_key(keys, agent, header.key.epoch)
+                        crate::server::derive_agent_key(keys, agent, header.key.epoch)
                     })
                     .map_err(|(_, why)| Failure::Missing(why))?;
                 // Every worker holding the key gets the same verdict.

@@ -8,7 +8,7 @@
 //! key's derivatives never outlive it. Opened secret values are zeroized
 //! when dropped. Both maps are bounded; when full they start over.
 
-use crate::gateway::Keyring;
+use crate::server::Keyring;
 use phalanx_keys::AgentKey;
 use phalanx_primitives::Hash;
 use std::collections::HashMap;

@@ -88,7 +88,7 @@ pub struct Shared {
     pub submit: Option<mpsc::Sender<(Hash, Vec<u8>)>>,
     /// Paid calls served, waiting to be reported.
     pub usage: Arc<crate::usage::UsageMeter>,
-    pub metrics: Arc<crate::metrics::WorkerMetrics>,
+    pub metrics: Arc<crate::metrics::GatewayMetrics>,
 }
 
 impl Shared {

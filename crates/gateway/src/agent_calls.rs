@@ -11,7 +11,7 @@
 //! of char codes 0-255 inside the binding's JSON, so they are bounded by the
 //! sandbox's 1 MiB binding limit.
 
-use crate::gateway::{Gateway, lease_agent, secrets_env, servable};
+use crate::server::{Gateway, lease_agent, secrets_env, servable};
 use axum::http::StatusCode;
 use phalanx_primitives::Hash;
 use phalanx_sandbox::{Binding, BindingFuture, HttpRequest};
