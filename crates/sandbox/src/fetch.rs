@@ -70,18 +70,56 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            let segments = v6.segments();
+            let first = segments[0];
+            if (first, segments[1]) == (0x64, 0xff9b) && segments[2] == 1 {
+                return false; // local-use NAT64 (RFC 8215): translates to any IPv4 the network chooses
+            }
+            // An IPv6 form that carries an IPv4 address reaches that address
+            // (through a translator or a tunnel): it is public only if the
+            // IPv4 address is.
+            if let Some(v4) = embedded_ipv4(v6) {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link-local
-                || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+                || (first & 0xffc0) == 0xfec0 // site-local (deprecated, RFC 3879)
+                || (first == 0x0100 && segments[1..4] == [0, 0, 0]) // discard-only (RFC 6666)
+                || (first == 0x2001 && segments[1] < 0x0200) // IETF protocol assignments (RFC 2928), Teredo included
+                || (first == 0x2001 && segments[1] == 0x0db8) // documentation
+                || (first & 0xfff0) == 0x3ff0) // documentation (RFC 9637)
         }
     }
+}
+
+/// The IPv4 address an IPv6 address embeds, for every form that carries
+/// one to a translator, a tunnel or a dual stack: IPv4-compatible `::a.b.c.d`,
+/// IPv4-mapped `::ffff:a.b.c.d`, IPv4-translated `::ffff:0:a.b.c.d`
+/// (RFC 2765), NAT64 `64:ff9b::/96` (RFC 6052), 6to4 `2002::/16`
+/// (RFC 3056) and Teredo `2001::/32` (RFC 4380: the client's address,
+/// inverted).
+pub fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if s[..5] == [0; 5] && (s[5] == 0 || s[5] == 0xffff) {
+        return Some(v4(s[6], s[7])); // compatible and mapped (`::` and `::1` give 0.0.0.0 and 0.0.0.1)
+    }
+    if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+        return Some(v4(s[6], s[7])); // translated
+    }
+    if (s[0], s[1]) == (0x64, 0xff9b) && s[2..6] == [0; 4] {
+        return Some(v4(s[6], s[7])); // NAT64, well-known prefix
+    }
+    if s[0] == 0x2002 {
+        return Some(v4(s[1], s[2])); // 6to4
+    }
+    if (s[0], s[1]) == (0x2001, 0) {
+        return Some(v4(!s[6], !s[7])); // Teredo client
+    }
+    None
 }
 
 fn host_matches(host: &str, pattern: &str) -> bool {
@@ -331,6 +369,28 @@ mod tests {
         }
         for public in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111"] {
             assert!(is_public(public.parse().unwrap()), "{public} is public");
+        }
+        // IPv6 forms that embed an IPv4 address are as public as that address.
+        for embedded in [
+            "64:ff9b::7f00:1",    // NAT64 of 127.0.0.1
+            "64:ff9b::a9fe:a9fe", // NAT64 of 169.254.169.254
+            "64:ff9b:1::a00:1",   // local-use NAT64
+            "2002:7f00:1::",      // 6to4 of 127.0.0.1
+            "2002:c0a8:101::1",   // 6to4 of 192.168.1.1
+            "::10.0.0.1",         // IPv4-compatible
+            "::127.0.0.1",
+            "::ffff:0:127.0.0.1", // IPv4-translated
+            "::ffff:0:a00:1",
+            "::ffff:10.0.0.1",                      // IPv4-mapped
+            "2001:0:4136:e378:8000:63bf:80ff:fffe", // Teredo of 127.0.0.1
+            "fec0::1",
+            "100::1",
+            "3fff::1",
+        ] {
+            assert!(!is_public(embedded.parse().unwrap()), "{embedded} must not be public");
+        }
+        for public in ["64:ff9b::101:101", "2002:808:808::1", "::ffff:8.8.8.8", "::ffff:0:8.8.8.8"] {
+            assert!(is_public(public.parse().unwrap()), "{public} embeds a public address");
         }
         assert!(host_matches("api.openai.com", "*.openai.com"));
         assert!(!host_matches("openai.com.evil.net", "*.openai.com"));

@@ -209,3 +209,25 @@ async fn policy_refusals_are_clear() {
     let fetched = twice.fetch(request, vec![]).await.unwrap();
     assert!(String::from_utf8(fetched.response.body).unwrap().contains("subrequest limit"));
 }
+
+/// IPv6 forms that carry an IPv4 address (NAT64, 6to4, IPv4-compatible,
+/// -mapped and -translated) are refused when the IPv4 address inside is
+/// not public: on a NAT64 network `64:ff9b::7f00:1` is 127.0.0.1.
+#[tokio::test]
+async fn ipv6_forms_embedding_private_ipv4_are_refused() {
+    let port = serve();
+    let mut public_only = agent(FetchPolicy::default()).await;
+    for host in [
+        "[64:ff9b::7f00:1]",
+        "[64:ff9b::a9fe:a9fe]",
+        "[64:ff9b:1::a00:1]",
+        "[2002:7f00:1::1]",
+        "[::127.0.0.1]",
+        "[::ffff:0:127.0.0.1]",
+        "[::ffff:127.0.0.1]",
+    ] {
+        let out = call(&mut public_only, &format!("http://{host}:{port}/"), "GET", None).await;
+        let error = out["error"].as_str().unwrap_or_default();
+        assert!(error.contains("not public"), "{host}: {out}");
+    }
+}
