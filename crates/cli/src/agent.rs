@@ -133,7 +133,7 @@ async fn handle(
         Ok(lease) => lease,
         Err(error) => return failure(&error),
     };
-    phalanx_gateway::server::respond(lease, request, served.env.clone(), None, |logs, result, _used| {
+    phalanx_gateway::server::respond(lease, request, served.env.clone(), None, None, |logs, result, _used| {
         for line in &logs {
             println!("[{}] {}", line.level, line.message);
         }

@@ -89,15 +89,29 @@ pub(crate) async fn run(call: CallArgs, args: &ClientArgs) -> anyhow::Result<()>
     let method: reqwest::Method = method.to_uppercase().parse().context("--method")?;
     let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build()?;
     let target = format!("/{}", call.path.trim_start_matches('/'));
-    let signed = match &call.caller {
-        Some(key) => {
-            let body = call.data.as_deref().unwrap_or_default().as_bytes();
-            signed_headers(key, args, call.id, method.as_str(), &target, body).await?
-        }
-        None => Vec::new(),
+    let chain_id = match &call.caller {
+        Some(_) => Some(connect(&args.rpc)?.chain_info().await.map_err(rpc_error(&args.rpc))?.chain_id),
+        None => None,
     };
     let mut skipped = Vec::new();
     for gateway in &gateways {
+        // A signed call runs on one worker only: it is signed anew for each
+        // gateway tried, naming that gateway's worker.
+        let signed = match (&call.caller, chain_id) {
+            (Some(key), Some(chain_id)) => {
+                let worker = match gateway_worker(&http, gateway).await {
+                    Ok(worker) => worker,
+                    Err(error) => {
+                        eprintln!("{error}; trying the next gateway");
+                        skipped.push(error.to_string());
+                        continue;
+                    }
+                };
+                let body = call.data.as_deref().unwrap_or_default().as_bytes();
+                signed_headers(key, chain_id, worker, call.id, method.as_str(), &target, body)?
+            }
+            _ => Vec::new(),
+        };
         let attempt = if call.encrypt {
             let mut request = sealed_request(&call.path, &method, call.data.clone());
             request.headers.extend(signed.clone());
@@ -148,22 +162,35 @@ async fn plain_call(
     call.saved.body(&body)
 }
 
-/// The signed-call headers for a call as `key`, valid for one minute.
-async fn signed_headers(
+/// The identity of the worker behind `gateway`, as its `/attestation`
+/// names it. Unverified: a gateway that names another worker only gets a
+/// call that worker alone may run.
+async fn gateway_worker(http: &reqwest::Client, gateway: &str) -> anyhow::Result<phalanx_primitives::PublicKey> {
+    let url = format!("{}/attestation", gateway.trim_end_matches('/'));
+    let response = http.get(&url).send().await.map_err(|e| unreachable(gateway, e))?;
+    let attestation: serde_json::Value = response.json().await.context("reading the gateway's /attestation")?;
+    attestation["identity"]
+        .as_str()
+        .and_then(|identity| identity.parse().ok())
+        .with_context(|| format!("{url} names no worker identity"))
+}
+
+/// The signed-call headers for a call as `key` to `worker`, valid for one minute.
+fn signed_headers(
     key: &phalanx_primitives::Keypair,
-    args: &ClientArgs,
+    chain_id: Hash,
+    worker: phalanx_primitives::PublicKey,
     agent: Hash,
     method: &str,
     target: &str,
     body: &[u8],
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let client = connect(&args.rpc)?;
-    let chain_id = client.chain_info().await.map_err(rpc_error(&args.rpc))?.chain_id;
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness for the call's nonce: {e}"))?;
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
     let message = phalanx_gateway::signed_call::SignedCallMessage {
         chain_id,
+        worker,
         agent,
         method,
         path_and_query: target,

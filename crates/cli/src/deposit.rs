@@ -17,7 +17,9 @@ pub(crate) enum DepositCommand {
         #[command(flatten)]
         signer: Signer,
     },
-    /// Move PHA from your deposit back to your free balance.
+    /// Withdraw PHA from your deposit: it unbonds first (calls admitted
+    /// before may still be charged to it), then a block pays it back to your
+    /// free balance (`fees.deposit_unbonding_ms` of chain time, 2 minutes by default).
     Withdraw {
         amount: String,
         #[command(flatten)]
@@ -33,8 +35,19 @@ pub(crate) async fn run(command: DepositCommand, args: &ClientArgs) -> anyhow::R
         DepositCommand::Balance { account } => {
             let address = crate::agent_chain::account_of(&account)?;
             let info = client.state_account(address.to_string()).await.map_err(rpc_error(&args.rpc))?;
-            let value = serde_json::json!({ "account": address, "deposit": info.deposit });
-            return emit(args.json, &value, || format!("{address}: deposit {}", format_pha(info.deposit)));
+            let value = serde_json::json!({
+                "account": address,
+                "deposit": info.deposit,
+                "unbonding": info.unbonding,
+                "unbonding_release_at_ms": info.unbonding_release_at_ms,
+            });
+            return emit(args.json, &value, || {
+                let mut line = format!("{address}: deposit {}", format_pha(info.deposit));
+                if info.unbonding > 0 {
+                    line.push_str(&format!(", {} unbonding", format_pha(info.unbonding)));
+                }
+                line
+            });
         }
         DepositCommand::Add { amount, signer } => {
             let amount = parse_pha(&amount).with_context(|| format!("{amount:?} is not an amount of PHA"))?;
@@ -52,6 +65,20 @@ pub(crate) async fn run(command: DepositCommand, args: &ClientArgs) -> anyhow::R
         "transaction {hash} not finalized within a minute ({status:?})"
     );
     let info = client.state_account(key.public().to_string()).await.map_err(rpc_error(&args.rpc))?;
-    let value = serde_json::json!({ "hash": hash, "deposit": info.deposit });
-    emit(args.json, &value, || format!("deposit now {}", format_pha(info.deposit)))
+    let value = serde_json::json!({
+        "hash": hash,
+        "deposit": info.deposit,
+        "unbonding": info.unbonding,
+        "unbonding_release_at_ms": info.unbonding_release_at_ms,
+    });
+    emit(args.json, &value, || {
+        let mut line = format!("deposit now {}", format_pha(info.deposit));
+        if let Some(at) = info.unbonding_release_at_ms.filter(|_| info.unbonding > 0) {
+            line.push_str(&format!(
+                "; {} unbonding, paid back to your balance from chain time {at} ms",
+                format_pha(info.unbonding)
+            ));
+        }
+        line
+    })
 }

@@ -24,6 +24,11 @@ pub(crate) struct VerifyArgs {
     /// A file with the request body that was sent.
     #[arg(long)]
     request: Option<PathBuf>,
+    /// The method and target (path and query) that were sent, as
+    /// `"POST /echo?x=1"`: the receipt must name exactly this request line
+    /// (for an encrypted call, the outer one: `"POST /"`).
+    #[arg(long, value_name = "METHOD TARGET")]
+    target: Option<String>,
     /// A file with the response body that was received.
     #[arg(long)]
     response: Option<PathBuf>,
@@ -112,6 +117,24 @@ pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
             check: "request",
             ok: hash == receipt.request_hash,
             detail: format!("{} hashes to {hash}, the receipt says {}", path.display(), receipt.request_hash),
+        });
+    }
+    if let Some(line) = &args.target {
+        let (method, target) = line
+            .trim()
+            .split_once(' ')
+            .with_context(|| format!("--target {line:?}: give the method and the target, as \"POST /echo\""))?;
+        let target = target.trim();
+        let target = if target.starts_with('/') { target.to_string() } else { format!("/{target}") };
+        let hash = phalanx_gateway::receipt::target_hash(&method.to_ascii_uppercase(), &target);
+        checks.push(Check {
+            check: "target",
+            ok: hash == receipt.target_hash,
+            detail: format!(
+                "{} {target} {} the request line the receipt covers",
+                method.to_ascii_uppercase(),
+                if hash == receipt.target_hash { "is" } else { "is not" }
+            ),
         });
     }
     if let Some(path) = &args.response {

@@ -53,9 +53,12 @@ fn the_gateway_refuses_hostile_calls_and_keeps_serving() {
 
     let chain_id =
         node.cli_json::<serde_json::Value>(&["chain", "info"])["chain_id"].as_str().unwrap().parse().unwrap();
+    let attestation: serde_json::Value = http.get(format!("{gateway}/attestation")).send().unwrap().json().unwrap();
+    let worker = attestation["identity"].as_str().unwrap().parse().unwrap();
     let signed = |who: &str, body: &[u8], nonce: u8, expires_ms: u64| {
         let message = SignedCallMessage {
             chain_id,
+            worker,
             agent: id,
             method: "POST",
             path_and_query: "/",

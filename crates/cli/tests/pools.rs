@@ -82,7 +82,10 @@ fn pools_take_contributions_and_pay_withdrawals() {
     assert_eq!(balance["deposit"].as_u64(), Some((25 * PHA / 10) as u64));
     let too_much = run(&node, &["deposit", "withdraw", "3", "--from", "dave"]);
     assert!(!too_much.status.success());
-    let _: serde_json::Value = node.cli_json(&["deposit", "withdraw", "2.5", "--from", "dave"]);
+    let withdrawn: serde_json::Value = node.cli_json(&["deposit", "withdraw", "2.5", "--from", "dave"]);
+    assert!(withdrawn["unbonding_release_at_ms"].as_u64().is_some(), "{withdrawn}");
     let balance: serde_json::Value = node.cli_json(&["deposit", "balance", "dave"]);
     assert_eq!(balance["deposit"].as_u64(), Some(0));
+    // Withdrawn deposits unbond (calls admitted before may still be charged) before they are paid back.
+    assert_eq!(balance["unbonding"].as_u64(), Some((25 * PHA / 10) as u64), "{balance}");
 }

@@ -33,8 +33,23 @@ pub(crate) struct AgentsBinding {
 struct InnerRequest {
     method: String,
     path: String,
-    headers: Vec<(String, String)>,
+    /// Names and values in turn (`[name, value, name, value, …]`), as the
+    /// sandbox flattens a `Headers`.
+    headers: Vec<String>,
     body: String,
+}
+
+/// Pairs a flat `[name, value, …]` header list.
+fn paired(flat: Vec<String>) -> Result<Vec<(String, String)>, String> {
+    if !flat.len().is_multiple_of(2) {
+        return Err("env.AGENTS.fetch: headers must come as name and value pairs".into());
+    }
+    let mut flat = flat.into_iter();
+    let mut pairs = Vec::with_capacity(flat.len() / 2);
+    while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+        pairs.push((name, value));
+    }
+    Ok(pairs)
 }
 
 /// The chain of agent ids in a call context (`0x…,0x…`).
@@ -97,17 +112,28 @@ async fn call_agent(
     }
     let env = secrets_env(gateway, agent)?;
     let mut headers: Vec<(String, String)> =
-        request.headers.into_iter().filter(|(name, _)| !name.to_ascii_lowercase().starts_with("phalanx-")).collect();
+        paired(request.headers)?.into_iter().filter(|(name, _)| !crate::server::is_reserved_header(name)).collect();
     headers.push((CALLER_AGENT_HEADER.into(), caller.to_string()));
     let body = latin1(&request.body)?;
+    let target_path = format!("/{}", request.path.trim_start_matches('/'));
+    if target_path.parse::<axum::http::uri::PathAndQuery>().is_err() {
+        return Err(format!("env.AGENTS.fetch: {:?} is not a valid path and query", request.path));
+    }
     let inner = HttpRequest {
-        url: format!("http://agent/{}", request.path.trim_start_matches('/')),
+        url: format!("http://agent{target_path}"),
         method: request.method,
         headers,
         body: if body.is_empty() { None } else { Some(body) },
     };
-    let mut lease = lease_agent(gateway, &code, target, chain).await.map_err(|e| e.to_string())?;
-    let fetched = lease.fetch(inner, env).await.map_err(|e| format!("agent {target}: {e}"))?;
+    // A failure of the callee is the callee owner's to read: the calling
+    // agent (of another owner, perhaps) gets its kind and id only.
+    let failed = |failure: phalanx_sandbox::SandboxError| {
+        let error_id = crate::server::error_id();
+        crate::server::record_failure(gateway, agent, &failure, &error_id);
+        format!("agent {target}: {}", crate::server::public_message(&failure, &error_id))
+    };
+    let mut lease = lease_agent(gateway, &code, target, chain).await.map_err(failed)?;
+    let fetched = lease.fetch(inner, env).await.map_err(failed)?;
     gateway.logs.record(crate::logs::LogTarget::of(agent), &fetched.logs);
     let response = fetched.response;
     let body: String = response.body.iter().map(|&b| char::from(b)).collect();

@@ -39,6 +39,13 @@ pub struct GatewayConfig {
     pub concurrency_max: usize,
     /// What agents' `fetch` may reach (public addresses only by default).
     pub fetch: FetchPolicy,
+    /// Connections, timeouts and head size of the listener.
+    pub limits: phalanx_listener::ListenerLimits,
+    /// The origin (scheme, host and port) of every `request.url` an agent
+    /// sees, fixed by the operator: never taken from a client's `Host`
+    /// header, so what a receipt or a signature covers (method, path and
+    /// query) is the whole of what selects the code path.
+    pub origin: String,
 }
 
 impl GatewayConfig {
@@ -48,6 +55,8 @@ impl GatewayConfig {
             body_bytes_max: 2 * 1024 * 1024,
             concurrency_max: 256,
             fetch: FetchPolicy::default(),
+            limits: phalanx_listener::ListenerLimits::gateway(),
+            origin: format!("http://127.0.0.1:{port}"),
         }
     }
 }
@@ -70,8 +79,12 @@ pub(crate) struct Gateway {
     pool: Arc<Pool>,
     cache: CodeCache,
     policy: FetchPolicy,
+    origin: String,
     slots: Semaphore,
-    replays: crate::signed_call::ReplayGuard,
+    /// Calls waiting for an instance, per agent ([`AGENT_QUEUE_MAX`]).
+    queues: AgentQueues,
+    /// Encrypted calls waiting for their key epoch ([`KEY_WAITERS_MAX`]).
+    key_waiters: Semaphore,
     pub(crate) logs: Arc<crate::logs::LogStore>,
     key_cache: crate::key_cache::KeyCache,
     shared: Shared,
@@ -89,20 +102,33 @@ pub struct Shared {
     /// Paid calls served, waiting to be reported.
     pub usage: Arc<crate::usage::UsageMeter>,
     pub metrics: Arc<crate::metrics::GatewayMetrics>,
+    /// Signed calls' nonces seen (kept in a file under the data dir).
+    pub replays: Arc<crate::signed_call::ReplayGuard>,
 }
+
+/// Commands agents submitted (`ctx.submit`): agent and JSON payload.
+pub type Submitted = mpsc::Receiver<(Hash, Vec<u8>)>;
+
+/// The file under a worker's data dir that keeps signed calls' nonces
+/// until they expire ([`crate::signed_call::ReplayGuard::open`]).
+pub const REPLAY_FILE: &str = "signed-calls.seen";
 
 impl Shared {
     /// State kept under `data_dir`, and a submit queue with its receiver.
-    pub fn new(data_dir: &std::path::Path) -> (Self, mpsc::Receiver<(Hash, Vec<u8>)>) {
+    /// Fails if the file of seen signed calls cannot be opened: serving
+    /// signed calls without it could run one twice.
+    pub fn new(data_dir: &std::path::Path) -> std::io::Result<(Self, Submitted)> {
         let (submit, submitted) = mpsc::channel(crate::commands::SUBMIT_QUEUE_MAX);
+        let replays = crate::signed_call::ReplayGuard::open(&data_dir.join(REPLAY_FILE), now_ms())?;
         let shared = Shared {
             states: Arc::new(crate::commands::AgentStates::new(data_dir)),
             logs: Arc::default(),
             submit: Some(submit),
             usage: Arc::default(),
             metrics: Arc::default(),
+            replays: Arc::new(replays),
         };
-        (shared, submitted)
+        Ok((shared, submitted))
     }
 
     /// Nothing shared: empty state, no submissions (benchmarks).
@@ -113,8 +139,15 @@ impl Shared {
             submit: None,
             usage: Arc::default(),
             metrics: Arc::default(),
+            replays: Arc::default(),
         }
     }
+}
+
+/// Milliseconds since the Unix epoch, by the host's clock (what signed
+/// calls' expiries are checked against).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Starts the gateway; it serves until the task is dropped.
@@ -135,8 +168,10 @@ pub async fn serve(
         pool: Pool::new(PoolConfig::default()),
         cache: CodeCache::default(),
         policy: config.fetch.clone(),
+        origin: config.origin.trim_end_matches('/').to_string(),
         slots: Semaphore::new(config.concurrency_max),
-        replays: crate::signed_call::ReplayGuard::default(),
+        queues: AgentQueues::default(),
+        key_waiters: Semaphore::new(KEY_WAITERS_MAX),
         logs: shared.logs.clone(),
         key_cache: crate::key_cache::KeyCache::default(),
         shared,
@@ -150,11 +185,7 @@ pub async fn serve(
         .route("/agents/{id}/{*path}", axum::routing::any(call))
         .layer(DefaultBodyLimit::max(config.body_bytes_max))
         .with_state(gateway);
-    let task = tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "gateway stopped");
-        }
-    });
+    let task = tokio::spawn(phalanx_listener::serve(listener, config.limits.clone(), "gateway", move |_| app.clone()));
     Ok((address, task))
 }
 
@@ -225,18 +256,32 @@ async fn call_root(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(gateway, id, String::new(), method, uri, headers, body).await
+    run(gateway, id, method, uri, headers, body).await
 }
 
 async fn call(
     gateway: State<Arc<Gateway>>,
-    Path((id, path)): Path<(String, String)>,
+    Path((id, _)): Path<(String, String)>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(gateway, id, path, method, uri, headers, body).await
+    run(gateway, id, method, uri, headers, body).await
+}
+
+/// The target (path and query) the agent sees for a call to `uri`: the
+/// request's own path after `/agents/{id}`, as the client sent it (not
+/// percent-decoded, so `%2F` or `%3F` stay data and never split the path
+/// or start a query), and its query. What receipts and signatures cover.
+fn target_of(uri: &Uri) -> String {
+    let path = uri.path();
+    // Routing matched `/agents/{id}` or `/agents/{id}/…`: the rest is the agent's.
+    let rest = path.strip_prefix("/agents/").and_then(|p| p.find('/').map(|slash| &p[slash..])).unwrap_or("/");
+    match uri.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_string(),
+    }
 }
 
 /// Marks a response the agent was run for (its outcome is counted where it
@@ -252,14 +297,13 @@ fn invoked(mut response: Response) -> Response {
 async fn run(
     gateway: State<Arc<Gateway>>,
     id: String,
-    path: String,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let metrics = gateway.shared.metrics.clone();
-    let response = serve_call(gateway, id, path, method, uri, headers, body).await;
+    let response = serve_call(gateway, id, method, target_of(&uri), headers, body).await;
     if response.extensions().get::<Invoked>().is_none() {
         metrics.call("refused");
     }
@@ -269,29 +313,30 @@ async fn run(
 async fn serve_call(
     State(gateway): State<Arc<Gateway>>,
     id: String,
-    path: String,
     method: Method,
-    uri: Uri,
+    target: String,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Ok(id) = id.parse::<Hash>() else {
         return error(StatusCode::BAD_REQUEST, format!("{id:?} is not an agent id (0x and 64 hex digits)"));
     };
-    let Ok(_slot) = gateway.slots.try_acquire() else {
-        return error(StatusCode::TOO_MANY_REQUESTS, "the gateway is at its limit of calls in flight; retry shortly");
-    };
     let encrypted = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case(phalanx_keys::call::ENVELOPE_CONTENT_TYPE));
-    let state = if encrypted { wait_for_key(&gateway, id, &body).await } else { gateway.view.borrow().clone() };
+    let state = if encrypted {
+        match wait_for_key(&gateway, id, &body).await {
+            Ok(state) => state,
+            Err((status, message)) => return error(status, message),
+        }
+    } else {
+        gateway.view.borrow().clone()
+    };
     let (agent, code) = match servable(&gateway, &state, id) {
         Ok(found) => found,
         Err((status, message)) => return error(status, message),
     };
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
-    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let base = Receipt {
         version: RECEIPT_VERSION,
         chain_id: Hash::ZERO,
@@ -301,7 +346,7 @@ async fn serve_call(
         agent_version: agent.version,
         key_epoch: None,
         height: state.height(),
-        target_hash: crate::receipt::target_hash(method.as_str(), &format!("/{path}{query}")),
+        target_hash: crate::receipt::target_hash(method.as_str(), &target),
         request_hash: sha256(&body),
         status: 0,
         response_hash: None,
@@ -311,27 +356,29 @@ async fn serve_call(
         Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
     };
     if encrypted {
-        return encrypted_call(&gateway, agent, &code, &host, &body, env, base).await;
+        return encrypted_call(&gateway, agent, &code, &body, env, base).await;
     }
     let headers: Vec<(String, String)> =
         headers.iter().filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string()))).collect();
-    let target = format!("/{path}{query}");
-    let (headers, ticket) = match admit(&gateway, &state, agent, method.as_str(), &target, &body, headers) {
+    let (headers, ticket) = match admit(&gateway, &state, agent, method.as_str(), &target, &body, headers).await {
         Ok(admitted) => admitted,
         Err((status, message)) => return error(status, message),
     };
     let request = HttpRequest {
-        url: format!("http://{host}{target}"),
+        url: format!("{}{target}", gateway.origin),
         method: method.to_string(),
         headers,
         body: if body.is_empty() && matches!(method, Method::GET | Method::HEAD) { None } else { Some(body.to_vec()) },
     };
-    let lease = match lease_agent(&gateway, &code, id, &[]).await {
-        Ok(lease) => lease,
-        Err(failure) => {
+    let (lease, _slot) = match lease_and_slot(&gateway, &code, id).await {
+        Ok(Ok(leased)) => leased,
+        Ok(Err(failure)) => {
             gateway.shared.metrics.sandbox_error(&failure);
-            return invoked(sandbox_failure(&failure));
+            let error_id = error_id();
+            record_failure(&gateway, agent, &failure, &error_id);
+            return invoked(public_failure(&failure, &error_id));
         }
+        Err((status, message)) => return error(status, message),
     };
     let agent_id = id;
     let signer = gateway.signer.clone();
@@ -339,7 +386,9 @@ async fn serve_call(
         Box::new(move |status, response_hash| signer.sign(Receipt { status, response_hash, ..base }).to_header());
     let target = crate::logs::LogTarget::of(agent);
     let kept = gateway.clone();
-    let response = respond(lease, request, env, Some(receipt), move |logs, result, used| {
+    let error_id = error_id();
+    let failure_id = error_id.clone();
+    let response = respond(lease, request, env, Some(receipt), Some(error_id), move |mut logs, result, used| {
         if let Some(ticket) = ticket {
             ticket.finish(used);
         }
@@ -349,7 +398,8 @@ async fn serve_call(
         }
         // Agent console output is the owner's, sealed to their log key: never in the worker's log.
         if let Err(failure) = result {
-            tracing::debug!(agent = %agent_id, %failure, lines = logs.len(), "agent call failed");
+            tracing::debug!(agent = %agent_id, kind = failure.kind(), error_id = %failure_id, "agent call failed");
+            logs.push(failure_line(failure, &failure_id));
         }
         kept.logs.record(target, &logs);
     })
@@ -365,7 +415,6 @@ async fn encrypted_call(
     gateway: &Arc<Gateway>,
     agent: &phalanx_state::Agent,
     code: &phalanx_sandbox::AgentCode,
-    host: &str,
     body: &[u8],
     env: Vec<(String, String)>,
     base: Receipt,
@@ -392,20 +441,25 @@ async fn encrypted_call(
         return error(StatusCode::BAD_REQUEST, "the sealed request is malformed");
     };
     let target = format!("/{}", sealed.path.trim_start_matches('/'));
+    if target.parse::<axum::http::uri::PathAndQuery>().is_err() {
+        return error(StatusCode::BAD_REQUEST, "the sealed request's path is not a valid path and query");
+    }
     let state = gateway.view.borrow().clone();
     let (headers, ticket) =
-        match admit(gateway, &state, agent, &sealed.method, &target, &sealed.body, sealed.headers.clone()) {
+        match admit(gateway, &state, agent, &sealed.method, &target, &sealed.body, sealed.headers.clone()).await {
             Ok(admitted) => admitted,
             Err((status, message)) => return error(status, message),
         };
     let request = HttpRequest {
-        url: format!("http://{host}{target}"),
+        url: format!("{}{target}", gateway.origin),
         method: sealed.method.clone(),
         headers,
         body: if sealed.body.is_empty() { None } else { Some(sealed.body.clone()) },
     };
-    let answer = match lease_agent(gateway, code, id, &[]).await {
-        Ok(mut lease) => match lease.fetch(request, env).await.inspect(|_| {
+    let error_id = error_id();
+    let answer = match lease_and_slot(gateway, code, id).await {
+        Err((status, message)) => return error(status, message),
+        Ok(Ok((mut lease, _slot))) => match lease.fetch(request, env).await.inspect(|_| {
             if let Some(ticket) = ticket {
                 ticket.finish(lease.last_usage());
             }
@@ -419,18 +473,20 @@ async fn encrypted_call(
                     body: fetched.response.body,
                 }
             }
-            Err(failure) => SealedResponse {
-                status: {
-                    gateway.shared.metrics.sandbox_error(&failure);
-                    status_of(&failure).as_u16()
-                },
-                headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
-                body: format!("agent error: {failure}\n").into_bytes(),
-            },
+            Err(failure) => {
+                gateway.shared.metrics.sandbox_error(&failure);
+                record_failure(gateway, agent, &failure, &error_id);
+                SealedResponse {
+                    status: status_of(&failure).as_u16(),
+                    headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+                    body: format!("{}\n", public_message(&failure, &error_id)).into_bytes(),
+                }
+            }
         },
-        Err(failure) => {
+        Ok(Err(failure)) => {
             gateway.shared.metrics.sandbox_error(&failure);
-            return invoked(sandbox_failure(&failure));
+            record_failure(gateway, agent, &failure, &error_id);
+            return invoked(public_failure(&failure, &error_id));
         }
     };
     let plaintext = zeroize::Zeroizing::new(borsh::to_vec(&answer).expect("in-memory encoding"));
@@ -486,7 +542,7 @@ type Admitted = (Vec<(String, String)>, Option<crate::usage::Ticket>);
 /// and replaced by the verified [`CALLER_HEADER`]; an unverified caller
 /// header never reaches the agent. A paid call is admitted against the
 /// caller's deposit; its ticket records what the call used when it ends.
-fn admit(
+async fn admit(
     gateway: &Gateway,
     state: &phalanx_state::State,
     agent: &phalanx_state::Agent,
@@ -495,13 +551,13 @@ fn admit(
     body: &[u8],
     headers: Vec<(String, String)>,
 ) -> Result<Admitted, (StatusCode, String)> {
-    use crate::signed_call::{
-        CALLER_HEADER, EXPIRES_HEADER, NONCE_HEADER, Presented, SIGNATURE_HEADER, SignedCallError,
-    };
+    use crate::signed_call::{CALLER_HEADER, Presented, SignedCallError};
     let refuse = |e: SignedCallError| {
         let status = match e {
             SignedCallError::Replayed => StatusCode::CONFLICT,
-            SignedCallError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            SignedCallError::Busy | SignedCallError::Unrecorded => StatusCode::SERVICE_UNAVAILABLE,
+            // Not run here: a client may sign the call again for this worker.
+            SignedCallError::OtherWorker(_) => StatusCode::MISDIRECTED_REQUEST,
             _ => StatusCode::UNAUTHORIZED,
         };
         (status, e.to_string())
@@ -511,15 +567,23 @@ fn admit(
     let presented = Presented::from_headers(find).map_err(refuse)?;
     let caller = match presented {
         Some(presented) => {
-            let now_ms =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let now_ms = now_ms();
+            if presented.worker != gateway.identity {
+                return Err(refuse(SignedCallError::OtherWorker(gateway.identity)));
+            }
             presented.verify(state.chain_id(), agent.id, method, target, body, now_ms).map_err(refuse)?;
             if let phalanx_state::Access::Allowlist { accounts } = &agent.access
                 && !accounts.contains(&presented.caller)
             {
                 return Err((StatusCode::FORBIDDEN, format!("{} may not call this agent", presented.caller)));
             }
-            gateway.replays.admit(&presented, now_ms).map_err(refuse)?;
+            let replays = gateway.shared.replays.clone();
+            let admitted = presented.clone();
+            // The guard writes through to disk: off the async threads.
+            tokio::task::spawn_blocking(move || replays.admit(&admitted, now_ms))
+                .await
+                .unwrap_or(Err(SignedCallError::Unrecorded))
+                .map_err(refuse)?;
             Some(presented.caller)
         }
         None if matches!(agent.access, phalanx_state::Access::Allowlist { .. }) => {
@@ -536,9 +600,8 @@ fn admit(
     };
     let ticket = match caller {
         Some(caller) if paid => {
-            let cost = agent.price.saturating_add(state.fee_params().call_fee);
             let admitted =
-                gateway.shared.usage.admit(agent.id, caller, state.deposit(&caller), cost, *state.fee_params());
+                gateway.shared.usage.admit(agent.id, caller, state.deposit(&caller), agent.price, *state.fee_params());
             Some(admitted.map_err(|e| {
                 let status = match e {
                     crate::usage::PaidError::Busy => StatusCode::SERVICE_UNAVAILABLE,
@@ -549,9 +612,10 @@ fn admit(
         }
         _ => None,
     };
-    let signed = [CALLER_HEADER, NONCE_HEADER, EXPIRES_HEADER, SIGNATURE_HEADER];
-    let mut headers: Vec<(String, String)> =
-        headers.into_iter().filter(|(n, _)| !signed.iter().any(|s| n.eq_ignore_ascii_case(s))).collect();
+    // Every `phalanx-*` header the agent sees is the gateway's: the signed-call
+    // headers were checked above, and anything else under the prefix (such as
+    // `phalanx-caller-agent`, which only `env.AGENTS` sets) is a client's forgery.
+    let mut headers: Vec<(String, String)> = headers.into_iter().filter(|(n, _)| !is_reserved_header(n)).collect();
     if let Some(caller) = caller {
         headers.push((CALLER_HEADER.into(), caller.to_string()));
     }
@@ -595,12 +659,33 @@ pub(crate) fn derive_agent_key(
     Ok(cluster_key.agent_key_at(&agent.id, epoch))
 }
 
-/// The verified state to serve an encrypted call from: if the envelope
-/// names a key epoch newer than this worker has verified (or whose cluster
-/// key has not reached it yet), waits up to [`KEY_WAIT_MS`] for it, so a
-/// rotation never fails a call that was sealed to the newest key.
-async fn wait_for_key(gateway: &Gateway, id: Hash, body: &[u8]) -> Arc<phalanx_state::State> {
-    let Ok(header) = phalanx_keys::Header::peek(body) else { return gateway.view.borrow().clone() };
+/// Most encrypted calls waiting for their key epoch at once (see
+/// [`wait_for_key`]); more are refused with 503 at once.
+pub const KEY_WAITERS_MAX: usize = 64;
+/// Calls to one agent waiting for one of its instances (beyond the pool's
+/// instances per agent); more get 429 at once, so one slow agent's queue
+/// never holds the gateway's call slots or starves other agents.
+pub const AGENT_QUEUE_MAX: usize = 64;
+
+/// The verified state to serve an encrypted call from. An envelope sealed
+/// to the agent's next key epoch (a client reads keys from a node, which
+/// may be a block or two ahead of this worker), or whose cluster key has
+/// not reached this worker yet, waits up to [`KEY_WAIT_MS`] for it, so a
+/// rotation never fails a call sealed to the newest key. The wait holds no
+/// call slot, and at most [`KEY_WAITERS_MAX`] calls wait at once; an epoch
+/// further ahead than the next is refused at once: no block this worker
+/// could verify in time would publish it.
+async fn wait_for_key(
+    gateway: &Gateway,
+    id: Hash,
+    body: &[u8],
+) -> Result<Arc<phalanx_state::State>, (StatusCode, String)> {
+    // Anything but an envelope sealed to this agent's key is refused by the
+    // call itself, with its reason, without waiting.
+    let Ok(header) = phalanx_keys::Header::peek(body) else { return Ok(gateway.view.borrow().clone()) };
+    if header.key.kind != phalanx_keys::envelope::KeyKind::Agent || header.key.id != id || header.agent != id {
+        return Ok(gateway.view.borrow().clone());
+    }
     let epoch = header.key.epoch;
     let ready = |state: &phalanx_state::State| {
         let Some(agent) = state.agent(&id) else { return true };
@@ -610,6 +695,36 @@ async fn wait_for_key(gateway: &Gateway, id: Hash, body: &[u8]) -> Arc<phalanx_s
             None => agent.newest_key().is_some_and(|newest| newest.epoch >= epoch),
         }
     };
+    let state = gateway.view.borrow().clone();
+    if ready(&state) {
+        return Ok(state);
+    }
+    // The next epoch the chain could publish for the agent: after its newest
+    // key, or (no key yet) its cluster's newest key epoch, which its first
+    // key derives from.
+    if let Some(agent) = state.agent(&id) {
+        let known = match agent.newest_key() {
+            Some(newest) => newest.epoch,
+            None => state.cluster(&agent.cluster).and_then(|c| c.newest_key()).map_or(0, |k| k.epoch),
+        };
+        if epoch > known.saturating_add(1) {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "agent {id} has no key of epoch {epoch}: at verified height {} the newest it could have is {}; \
+                     seal to a published key",
+                    state.height(),
+                    known.saturating_add(1)
+                ),
+            ));
+        }
+    }
+    let Ok(_waiting) = gateway.key_waiters.try_acquire() else {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{KEY_WAITERS_MAX} calls already wait for a key epoch this worker has not verified; retry shortly"),
+        ));
+    };
     let mut view = gateway.view.clone();
     let mut keys = gateway.keys.clone();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(KEY_WAIT_MS);
@@ -617,14 +732,124 @@ async fn wait_for_key(gateway: &Gateway, id: Hash, body: &[u8]) -> Arc<phalanx_s
         let state = view.borrow_and_update().clone();
         keys.borrow_and_update();
         if ready(&state) {
-            return state;
+            return Ok(state);
         }
         tokio::select! {
-            changed = view.changed() => if changed.is_err() { return state },
-            changed = keys.changed() => if changed.is_err() { return state },
-            _ = tokio::time::sleep_until(deadline) => return state,
+            changed = view.changed() => if changed.is_err() { return Ok(state) },
+            changed = keys.changed() => if changed.is_err() { return Ok(state) },
+            _ = tokio::time::sleep_until(deadline) => return Ok(state),
         }
     }
+}
+
+/// Calls waiting for an instance, by agent.
+#[derive(Debug, Default)]
+struct AgentQueues(std::sync::Mutex<std::collections::HashMap<Hash, usize>>);
+
+/// A place in an agent's queue, given back when dropped.
+struct Queued<'a> {
+    queues: &'a AgentQueues,
+    agent: Hash,
+}
+
+impl AgentQueues {
+    fn enter(&self, agent: Hash) -> Option<Queued<'_>> {
+        let mut queues = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let waiting = queues.entry(agent).or_default();
+        if *waiting >= AGENT_QUEUE_MAX {
+            return None;
+        }
+        *waiting += 1;
+        Some(Queued { queues: self, agent })
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        let mut queues = self.queues.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(waiting) = queues.get_mut(&self.agent) {
+            *waiting -= 1;
+            if *waiting == 0 {
+                queues.remove(&self.agent);
+            }
+        }
+    }
+}
+
+/// An instance of `agent` and one of the gateway's call slots: the call
+/// waits in the agent's own queue (bounded by [`AGENT_QUEUE_MAX`]) for an
+/// instance, and takes a slot only once it has one, so calls queued behind
+/// a slow agent hold no slot. The outer error is a refusal (429).
+async fn lease_and_slot<'a>(
+    gateway: &'a Arc<Gateway>,
+    code: &phalanx_sandbox::AgentCode,
+    agent: Hash,
+) -> Result<Result<(Lease, tokio::sync::SemaphorePermit<'a>), SandboxError>, (StatusCode, String)> {
+    let queued = gateway.queues.enter(agent).ok_or_else(|| {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("agent {agent} has {AGENT_QUEUE_MAX} calls waiting for an instance already; retry shortly"),
+        )
+    })?;
+    let lease = match lease_agent(gateway, code, agent, &[]).await {
+        Ok(lease) => lease,
+        Err(failure) => return Ok(Err(failure)),
+    };
+    drop(queued);
+    let slot = gateway.slots.try_acquire().map_err(|_| {
+        (StatusCode::TOO_MANY_REQUESTS, "the gateway is at its limit of calls in flight; retry shortly".to_string())
+    })?;
+    Ok(Ok((lease, slot)))
+}
+
+/// Whether a request header is the gateway's to set (`phalanx-*`): no
+/// client's value under that prefix ever reaches an agent.
+pub fn is_reserved_header(name: &str) -> bool {
+    name.len() >= RESERVED_PREFIX.len() && name[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX)
+}
+
+/// The prefix of the headers only the gateway sets.
+pub const RESERVED_PREFIX: &str = "phalanx-";
+
+/// A fresh id for one failed call: the caller gets it, the owner's sealed
+/// log line carries it with the details.
+pub fn error_id() -> String {
+    let mut bytes = [0u8; 8];
+    // Without randomness the id is still unique enough to find the line by time.
+    let _ = getrandom::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// What a caller (a client or another agent) is told of a failed call: the
+/// kind of failure and its id, never text the agent produced (an exception
+/// message may carry its secrets, as on Cloudflare Workers).
+pub fn public_message(failure: &SandboxError, error_id: &str) -> String {
+    match failure {
+        SandboxError::Threw(_)
+        | SandboxError::Load(_)
+        | SandboxError::Compile(_)
+        | SandboxError::Runtime(_)
+        | SandboxError::NoHandler(_) => format!(
+            "the agent failed ({}); error id {error_id}: its owner finds the details in the agent's sealed logs",
+            failure.kind()
+        ),
+        other => format!("agent error: {other} (error id {error_id})"),
+    }
+}
+
+/// [`public_message`] as an HTTP response.
+pub fn public_failure(failure: &SandboxError, error_id: &str) -> Response {
+    error(status_of(failure), public_message(failure, error_id))
+}
+
+/// The owner's log line of a failed call, with all the details.
+pub fn failure_line(failure: &SandboxError, error_id: &str) -> LogLine {
+    LogLine { level: "error".into(), message: format!("call failed (error id {error_id}): {failure}") }
+}
+
+/// Seals a failed call's details into the agent owner's logs.
+pub(crate) fn record_failure(gateway: &Gateway, agent: &phalanx_state::Agent, failure: &SandboxError, error_id: &str) {
+    gateway.logs.record(crate::logs::LogTarget::of(agent), &[failure_line(failure, error_id)]);
 }
 
 /// The agent's secrets as `env` values, opened inside the worker with the
@@ -710,12 +935,15 @@ pub fn sandbox_failure(failure: &SandboxError) -> Response {
 /// Runs one call on a leased instance and turns its response parts into an
 /// HTTP response, streaming the body when the agent streams it. `done` gets
 /// the console lines, the result and what the call used once the call (including `waitUntil`
-/// work) has finished.
+/// work) has finished. With an `error_id`, a failure before the response
+/// starts is told to the caller as [`public_message`]; without one (the
+/// developer's own `phalanx agent dev`), in full.
 pub async fn respond(
     mut lease: Lease,
     request: HttpRequest,
     env: Vec<(String, String)>,
     receipt: Option<ReceiptFn>,
+    error_id: Option<String>,
     done: impl FnOnce(Vec<LogLine>, &Result<(), SandboxError>, phalanx_sandbox::CallUsage) + Send + 'static,
 ) -> Response {
     let (sender, mut parts) = mpsc::channel(16);
@@ -731,7 +959,13 @@ pub async fn respond(
         biased;
         result = &mut call => match parts.recv().await {
             Some(part) => Some(part),
-            None => return sandbox_failure(&result.err().unwrap_or(SandboxError::NoResponse)),
+            None => {
+                let failure = result.err().unwrap_or(SandboxError::NoResponse);
+                return match &error_id {
+                    Some(id) => public_failure(&failure, id),
+                    None => sandbox_failure(&failure),
+                };
+            }
         },
         part = parts.recv() => {
             tokio::spawn(call);

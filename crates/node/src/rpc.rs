@@ -1,11 +1,17 @@
 //! The JSON-RPC server: HTTP and WebSocket on one port, with bounded request
-//! and response sizes and connection count. Reads come from the finalized
-//! view; submissions go to the mempool.
+//! and response sizes. Connections go through `phalanx-listener` (caps per
+//! listener, per client and per process; head, body and idle timeouts);
+//! WebSockets, which outlive their HTTP request, are counted apart
+//! ([`RpcConfig::websockets_max`], [`RpcConfig::websockets_per_client_max`]),
+//! so idle WebSockets can never shut HTTP callers out. Reads come from the
+//! finalized view; submissions go to the mempool.
 
 use crate::chain::{Chain, SubmitError};
 use crate::mempool::AdmitError;
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
-use jsonrpsee::server::{PendingSubscriptionSink, ServerBuilder, ServerConfig, ServerHandle, SubscriptionMessage};
+use jsonrpsee::server::{
+    Methods, PendingSubscriptionSink, PingConfig, ServerBuilder, ServerConfig, ServerHandle, SubscriptionMessage,
+};
 use jsonrpsee::types::ErrorObjectOwned;
 use phalanx_primitives::{Hash, PublicKey};
 use phalanx_rpc::{
@@ -25,8 +31,12 @@ pub struct RpcConfig {
     pub request_bytes_max: u32,
     /// Largest response body, in bytes (a full block with its transactions).
     pub response_bytes_max: u32,
-    /// Most simultaneous connections.
-    pub connections_max: u32,
+    /// HTTP connections: caps per listener and per client, timeouts.
+    pub limits: phalanx_listener::ListenerLimits,
+    /// Most WebSocket connections open at once.
+    pub websockets_max: usize,
+    /// Most WebSocket connections open at once from one client address.
+    pub websockets_per_client_max: usize,
     /// Most subscriptions per WebSocket connection.
     pub subscriptions_per_connection_max: u32,
     /// A non-validator node's upstream: submitted transactions are checked
@@ -46,7 +56,9 @@ impl RpcConfig {
             listen,
             request_bytes_max: 5 * 512 * 1024,
             response_bytes_max: 32 * 1024 * 1024,
-            connections_max: 256,
+            limits: phalanx_listener::ListenerLimits::rpc(),
+            websockets_max: 256,
+            websockets_per_client_max: 16,
             subscriptions_per_connection_max: 16,
             forward: None,
         }
@@ -189,15 +201,19 @@ impl PhalanxServer for Api {
     async fn state_account(&self, address: String) -> RpcResult<AccountInfo> {
         let who: PublicKey =
             address.parse().map_err(|e| error(codes::INVALID_PARAMS, format!("invalid address {address:?}: {e}")))?;
-        let account = self.chain.finalized().state.account(&who);
+        let finalized = self.chain.finalized();
+        let account = finalized.state.account(&who);
         let pending_txs = self.chain.pending_count(&who);
         let nonce = account.map_or(0, |a| a.nonce);
+        let unbonding = finalized.state.unbonding(&who);
         Ok(AccountInfo {
             address: who,
             exists: account.is_some(),
             nonce,
             free: account.map_or(0, |a| a.free),
-            deposit: self.chain.finalized().state.deposit(&who),
+            deposit: finalized.state.deposit(&who),
+            unbonding: unbonding.map_or(0, |u| u.amount),
+            unbonding_release_at_ms: unbonding.map(|u| u.release_at_ms),
             pending_txs,
             next_nonce: nonce + pending_txs,
         })
@@ -263,14 +279,19 @@ impl PhalanxServer for Api {
 
 /// Starts the RPC server; it runs until the handle is stopped or dropped.
 pub async fn serve(chain: Arc<Chain>, config: &RpcConfig) -> std::io::Result<(SocketAddr, ServerHandle)> {
-    let limits = ServerConfig::builder()
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let address = listener.local_addr()?;
+    // jsonrpsee's own guard counts requests in flight and open WebSockets;
+    // ours (below and in the listener) are tighter, so it never binds.
+    let in_flight = config.limits.connections_max.saturating_add(config.websockets_max);
+    let server_config = ServerConfig::builder()
         .max_request_body_size(config.request_bytes_max)
         .max_response_body_size(config.response_bytes_max)
-        .max_connections(config.connections_max)
+        .max_connections(u32::try_from(in_flight).unwrap_or(u32::MAX))
         .max_subscriptions_per_connection(config.subscriptions_per_connection_max)
+        .enable_ws_ping(PingConfig::new().ping_interval(WS_PING_INTERVAL).inactive_limit(WS_INACTIVE_LIMIT))
         .build();
-    let server = ServerBuilder::default().set_config(limits).build(config.listen).await?;
-    let address = server.local_addr()?;
+    let builder = ServerBuilder::default().set_config(server_config).to_service_builder();
     let forward = match &config.forward {
         Some(url) => Some((
             url.clone(),
@@ -281,5 +302,59 @@ pub async fn serve(chain: Arc<Chain>, config: &RpcConfig) -> std::io::Result<(So
         )),
         None => None,
     };
-    Ok((address, server.start(Api { chain, forward }.into_rpc())))
+    let methods: Methods = Api { chain, forward }.into_rpc().into();
+    let (stop, handle) = jsonrpsee::server::stop_channel();
+    let websockets = phalanx_listener::Admission::new(
+        config.websockets_max,
+        config.websockets_per_client_max,
+        Some(phalanx_listener::ProcessBudget::global().clone()),
+    );
+    let stopped = stop.clone();
+    let connection = move |client: SocketAddr| {
+        let service = builder.clone().build(methods.clone(), stop.clone());
+        let websockets = websockets.clone();
+        tower::service_fn(move |request: hyper::Request<phalanx_listener::TimedBody<hyper::body::Incoming>>| {
+            let mut service = service.clone();
+            let websockets = websockets.clone();
+            async move {
+                if jsonrpsee::server::ws::is_upgrade_request(&request) {
+                    match websockets.try_admit(client.ip()) {
+                        // The WebSocket keeps its place until its session ends
+                        // (or its upgrade fails, which ends the session too).
+                        Ok(admitted) => {
+                            let closed = service.on_session_closed();
+                            tokio::spawn(async move {
+                                closed.await;
+                                drop(admitted);
+                            });
+                        }
+                        Err(refused) => return Ok(too_many(&refused)),
+                    }
+                }
+                tower::Service::call(&mut service, request).await
+            }
+        })
+    };
+    let limits = config.limits.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = phalanx_listener::serve(listener, limits, "rpc", connection) => {}
+            _ = stopped.shutdown() => {}
+        }
+    });
+    Ok((address, handle))
+}
+
+/// How often the server pings a WebSocket client.
+pub const WS_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// A WebSocket that answers no ping and sends nothing for this long is closed.
+pub const WS_INACTIVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// 429 with the cap a WebSocket met.
+fn too_many(refused: &phalanx_listener::Refused) -> jsonrpsee::server::HttpResponse {
+    let mut response = jsonrpsee::server::HttpResponse::new(jsonrpsee::server::HttpBody::from(format!(
+        "WebSocket refused: {refused}\n"
+    )));
+    *response.status_mut() = hyper::StatusCode::TOO_MANY_REQUESTS;
+    response
 }

@@ -473,11 +473,8 @@ async fn serve_metrics(
             }
         }),
     );
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "the metrics server stopped");
-        }
-    });
+    let limits = phalanx_listener::ListenerLimits::metrics();
+    tokio::spawn(phalanx_listener::serve(listener, limits, "metrics", move |_| app.clone()));
     Ok(bound)
 }
 

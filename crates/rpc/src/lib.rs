@@ -306,6 +306,12 @@ pub struct AccountInfo {
     /// Planck held for paid agent calls (`phalanx deposit`).
     #[serde(default)]
     pub deposit: Balance,
+    /// Withdrawn deposit still unbonding (usage of calls admitted before
+    /// may charge it), and the chain time (ms) a block pays it back from.
+    #[serde(default)]
+    pub unbonding: Balance,
+    #[serde(default)]
+    pub unbonding_release_at_ms: Option<u64>,
     /// Transactions of this account waiting in the mempool.
     pub pending_txs: u64,
     /// The nonce to sign the next transaction with.

@@ -158,6 +158,16 @@ pub enum Event {
         amount: Balance,
         deposit: Balance,
     },
+    /// `amount` left the deposit and unbonds (with what unbonded already)
+    /// until `release_at_ms`; usage of calls admitted before may charge it.
+    DepositUnbonding {
+        who: PublicKey,
+        amount: Balance,
+        deposit: Balance,
+        unbonding: Balance,
+        release_at_ms: u64,
+    },
+    /// An unbonded deposit was paid back to the account.
     DepositWithdrawn {
         who: PublicKey,
         amount: Balance,

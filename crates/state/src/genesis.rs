@@ -67,6 +67,11 @@ pub enum GenesisError {
     ChainName,
     #[error("consensus epochs must be {EPOCH_BLOCKS_MIN} to {EPOCH_BLOCKS_MAX} blocks")]
     EpochBlocks,
+    #[error(
+        "fees.deposit_unbonding_ms must be at least {} (a call's wall time and its report's way to the chain)",
+        crate::modules::fees::DEPOSIT_UNBONDING_MS_MIN
+    )]
+    DepositUnbonding,
     #[error("validator {0} is not a valid ed25519 public key")]
     ValidatorKey(PublicKey),
 }
@@ -139,6 +144,9 @@ impl Genesis {
         }
         if !(EPOCH_BLOCKS_MIN..=EPOCH_BLOCKS_MAX).contains(&self.consensus.epoch_blocks) {
             return Err(GenesisError::EpochBlocks);
+        }
+        if self.fees.deposit_unbonding_ms < crate::modules::fees::DEPOSIT_UNBONDING_MS_MIN {
+            return Err(GenesisError::DepositUnbonding);
         }
         if self.balances.len() > GENESIS_ACCOUNTS_MAX {
             return Err(GenesisError::TooManyAccounts);

@@ -116,8 +116,13 @@ pub struct State {
     pub(crate) stakes: OrdMap<(u64, PublicKey), crate::modules::staking::Stake>,
     pub(crate) fees: crate::modules::fees::FeeParams,
     pub(crate) deposits: OrdMap<PublicKey, Balance>,
+    pub(crate) unbonding: OrdMap<PublicKey, crate::modules::fees::Unbonding>,
+    /// Derived from `unbonding`: release time and account, in release order.
+    pub(crate) unbonding_due: OrdMap<(u64, PublicKey), ()>,
     pub(crate) vaults: OrdMap<u64, crate::modules::staking::Vault>,
     pub(crate) vault_stakes: OrdMap<(u64, PublicKey), crate::modules::staking::Stake>,
+    /// Derived from `vaults`: each vault's account, to its id.
+    pub(crate) vault_accounts: OrdMap<PublicKey, u64>,
     pub(crate) mining: crate::modules::computation::MiningParams,
     pub(crate) totals: crate::modules::computation::MiningTotals,
     pub(crate) miners: OrdMap<PublicKey, crate::modules::computation::Miner>,
@@ -157,8 +162,11 @@ impl State {
             stakes: OrdMap::new(),
             fees,
             deposits: OrdMap::new(),
+            unbonding: OrdMap::new(),
+            unbonding_due: OrdMap::new(),
             vaults: OrdMap::new(),
             vault_stakes: OrdMap::new(),
+            vault_accounts: OrdMap::new(),
             mining,
             totals: Default::default(),
             miners: OrdMap::new(),
@@ -198,7 +206,7 @@ impl State {
         let (mut agents, mut codes) = (OrdMap::new(), OrdMap::new());
         let (mut pools, mut stakes) = (OrdMap::new(), OrdMap::new());
         let (mut vaults, mut vault_stakes) = (OrdMap::new(), OrdMap::new());
-        let (mut fees, mut deposits) = (None, OrdMap::new());
+        let (mut fees, mut deposits, mut unbonding) = (None, OrdMap::new(), OrdMap::new());
         let (mut mining, mut totals, mut miners) = (None, None, OrdMap::new());
         let (mut validator_changes, mut consensus) = (None, None);
         let mut leaves = OrdMap::new();
@@ -243,6 +251,17 @@ impl State {
                     let who =
                         PublicKey(k[crate::modules::fees::DEPOSIT_PREFIX.len()..].try_into().expect("length checked"));
                     deposits.insert(who, decode(&key, &value)?);
+                }
+                k if k.len() == crate::modules::fees::UNBONDING_PREFIX.len() + 32
+                    && k.starts_with(crate::modules::fees::UNBONDING_PREFIX) =>
+                {
+                    let who = PublicKey(
+                        k[crate::modules::fees::UNBONDING_PREFIX.len()..].try_into().expect("length checked"),
+                    );
+                    let entry: crate::modules::fees::Unbonding = decode(&key, &value)?;
+                    if entry.amount > 0 {
+                        unbonding.insert(who, entry);
+                    }
                 }
                 mining_keys::TOTALS => totals = Some(decode(&key, &value)?),
                 k if k.len() == mining_keys::MINER.len() + 32 && k.starts_with(mining_keys::MINER) => {
@@ -298,6 +317,12 @@ impl State {
             stakes,
             fees: fees.ok_or(LoadError::Missing("fee parameters"))?,
             deposits,
+            unbonding_due: unbonding
+                .iter()
+                .map(|(who, u): (&PublicKey, &crate::modules::fees::Unbonding)| ((u.release_at_ms, *who), ()))
+                .collect(),
+            unbonding,
+            vault_accounts: vaults.keys().map(|id| (crate::modules::staking::vault_account(*id), *id)).collect(),
             vaults,
             vault_stakes,
             mining: mining.ok_or(LoadError::Missing("mining parameters"))?,
@@ -509,6 +534,7 @@ impl State {
         let mut emit = |event| events.push(EventRecord { tx_index: BLOCK_EVENT_INDEX, event });
         self.begin_mining_block(parent, &mut emit);
         self.begin_vaults_block(&mut emit);
+        self.release_unbonded(&mut emit);
         if let Some(rotation) = &self.epochs.rotation {
             if rotation.activates_at.is_some_and(|at| height >= at) {
                 let mut epochs = self.epochs.clone();
@@ -646,7 +672,15 @@ impl State {
             return Err(TxError::TooLarge { size: encoded_len, max: tx.call.bytes_max() });
         }
         let amount = match &tx.call {
-            Call::Transfer { amount, .. } => *amount,
+            Call::Transfer { to, amount } => {
+                if let Some(vault) = self.vault_of_account(to) {
+                    return Err(TxError::Staking(format!(
+                        "{to} is vault {vault}'s account, which takes no transfers (no one could spend them): \
+                         contribute with `phalanx vault contribute {vault}`"
+                    )));
+                }
+                *amount
+            }
             Call::SetGatekeeper { worker, .. } => {
                 if !self.params.governance.contains(&tx.signer) {
                     return Err(TxError::NotGovernance);
@@ -904,11 +938,12 @@ impl State {
                 self.check_key_message(sender, payload)?;
             }
             WorkerPayload::MiningHeartbeat { challenge } => self.check_answer(sender, *challenge)?,
-            WorkerPayload::Usage { agent, caller, calls, cpu_ms, egress_bytes } => self.check_usage(
+            WorkerPayload::Usage { agent, caller, price, calls, cpu_ms, egress_bytes } => self.check_usage(
                 sender,
                 &fees::Usage {
                     agent: *agent,
                     caller: *caller,
+                    price: *price,
                     calls: *calls,
                     cpu_ms: *cpu_ms,
                     egress_bytes: *egress_bytes,
@@ -1210,9 +1245,9 @@ impl State {
                         emit(Event::KeyHandedOver { from: worker.info.identity, to });
                     }
                     WorkerPayload::MiningHeartbeat { .. } => self.apply_answer(worker.info.identity, &mut emit),
-                    WorkerPayload::Usage { agent, caller, calls, cpu_ms, egress_bytes } => self.apply_usage(
+                    WorkerPayload::Usage { agent, caller, price, calls, cpu_ms, egress_bytes } => self.apply_usage(
                         worker.info.identity,
-                        fees::Usage { agent, caller, calls, cpu_ms, egress_bytes },
+                        fees::Usage { agent, caller, price, calls, cpu_ms, egress_bytes },
                         &mut emit,
                     ),
                     WorkerPayload::AgentCommand { agent, .. } => {

@@ -882,6 +882,7 @@ fn random_vault_traffic_with_mining_keeps_the_books() {
         "workers stopped",
         "reward",
         "blocks with a vault queue",
+        "donation refused",
     ] {
         assert!(tally.get(wanted).copied().unwrap_or(0) > 0, "no {wanted}: {tally:?}");
     }
@@ -917,7 +918,7 @@ fn random_traffic(seed: u64, tally: &mut BTreeMap<&'static str, usize>) {
         let vault = rand(2);
         let pool = rand(2);
         let permille = if rand(3) == 0 { 1_000 } else { 1 + u128::from(rand(1_000)) };
-        let op: Option<(&Keypair, Call)> = match rand(12) {
+        let op: Option<(&Keypair, Call)> = match rand(14) {
             0..=2 => {
                 let amount = (1 + u128::from(rand(2_000_000))) * PHA / 1_000;
                 Some((holders[rand(4) as usize], Call::VaultContribute { vault, amount }))
@@ -942,6 +943,24 @@ fn random_traffic(seed: u64, tally: &mut BTreeMap<&'static str, usize>) {
             10 => {
                 let shares = next.stake(pool, &ferdie.public()).shares * permille / 1_000;
                 Some((&ferdie, Call::Withdraw { pool, shares }))
+            }
+            11 => {
+                // A donation to inflate the vault's shares: refused, whatever the amount.
+                let amount = (1 + u128::from(rand(5_000))) * PHA;
+                let tx = chain.tx(holders[rand(4) as usize], Call::Transfer { to: vault_account(vault), amount });
+                let refused = next.check_tx(&tx, tx.encode().len());
+                assert!(
+                    matches!(&refused, Err(TxError::Staking(m)) if m.contains("takes no transfers")),
+                    "{refused:?}"
+                );
+                *tally.entry("donation refused").or_default() += 1;
+                None
+            }
+            12 => {
+                // Down to one share: the first step of an inflation attempt.
+                let who = holders[rand(4) as usize];
+                let shares = next.vault_stake(vault, &who.public()).shares.saturating_sub(1);
+                Some((who, Call::VaultWithdraw { vault, shares }))
             }
             _ => workers.iter().find_map(|w| {
                 let miner = next.miner(&w.public())?;
@@ -1047,7 +1066,6 @@ fn the_owner_cannot_postpone_the_pools_grace_period_by_delegating() {
     // Delegating while holders wait is refused outright (their planck come
     // first), so topping up the pool request to reset its date is not possible…
     chain.run_to(h1 + 3, &both);
-    chain.step_with(&both, vec![chain.tx_ahead(&eve, 0, Call::Transfer { to: me, amount: PHA })]);
     let refused =
         chain.state.check_tx(&chain.tx_ahead(&eve, 0, Call::Delegate { vault: VAULT, pool: POOL, amount: PHA }), 0);
     assert!(matches!(&refused, Err(TxError::Staking(m)) if m.contains("withdrawals waiting")), "{refused:?}");
@@ -1117,4 +1135,36 @@ fn planck_the_pool_pays_a_waiting_vault_are_not_delegated_again() {
         );
         break;
     }
+}
+
+/// The share-inflation theft a review showed (issue 20, finding 10), through
+/// real blocks: dave puts 0.001 PHA into a fresh vault, withdraws all but
+/// one share, then sends 1,000 PHA to the vault's account to make that one
+/// share worth 1,000 PHA, so that charlie's 1,999 PHA would buy one share
+/// and dave could take half of it. The transfer is refused (a vault's
+/// account takes none, and a vault's value never counts its raw balance),
+/// charlie's contribution buys shares at 1 planck each, and neither can
+/// take anything of the other's: each gets back what they put in.
+#[test]
+fn a_vault_cannot_be_inflated_by_sending_planck_to_its_account() {
+    let (alice, charlie, dave) = (dev("alice"), dev("charlie"), dev("dave"));
+    let me = vault_account(VAULT);
+    let mut chain = Chain::new();
+    chain.send(&alice, Call::CreateVault { commission: 0 });
+    chain.send(&dave, Call::VaultContribute { vault: VAULT, amount: CONTRIBUTION_MIN });
+    chain.send(&dave, Call::VaultWithdraw { vault: VAULT, shares: CONTRIBUTION_MIN - 1 });
+    assert_eq!((chain.vault().shares, chain.state.vault_free(VAULT)), (1, 1), "one share of 1 planck left");
+
+    chain.refuses(chain.tx(&dave, Call::Transfer { to: me, amount: 1_000 * PHA }), "takes no transfers");
+    assert_eq!(chain.state.vault_value(&chain.vault()), 1, "the vault is worth what its books say");
+
+    let charlie_before = chain.balance(&charlie.public());
+    let events = chain.send(&charlie, Call::VaultContribute { vault: VAULT, amount: 1_999 * PHA });
+    let shares = chain.state.vault_stake(VAULT, &charlie.public()).shares;
+    assert_eq!(shares, 1_999 * PHA, "1 planck per share, as before: {events:?}");
+    let dave_before = chain.balance(&dave.public());
+    chain.send(&dave, Call::VaultWithdraw { vault: VAULT, shares: 1 });
+    assert_eq!(chain.balance(&dave.public()), dave_before + 1 - FEE, "dave's one share is worth one planck");
+    chain.send(&charlie, Call::VaultWithdraw { vault: VAULT, shares });
+    assert_eq!(chain.balance(&charlie.public()), charlie_before - 2 * FEE, "charlie lost nothing but fees");
 }

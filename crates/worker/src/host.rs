@@ -73,7 +73,7 @@ impl WorkerConfig {
 /// Why a worker stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot create or write {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("node {node}: {source}")]
     Rpc { node: String, source: jsonrpsee::core::ClientError },
@@ -168,7 +168,9 @@ pub async fn run(
 
     let (view, view_rx) = tokio::sync::watch::channel(Arc::new(runtime.chain().state().clone()));
     let (keyring, keyring_rx) = tokio::sync::watch::channel(Arc::new(runtime.cluster_keyring()));
-    let (mut shared, mut submitted) = phalanx_gateway::Shared::new(&config.data_dir);
+    let (mut shared, mut submitted) = phalanx_gateway::Shared::new(&config.data_dir).map_err(|source| {
+        WorkerError::DataDir { path: config.data_dir.join(phalanx_gateway::server::REPLAY_FILE), source }
+    })?;
     let metrics = Arc::new(crate::metrics::WorkerMetrics::default());
     shared.metrics = metrics.gateway.clone();
     match shared.states.load(&runtime.cluster_keyring(), runtime.chain().state()) {
@@ -300,8 +302,9 @@ pub async fn run(
                     }
                     // Paid calls served since the last round, for the chain to charge.
                     for report in shared.usage.drain(phalanx_gateway::usage::REPORTS_PER_ROUND_MAX) {
-                        let phalanx_gateway::usage::Report { agent, caller, calls, cpu_ms, egress_bytes } = report;
-                        payloads.push(WorkerPayload::Usage { agent, caller, calls, cpu_ms, egress_bytes });
+                        let phalanx_gateway::usage::Report { agent, caller, price, calls, cpu_ms, egress_bytes } =
+                            report;
+                        payloads.push(WorkerPayload::Usage { agent, caller, price, calls, cpu_ms, egress_bytes });
                     }
                     // Commands agents submitted (`ctx.submit`), sealed to the agent's newest key.
                     while let Ok((agent, json)) = submitted.try_recv() {

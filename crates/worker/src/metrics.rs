@@ -77,10 +77,7 @@ pub async fn serve(
             async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.encode()) }
         }),
     );
-    let task = tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "the metrics server stopped");
-        }
-    });
+    let limits = phalanx_listener::ListenerLimits::metrics();
+    let task = tokio::spawn(phalanx_listener::serve(listener, limits, "metrics", move |_| app.clone()));
     Ok((bound, task))
 }

@@ -18,7 +18,7 @@
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use phalanx_attest::AttestationPolicy as DcapPolicy;
-use phalanx_primitives::{Hash, PublicKey, Signature, encode, sha512_parts};
+use phalanx_primitives::{Balance, Hash, PublicKey, Signature, encode, sha512_parts};
 
 /// Leaf key of the [`AttestationPolicy`].
 pub(crate) const POLICY_KEY: &[u8] = &[0x02, 0x00];
@@ -207,8 +207,10 @@ pub enum WorkerPayload {
     AgentCommand { agent: Hash, payload: crate::modules::agents::CommandPayload },
     /// A mining worker answers its challenge at height `challenge`.
     MiningHeartbeat { challenge: u64 },
-    /// What the worker served `caller` of a paid agent since its last report.
-    Usage { agent: Hash, caller: PublicKey, calls: u64, cpu_ms: u64, egress_bytes: u64 },
+    /// What the worker served `caller` of a paid agent since its last
+    /// report, at one per-call `price` (the agent's when the calls were
+    /// admitted; the chain charges at most that, and at most the price now).
+    Usage { agent: Hash, caller: PublicKey, price: Balance, calls: u64, cpu_ms: u64, egress_bytes: u64 },
 }
 
 /// A message from a worker, signed inside its TEE.

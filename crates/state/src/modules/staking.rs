@@ -45,6 +45,15 @@ pub const POOLS_MAX: usize = 100_000;
 pub const WITHDRAW_QUEUE_MAX: usize = 4_096;
 /// Smallest contribution, in planck (1 milli-PHA): keeps dust accounts out.
 pub const CONTRIBUTION_MIN: Balance = phalanx_primitives::PLANCK_PER_PHA / 1_000;
+/// Highest share price (planck per share, rounded up) at which a pool or a
+/// vault takes contributions. Shares are minted rounded down, so a
+/// contribution loses less than one share's price to rounding; capping the
+/// price caps that loss at this many planck (a millionth of a PHA). Shares
+/// start at 1 planck each and only rewards raise the price (a value is what
+/// the chain's books say, never a balance anyone can send to), so no honest
+/// pool comes near it; a pool pumped to inflate its few shares' price is
+/// refused instead of robbing the next contributor.
+pub const SHARE_PRICE_MAX: Balance = 1_000_000;
 
 /// One queued withdrawal: `shares` of `who`, waiting since `queued_at` (height).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, serde::Serialize, serde::Deserialize)]
@@ -85,6 +94,10 @@ pub struct Stake {
 pub enum StakeError {
     #[error("a contribution is at least {CONTRIBUTION_MIN} planck")]
     TooSmall,
+    #[error(
+        "the share price is {price} planck per share, above the {SHARE_PRICE_MAX} at which contributions are taken (rounding would cost contributors up to a share)"
+    )]
+    PriceTooHigh { price: Balance },
     #[error("the pool's cap of {cap} planck leaves room for {room} planck")]
     Cap { cap: Balance, room: Balance },
     #[error("the pool has shares but no value left (slashed to zero); it takes no contributions")]
@@ -107,6 +120,11 @@ pub fn mul_div(a: Balance, b: Balance, c: Balance) -> Option<Balance> {
     }
     let wide = ethnum::U256::from(a) * ethnum::U256::from(b) / ethnum::U256::from(c);
     u128::try_from(wide).ok()
+}
+
+/// Planck per share, rounded up (`None` with no shares).
+pub fn share_price(value: Balance, shares: Balance) -> Option<Balance> {
+    (shares > 0).then(|| value.div_ceil(shares))
 }
 
 /// What a withdrawal did now: planck paid out and the shares they bought back.
@@ -165,6 +183,11 @@ impl Pool {
             if amount > room {
                 return Err(StakeError::Cap { cap, room });
             }
+        }
+        if let Some(price) = share_price(self.value, self.shares)
+            && price > SHARE_PRICE_MAX
+        {
+            return Err(StakeError::PriceTooHigh { price });
         }
         let shares = self.shares_for(amount)?;
         if shares == 0 {
@@ -240,9 +263,10 @@ impl Pool {
 
 /// A vault: stake its holders put in, which its owner delegates into stake
 /// pools (never into other vaults). Its planck not delegated sit in the
-/// vault's own account ([`vault_account`]), which no one holds a key for;
-/// its delegated stake is the vault's shares in those pools. The vault's
-/// value is both, at the pools' current prices. The owner's commission is
+/// vault's own account ([`vault_account`]), which no one holds a key for,
+/// and are counted in [`Vault::free`]; its delegated stake is the vault's
+/// shares in those pools. The vault's value is both, at the pools' current
+/// prices. Transfers to a vault's account are refused. The owner's commission is
 /// taken on gains: when the value has grown since the last settlement
 /// (rewards in the pools), the owner gets new vault shares worth the
 /// commission on the gain.
@@ -259,6 +283,12 @@ pub struct Vault {
     pub pools: Vec<u64>,
     pub withdrawals: VecDeque<Withdrawal>,
     pub created_at: u64,
+    /// Planck not delegated, as the vault's own flows put them in its
+    /// account (contributions, pool payouts) and took them out (delegations,
+    /// payouts): its account's balance may be more (planck credited there
+    /// by other means), but only this counts in the vault's value.
+    #[serde(default)]
+    pub free: Balance,
 }
 
 /// The account holding a vault's undelegated planck (and, in pools, its shares).
@@ -322,6 +352,25 @@ mod tests {
         assert_eq!(pool.slash(100 * PHA), 70 * PHA, "a slash takes locked stake only");
         assert_eq!(pool.value, 0);
         assert_eq!(pool.check_contribution(PHA), Err(StakeError::Bankrupt));
+    }
+
+    /// A pool whose few shares were pumped to a high price takes no
+    /// contribution: rounding down would cost the contributor up to a share.
+    #[test]
+    fn contributions_stop_above_the_share_price_cap() {
+        let mut pool = Pool::new(0, OWNER, 0, None, 0);
+        pool.contribute(CONTRIBUTION_MIN, pool.check_contribution(CONTRIBUTION_MIN).unwrap());
+        let all_but_one = pool.shares - 1;
+        pool.pay_out(all_but_one);
+        assert_eq!((pool.shares, pool.value), (1, 1));
+        pool.reward(SHARE_PRICE_MAX - 1);
+        assert_eq!(share_price(pool.value, pool.shares), Some(SHARE_PRICE_MAX));
+        assert!(pool.check_contribution(CONTRIBUTION_MIN).is_ok(), "at the cap contributions still go in");
+        pool.reward(1);
+        assert_eq!(
+            pool.check_contribution(1_999 * CONTRIBUTION_MIN),
+            Err(StakeError::PriceTooHigh { price: SHARE_PRICE_MAX + 1 })
+        );
     }
 
     #[test]

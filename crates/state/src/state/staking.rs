@@ -137,6 +137,7 @@ impl State {
         stake.shares -= paid.shares;
         self.set_stake(id, who, stake);
         self.credit(who, paid.value, emit);
+        self.vault_received(&who, paid.value);
         emit(Event::Withdrawn { pool: id, who, shares: paid.shares, amount: paid.value });
     }
 

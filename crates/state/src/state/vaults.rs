@@ -37,12 +37,18 @@ impl State {
         self.vault_stakes.range((id, PublicKey([0; 32]))..=(id, PublicKey([0xff; 32]))).map(|((_, who), s)| (who, s))
     }
 
-    /// The vault's planck not delegated.
+    /// The vault's planck not delegated, as its books say ([`Vault::free`]).
     pub fn vault_free(&self, id: u64) -> Balance {
-        self.account(&vault_account(id)).map_or(0, |a| a.free)
+        self.vaults.get(&id).map_or(0, |v| v.free)
     }
 
-    /// The vault's value now: free planck plus its pool shares at the pools' prices.
+    /// The vault owning `account`, if it is a vault's account.
+    pub fn vault_of_account(&self, account: &PublicKey) -> Option<u64> {
+        self.vault_accounts.get(account).copied()
+    }
+
+    /// The vault's value now: its undelegated planck (as its books say, never
+    /// its account's raw balance) plus its pool shares at the pools' prices.
     pub fn vault_value(&self, vault: &Vault) -> Balance {
         let me = vault_account(vault.id);
         let delegated: Balance = vault
@@ -50,7 +56,18 @@ impl State {
             .iter()
             .filter_map(|p| self.pools.get(p).map(|pool| pool.value_of(self.stake(*p, &me).shares)))
             .sum();
-        self.vault_free(vault.id) + delegated
+        vault.free + delegated
+    }
+
+    /// A pool paid `amount` to `who`: if `who` is a vault's account, the
+    /// vault's books count it.
+    pub(super) fn vault_received(&mut self, who: &PublicKey, amount: Balance) {
+        if let Some(id) = self.vault_of_account(who)
+            && let Some(mut vault) = self.vaults.get(&id).cloned()
+        {
+            vault.free += amount;
+            self.set_vault(vault);
+        }
     }
 
     fn set_vault(&mut self, vault: Vault) {
@@ -96,7 +113,9 @@ impl State {
             pools: Vec::new(),
             withdrawals: Default::default(),
             created_at: self.head.height,
+            free: 0,
         };
+        self.vault_accounts.insert(vault_account(id), id);
         self.set_vault(vault);
         emit(Event::VaultCreated { vault: id, owner, commission });
     }
@@ -118,8 +137,13 @@ impl State {
             return Err(TxError::Staking(format!("vault {id}: {}", staking::StakeError::TooSmall)));
         }
         let (value, shares) = self.settled_view(vault);
+        if let Some(price) = staking::share_price(value, shares)
+            && price > staking::SHARE_PRICE_MAX
+        {
+            return Err(TxError::Staking(format!("vault {id}: {}", staking::StakeError::PriceTooHigh { price })));
+        }
         if Self::vault_shares_for(value, shares, amount)? == 0 {
-            return Err(TxError::Staking(format!("vault {id}: {}", staking::StakeError::TooSmall)));
+            return Err(TxError::Staking(format!("vault {id}: {amount} planck buy no share at its price")));
         }
         Ok(())
     }
@@ -230,6 +254,7 @@ impl State {
         stake.shares += shares;
         self.set_vault_stake(id, who, stake);
         vault.shares += shares;
+        vault.free += amount;
         vault.settled_value += amount;
         emit(Event::VaultContributed { vault: id, who, amount, shares });
         self.serve_vault(vault, emit);
@@ -253,6 +278,7 @@ impl State {
         if !vault.pools.contains(&pool) {
             vault.pools.push(pool);
         }
+        vault.free -= amount;
         self.set_vault(vault);
         self.apply_contribute(vault_account(id), pool, amount, emit);
         let mut vault = self.vaults.get(&id).expect("stored").clone();
@@ -275,7 +301,7 @@ impl State {
         while let Some(head) = vault.withdrawals.front().copied() {
             let shares = head.shares.min(self.vault_stake(vault.id, &head.who).shares);
             let value = self.vault_value(&vault);
-            let free = self.vault_free(vault.id);
+            let free = vault.free;
             let worth = if vault.shares == 0 { 0 } else { mul_div(shares, value, vault.shares).expect("≤ value") };
             let (paid_shares, paid) = if worth <= free {
                 (shares, worth)
@@ -289,6 +315,7 @@ impl State {
                 stake.shares -= paid_shares;
                 self.set_vault_stake(vault.id, head.who, stake);
                 vault.shares -= paid_shares;
+                vault.free -= paid;
                 self.move_planck(me, head.who, paid, emit);
                 emit(Event::VaultWithdrawn { vault: vault.id, who: head.who, shares: paid_shares, amount: paid });
             }

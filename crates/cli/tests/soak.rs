@@ -1,0 +1,313 @@
+//! A bounded soak of a real `phalanx dev` under one hostile client (issue
+//! 20, must-show 2): from its own address (127.0.0.2) it opens thousands of
+//! connections that never finish a request head to the gateway and to the
+//! RPC, holds idle WebSockets on the RPC, and floods the gateway with
+//! envelopes sealed to a key epoch far ahead. Meanwhile a well-behaved
+//! client (127.0.0.1) keeps calling an agent and reading the chain: its p99
+//! stays under a second, the chain keeps finalizing, the worker's verified
+//! height keeps up, and the process never exits. The figures are printed.
+//! And idle WebSockets from many addresses fill only their own budget.
+
+mod common;
+
+use common::{DevNode, deploy, free_port, until};
+use phalanx_primitives::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ATTACKER: [u8; 4] = [127, 0, 0, 2];
+/// How long the well-behaved client measures under attack.
+const SOAK: Duration = Duration::from_secs(20);
+
+/// A connection from the attacker's address.
+async fn connect(port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((ATTACKER, 0).into())?;
+    socket.connect(([127, 0, 0, 1], port).into()).await
+}
+
+#[derive(Default)]
+struct Tally {
+    held: AtomicUsize,
+    refused: AtomicUsize,
+}
+
+/// Opens connections that send half a request head and then nothing,
+/// reopening whatever the server closes, until `stop`.
+async fn slow_heads(port: u16, path: String, count: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        let (stop, tally, path) = (stop.clone(), tally.clone(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(mut stream) = connect(port).await else {
+                    tally.refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                let _ = stream.write_all(format!("POST {path} HTTP/1.1\r\nhost: x\r\nx-slow: ").as_bytes()).await;
+                let mut buffer = [0u8; 256];
+                // A refusal is answered at once; a connection with no answer
+                // after a second is held, until the server cuts it (the head
+                // timeout) or the soak ends.
+                match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buffer)).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        tally.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        tally.held.fetch_add(1, Ordering::Relaxed);
+                        let _ = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buffer)).await;
+                        tally.held.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Opens WebSockets to the RPC and leaves them idle, until `stop`.
+async fn idle_websockets(port: u16, count: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        let (stop, tally) = (stop.clone(), tally.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(mut stream) = connect(port).await else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                let handshake = "GET / HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+                                 sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n";
+                let _ = stream.write_all(handshake.as_bytes()).await;
+                let mut buffer = [0u8; 512];
+                match stream.read(&mut buffer).await {
+                    Ok(n) if buffer[..n].starts_with(b"HTTP/1.1 101") => {
+                        tally.held.fetch_add(1, Ordering::Relaxed);
+                        // Idle: read (pings) until the server closes or the soak ends.
+                        while !stop.load(Ordering::Relaxed) {
+                            match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buffer)).await {
+                                Ok(Ok(0)) | Ok(Err(_)) => break,
+                                _ => {}
+                            }
+                        }
+                        tally.held.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        tally.refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Envelopes sealed to epoch 1,000,000 of the agent, as fast as they are answered.
+async fn envelope_flood(url: String, envelope: Vec<u8>, stop: Arc<AtomicBool>, sent: Arc<AtomicUsize>) {
+    let client = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ATTACKER))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, url, envelope, stop, sent) =
+            (client.clone(), url.clone(), envelope.clone(), stop.clone(), sent.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = client
+                    .post(&url)
+                    .header("content-type", phalanx_keys::call::ENVELOPE_CONTENT_TYPE)
+                    .body(envelope.clone())
+                    .send()
+                    .await;
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+#[test]
+fn one_hostile_client_cannot_starve_others_or_stop_the_node() {
+    raise_fd_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let gateway_port = free_port();
+    let (rpc_port, port) = (free_port(), gateway_port.to_string());
+    let mut node = DevNode::start_with(dir.path(), rpc_port, free_port(), &["--workers", "1", "--gateway-port", &port]);
+    let source = dir.path().join("hello.js");
+    std::fs::write(&source, "export default { fetch() { return new Response('hello'); } };").unwrap();
+    let id = deploy(&node, &source, "bob");
+    let gateway = format!("http://127.0.0.1:{gateway_port}");
+    let agent_url = format!("{gateway}/agents/{id}/");
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    until("the agent answering", || http.get(&agent_url).send().is_ok_and(|r| r.status() == 200));
+    let agent: Hash = id.parse().unwrap();
+    let stranger = phalanx_keys::SecretKey::from_bytes([7; 32]).public();
+    let request =
+        phalanx_keys::call::SealedRequest { method: "GET".into(), path: "/".into(), headers: vec![], body: vec![] };
+    let (envelope, _) = request.seal(agent, 1_000_000, &stranger).unwrap();
+
+    let head =
+        |node: &DevNode| -> u64 { node.cli_json::<serde_json::Value>(&["chain", "head"])["height"].as_u64().unwrap() };
+    let start_height = head(&node);
+
+    // The attack, on its own runtime.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (gateway_tally, rpc_tally, ws_tally) =
+        (Arc::new(Tally::default()), Arc::new(Tally::default()), Arc::new(Tally::default()));
+    let flooded = Arc::new(AtomicUsize::new(0));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let attack = {
+        let (stop, gateway_tally, rpc_tally, ws_tally, flooded) =
+            (stop.clone(), gateway_tally.clone(), rpc_tally.clone(), ws_tally.clone(), flooded.clone());
+        let flood_url = format!("{gateway}/agents/{id}");
+        let agent_path = format!("/agents/{id}/");
+        runtime.spawn(async move {
+            tokio::join!(
+                slow_heads(gateway_port, agent_path, 1_500, stop.clone(), gateway_tally),
+                slow_heads(rpc_port, "/".into(), 1_500, stop.clone(), rpc_tally),
+                idle_websockets(rpc_port, 300, stop.clone(), ws_tally),
+                envelope_flood(flood_url, envelope, stop.clone(), flooded),
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+
+    // The well-behaved client, from 127.0.0.1, alternating gateway and RPC calls.
+    let rpc = node.client();
+    let blocking = tokio::runtime::Runtime::new().unwrap();
+    let (mut gateway_times, mut rpc_times, mut failures) = (Vec::new(), Vec::new(), Vec::new());
+    let started = Instant::now();
+    while started.elapsed() < SOAK {
+        let t = Instant::now();
+        match http.get(&agent_url).send() {
+            Ok(r) if r.status() == 200 => gateway_times.push(t.elapsed()),
+            other => failures.push(format!("gateway: {:?}", other.map(|r| r.status()))),
+        }
+        let t = Instant::now();
+        match blocking.block_on(phalanx_rpc::PhalanxClient::chain_head(&rpc)) {
+            Ok(_) => rpc_times.push(t.elapsed()),
+            Err(error) => failures.push(format!("rpc: {error}")),
+        }
+    }
+    let held = (
+        gateway_tally.held.load(Ordering::Relaxed),
+        rpc_tally.held.load(Ordering::Relaxed),
+        ws_tally.held.load(Ordering::Relaxed),
+    );
+    let refused = (
+        gateway_tally.refused.load(Ordering::Relaxed),
+        rpc_tally.refused.load(Ordering::Relaxed),
+        ws_tally.refused.load(Ordering::Relaxed),
+    );
+    let end_height = head(&node);
+    let attestation: serde_json::Value = http.get(format!("{gateway}/attestation")).send().unwrap().json().unwrap();
+    let verified = attestation["verified_height"].as_u64().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    runtime.block_on(async { tokio::time::timeout(Duration::from_secs(40), attack).await.ok() });
+    drop(runtime);
+
+    gateway_times.sort();
+    rpc_times.sort();
+    let report = format!(
+        "soak {SOAK:?}: gateway {} calls p50 {:?} p99 {:?}; rpc {} calls p50 {:?} p99 {:?}; failures {}; \
+         attacker held (gateway, rpc, ws) {held:?}, refused {refused:?}, {} envelopes; \
+         height {start_height} -> {end_height}, worker verified {verified}",
+        gateway_times.len(),
+        percentile(&gateway_times, 0.5),
+        percentile(&gateway_times, 0.99),
+        rpc_times.len(),
+        percentile(&rpc_times, 0.5),
+        percentile(&rpc_times, 0.99),
+        failures.len(),
+        flooded.load(Ordering::Relaxed),
+    );
+    println!("{report}");
+    assert!(failures.is_empty(), "{report}: {:?}", &failures[..failures.len().min(5)]);
+    assert!(percentile(&gateway_times, 0.99) < Duration::from_secs(1), "{report}");
+    assert!(percentile(&rpc_times, 0.99) < Duration::from_secs(1), "{report}");
+    assert!(end_height > start_height + 5, "the chain kept finalizing: {report}");
+    assert!(verified + 20 >= end_height, "the worker kept up: {report}");
+    assert!(held.0 <= 256 && held.1 <= 64 && held.2 <= 16, "one client holds at most its share: {report}");
+    assert!(refused.0 > 0 && refused.1 > 0 && refused.2 > 0, "the attacker met every cap: {report}");
+    assert!(node.child.try_wait().unwrap().is_none(), "the process is still running");
+    // And it still serves once the attack is over.
+    assert_eq!(http.get(&agent_url).send().unwrap().status(), 200);
+}
+
+/// The test opens thousands of sockets: the soft limit of open files is raised to the hard one.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    if let Some(hard) = getrlimit(Resource::Nofile).maximum {
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(hard), maximum: Some(hard) });
+    }
+}
+
+/// Finding 6: idle WebSockets, even from many addresses, never shut HTTP
+/// callers out of the RPC (they are counted apart, 16 per address, 256 in
+/// all) and the worker's chain sync keeps going.
+#[test]
+fn idle_websockets_from_many_addresses_never_shut_out_http() {
+    raise_fd_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let gateway_port = free_port();
+    let (rpc_port, port) = (free_port(), gateway_port.to_string());
+    let node = DevNode::start_with(dir.path(), rpc_port, free_port(), &["--workers", "1", "--gateway-port", &port]);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let handshake = "GET / HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+                     sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n";
+    // 17 WebSockets from each of 17 addresses: 16 each are taken (272 > 256 in all).
+    let (held, refused): (Vec<tokio::net::TcpStream>, usize) = runtime.block_on(async {
+        let (mut held, mut refused) = (Vec::new(), 0);
+        for host in 2..19u8 {
+            for _ in 0..17 {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(([127, 0, 0, host], 0).into()).unwrap();
+                let mut stream = socket.connect(([127, 0, 0, 1], rpc_port).into()).await.unwrap();
+                stream.write_all(handshake.as_bytes()).await.unwrap();
+                let mut buffer = [0u8; 256];
+                let n = stream.read(&mut buffer).await.unwrap_or(0);
+                if buffer[..n].starts_with(b"HTTP/1.1 101") {
+                    held.push(stream);
+                } else {
+                    assert!(buffer[..n].starts_with(b"HTTP/1.1 429"), "{}", String::from_utf8_lossy(&buffer[..n]));
+                    refused += 1;
+                }
+            }
+        }
+        (held, refused)
+    });
+    assert_eq!(held.len(), 256, "the WebSocket cap in all");
+    assert_eq!(refused, 17 * 17 - 256);
+    // HTTP callers are served, and the chain and the worker move on.
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let head =
+        |node: &DevNode| -> u64 { node.cli_json::<serde_json::Value>(&["chain", "head"])["height"].as_u64().unwrap() };
+    let verified = || -> u64 {
+        let attestation: serde_json::Value =
+            http.get(format!("http://127.0.0.1:{gateway_port}/attestation")).send().unwrap().json().unwrap();
+        attestation["verified_height"].as_u64().unwrap()
+    };
+    let (start, start_verified) = (head(&node), verified());
+    until("the chain and the worker moving on with 256 idle WebSockets open", || {
+        head(&node) >= start + 5 && verified() >= start_verified + 5
+    });
+    drop(held);
+}
