@@ -168,7 +168,10 @@ async fn plain_call(
 async fn gateway_worker(http: &reqwest::Client, gateway: &str) -> anyhow::Result<phalanx_primitives::PublicKey> {
     let url = format!("{}/attestation", gateway.trim_end_matches('/'));
     let response = http.get(&url).send().await.map_err(|e| unreachable(gateway, e))?;
-    let attestation: serde_json::Value = response.json().await.context("reading the gateway's /attestation")?;
+    let body = response.bytes().await.context("reading the gateway's /attestation")?;
+    anyhow::ensure!(body.len() <= 64 * 1024, "{url} answered more than 64 KiB");
+    let attestation: serde_json::Value =
+        serde_json::from_slice(&body).with_context(|| format!("{url} did not answer JSON"))?;
     attestation["identity"]
         .as_str()
         .and_then(|identity| identity.parse().ok())
