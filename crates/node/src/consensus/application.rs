@@ -172,6 +172,10 @@ impl Reporter for FinalizedReporter {
 /// a block without one.
 const CERTIFICATE_WAIT: Duration = Duration::from_secs(2);
 const CERTIFICATE_POLL: Duration = Duration::from_millis(10);
+/// First and longest pause before storing a finalized block again after a
+/// storage error.
+const COMMIT_RETRY_FIRST: Duration = Duration::from_millis(250);
+const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Commits finalized blocks in height order, each with its certificate,
 /// and acknowledges them to marshal only once durable. Marshal redelivers
@@ -212,11 +216,25 @@ pub async fn run_finalizer<E: Clock>(
             let must = before.state.is_epoch_last(height);
             fetch_certificate(&runtime, &me, before.state.validators(), &marshal, height, must).await
         };
-        if let Err(error) = chain.commit(&block, &certificate) {
-            // Not acknowledging stops marshal: the node halts rather than
-            // diverge from what consensus finalized or lose a block.
-            tracing::error!(height, %error, "cannot commit finalized block; halting");
-            return;
+        let mut wait = COMMIT_RETRY_FIRST;
+        loop {
+            match chain.commit(&block, &certificate) {
+                Ok(()) => break,
+                // Storage failed (out of descriptors or space, an I/O error):
+                // nothing was written or changed, so the block is tried again
+                // until it is stored; marshal waits for the acknowledgement.
+                Err(crate::chain::CommitError::Store(error)) => {
+                    tracing::error!(height, %error, retry_in_ms = wait.as_millis() as u64, "cannot store finalized block; retrying");
+                    runtime.sleep(wait).await;
+                    wait = (wait * 2).min(COMMIT_RETRY_MAX);
+                }
+                Err(error) => {
+                    // Not acknowledging stops marshal: the node halts rather than
+                    // diverge from what consensus finalized or lose a block.
+                    tracing::error!(height, %error, "finalized block does not apply; halting");
+                    return;
+                }
+            }
         }
         let after = chain.finalized();
         let changed = after.state.pending_validators() != before.state.pending_validators()
