@@ -79,6 +79,17 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         txs_per_block: usize,
     },
+    /// Per-block state commitment as the state grows: a state of N accounts,
+    /// then blocks of K transfers (execute, state root, durable commit);
+    /// RSS, size on disk and reopen time.
+    State {
+        #[arg(long, default_value_t = 100_000)]
+        accounts: u64,
+        #[arg(long, default_value_t = 1_000)]
+        changes: usize,
+        #[arg(long, default_value_t = 10)]
+        blocks: usize,
+    },
     /// Worker gateway requests/s and latency (plain and encrypted calls) and
     /// first call after deploy, against a plain hyper server, in one run.
     Gateway {
@@ -118,7 +129,7 @@ fn sign_transfer(
     Transaction { chain_id, signer: from.public(), nonce, fee, call: Call::Transfer { to, amount } }.sign(from)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -134,6 +145,9 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
             return crate::bench_agent::run(seconds, connections, calls).await;
         }
         BenchCommand::Keys { agents } => return crate::bench_keys::run(agents),
+        BenchCommand::State { accounts, changes, blocks } => {
+            return crate::bench_state::run(accounts, changes, blocks, args.json);
+        }
         BenchCommand::Worker { blocks, txs_per_block } => {
             return crate::bench_worker::run(blocks, txs_per_block).await;
         }

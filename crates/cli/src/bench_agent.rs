@@ -160,7 +160,7 @@ pub(crate) async fn run(seconds: u64, connections: usize, calls: usize) -> anyho
 }
 
 /// Resident set size of this process, from /proc.
-fn rss_bytes() -> anyhow::Result<u64> {
+pub(crate) fn rss_bytes() -> anyhow::Result<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").context("reading /proc/self/statm")?;
     let pages: u64 = statm.split_whitespace().nth(1).context("statm format")?.parse()?;
     Ok(pages * 4096)

@@ -11,6 +11,7 @@ mod bench;
 mod bench_agent;
 mod bench_gateway;
 mod bench_keys;
+mod bench_state;
 mod bench_worker;
 mod chain;
 mod client;

@@ -100,6 +100,20 @@ impl Store {
         Ok(StoredHead { height: 0, hash: genesis.hash() })
     }
 
+    /// Writes state leaves outside any block, in one transaction: for tools
+    /// that build a state rather than replay one (`phalanx bench state`).
+    /// The head does not move; the leaves must be a state of the head.
+    pub fn write_leaves(&self, leaves: &[StateChange]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut state = txn.open_table(STATE).map_err(db)?;
+            for (key, value) in leaves {
+                state.insert(key.as_slice(), value.as_slice()).map_err(db)?;
+            }
+        }
+        txn.commit().map_err(db)
+    }
+
     /// Durably commits one finalized block, which must follow the head.
     pub fn commit_block(&self, finalized: &FinalizedBlock<'_>) -> Result<(), StoreError> {
         let head = self.head()?.ok_or_else(|| StoreError::Corrupt("no head".into()))?;

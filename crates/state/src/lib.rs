@@ -26,7 +26,7 @@ pub use error::{BlockError, TxError};
 pub use events::{Event, EventRecord};
 pub use genesis::{Genesis, GenesisError};
 pub use modules::agents::{Access, Agent, AgentChange, Language, Secret, agent_id};
-pub use modules::balances::{Account, TOTAL_SUPPLY};
+pub use modules::balances::{Account, TOTAL_SUPPLY, account_key};
 pub use modules::clusters::{Cluster, ClusterEpochKey, cluster_id};
 pub use modules::gatekeeper::{GatekeeperParams, Gatekeepers, KeyEpochs, MasterEpoch, Rotation};
 pub use modules::registry::{

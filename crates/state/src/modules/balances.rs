@@ -20,7 +20,8 @@ pub struct Account {
     pub free: Balance,
 }
 
-pub(crate) fn account_key(who: &PublicKey) -> Vec<u8> {
+/// The leaf key of `who`'s account.
+pub fn account_key(who: &PublicKey) -> Vec<u8> {
     let mut key = Vec::with_capacity(ACCOUNT_PREFIX.len() + 32);
     key.extend_from_slice(ACCOUNT_PREFIX);
     key.extend_from_slice(&who.0);
