@@ -90,6 +90,16 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         blocks: usize,
     },
+    /// Catch-up (blocks/s) of a fresh validator and of a fresh non-validator
+    /// node over a testnet chain of many small blocks, in one run.
+    Sync {
+        /// Blocks the running validators finalize before the fresh nodes start.
+        #[arg(long, default_value_t = 5_000)]
+        blocks: u64,
+        /// Validators (one joins fresh, to measure catch-up).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(2..=16))]
+        validators: u16,
+    },
     /// Worker gateway requests/s and latency (plain and encrypted calls) and
     /// first call after deploy, against a plain hyper server, in one run.
     Gateway {
@@ -105,7 +115,7 @@ pub(crate) enum BenchCommand {
     },
 }
 
-struct Node(Child);
+pub(crate) struct Node(pub(crate) Child);
 
 impl Drop for Node {
     fn drop(&mut self) {
@@ -114,7 +124,7 @@ impl Drop for Node {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -151,13 +161,16 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
         BenchCommand::Worker { blocks, txs_per_block } => {
             return crate::bench_worker::run(blocks, txs_per_block).await;
         }
+        BenchCommand::Sync { blocks, validators } => {
+            return crate::bench_sync::run(blocks, usize::from(validators), args.json).await;
+        }
         BenchCommand::Gateway { seconds, connections, fresh_agents } => {
             return crate::bench_gateway::run(seconds, connections, fresh_agents, args.json).await;
         }
     };
     anyhow::ensure!(senders > 0 && clients > 0 && txs >= senders, "need txs >= senders > 0 and clients > 0");
     let data_dir = tempfile_dir()?;
-    let network = Network::start(&data_dir, validators).await?;
+    let network = Network::start(&data_dir, validators, None, true).await?;
     let urls = network.urls.clone();
     let url = urls[0].clone();
     let client = HttpClientBuilder::default()
@@ -364,14 +377,22 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
 }
 
 /// The chain under load: a dev network, or a testnet's validators but the last.
-struct Network {
-    urls: Vec<String>,
+pub(crate) struct Network {
+    pub(crate) urls: Vec<String>,
     dev: Option<Node>,
-    testnet: Option<std::path::PathBuf>,
+    pub(crate) testnet: Option<std::path::PathBuf>,
 }
 
 impl Network {
-    async fn start(data_dir: &std::path::Path, validators: usize) -> anyhow::Result<Network> {
+    /// `block_interval_ms`: the validators' pacing, minimum and empty-block
+    /// interval alike (`None`: the testnet's defaults). With `hold_back`,
+    /// the last validator is not started ([`Network::catch_up`] starts it).
+    pub(crate) async fn start(
+        data_dir: &std::path::Path,
+        validators: usize,
+        block_interval_ms: Option<u64>,
+        hold_back: bool,
+    ) -> anyhow::Result<Network> {
         let wait = |url: String| async move {
             let client = HttpClientBuilder::default().request_timeout(Duration::from_secs(5)).build(&url)?;
             crate::testnet::wait_until(&format!("{url} to finalize a block"), Duration::from_secs(90), || async {
@@ -407,9 +428,18 @@ impl Network {
         };
         crate::testnet::init(&dir, &layout)?;
         let manifest = crate::testnet::manifest(&dir)?;
+        if let Some(interval) = block_interval_ms {
+            for member in &manifest.members {
+                let path = dir.join(&member.name).join("config.toml");
+                let mut config: phalanx_node::service::NodeFile = toml::from_str(&std::fs::read_to_string(&path)?)?;
+                (config.min_block_interval_ms, config.empty_block_interval_ms) = (interval, interval);
+                std::fs::write(&path, toml::to_string_pretty(&config)?)?;
+            }
+        }
         let mut network = Network { urls: Vec::new(), dev: None, testnet: Some(dir.clone()) };
-        // The last validator is held back: it joins after the load, empty, to measure catch-up.
-        for member in &manifest.members[..validators - 1] {
+        // A held-back validator joins after the load, empty, to measure catch-up.
+        let running = if hold_back { validators - 1 } else { validators };
+        for member in &manifest.members[..running] {
             let folder = dir.join(&member.name);
             let config = folder.join("config.toml").to_string_lossy().into_owned();
             crate::testnet::spawn(&folder, &["node".into(), "--config".into(), config])?;
@@ -423,7 +453,7 @@ impl Network {
 
     /// Starts the held-back validator and times its catch-up to `height`:
     /// (blocks, seconds). `None` for a dev network.
-    async fn catch_up(&self, height: u64) -> anyhow::Result<Option<(u64, f64)>> {
+    pub(crate) async fn catch_up(&self, height: u64) -> anyhow::Result<Option<(u64, f64)>> {
         let Some(dir) = &self.testnet else { return Ok(None) };
         let manifest = crate::testnet::manifest(dir)?;
         let member = manifest.members.last().context("no validators")?;
@@ -447,7 +477,11 @@ impl Network {
 impl Network {
     /// Starts a non-validator node with an empty store following the first
     /// validator and times its catch-up to `height`: (blocks, seconds).
-    async fn follower_catch_up(&self, data_dir: &std::path::Path, height: u64) -> anyhow::Result<(u64, f64)> {
+    pub(crate) async fn follower_catch_up(
+        &self,
+        data_dir: &std::path::Path,
+        height: u64,
+    ) -> anyhow::Result<(u64, f64)> {
         let folder = data_dir.join("follower");
         std::fs::create_dir_all(&folder)?;
         let port = free_port()?;
@@ -511,7 +545,7 @@ impl Drop for Network {
     }
 }
 
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("phalanx-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

@@ -12,6 +12,7 @@ mod bench_agent;
 mod bench_gateway;
 mod bench_keys;
 mod bench_state;
+mod bench_sync;
 mod bench_worker;
 mod chain;
 mod client;

@@ -84,6 +84,7 @@ pub fn run(config: DevConfig, ready: impl FnOnce(&Endpoints) + Send + 'static) -
             p2p_listen: p2p,
             pacing: config.pacing,
             timing: Timing::default(),
+            upstreams: Vec::new(),
         }),
     };
     let shutdown = async {

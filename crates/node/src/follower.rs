@@ -67,47 +67,107 @@ struct Upstream {
 
 /// Follows `upstreams` until the task is dropped.
 pub async fn run(chain: Arc<Chain>, upstreams: Vec<String>) {
-    let mut peers: Vec<Upstream> = upstreams
-        .into_iter()
-        .filter_map(|url| {
-            let client = HttpClientBuilder::default()
-                .request_timeout(Duration::from_secs(30))
-                .max_response_size(64 * 1024 * 1024)
-                .build(&url)
-                .map_err(|error| tracing::error!(%url, %error, "cannot follow this upstream"))
-                .ok()?;
-            Some(Upstream { url, client, skip_until: None })
-        })
-        .collect();
-    if peers.is_empty() {
-        tracing::error!("no upstream to follow");
-        return;
-    }
-    let mut next = 0;
-    let mut uncertified = Uncertified::default();
+    let Some(mut follower) = Follower::new(chain, upstreams) else { return };
     loop {
-        let now = std::time::Instant::now();
-        let Some(index) = (0..peers.len())
-            .map(|k| (next + k) % peers.len())
-            .find(|i| peers[*i].skip_until.is_none_or(|until| until <= now))
-        else {
-            tokio::time::sleep(POLL).await;
-            continue;
-        };
-        let peer = &mut peers[index];
-        match sync_round(&chain, &peer.client, &peer.url, &mut uncertified).await {
-            Ok(0) => tokio::time::sleep(POLL).await,
-            Ok(_) => {}
-            Err(SyncError::Rpc(url, error)) => {
-                tracing::debug!(%url, %error, "upstream unreachable; trying the next");
-                next = index + 1;
+        match follower.round().await {
+            Some(0) | None => tokio::time::sleep(POLL).await,
+            Some(_) => {}
+        }
+    }
+}
+
+/// A round that commits fewer blocks than this ends [`catch_up`]: the node
+/// is within a few blocks of its upstreams, which consensus fills in.
+pub const CAUGHT_UP_BLOCKS: usize = 64;
+/// [`catch_up`] gives up after this many rounds in a row with no upstream
+/// answering (consensus then syncs the node from its peers instead).
+pub const CATCH_UP_FAILURES_MAX: u32 = 10;
+
+/// Syncs from `upstreams` until a round commits fewer than
+/// [`CAUGHT_UP_BLOCKS`] blocks, and for as long as `wait` holds after that;
+/// returns the blocks committed. What a validator does before it starts
+/// consensus: block sync over RPC, with the same verification, is several
+/// times faster than consensus backfill, which fetches blocks one request
+/// each.
+pub async fn catch_up(chain: Arc<Chain>, upstreams: Vec<String>, wait: impl Fn(&Chain) -> bool) -> usize {
+    let Some(mut follower) = Follower::new(chain.clone(), upstreams) else { return 0 };
+    let (mut total, mut failures) = (0, 0);
+    loop {
+        match follower.round().await {
+            None => {
+                failures += 1;
+                if failures >= CATCH_UP_FAILURES_MAX {
+                    tracing::warn!("no upstream answered; leaving catch-up to consensus");
+                    return total;
+                }
                 tokio::time::sleep(POLL).await;
             }
+            Some(committed) => {
+                failures = 0;
+                total += committed;
+                if committed < CAUGHT_UP_BLOCKS {
+                    if !wait(&chain) {
+                        return total;
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+    }
+}
+
+/// The upstreams being followed and the blocks held between rounds.
+#[derive(Debug)]
+struct Follower {
+    chain: Arc<Chain>,
+    peers: Vec<Upstream>,
+    next: usize,
+    uncertified: Uncertified,
+}
+
+impl Follower {
+    fn new(chain: Arc<Chain>, upstreams: Vec<String>) -> Option<Follower> {
+        let peers: Vec<Upstream> = upstreams
+            .into_iter()
+            .filter_map(|url| {
+                let client = HttpClientBuilder::default()
+                    .request_timeout(Duration::from_secs(30))
+                    .max_response_size(64 * 1024 * 1024)
+                    .build(&url)
+                    .map_err(|error| tracing::error!(%url, %error, "cannot follow this upstream"))
+                    .ok()?;
+                Some(Upstream { url, client, skip_until: None })
+            })
+            .collect();
+        if peers.is_empty() {
+            tracing::error!("no upstream to follow");
+            return None;
+        }
+        Some(Follower { chain, peers, next: 0, uncertified: Uncertified::default() })
+    }
+
+    /// One round with the next upstream not being skipped: the blocks it
+    /// committed, or `None` if no upstream answered with a valid batch.
+    async fn round(&mut self) -> Option<usize> {
+        let now = std::time::Instant::now();
+        let count = self.peers.len();
+        let index = (0..count)
+            .map(|k| (self.next + k) % count)
+            .find(|i| self.peers[*i].skip_until.is_none_or(|until| until <= now))?;
+        let peer = &mut self.peers[index];
+        match sync_round(&self.chain, &peer.client, &peer.url, &mut self.uncertified).await {
+            Ok(committed) => Some(committed),
+            Err(SyncError::Rpc(url, error)) => {
+                tracing::debug!(%url, %error, "upstream unreachable; trying the next");
+                self.next = index + 1;
+                None
+            }
             Err(error) => {
-                uncertified.blocks.clear();
+                self.uncertified.blocks.clear();
                 tracing::warn!(url = %peer.url, %error, "upstream served an invalid batch; skipping it for a while");
                 peer.skip_until = Some(now + PENALTY);
-                next = index + 1;
+                self.next = index + 1;
+                None
             }
         }
     }

@@ -56,8 +56,10 @@ pub struct NodeFile {
     /// The p2p listen address (authenticated, encrypted); validators only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p2p_listen: Option<SocketAddr>,
-    /// Non-validator nodes: RPC URLs of nodes to sync verified blocks from
-    /// (and to forward submitted transactions to).
+    /// RPC URLs of nodes to sync verified blocks from. Non-validator nodes
+    /// follow them (and forward submitted transactions to the first);
+    /// validators catch up from them before taking part in consensus (see
+    /// [`crate::follower::catch_up`]), and sync from peers over p2p without them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub follow: Vec<String>,
     /// The JSON-RPC listen address.
@@ -123,6 +125,8 @@ pub struct ValidatorRole {
     pub peers: Vec<(ValidatorKey, SocketAddr)>,
     pub pacing: Pacing,
     pub timing: Timing,
+    /// RPC URLs to catch up from before consensus starts (may be empty).
+    pub upstreams: Vec<String>,
 }
 
 /// Why a node could not start or stopped.
@@ -244,6 +248,7 @@ fn validator_role(
             empty_block_interval: Duration::from_millis(file.empty_block_interval_ms.max(1)),
         },
         timing: Timing::default(),
+        upstreams: file.follow.clone(),
     })
 }
 
@@ -293,13 +298,44 @@ pub fn run(
             height: chain.finalized().header.height,
         };
         match config.role {
-            Role::Validator(role) => {
+            Role::Validator(mut role) => {
                 let (p2p, me) = (role.p2p_listen, account_key(&role.secret.public_key()));
-                let engine = start_validator(&context, chain.clone(), role).await;
                 ready(&endpoints(Some(p2p), Some(me)));
-                tokio::select! {
-                    _ = shutdown => tracing::info!("stopping"),
-                    _ = engine => tracing::error!("consensus engine stopped"),
+                let mut shutdown = std::pin::pin!(shutdown);
+                let upstreams = std::mem::take(&mut role.upstreams);
+                let caught_up = upstreams.is_empty() || {
+                    // Peers accept p2p connections only from the current and
+                    // scheduled validators: until a set names this key, it
+                    // can only follow over RPC.
+                    let unnamed = move |chain: &Chain| {
+                        let state = &chain.finalized().state;
+                        !state.validators().contains(&me)
+                            && !state.pending_validators().unwrap_or_default().contains(&me)
+                    };
+                    let started = std::time::Instant::now();
+                    let from = chain.finalized().header.height;
+                    tracing::info!(upstreams = upstreams.len(), height = from, "catching up over RPC before consensus");
+                    tokio::select! {
+                        _ = &mut shutdown => false,
+                        blocks = crate::follower::catch_up(chain.clone(), upstreams, unnamed) => {
+                            tracing::info!(
+                                blocks,
+                                height = chain.finalized().header.height,
+                                seconds = started.elapsed().as_secs_f64(),
+                                "caught up over RPC; starting consensus"
+                            );
+                            true
+                        }
+                    }
+                };
+                if caught_up {
+                    let engine = start_validator(&context, chain.clone(), role).await;
+                    tokio::select! {
+                        _ = shutdown => tracing::info!("stopping"),
+                        _ = engine => tracing::error!("consensus engine stopped"),
+                    }
+                } else {
+                    tracing::info!("stopping");
                 }
             }
             Role::Follower { upstreams } => {

@@ -79,6 +79,18 @@ pub fn verify(
     epoch: u64,
     bytes: &[u8],
 ) -> Result<CertifiedBlock, CertificateError> {
+    let finalization = verified(rng, validators, block, epoch, bytes)?;
+    Ok(CertifiedBlock { block, view: finalization.proposal.round.view().get() })
+}
+
+/// [`verify`], returning the verified finalization itself.
+pub fn verified(
+    rng: &mut impl rand_core::CryptoRng,
+    validators: &[PublicKey],
+    block: Hash,
+    epoch: u64,
+    bytes: &[u8],
+) -> Result<Finalization, CertificateError> {
     let keys: Vec<ValidatorKey> = validators
         .iter()
         .map(super::validator_key)
@@ -100,5 +112,5 @@ pub fn verify(
     if !finalization.verify(rng, &verifier, &Sequential) {
         return Err(CertificateError::BadSignatures);
     }
-    Ok(CertifiedBlock { block, view: finalization.proposal.round.view().get() })
+    Ok(finalization)
 }

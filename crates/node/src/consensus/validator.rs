@@ -283,7 +283,10 @@ where
         marshal::Config {
             provider: schemes.clone(),
             epocher: epocher.clone(),
-            start: marshal::Start::Genesis(Digested::precomputed(genesis, genesis_digest)),
+            start: match floor_finalization(&mut context.child("floor"), &chain) {
+                Some(finalization) => marshal::Start::Floor(finalization),
+                None => marshal::Start::Genesis(Digested::precomputed(genesis, genesis_digest)),
+            },
             partition_prefix: prefix.clone(),
             mailbox_size,
             view_retention: ViewDelta::new(10),
@@ -327,6 +330,31 @@ where
         orchestrator.run(context, channels.votes, channels.certificates, channels.resolver, first, entered)
     });
     Validator { marshal, engine }
+}
+
+/// Marshal's start when the chain is past genesis: the finalization of its
+/// head, checked against the head's epoch set (marshal verifies it again).
+/// Marshal then dispatches from the head on, so blocks the node committed
+/// without marshal (synced over RPC before consensus started) are not
+/// fetched again; progress marshal made in an earlier run takes precedence.
+/// `None` (start from genesis) for genesis or a head without a certificate
+/// of its own.
+fn floor_finalization(rng: &mut impl CryptoRng, chain: &Chain) -> Option<super::Finalization> {
+    let head = chain.finalized();
+    let height = head.header.height;
+    if height == 0 {
+        return None;
+    }
+    let certificate = chain.store().certificate(height).ok().flatten().filter(|c| !c.is_empty())?;
+    let epoch = head.state.epoch_of(height);
+    let validators = head.state.validators_of_epoch(epoch)?;
+    match super::certificate::verified(rng, validators, head.hash, epoch, &certificate) {
+        Ok(finalization) => Some(finalization),
+        Err(error) => {
+            tracing::warn!(height, %error, "the head's stored certificate does not verify; marshal starts at genesis");
+            None
+        }
+    }
 }
 
 /// Runs one simplex engine at a time, for the newest epoch entered.
