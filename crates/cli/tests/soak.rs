@@ -140,17 +140,24 @@ async fn envelope_flood(url: String, envelope: Vec<u8>, stop: Arc<AtomicBool>, s
     }
 }
 
+/// A dev network with one worker, the open-files limit raised first (these
+/// tests open thousands of sockets): its folder, process, RPC and gateway ports.
+fn dev_with_one_worker() -> (tempfile::TempDir, DevNode, u16, u16) {
+    raise_fd_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let (rpc_port, gateway_port) = (free_port(), free_port());
+    let port = gateway_port.to_string();
+    let node = DevNode::start_with(dir.path(), rpc_port, free_port(), &["--workers", "1", "--gateway-port", &port]);
+    (dir, node, rpc_port, gateway_port)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
 #[test]
 fn one_hostile_client_cannot_starve_others_or_stop_the_node() {
-    raise_fd_limit();
-    let dir = tempfile::tempdir().unwrap();
-    let gateway_port = free_port();
-    let (rpc_port, port) = (free_port(), gateway_port.to_string());
-    let mut node = DevNode::start_with(dir.path(), rpc_port, free_port(), &["--workers", "1", "--gateway-port", &port]);
+    let (dir, mut node, rpc_port, gateway_port) = dev_with_one_worker();
     let source = dir.path().join("hello.js");
     std::fs::write(&source, "export default { fetch() { return new Response('hello'); } };").unwrap();
     let id = deploy(&node, &source, "bob");
@@ -265,11 +272,7 @@ fn raise_fd_limit() {
 /// all) and the worker's chain sync keeps going.
 #[test]
 fn idle_websockets_from_many_addresses_never_shut_out_http() {
-    raise_fd_limit();
-    let dir = tempfile::tempdir().unwrap();
-    let gateway_port = free_port();
-    let (rpc_port, port) = (free_port(), gateway_port.to_string());
-    let node = DevNode::start_with(dir.path(), rpc_port, free_port(), &["--workers", "1", "--gateway-port", &port]);
+    let (_dir, node, rpc_port, gateway_port) = dev_with_one_worker();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let handshake = "GET / HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
                      sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n";
