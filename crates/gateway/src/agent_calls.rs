@@ -128,9 +128,9 @@ async fn call_agent(
     // A failure of the callee is the callee owner's to read: the calling
     // agent (of another owner, perhaps) gets its kind and id only.
     let failed = |failure: phalanx_sandbox::SandboxError| {
-        let error_id = crate::server::error_id();
-        crate::server::record_failure(gateway, agent, &failure, &error_id);
-        format!("agent {target}: {}", crate::server::public_message(&failure, &error_id))
+        let error_id = crate::server::ErrorId::default();
+        crate::server::record_failure(gateway, agent, &failure, error_id.get());
+        format!("agent {target}: {}", crate::server::public_message(&failure, error_id.get()))
     };
     let mut lease = lease_agent(gateway, &code, target, chain).await.map_err(failed)?;
     let fetched = lease.fetch(inner, env).await.map_err(failed)?;

@@ -180,8 +180,8 @@ pub async fn serve(
         .route("/attestation", axum::routing::get(attestation))
         .route("/logs/{id}", axum::routing::get(logs))
         .route("/state/{id}", axum::routing::get(agent_state))
-        .route("/agents/{id}", axum::routing::any(call_root))
-        .route("/agents/{id}/", axum::routing::any(call_root))
+        .route("/agents/{id}", axum::routing::any(call))
+        .route("/agents/{id}/", axum::routing::any(call))
         .route("/agents/{id}/{*path}", axum::routing::any(call))
         .layer(DefaultBodyLimit::max(config.body_bytes_max))
         .with_state(gateway);
@@ -248,25 +248,16 @@ async fn logs(
     axum::Json(serde_json::json!({ "agent": id, "batches": gateway.logs.after(&id, after) })).into_response()
 }
 
-async fn call_root(
-    gateway: State<Arc<Gateway>>,
-    Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    run(gateway, id, method, uri, headers, body).await
-}
-
+/// Every `/agents/{id}…` route: the target comes from the URI itself.
 async fn call(
     gateway: State<Arc<Gateway>>,
-    Path((id, _)): Path<(String, String)>,
+    Path(params): Path<std::collections::HashMap<String, String>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let id = params.get("id").cloned().unwrap_or_default();
     run(gateway, id, method, uri, headers, body).await
 }
 
@@ -372,12 +363,7 @@ async fn serve_call(
     };
     let (lease, _slot) = match lease_and_slot(&gateway, &code, id).await {
         Ok(Ok(leased)) => leased,
-        Ok(Err(failure)) => {
-            gateway.shared.metrics.sandbox_error(&failure);
-            let error_id = error_id();
-            record_failure(&gateway, agent, &failure, &error_id);
-            return invoked(public_failure(&failure, &error_id));
-        }
+        Ok(Err(failure)) => return invoked(failed(&gateway, agent, &failure, &ErrorId::default())),
         Err((status, message)) => return error(status, message),
     };
     let agent_id = id;
@@ -386,7 +372,7 @@ async fn serve_call(
         Box::new(move |status, response_hash| signer.sign(Receipt { status, response_hash, ..base }).to_header());
     let target = crate::logs::LogTarget::of(agent);
     let kept = gateway.clone();
-    let error_id = error_id();
+    let error_id = Arc::new(ErrorId::default());
     let failure_id = error_id.clone();
     let response = respond(lease, request, env, Some(receipt), Some(error_id), move |mut logs, result, used| {
         if let Some(ticket) = ticket {
@@ -398,8 +384,8 @@ async fn serve_call(
         }
         // Agent console output is the owner's, sealed to their log key: never in the worker's log.
         if let Err(failure) = result {
-            tracing::debug!(agent = %agent_id, kind = failure.kind(), error_id = %failure_id, "agent call failed");
-            logs.push(failure_line(failure, &failure_id));
+            tracing::debug!(agent = %agent_id, kind = failure.kind(), error_id = failure_id.get(), "agent call failed");
+            logs.push(failure_line(failure, failure_id.get()));
         }
         kept.logs.record(target, &logs);
     })
@@ -456,7 +442,7 @@ async fn encrypted_call(
         headers,
         body: if sealed.body.is_empty() { None } else { Some(sealed.body.clone()) },
     };
-    let error_id = error_id();
+    let error_id = ErrorId::default();
     let answer = match lease_and_slot(gateway, code, id).await {
         Err((status, message)) => return error(status, message),
         Ok(Ok((mut lease, _slot))) => match lease.fetch(request, env).await.inspect(|_| {
@@ -475,19 +461,15 @@ async fn encrypted_call(
             }
             Err(failure) => {
                 gateway.shared.metrics.sandbox_error(&failure);
-                record_failure(gateway, agent, &failure, &error_id);
+                record_failure(gateway, agent, &failure, error_id.get());
                 SealedResponse {
                     status: status_of(&failure).as_u16(),
                     headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
-                    body: format!("{}\n", public_message(&failure, &error_id)).into_bytes(),
+                    body: format!("{}\n", public_message(&failure, error_id.get())).into_bytes(),
                 }
             }
         },
-        Ok(Err(failure)) => {
-            gateway.shared.metrics.sandbox_error(&failure);
-            record_failure(gateway, agent, &failure, &error_id);
-            return invoked(public_failure(&failure, &error_id));
-        }
+        Ok(Err(failure)) => return invoked(failed(gateway, agent, &failure, &error_id)),
     };
     let plaintext = zeroize::Zeroizing::new(borsh::to_vec(&answer).expect("in-memory encoding"));
     let sealed = opened.response.seal(0, &plaintext);
@@ -805,19 +787,37 @@ async fn lease_and_slot<'a>(
 /// Whether a request header is the gateway's to set (`phalanx-*`): no
 /// client's value under that prefix ever reaches an agent.
 pub fn is_reserved_header(name: &str) -> bool {
-    name.len() >= RESERVED_PREFIX.len() && name[..RESERVED_PREFIX.len()].eq_ignore_ascii_case(RESERVED_PREFIX)
+    // Bytes, not a `str` slice: an agent's header name may be any text, and
+    // byte 8 need not be a character boundary.
+    name.as_bytes().get(..RESERVED_PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_PREFIX.as_bytes()))
 }
 
 /// The prefix of the headers only the gateway sets.
 pub const RESERVED_PREFIX: &str = "phalanx-";
 
-/// A fresh id for one failed call: the caller gets it, the owner's sealed
-/// log line carries it with the details.
-pub fn error_id() -> String {
-    let mut bytes = [0u8; 8];
-    // Without randomness the id is still unique enough to find the line by time.
-    let _ = getrandom::fill(&mut bytes);
-    hex::encode(bytes)
+/// The id of one call's failure: the caller gets it, the owner's sealed log
+/// line carries it with the details. Drawn only when first asked for, so a
+/// call that succeeds costs nothing.
+#[derive(Debug, Default)]
+pub struct ErrorId(std::sync::OnceLock<String>);
+
+impl ErrorId {
+    pub fn get(&self) -> &str {
+        self.0.get_or_init(|| {
+            let mut bytes = [0u8; 8];
+            // Without randomness the id is still unique enough to find the line by time.
+            let _ = getrandom::fill(&mut bytes);
+            hex::encode(bytes)
+        })
+    }
+}
+
+/// A failed call, told: counted, its details sealed into the owner's logs,
+/// and the caller's answer.
+fn failed(gateway: &Gateway, agent: &phalanx_state::Agent, failure: &SandboxError, error_id: &ErrorId) -> Response {
+    gateway.shared.metrics.sandbox_error(failure);
+    record_failure(gateway, agent, failure, error_id.get());
+    public_failure(failure, error_id.get())
 }
 
 /// What a caller (a client or another agent) is told of a failed call: the
@@ -943,7 +943,7 @@ pub async fn respond(
     request: HttpRequest,
     env: Vec<(String, String)>,
     receipt: Option<ReceiptFn>,
-    error_id: Option<String>,
+    error_id: Option<Arc<ErrorId>>,
     done: impl FnOnce(Vec<LogLine>, &Result<(), SandboxError>, phalanx_sandbox::CallUsage) + Send + 'static,
 ) -> Response {
     let (sender, mut parts) = mpsc::channel(16);
@@ -962,7 +962,7 @@ pub async fn respond(
             None => {
                 let failure = result.err().unwrap_or(SandboxError::NoResponse);
                 return match &error_id {
-                    Some(id) => public_failure(&failure, id),
+                    Some(id) => public_failure(&failure, id.get()),
                     None => sandbox_failure(&failure),
                 };
             }
@@ -1001,4 +1001,20 @@ pub async fn respond(
     response
         .body(body)
         .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("invalid response from the agent: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_headers_are_matched_on_bytes() {
+        assert!(is_reserved_header("phalanx-caller"));
+        assert!(is_reserved_header("PHALANX-Caller-Agent"));
+        assert!(!is_reserved_header("phalanx"));
+        assert!(!is_reserved_header("x-phalanx-caller"));
+        // A multi-byte character across the prefix's end must not panic.
+        assert!(!is_reserved_header("phalanxé-caller"));
+        assert!(!is_reserved_header("phalanéx-x"));
+    }
 }

@@ -4,9 +4,10 @@
 //! The caller signs, with its account key under [`SIGNED_CALL_LABEL`], the
 //! borsh encoding of ([`SignedCallMessage`]): chain id, the identity of the
 //! one worker that may run the call, agent id, method, path and query,
-//! SHA-256 of the body, a fresh 16-byte nonce and an expiry time. It sends the address, nonce, expiry and signature as headers
-//! ([`CALLER_HEADER`], [`NONCE_HEADER`], [`EXPIRES_HEADER`],
-//! [`SIGNATURE_HEADER`]); in an encrypted call they travel inside the sealed
+//! SHA-256 of the body, a fresh 16-byte nonce and an expiry time. It sends
+//! the address, worker, nonce, expiry and signature as headers
+//! ([`CALLER_HEADER`], [`WORKER_HEADER`], [`NONCE_HEADER`],
+//! [`EXPIRES_HEADER`], [`SIGNATURE_HEADER`]); in an encrypted call they travel inside the sealed
 //! request. The gateway checks the signature, refuses expired calls and
 //! expiries further ahead than [`SIGNED_CALL_WINDOW_MS`], refuses a call
 //! signed for another worker (so no other worker of the cluster runs it),
@@ -14,8 +15,9 @@
 //! expiry (at most [`REPLAY_ENTRIES_MAX`] at once) in memory and in a file
 //! written through to disk before the call runs ([`ReplayGuard::open`]), so
 //! a signed call runs at most once, across the cluster and across restarts.
-//! The file holds SHA-256(caller, nonce) and the expiry, never the caller. The agent then sees the verified address in `phalanx-caller`;
-//! an unverified one never reaches it.
+//! The file holds SHA-256(caller, nonce) and the expiry, never the caller.
+//! The agent then sees the verified address in `phalanx-caller`; an
+//! unverified one never reaches it.
 
 use borsh::BorshSerialize;
 use phalanx_primitives::{Hash, Keypair, PublicKey, Signature, sha256};
@@ -55,7 +57,7 @@ pub struct SignedCallMessage<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignedCallError {
     #[error(
-        "this agent takes signed calls only: send {CALLER_HEADER}, {NONCE_HEADER}, {EXPIRES_HEADER} and {SIGNATURE_HEADER}"
+        "this agent takes signed calls only: send {CALLER_HEADER}, {WORKER_HEADER}, {NONCE_HEADER}, {EXPIRES_HEADER} and {SIGNATURE_HEADER}"
     )]
     Missing,
     #[error("malformed signed-call header {0}")]
@@ -162,6 +164,8 @@ pub struct ReplayGuard {
 /// One record of the replay file: SHA-256(caller, nonce), then the expiry
 /// (little-endian milliseconds).
 const RECORD_BYTES: usize = 40;
+/// Most bytes of the replay file read back on open.
+const FILE_BYTES_MAX: u64 = ((2 * REPLAY_ENTRIES_MAX + 1024 + 1) * RECORD_BYTES) as u64;
 
 #[derive(Debug, Default)]
 struct Seen {
@@ -191,8 +195,14 @@ impl ReplayGuard {
     /// last record (a crash mid-write) is ignored: its call never ran,
     /// since admission waits for the write.
     pub fn open(path: &std::path::Path, now_ms: u64) -> std::io::Result<ReplayGuard> {
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
+        // The host owns the disk: read no more than the file can hold when
+        // it is written here (live entries, twice over, before a rewrite).
+        let bytes = match std::fs::File::open(path) {
+            Ok(file) => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::Read::take(file, FILE_BYTES_MAX), &mut bytes)?;
+                bytes
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e),
         };
