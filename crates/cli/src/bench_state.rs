@@ -8,9 +8,13 @@
 //! and measures, per block: building it (execution and the state root), the
 //! root alone, and the durable commit of its changes. Then the process RSS,
 //! the database's size on disk and the time to reopen it (open and load the
-//! state). One run, no baseline needed: the figure is how commit time grows
-//! with the number of accounts at a fixed number of changes (compare runs
-//! at several `--accounts` in one session).
+//! state).
+//!
+//! The same blocks are also committed to the authenticated store
+//! (`phalanx-statedb`, qmdb), loaded with the same state: per block the
+//! batch of changed leaves, its root and its durable commit, then the
+//! memory it added and its reopen time. The full rebuild of the old root,
+//! measured in the same run on the same state, is the baseline.
 
 use anyhow::Context;
 use phalanx_node::store::{FinalizedBlock, Store};
@@ -19,6 +23,9 @@ use phalanx_state::builder::{Candidate, build_block};
 use phalanx_state::{Account, account_key};
 use phalanx_state::{Call, Genesis, State, Transaction};
 use std::time::Instant;
+
+/// Leaves per batch when the authenticated store is first loaded.
+const LOAD_BATCH: usize = 200_000;
 
 /// Transfers per sender per block (each of four dev accounts sends a quarter).
 const SENDERS: [&str; 4] = ["alice", "bob", "charlie", "dave"];
@@ -50,6 +57,27 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
     let store = Store::open(&dir.join("chain.redb"))?;
     store.initialize(&genesis_block, &mut genesis_state.clone())?;
     store.write_leaves(&leaves)?;
+    let rss_before_statedb = crate::bench_agent::rss_bytes()?;
+    let statedb_dir = dir.join("statedb");
+    let runtime = commonware_runtime::tokio::Runner::new(
+        commonware_runtime::tokio::Config::new().with_storage_directory(&statedb_dir).with_worker_threads(1),
+    );
+    let (statedb_tx, statedb_rx) = tokio::sync::mpsc::unbounded_channel::<StatedbJob>();
+    let (answer_tx, answer_rx) = std::sync::mpsc::channel::<anyhow::Result<StatedbAnswer>>();
+    let statedb = std::thread::spawn(move || {
+        use commonware_runtime::Runner as _;
+        runtime.start(|context| statedb_actor(context, statedb_rx, answer_tx))
+    });
+    let ask = |job: StatedbJob| -> anyhow::Result<StatedbAnswer> {
+        statedb_tx.send(job).map_err(|_| anyhow::anyhow!("the state store stopped"))?;
+        answer_rx.recv().map_err(|_| anyhow::anyhow!("the state store stopped"))?
+    };
+    let t = Instant::now();
+    for chunk in leaves.chunks(LOAD_BATCH) {
+        ask(StatedbJob::Apply(0, chunk.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect()))?;
+    }
+    let statedb_load_s = t.elapsed().as_secs_f64();
+    let rss_statedb = crate::bench_agent::rss_bytes()?.saturating_sub(rss_before_statedb);
     let mut state = State::load(leaves).context("loading the synthetic state")?;
     let setup_s = started.elapsed().as_secs_f64();
 
@@ -58,6 +86,7 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
     let fee = PLANCK_PER_PHA / 100;
     let (mut parent, mut next_recipient) = (genesis_block, 0u64);
     let (mut build_ms, mut root_ms, mut commit_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let mut statedb_ms = Vec::new();
     for _ in 0..blocks {
         let candidates: Vec<Candidate> = (0..changes)
             .map(|i| {
@@ -94,6 +123,10 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
             changes: &changes,
         })?;
         commit_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let writes = changes.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        let t = Instant::now();
+        ask(StatedbJob::Apply(built.block.header.height, writes))?;
+        statedb_ms.push(t.elapsed().as_secs_f64() * 1e3);
         (state, parent) = (built.state, built.block);
     }
     let rss = crate::bench_agent::rss_bytes()?;
@@ -105,6 +138,13 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
     let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
     anyhow::ensure!(loaded.height() == blocks as u64, "the reopened state is at {}", loaded.height());
     drop((loaded, reopened));
+    let StatedbAnswer::Reopened { ms: statedb_reopen_ms, height } = ask(StatedbJob::Reopen)? else {
+        anyhow::bail!("the state store answered out of turn");
+    };
+    anyhow::ensure!(height == Some(blocks as u64), "the reopened state store is at {height:?}");
+    drop(statedb_tx);
+    statedb.join().map_err(|_| anyhow::anyhow!("the state store panicked"))?;
+    let statedb_disk = dir_bytes_deep(&statedb_dir);
     let _ = std::fs::remove_dir_all(&dir);
 
     let total: Vec<f64> = build_ms.iter().zip(&commit_ms).map(|(b, c)| b + c).collect();
@@ -112,6 +152,10 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
         v.sort_by(f64::total_cmp);
         v
     };
+    // The authenticated path: execution without the old root, then the store's batch.
+    let execute: Vec<f64> = build_ms.iter().zip(&root_ms).map(|(b, r)| b - r).collect();
+    let statedb_total: Vec<f64> = execute.iter().zip(&statedb_ms).map(|(e, s)| e + s).collect();
+    let (statedb_total, statedb_ms) = (sorted(statedb_total), sorted(statedb_ms));
     let (total, build_ms, root_ms, commit_only) = (sorted(total), sorted(build_ms), sorted(root_ms), sorted(commit_ms));
     let p = crate::bench::percentile;
     let value = serde_json::json!({
@@ -127,20 +171,45 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
         "disk_bytes": disk,
         "reopen_ms": reopen_ms,
         "setup_s": setup_s,
+        "statedb": {
+            "commit_ms_p50": p(&statedb_total, 0.5),
+            "commit_ms_p99": p(&statedb_total, 0.99),
+            "batch_ms_p50": p(&statedb_ms, 0.5),
+            "batch_ms_p99": p(&statedb_ms, 0.99),
+            "rss_bytes": rss_statedb,
+            "rss_bytes_per_account": rss_statedb as f64 / accounts as f64,
+            "disk_bytes": statedb_disk,
+            "reopen_ms": statedb_reopen_ms,
+            "load_s": statedb_load_s,
+        },
+        "baseline_rebuild_ms_p50": p(&root_ms, 0.5),
     });
     crate::output::emit(json, &value, || {
         format!(
             "{accounts} accounts, {changes} transfers a block, {blocks} blocks:\n\
              per block (execute + root + durable commit): p50 {:.1} ms, p99 {:.1} ms\n\
              of which the state root alone: p50 {:.1} ms; the store's commit: p50 {:.1} ms\n\
-             RSS {:.0} MiB, on disk {:.0} MiB, reopen (open + load the state) {:.0} ms",
+             RSS {:.0} MiB, on disk {:.0} MiB, reopen (open + load the state) {:.0} ms\n\
+             authenticated store (qmdb): per block (execute + batch + root + durable commit) p50 {:.1} ms, p99 {:.1} ms;\n\
+             the batch alone p50 {:.1} ms, p99 {:.1} ms (the old root's full rebuild: p50 {:.1} ms)\n\
+             its memory {:.0} MiB ({:.0} bytes an account), on disk {:.0} MiB, reopen {:.0} ms, first load {:.1} s",
             p(&total, 0.5),
             p(&total, 0.99),
             p(&root_ms, 0.5),
             p(&commit_only, 0.5),
             rss as f64 / (1 << 20) as f64,
             disk as f64 / (1 << 20) as f64,
-            reopen_ms
+            reopen_ms,
+            p(&statedb_total, 0.5),
+            p(&statedb_total, 0.99),
+            p(&statedb_ms, 0.5),
+            p(&statedb_ms, 0.99),
+            p(&root_ms, 0.5),
+            rss_statedb as f64 / (1 << 20) as f64,
+            rss_statedb as f64 / accounts as f64,
+            statedb_disk as f64 / (1 << 20) as f64,
+            statedb_reopen_ms,
+            statedb_load_s,
         )
     })
 }
@@ -149,4 +218,72 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("phalanx-bench-state-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// Work for the authenticated store, which runs on its own commonware runtime.
+enum StatedbJob {
+    /// Apply one block's writes at a height.
+    Apply(u64, Vec<(Vec<u8>, Option<Vec<u8>>)>),
+    /// Close the store and open it again.
+    Reopen,
+}
+
+enum StatedbAnswer {
+    Applied,
+    Reopened { ms: f64, height: Option<u64> },
+}
+
+async fn statedb_actor(
+    context: commonware_runtime::tokio::Context,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<StatedbJob>,
+    answers: std::sync::mpsc::Sender<anyhow::Result<StatedbAnswer>>,
+) {
+    use commonware_runtime::Supervisor as _;
+    use phalanx_statedb::StateDb;
+    const NAME: &str = "bench-state";
+    let mut db = match StateDb::open(context.child("statedb"), NAME).await {
+        Ok(db) => db,
+        Err(error) => {
+            let _ = answers.send(Err(error.into()));
+            return;
+        }
+    };
+    while let Some(job) = jobs.recv().await {
+        let answer = match job {
+            StatedbJob::Apply(height, writes) => db.apply(height, writes).await.map(|_| StatedbAnswer::Applied),
+            StatedbJob::Reopen => {
+                drop(db);
+                let t = Instant::now();
+                let opened = StateDb::open(context.child("statedb"), NAME).await;
+                match opened {
+                    Ok(reopened) => {
+                        db = reopened;
+                        let ms = t.elapsed().as_secs_f64() * 1e3;
+                        db.height().await.map(|height| StatedbAnswer::Reopened { ms, height })
+                    }
+                    Err(error) => {
+                        let _ = answers.send(Err(error.into()));
+                        return;
+                    }
+                }
+            }
+        };
+        if answers.send(answer.map_err(Into::into)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Bytes of all files under `dir`, at any depth.
+fn dir_bytes_deep(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes_deep(&entry.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

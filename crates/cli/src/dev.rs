@@ -3,6 +3,21 @@
 use anyhow::Context;
 use std::path::PathBuf;
 
+/// Descriptors storage (redb, commonware's journals and archives) and the
+/// runtime (epoll, eventfds, standard streams, the binary) hold in a dev
+/// process with two workers: under 200 measured (`ls /proc/PID/fd`), with
+/// room to grow.
+const STORAGE_AND_RUNTIME_FILES: usize = 1_024;
+
+// Everything a process opens besides its listeners' connections fits in the
+// reserve the listeners leave it.
+const _: () = assert!(
+    phalanx_node::service::P2P_SOCKETS_MAX
+        + phalanx_sandbox::outgoing::OUTGOING_SOCKETS_MAX
+        + STORAGE_AND_RUNTIME_FILES
+        <= phalanx_listener::FD_RESERVE_MIN as usize
+);
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct DevArgs {
     /// Where the chain is stored; reused (resumed) on the next start.

@@ -12,8 +12,8 @@ mod common;
 
 use common::{DevNode, deploy, free_port, until};
 use phalanx_primitives::Hash;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -21,10 +21,10 @@ const ATTACKER: [u8; 4] = [127, 0, 0, 2];
 /// How long the well-behaved client measures under attack.
 const SOAK: Duration = Duration::from_secs(20);
 
-/// A connection from the attacker's address.
-async fn connect(port: u16) -> std::io::Result<tokio::net::TcpStream> {
+/// A connection from `from`.
+async fn connect(from: [u8; 4], port: u16) -> std::io::Result<tokio::net::TcpStream> {
     let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.bind((ATTACKER, 0).into())?;
+    socket.bind((from, 0).into())?;
     socket.connect(([127, 0, 0, 1], port).into()).await
 }
 
@@ -34,15 +34,27 @@ struct Tally {
     refused: AtomicUsize,
 }
 
-/// Opens connections that send half a request head and then nothing,
-/// reopening whatever the server closes, until `stop`.
+/// Opens connections from the attacker's address that send half a request
+/// head and then nothing, reopening whatever the server closes, until `stop`.
 async fn slow_heads(port: u16, path: String, count: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
+    slow_heads_from(ATTACKER, port, path, count, stop, tally).await
+}
+
+/// [`slow_heads`] from the address `from`.
+async fn slow_heads_from(
+    from: [u8; 4],
+    port: u16,
+    path: String,
+    count: usize,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) {
     let mut tasks = Vec::new();
     for _ in 0..count {
         let (stop, tally, path) = (stop.clone(), tally.clone(), path.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let Ok(mut stream) = connect(port).await else {
+                let Ok(mut stream) = connect(from, port).await else {
                     tally.refused.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
@@ -79,7 +91,7 @@ async fn idle_websockets(port: u16, count: usize, stop: Arc<AtomicBool>, tally: 
         let (stop, tally) = (stop.clone(), tally.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let Ok(mut stream) = connect(port).await else {
+                let Ok(mut stream) = connect(ATTACKER, port).await else {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 };
@@ -313,4 +325,199 @@ fn idle_websockets_from_many_addresses_never_shut_out_http() {
         head(&node) >= start + 5 && verified() >= start_verified + 5
     });
     drop(held);
+}
+
+/// Open files the node of [`descriptors_never_run_out`] may have.
+const OPEN_FILES: u64 = 6_000;
+
+/// Accepts connections and never answers them, until `stop` (an origin
+/// that holds every request an agent sends it). `open` counts the
+/// connections the client has not closed; `most` the most at once.
+async fn tarpit(
+    listener: tokio::net::TcpListener,
+    stop: Arc<AtomicBool>,
+    open: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(Ok((mut stream, _))) = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await else {
+            continue;
+        };
+        let now = open.fetch_add(1, Ordering::Relaxed) + 1;
+        most.fetch_max(now, Ordering::Relaxed);
+        let (open, stop) = (open.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut buffer = [0u8; 4096];
+            while !stop.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buffer)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    _ => {}
+                }
+            }
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Answers every request at once and keeps the connection alive (an origin
+/// whose idle connections an agent's client would pool).
+async fn quick(listener: tokio::net::TcpListener, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(Ok((mut stream, _))) = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buffer).await {
+                if n == 0 || stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// Issue 20, the descriptor reserve: with the node's open-files limit at
+/// 6,000, agents send thousands of requests to an origin that never answers
+/// and to hundreds of origins whose idle connections could be pooled, while
+/// clients from many addresses fill every connection the listeners may
+/// hold. The process's descriptors never come near its limit, the chain
+/// keeps finalizing (consensus writes its journal throughout), the process
+/// never exits, and an agent past the outgoing cap gets a clear error.
+#[test]
+fn descriptors_never_run_out() {
+    raise_fd_limit();
+    let dir = tempfile::tempdir().unwrap();
+    let (rpc_port, gateway_port) = (free_port(), free_port());
+    let port = gateway_port.to_string();
+    let mut node = DevNode::start_limited(
+        dir.path(),
+        rpc_port,
+        &["--workers", "1", "--gateway-port", &port, "--agent-fetch-private"],
+        OPEN_FILES,
+    );
+    let pid = node.child.id();
+    let open_files = move || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| entries.count());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tarpit_open, tarpit_most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (tarpit_port, quick_port) = runtime.block_on(async {
+        let slow = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let fast = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let ports = (slow.local_addr().unwrap().port(), fast.local_addr().unwrap().port());
+        tokio::spawn(tarpit(slow, stop.clone(), tarpit_open.clone(), tarpit_most.clone()));
+        tokio::spawn(quick(fast, stop.clone()));
+        ports
+    });
+
+    // Each call sends 25 requests to the tarpit and 25 to distinct quick
+    // origins (127.0.4.x), all at once.
+    let source = dir.path().join("fan-out.js");
+    std::fs::write(
+        &source,
+        format!(
+            "export default {{ async fetch(request) {{
+               const n = Number(new URL(request.url).searchParams.get('n'));
+               const jobs = [];
+               for (let i = 0; i < 25; i++) {{
+                 jobs.push(fetch(`http://127.0.3.${{(n + i) % 250 + 1}}:{tarpit_port}/`).then(() => 'answered', e => String(e)));
+                 jobs.push(fetch(`http://127.0.4.${{(n * 25 + i) % 250 + 1}}:{quick_port}/`).then(r => r.text(), e => String(e)));
+               }}
+               return new Response(JSON.stringify(await Promise.all(jobs)));
+             }} }};"
+        ),
+    )
+    .unwrap();
+    // Four agents of eight instances each: up to 1,600 requests at once,
+    // far past the 256 the process lets out.
+    let ids: Vec<String> = (0..4).map(|_| deploy(&node, &source, "bob")).collect();
+    let gateway = format!("http://127.0.0.1:{gateway_port}");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    let blocking = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    for id in &ids {
+        until("the agent answering", || {
+            blocking.get(format!("{gateway}/agents/{id}/?n=0")).send().is_ok_and(|r| r.status() == 200)
+        });
+    }
+    let head =
+        |node: &DevNode| -> u64 { node.cli_json::<serde_json::Value>(&["chain", "head"])["height"].as_u64().unwrap() };
+    let start_height = head(&node);
+    let watcher = node.client();
+    runtime.block_on(phalanx_rpc::PhalanxClient::chain_head(&watcher)).unwrap();
+
+    // The agents' calls, 12 at a time per agent (eight run, four queue).
+    let answers = Arc::new(Mutex::new(Vec::<String>::new()));
+    for (a, id) in ids.iter().enumerate() {
+        for k in 0..12usize {
+            let (http, stop, answers) = (http.clone(), stop.clone(), answers.clone());
+            let url = format!("{gateway}/agents/{id}/");
+            runtime.spawn(async move {
+                let mut n = a * 1000 + k * 10;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    if let Ok(response) = http.get(format!("{url}?n={n}")).send().await
+                        && let Ok(text) = response.text().await
+                    {
+                        answers.lock().unwrap().push(text);
+                    }
+                }
+            });
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // Then every listener connection the process may hold, from 20 addresses.
+    let tally = Arc::new(Tally::default());
+    for host in 1..=20u8 {
+        let (stop, tally) = (stop.clone(), tally.clone());
+        runtime.spawn(slow_heads_from([127, 0, 1, host], gateway_port, "/".into(), 100, stop, tally));
+    }
+    for host in 21..=30u8 {
+        let (stop, tally) = (stop.clone(), tally.clone());
+        runtime.spawn(slow_heads_from([127, 0, 1, host], rpc_port, "/".into(), 64, stop, tally));
+    }
+
+    // The chain is watched over one RPC connection opened before the
+    // attack and kept alive by the polling (a new one would be refused
+    // while the attacker holds the process's whole budget, as it should).
+    let started = Instant::now();
+    let (mut most_open, mut end_height, mut last_seen) = (0, start_height, Duration::ZERO);
+    while started.elapsed() < Duration::from_secs(25) {
+        most_open = most_open.max(open_files());
+        assert!(node.child.try_wait().unwrap().is_none(), "the process exited under load");
+        if let Ok(Ok(head)) = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), phalanx_rpc::PhalanxClient::chain_head(&watcher)).await
+        }) {
+            (end_height, last_seen) = (head.height, started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop.store(true, Ordering::Relaxed);
+    drop(runtime);
+    let answers = answers.lock().unwrap().clone();
+    let capped = answers.iter().filter(|a| a.contains("requests out already")).count();
+    let served = answers.iter().filter(|a| a.contains("\"ok\"")).count();
+    let report = format!(
+        "most open files {most_open} of {OPEN_FILES}; height {start_height} -> {end_height} (last seen at {last_seen:?}); \
+         {} agent answers, {served} with pooled-origin answers, {capped} that met the outgoing cap; \
+         tarpit held {} at most; attacker held {} listener connections, was refused {}",
+        answers.len(),
+        tarpit_most.load(Ordering::Relaxed),
+        tally.held.load(Ordering::Relaxed),
+        tally.refused.load(Ordering::Relaxed),
+    );
+    println!("{report}");
+    assert!(node.child.try_wait().unwrap().is_none(), "the process is still running: {report}");
+    assert!(end_height > start_height + 10, "the chain kept finalizing: {report}");
+    assert!(last_seen > Duration::from_secs(20), "and was still finalizing at the end: {report}");
+    assert!((most_open as u64) < OPEN_FILES - 1_000, "descriptors stayed well inside the limit: {report}");
+    assert!(tally.refused.load(Ordering::Relaxed) > 0, "the listeners' budget was full: {report}");
+    assert!(capped > 0 && served > 0, "agents met the outgoing cap and were still served: {report}");
+    let most = tarpit_most.load(Ordering::Relaxed);
+    // A timed-out request gives its permit back a moment before its socket
+    // closes, hence the bound on sockets, not on requests.
+    assert!(
+        (200..=phalanx_sandbox::outgoing::OUTGOING_SOCKETS_MAX).contains(&most),
+        "the agents held about as many requests as the cap allows, and no more sockets than the bound: {report}"
+    );
 }

@@ -10,8 +10,17 @@
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Fewest descriptors kept for storage, p2p and outgoing connections.
-pub const FD_RESERVE_MIN: u64 = 512;
+/// Fewest descriptors kept for everything but listeners. Each part has its
+/// own bound where it is made: p2p at most 2,176 sockets
+/// (`phalanx_node::P2P_SOCKETS_MAX`), agents' `fetch` at most 640
+/// (`phalanx_sandbox::outgoing::OUTGOING_SOCKETS_MAX`), storage (redb and
+/// commonware's journals and archives, a few hundred files) and the
+/// runtime's own (epoll, eventfds, standard streams) in the rest. A test of
+/// the binary checks that the parts fit.
+pub const FD_RESERVE_MIN: u64 = 4096;
+/// Fewest descriptors a process should be allowed: the reserve and a
+/// thousand connections. Below it the process starts with a warning.
+pub const FD_LIMIT_ADVISED: u64 = FD_RESERVE_MIN + 1024;
 /// Most connections all listeners of a process hold at once, whatever the
 /// descriptor limit (memory: each holds buffers and a task).
 pub const PROCESS_CONNECTIONS_MAX: u64 = 65_536;
@@ -31,6 +40,14 @@ impl ProcessBudget {
         BUDGET.get_or_init(|| {
             let limit = raise_fd_limit();
             let size = connections_for(limit);
+            if limit < FD_LIMIT_ADVISED {
+                tracing::warn!(
+                    fd_limit = limit,
+                    advised = FD_LIMIT_ADVISED,
+                    connections = size,
+                    "the open-files limit is low: listeners get only {size} connections and storage may run short; raise it (ulimit -n)"
+                );
+            }
             tracing::debug!(fd_limit = limit, connections = size, "connection budget of this process");
             ProcessBudget::with_size(size)
         })
@@ -93,8 +110,8 @@ mod tests {
 
     #[test]
     fn the_reserve_is_kept_under_any_limit() {
-        assert_eq!(connections_for(1024), 512, "512 kept of 1,024");
-        assert_eq!(connections_for(4096), 3072, "a quarter kept of 4,096");
+        assert_eq!(connections_for(12_000), 7_904, "4,096 kept of 12,000");
+        assert_eq!(connections_for(65_536), 49_152, "a quarter kept of 65,536");
         assert_eq!(connections_for(100), 64, "a floor, however small the limit");
         assert_eq!(connections_for(1 << 30), PROCESS_CONNECTIONS_MAX as usize);
         let budget = ProcessBudget::with_size(2);

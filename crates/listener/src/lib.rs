@@ -24,6 +24,6 @@ pub mod serve;
 pub mod timed_body;
 
 pub use admission::{Admission, Admitted, Refused};
-pub use budget::{FD_RESERVE_MIN, ProcessBudget};
+pub use budget::{FD_LIMIT_ADVISED, FD_RESERVE_MIN, ProcessBudget};
 pub use serve::{ListenerLimits, serve};
 pub use timed_body::{BodyTimeout, TimedBody};

@@ -374,7 +374,7 @@ async fn start_validator(
     );
     let private = role.peers.iter().any(|(_, address)| !is_public(address));
     let max_peers = peers_max(&chain.finalized().state, role.peers.len());
-    let p2p_config = if private { lookup::Config::local } else { lookup::Config::recommended }(
+    let mut p2p_config = if private { lookup::Config::local } else { lookup::Config::recommended }(
         handshake,
         crate::consensus::NAMESPACE,
         role.p2p_listen,
@@ -386,6 +386,10 @@ async fn start_validator(
         validator::P2P_MESSAGE_BYTES_MAX,
         NZUsize!(1024),
     );
+    // Handshakes hold sockets before a peer is known: bound them so p2p
+    // stays inside its share of the descriptor reserve (P2P_SOCKETS_MAX).
+    p2p_config.max_concurrent_handshakes = NZU32!(P2P_HANDSHAKES_MAX);
+    p2p_config.tracked_peer_sets = NZUsize!(P2P_TRACKED_SETS);
     let (mut network, oracle) = lookup::Network::new(context.child("network"), p2p_config);
     let book: Arc<Vec<(ValidatorKey, SocketAddr)>> = Arc::new(role.peers.clone());
     let me = secret.public_key();
@@ -442,6 +446,20 @@ async fn start_validator(
 /// backfilled blocks a second, and a bound on a misbehaving validator. The
 /// network reserves an inbound queue of this many messages per allowed peer.
 const PEER_MESSAGES_PER_SECOND: u32 = 1_000;
+
+/// Handshakes in progress at once (commonware's defaults are 512 and 1,024).
+/// Only validators of the tracked sets complete one, and each address may
+/// start one per five seconds, so this bounds sockets, not the set.
+pub const P2P_HANDSHAKES_MAX: u32 = 128;
+
+/// Peer sets the network tracks at once (commonware's default).
+const P2P_TRACKED_SETS: usize = 4;
+
+/// Sockets p2p may hold at most: the handshakes in progress, and up to two
+/// connections (a dial and an accept racing) per peer of the tracked sets,
+/// each at most twice [`phalanx_state::genesis::VALIDATORS_MAX`].
+pub const P2P_SOCKETS_MAX: usize =
+    P2P_HANDSHAKES_MAX as usize + 2 * P2P_TRACKED_SETS * 2 * phalanx_state::genesis::VALIDATORS_MAX;
 
 /// Peers one tracked set may hold: four times the larger of the current
 /// and scheduled sets and the address book, at least 16, at most twice

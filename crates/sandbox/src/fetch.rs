@@ -9,13 +9,16 @@
 //!
 //! Response bodies stream: the agent's `Response.body` pulls chunks from the
 //! host as it reads them, so a relayed LLM token stream is never buffered
-//! whole. Open bodies are dropped when the call ends.
+//! whole. Open bodies are dropped when the call ends. The sockets all
+//! agents of the process hold are bounded by [`crate::outgoing`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::outgoing::{self, ClientKey};
 
 /// What an agent may reach and how much.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,32 +154,6 @@ impl reqwest::dns::Resolve for PolicyResolver {
     }
 }
 
-/// HTTP clients shared by all sandboxes with the same address rule and
-/// timeout (a client holds the TLS roots and a connection pool; one per
-/// instance would cost every idle agent that memory). The host-side
-/// connection pool carries no agent state: agents never see connections.
-fn shared_client(allow_private_addresses: bool, timeout: Duration) -> Result<reqwest::Client, String> {
-    static CLIENTS: Mutex<Vec<((bool, Duration), reqwest::Client)>> = Mutex::new(Vec::new());
-    let mut clients = CLIENTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let key = (allow_private_addresses, timeout);
-    if let Some((_, client)) = clients.iter().find(|(k, _)| *k == key) {
-        return Ok(client.clone());
-    }
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .dns_resolver(Arc::new(PolicyResolver { allow_private_addresses }))
-        .no_proxy()
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    const CLIENTS_MAX: usize = 16;
-    if clients.len() >= CLIENTS_MAX {
-        clients.remove(0);
-    }
-    clients.push((key, client.clone()));
-    Ok(client)
-}
-
 /// A request an agent made.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
@@ -201,13 +178,14 @@ pub(crate) struct Incoming {
 struct OpenBody {
     response: reqwest::Response,
     received: usize,
+    /// The request's share of the process's outgoing sockets.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The host side of `fetch` for one sandbox.
 #[derive(Debug)]
 pub(crate) struct Fetcher {
     policy: FetchPolicy,
-    client: reqwest::Client,
     calls: AtomicU32,
     next_body: AtomicU32,
     open: Mutex<HashMap<u32, OpenBody>>,
@@ -217,10 +195,8 @@ pub(crate) struct Fetcher {
 
 impl Fetcher {
     pub(crate) fn new(policy: FetchPolicy) -> Result<Arc<Self>, String> {
-        let client = shared_client(policy.allow_private_addresses, policy.timeout)?;
         Ok(Arc::new(Fetcher {
             policy,
-            client,
             calls: AtomicU32::new(0),
             next_body: AtomicU32::new(0),
             open: Mutex::new(HashMap::new()),
@@ -304,8 +280,23 @@ impl Fetcher {
             + outgoing.url.len()
             + outgoing.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>()
             + outgoing.body.as_ref().map_or(0, Vec::len);
+        let allow_private_addresses = self.policy.allow_private_addresses;
+        let client = outgoing::client(
+            ClientKey {
+                allow_private_addresses,
+                timeout: self.policy.timeout,
+                origin: url.origin().ascii_serialization(),
+            },
+            |builder| {
+                builder
+                    .redirect(reqwest::redirect::Policy::none())
+                    .dns_resolver(Arc::new(PolicyResolver { allow_private_addresses }))
+                    .no_proxy()
+            },
+        )?;
+        let permit = outgoing::take(self.policy.timeout).await?;
         self.sent.fetch_add(sent as u64, Ordering::Relaxed);
-        let mut request = self.client.request(method, url);
+        let mut request = client.request(method, url);
         for (name, value) in outgoing.headers {
             request = request.header(name, value);
         }
@@ -323,7 +314,7 @@ impl Fetcher {
             return Err(format!("response body is larger than {} bytes", self.policy.response_body_bytes_max));
         }
         let id = self.next_body.fetch_add(1, Ordering::Relaxed);
-        self.open_bodies().insert(id, OpenBody { response, received: 0 });
+        self.open_bodies().insert(id, OpenBody { response, received: 0, _permit: permit });
         Ok(Incoming {
             status: status.as_u16(),
             status_text: status.canonical_reason().unwrap_or_default().to_string(),

@@ -15,6 +15,7 @@ pub mod code;
 pub mod engine;
 pub mod fetch;
 pub mod limits;
+pub mod outgoing;
 pub mod pool;
 pub mod typescript;
 mod web;

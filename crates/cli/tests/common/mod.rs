@@ -62,16 +62,36 @@ impl DevNode {
     }
 
     pub fn start_with(data_dir: &Path, rpc_port: u16, p2p_port: u16, extra: &[&str]) -> DevNode {
-        Self::spawn(data_dir, rpc_port, p2p_port, extra, None)
+        Self::spawn(data_dir, rpc_port, p2p_port, extra, None, None)
+    }
+
+    /// Like [`DevNode::start_with`], with the open-files limit (soft and hard) set to `open_files`.
+    pub fn start_limited(data_dir: &Path, rpc_port: u16, extra: &[&str], open_files: u64) -> DevNode {
+        Self::spawn(data_dir, rpc_port, free_port(), extra, None, Some(open_files))
     }
 
     /// Like [`DevNode::start_with`], with everything it logs (at debug level) in `log`.
     pub fn start_logged(data_dir: &Path, extra: &[&str], log: &Path) -> DevNode {
-        Self::spawn(data_dir, free_port(), free_port(), extra, Some(log))
+        Self::spawn(data_dir, free_port(), free_port(), extra, Some(log), None)
     }
 
-    fn spawn(data_dir: &Path, rpc_port: u16, p2p_port: u16, extra: &[&str], log: Option<&Path>) -> DevNode {
-        let mut command = phalanx();
+    fn spawn(
+        data_dir: &Path,
+        rpc_port: u16,
+        p2p_port: u16,
+        extra: &[&str],
+        log: Option<&Path>,
+        open_files: Option<u64>,
+    ) -> DevNode {
+        // `prlimit` (util-linux) sets the limit and execs phalanx in the same process.
+        let mut command = match open_files {
+            None => phalanx(),
+            Some(limit) => {
+                let mut command = Command::new("prlimit");
+                command.arg(format!("--nofile={limit}:{limit}")).arg(env!("CARGO_BIN_EXE_phalanx"));
+                command
+            }
+        };
         command
             .args(["dev", "--data-dir"])
             .arg(data_dir)

@@ -1,0 +1,215 @@
+//! The store: open it, apply a block's writes as one batch, read and prove.
+//!
+//! qmdb's calls that change the database take it by value and give it back;
+//! if one fails the handle is gone. [`StateDb`] then refuses further use
+//! ([`StoreError::Closed`]) until it is opened again, which recovers the last
+//! committed state from disk.
+
+use crate::leaf::{self, STORED_BYTES_MAX};
+use crate::proof::{Absence, Presence, StateProof};
+use commonware_codec::RangeCfg;
+use commonware_cryptography::{Sha256, sha256::Digest};
+use commonware_parallel::Sequential;
+use commonware_runtime::buffer::paged::CacheRef;
+use commonware_storage::journal::contiguous::variable::Config as JournalConfig;
+use commonware_storage::merkle::full::Config as MerkleConfig;
+use commonware_storage::merkle::mmr;
+use commonware_storage::qmdb::current::{self, VariableConfig};
+use commonware_storage::qmdb::floor::Proportional;
+use commonware_storage::translator::EightCap;
+use commonware_utils::{NZU16, NZU64, NZUsize};
+use phalanx_primitives::Hash;
+
+/// Bytes of one bitmap chunk (the activity bits grafted into the tree).
+pub(crate) const CHUNK_BYTES: usize = 32;
+
+/// The qmdb variant phalanx commits its state to.
+pub type Db<E> =
+    current::ordered::variable::Db<mmr::Family, E, Digest, Vec<u8>, Sha256, EightCap, CHUNK_BYTES, Sequential>;
+
+/// The decoding bounds of a stored operation: the key (fixed) and the leaf.
+type OperationCfg = ((), (RangeCfg<usize>, ()));
+type Config = VariableConfig<EightCap, OperationCfg, Sequential>;
+
+/// What the store needs of its runtime: storage, a clock, metrics and spawning.
+pub trait Runtime: commonware_storage::Context + commonware_runtime::Spawner {}
+impl<E: commonware_storage::Context + commonware_runtime::Spawner> Runtime for E {}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Storage(String),
+    #[error("the state store failed earlier and must be opened again")]
+    Closed,
+    #[error("state store entry for leaf {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("leaf {key} is {len} bytes; at most {max}")]
+    TooLarge { key: String, len: usize, max: usize },
+}
+
+impl StoreError {
+    fn storage(error: impl std::fmt::Display) -> StoreError {
+        StoreError::Storage(error.to_string())
+    }
+}
+
+/// Sizes of the store's journals. They cannot change once a store is
+/// written, so they are constants, not configuration.
+const OPS_PER_SECTION: u64 = 16_384;
+const NODES_PER_BLOB: u64 = 65_536;
+const PAGE_BYTES: u16 = 4096;
+/// Pages of the shared read cache (`PAGE_BYTES` each: 64 MiB).
+const CACHE_PAGES: usize = 16_384;
+
+/// The store's configuration. Partition names must not collide with the
+/// ones commonware derives from them (a fixed journal `p` also uses
+/// `p-metadata` and `p-blobs`; a variable one `p_data` and `p_offsets`).
+fn config(name: &str) -> Config {
+    let page_cache = CacheRef::new(NZU16!(PAGE_BYTES), NZUsize!(CACHE_PAGES));
+    VariableConfig {
+        merkle_config: MerkleConfig {
+            journal_partition: format!("{name}-mmr"),
+            metadata_partition: format!("{name}-mmr-pins"),
+            items_per_blob: NZU64!(NODES_PER_BLOB),
+            write_buffer: NZUsize!(1 << 20),
+            replay_buffer: NZUsize!(1 << 20),
+            strategy: Sequential,
+            page_cache: page_cache.clone(),
+        },
+        journal_config: JournalConfig {
+            partition: format!("{name}-log"),
+            items_per_section: NZU64!(OPS_PER_SECTION),
+            compression: None,
+            codec_config: ((), (RangeCfg::new(..=STORED_BYTES_MAX), ())),
+            page_cache,
+            write_buffer: NZUsize!(1 << 20),
+            replay_buffer: NZUsize!(1 << 20),
+        },
+        grafted_metadata_partition: format!("{name}-graft"),
+        translator: EightCap,
+        init_cache: Some(NZUsize!(1 << 16)),
+        init_buffer: NZUsize!(1 << 21),
+        init_concurrency: (),
+    }
+}
+
+/// The authenticated state: one qmdb database.
+pub struct StateDb<E: Runtime> {
+    db: Option<Db<E>>,
+}
+
+impl<E: Runtime> std::fmt::Debug for StateDb<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateDb").field("root", &self.db.as_ref().map(|db| db.root())).finish()
+    }
+}
+
+impl<E: Runtime> StateDb<E> {
+    /// Opens (or creates) the store whose partitions are named after `name`,
+    /// at its last committed block.
+    pub async fn open(context: E, name: &str) -> Result<Self, StoreError> {
+        let db = Db::init(context, config(name), None).await.map_err(StoreError::storage)?;
+        Ok(StateDb { db: Some(db) })
+    }
+
+    fn db(&self) -> Result<&Db<E>, StoreError> {
+        self.db.as_ref().ok_or(StoreError::Closed)
+    }
+
+    /// The state root of the last applied block (of the empty store, before any).
+    pub fn root(&self) -> Result<Hash, StoreError> {
+        Ok(Hash(self.db()?.root().0))
+    }
+
+    /// The height of the last applied block, `None` for an empty store.
+    pub async fn height(&self) -> Result<Option<u64>, StoreError> {
+        let Some(metadata) = self.db()?.get_metadata().await.map_err(StoreError::storage)? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 8] = metadata
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt { key: "metadata".into(), reason: "not a height".into() })?;
+        Ok(Some(u64::from_be_bytes(bytes)))
+    }
+
+    /// Applies block `height`'s writes (a leaf key and its new value, `None`
+    /// to delete) as one batch, commits it durably and returns the new root.
+    /// A key written twice keeps its last value.
+    pub async fn apply(
+        &mut self,
+        height: u64,
+        writes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<Hash, StoreError> {
+        let db = self.db.take().ok_or(StoreError::Closed)?;
+        let mut batch = db.new_batch();
+        for (key, value) in writes {
+            if key.len() > leaf::LEAF_KEY_BYTES_MAX {
+                self.db = Some(db);
+                return Err(StoreError::TooLarge { key: hex(&key), len: key.len(), max: leaf::LEAF_KEY_BYTES_MAX });
+            }
+            if let Some(value) = &value
+                && value.len() > leaf::LEAF_VALUE_BYTES_MAX
+            {
+                self.db = Some(db);
+                let (len, max) = (value.len(), leaf::LEAF_VALUE_BYTES_MAX);
+                return Err(StoreError::TooLarge { key: hex(&key), len, max });
+            }
+            let stored = value.map(|value| leaf::encode(&key, &value));
+            batch = batch.write(leaf::store_key(&key), stored);
+        }
+        let merkleized = match batch.merkleize(&db, Some(height.to_be_bytes().to_vec()), &mut Proportional).await {
+            Ok(merkleized) => merkleized,
+            Err(error) => {
+                self.db = Some(db);
+                return Err(StoreError::storage(error));
+            }
+        };
+        let root = Hash(merkleized.root().0);
+        // From here the handle is given away: an error leaves the store closed.
+        let db = db.apply_batch(merkleized).await.map_err(StoreError::storage)?;
+        let db = db.commit().await.map_err(StoreError::storage)?;
+        self.db = Some(db);
+        Ok(root)
+    }
+
+    /// The value of a leaf, if present.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(stored) = self.db()?.get(&leaf::store_key(key)).await.map_err(StoreError::storage)? else {
+            return Ok(None);
+        };
+        let leaf = leaf::decode(&stored).map_err(|e| StoreError::Corrupt { key: hex(key), reason: e.to_string() })?;
+        if leaf.key != key {
+            return Err(StoreError::Corrupt { key: hex(key), reason: "stored under another key's hash".into() });
+        }
+        Ok(Some(leaf.value))
+    }
+
+    /// A proof of a leaf's value, or of its absence, against [`Self::root`].
+    pub async fn prove(&self, key: &[u8]) -> Result<StateProof, StoreError> {
+        let db = self.db()?;
+        let stored_key = leaf::store_key(key);
+        match self.get(key).await? {
+            Some(value) => {
+                let proof = db.key_value_proof(stored_key).await.map_err(StoreError::storage)?;
+                Ok(StateProof { key: key.to_vec(), value: Some(value), proof: Presence(proof).encode() })
+            }
+            None => {
+                let proof = db.exclusion_proof(&stored_key).await.map_err(StoreError::storage)?;
+                Ok(StateProof { key: key.to_vec(), value: None, proof: Absence(proof).encode() })
+            }
+        }
+    }
+
+    /// Persists everything, so the next open need not replay the log.
+    pub async fn sync(&mut self) -> Result<(), StoreError> {
+        let db = self.db.take().ok_or(StoreError::Closed)?;
+        self.db = Some(db.sync().await.map_err(StoreError::storage)?);
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

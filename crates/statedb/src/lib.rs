@@ -1,0 +1,29 @@
+//! phalanx's authenticated state store.
+//!
+//! The chain's state is a set of leaves (a byte key, a byte value) written
+//! by the pure state machine. This crate keeps them in commonware's `qmdb`
+//! (`current::ordered`, variable values), so that:
+//!
+//! - a block's commitment costs what the block changed (one batch of the
+//!   changed leaves, merkleized on top of the previous state), not the size
+//!   of the state;
+//! - any leaf can be proven, present with its value or absent, against the
+//!   state root, and a proof is checked by a pure function ([`verify`]) a
+//!   light client can run.
+//!
+//! What every node must do identically to reach the same root (it is part
+//! of consensus, see ARCHITECTURE.md): [`leaf::store_key`] and
+//! [`leaf::encode`] for each leaf, exactly one batch per block holding the
+//! block's final writes, the block height as the batch's metadata, and the
+//! inactivity-floor policy [`Proportional`](commonware_storage::qmdb::floor::Proportional).
+//!
+//! - [`leaf`]: how a leaf is keyed and encoded in the store.
+//! - [`db`]: the store: open, apply a block, read, prove.
+//! - [`proof`]: proofs on the wire and their verification.
+
+pub mod db;
+pub mod leaf;
+pub mod proof;
+
+pub use db::{StateDb, StoreError};
+pub use proof::{ProofError, StateProof, verify};
