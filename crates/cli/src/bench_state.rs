@@ -59,22 +59,10 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
     store.write_leaves(&leaves)?;
     let rss_before_statedb = crate::bench_agent::rss_bytes()?;
     let statedb_dir = dir.join("statedb");
-    let runtime = commonware_runtime::tokio::Runner::new(
-        commonware_runtime::tokio::Config::new().with_storage_directory(&statedb_dir).with_worker_threads(1),
-    );
-    let (statedb_tx, statedb_rx) = tokio::sync::mpsc::unbounded_channel::<StatedbJob>();
-    let (answer_tx, answer_rx) = std::sync::mpsc::channel::<anyhow::Result<StatedbAnswer>>();
-    let statedb = std::thread::spawn(move || {
-        use commonware_runtime::Runner as _;
-        runtime.start(|context| statedb_actor(context, statedb_rx, answer_tx))
-    });
-    let ask = |job: StatedbJob| -> anyhow::Result<StatedbAnswer> {
-        statedb_tx.send(job).map_err(|_| anyhow::anyhow!("the state store stopped"))?;
-        answer_rx.recv().map_err(|_| anyhow::anyhow!("the state store stopped"))?
-    };
+    let statedb = phalanx_statedb::StateService::open(&statedb_dir)?;
     let t = Instant::now();
     for chunk in leaves.chunks(LOAD_BATCH) {
-        ask(StatedbJob::Apply(0, chunk.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect()))?;
+        statedb.apply(0, chunk.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect())?;
     }
     let statedb_load_s = t.elapsed().as_secs_f64();
     let rss_statedb = crate::bench_agent::rss_bytes()?.saturating_sub(rss_before_statedb);
@@ -125,7 +113,7 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
         commit_ms.push(t.elapsed().as_secs_f64() * 1e3);
         let writes = changes.into_iter().map(|(k, v)| (k, Some(v))).collect();
         let t = Instant::now();
-        ask(StatedbJob::Apply(built.block.header.height, writes))?;
+        statedb.apply(built.block.header.height, writes)?;
         statedb_ms.push(t.elapsed().as_secs_f64() * 1e3);
         (state, parent) = (built.state, built.block);
     }
@@ -138,12 +126,13 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
     let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
     anyhow::ensure!(loaded.height() == blocks as u64, "the reopened state is at {}", loaded.height());
     drop((loaded, reopened));
-    let StatedbAnswer::Reopened { ms: statedb_reopen_ms, height } = ask(StatedbJob::Reopen)? else {
-        anyhow::bail!("the state store answered out of turn");
-    };
+    drop(statedb);
+    let t = Instant::now();
+    let reopened = phalanx_statedb::StateService::open(&statedb_dir)?;
+    let (height, _) = reopened.status()?;
+    let statedb_reopen_ms = t.elapsed().as_secs_f64() * 1e3;
     anyhow::ensure!(height == Some(blocks as u64), "the reopened state store is at {height:?}");
-    drop(statedb_tx);
-    statedb.join().map_err(|_| anyhow::anyhow!("the state store panicked"))?;
+    drop(reopened);
     let statedb_disk = dir_bytes_deep(&statedb_dir);
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -218,60 +207,6 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("phalanx-bench-state-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
-}
-
-/// Work for the authenticated store, which runs on its own commonware runtime.
-enum StatedbJob {
-    /// Apply one block's writes at a height.
-    Apply(u64, Vec<(Vec<u8>, Option<Vec<u8>>)>),
-    /// Close the store and open it again.
-    Reopen,
-}
-
-enum StatedbAnswer {
-    Applied,
-    Reopened { ms: f64, height: Option<u64> },
-}
-
-async fn statedb_actor(
-    context: commonware_runtime::tokio::Context,
-    mut jobs: tokio::sync::mpsc::UnboundedReceiver<StatedbJob>,
-    answers: std::sync::mpsc::Sender<anyhow::Result<StatedbAnswer>>,
-) {
-    use commonware_runtime::Supervisor as _;
-    use phalanx_statedb::StateDb;
-    const NAME: &str = "bench-state";
-    let mut db = match StateDb::open(context.child("statedb"), NAME).await {
-        Ok(db) => db,
-        Err(error) => {
-            let _ = answers.send(Err(error.into()));
-            return;
-        }
-    };
-    while let Some(job) = jobs.recv().await {
-        let answer = match job {
-            StatedbJob::Apply(height, writes) => db.apply(height, writes).await.map(|_| StatedbAnswer::Applied),
-            StatedbJob::Reopen => {
-                drop(db);
-                let t = Instant::now();
-                let opened = StateDb::open(context.child("statedb"), NAME).await;
-                match opened {
-                    Ok(reopened) => {
-                        db = reopened;
-                        let ms = t.elapsed().as_secs_f64() * 1e3;
-                        db.height().await.map(|height| StatedbAnswer::Reopened { ms, height })
-                    }
-                    Err(error) => {
-                        let _ = answers.send(Err(error.into()));
-                        return;
-                    }
-                }
-            }
-        };
-        if answers.send(answer.map_err(Into::into)).is_err() {
-            return;
-        }
-    }
 }
 
 /// Bytes of all files under `dir`, at any depth.

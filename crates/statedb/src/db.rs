@@ -7,6 +7,7 @@
 
 use crate::leaf::{self, STORED_BYTES_MAX};
 use crate::proof::{Absence, Presence, StateProof};
+use crate::service::{Parent, Speculation, Write};
 use commonware_codec::RangeCfg;
 use commonware_cryptography::{Sha256, sha256::Digest};
 use commonware_parallel::Sequential;
@@ -14,11 +15,16 @@ use commonware_runtime::buffer::paged::CacheRef;
 use commonware_storage::journal::contiguous::variable::Config as JournalConfig;
 use commonware_storage::merkle::full::Config as MerkleConfig;
 use commonware_storage::merkle::mmr;
+use commonware_storage::qmdb::any::ordered::Update;
+use commonware_storage::qmdb::any::value::VariableEncoding;
+use commonware_storage::qmdb::current::batch::{MerkleizedBatch, UnmerkleizedBatch};
 use commonware_storage::qmdb::current::{self, VariableConfig};
 use commonware_storage::qmdb::floor::Proportional;
 use commonware_storage::translator::EightCap;
 use commonware_utils::{NZU16, NZU64, NZUsize};
 use phalanx_primitives::Hash;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Bytes of one bitmap chunk (the activity bits grafted into the tree).
 pub(crate) const CHUNK_BYTES: usize = 32;
@@ -30,6 +36,60 @@ pub type Db<E> =
 /// The decoding bounds of a stored operation: the key (fixed) and the leaf.
 type OperationCfg = ((), (RangeCfg<usize>, ()));
 type Config = VariableConfig<EightCap, OperationCfg, Sequential>;
+
+/// What the store writes: a stored key and an encoded leaf.
+type StoredUpdate = Update<Digest, VariableEncoding<Vec<u8>>>;
+/// A block's writes, merkleized.
+type Batch = MerkleizedBatch<mmr::Family, Digest, StoredUpdate, CHUNK_BYTES, Sequential>;
+/// A block's writes, being gathered.
+type Pending = UnmerkleizedBatch<mmr::Family, Sha256, StoredUpdate, CHUNK_BYTES, Sequential>;
+
+/// Speculations held by the store's service, uncommitted.
+#[derive(Default)]
+pub(crate) struct Speculations {
+    batches: HashMap<Speculation, Arc<Batch>>,
+    next: u64,
+}
+
+impl Speculations {
+    fn next_id(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    fn get(&self, speculation: Speculation) -> Result<&Arc<Batch>, StoreError> {
+        self.batches.get(&speculation).ok_or(StoreError::UnknownSpeculation { height: speculation.height })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    pub(crate) fn discard(&mut self, speculation: Speculation) {
+        self.batches.remove(&speculation);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.batches.clear();
+    }
+}
+
+/// Adds `writes` to a batch, each leaf bounded and encoded.
+fn fill(mut batch: Pending, writes: impl IntoIterator<Item = Write>) -> Result<Pending, StoreError> {
+    for (key, value) in writes {
+        if key.len() > leaf::LEAF_KEY_BYTES_MAX {
+            return Err(StoreError::TooLarge { key: hex(&key), len: key.len(), max: leaf::LEAF_KEY_BYTES_MAX });
+        }
+        if let Some(value) = &value
+            && value.len() > leaf::LEAF_VALUE_BYTES_MAX
+        {
+            return Err(StoreError::TooLarge { key: hex(&key), len: value.len(), max: leaf::LEAF_VALUE_BYTES_MAX });
+        }
+        let stored = value.map(|value| leaf::encode(&key, &value));
+        batch = batch.write(leaf::store_key(&key), stored);
+    }
+    Ok(batch)
+}
 
 /// What the store needs of its runtime: storage, a clock, metrics and spawning.
 pub trait Runtime: commonware_storage::Context + commonware_runtime::Spawner {}
@@ -46,10 +106,12 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("leaf {key} is {len} bytes; at most {max}")]
     TooLarge { key: String, len: usize, max: usize },
+    #[error("no uncommitted block at height {height} is held (committed, discarded or stale)")]
+    UnknownSpeculation { height: u64 },
 }
 
 impl StoreError {
-    fn storage(error: impl std::fmt::Display) -> StoreError {
+    pub(crate) fn storage(error: impl std::fmt::Display) -> StoreError {
         StoreError::Storage(error.to_string())
     }
 }
@@ -142,35 +204,61 @@ impl<E: Runtime> StateDb<E> {
         height: u64,
         writes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<Hash, StoreError> {
-        let db = self.db.take().ok_or(StoreError::Closed)?;
-        let mut batch = db.new_batch();
-        for (key, value) in writes {
-            if key.len() > leaf::LEAF_KEY_BYTES_MAX {
-                self.db = Some(db);
-                return Err(StoreError::TooLarge { key: hex(&key), len: key.len(), max: leaf::LEAF_KEY_BYTES_MAX });
-            }
-            if let Some(value) = &value
-                && value.len() > leaf::LEAF_VALUE_BYTES_MAX
-            {
-                self.db = Some(db);
-                let (len, max) = (value.len(), leaf::LEAF_VALUE_BYTES_MAX);
-                return Err(StoreError::TooLarge { key: hex(&key), len, max });
-            }
-            let stored = value.map(|value| leaf::encode(&key, &value));
-            batch = batch.write(leaf::store_key(&key), stored);
-        }
-        let merkleized = match batch.merkleize(&db, Some(height.to_be_bytes().to_vec()), &mut Proportional).await {
-            Ok(merkleized) => merkleized,
-            Err(error) => {
-                self.db = Some(db);
-                return Err(StoreError::storage(error));
-            }
-        };
+        let db = self.db()?;
+        let batch = fill(db.new_batch(), writes)?;
+        let merkleized = batch
+            .merkleize(db, Some(height.to_be_bytes().to_vec()), &mut Proportional)
+            .await
+            .map_err(StoreError::storage)?;
+        self.commit_batch(merkleized).await
+    }
+
+    /// Applies a merkleized batch and commits it. From the apply on, the
+    /// handle is given away: an error leaves the store closed.
+    async fn commit_batch(&mut self, merkleized: Arc<Batch>) -> Result<Hash, StoreError> {
         let root = Hash(merkleized.root().0);
-        // From here the handle is given away: an error leaves the store closed.
+        let db = self.db.take().ok_or(StoreError::Closed)?;
         let db = db.apply_batch(merkleized).await.map_err(StoreError::storage)?;
         let db = db.commit().await.map_err(StoreError::storage)?;
         self.db = Some(db);
+        Ok(root)
+    }
+
+    /// Merkleizes block `height`'s writes on top of `parent` and holds the
+    /// result in `held`, uncommitted.
+    pub(crate) async fn speculate(
+        &self,
+        held: &mut Speculations,
+        parent: Parent,
+        height: u64,
+        writes: Vec<Write>,
+    ) -> Result<Speculation, StoreError> {
+        let db = self.db()?;
+        let batch = match parent {
+            Parent::Committed => db.new_batch(),
+            Parent::Speculation(parent) => held.get(parent)?.new_batch::<Sha256>(),
+        };
+        let batch = fill(batch, writes)?;
+        let merkleized = batch
+            .merkleize(db, Some(height.to_be_bytes().to_vec()), &mut Proportional)
+            .await
+            .map_err(StoreError::storage)?;
+        let speculation = Speculation { id: held.next_id(), height, root: Hash(merkleized.root().0) };
+        held.batches.insert(speculation, merkleized);
+        Ok(speculation)
+    }
+
+    /// Commits a held speculation, with its uncommitted ancestors, and drops
+    /// every held speculation at its height or below (its ancestors, now
+    /// committed, and its siblings, now stale).
+    pub(crate) async fn commit(
+        &mut self,
+        held: &mut Speculations,
+        speculation: Speculation,
+    ) -> Result<Hash, StoreError> {
+        let batch = held.get(speculation)?.clone();
+        let root = self.commit_batch(batch).await?;
+        held.batches.retain(|kept, _| kept.height > speculation.height);
         Ok(root)
     }
 

@@ -20,10 +20,14 @@
 //! - [`leaf`]: how a leaf is keyed and encoded in the store.
 //! - [`db`]: the store: open, apply a block, read, prove.
 //! - [`proof`]: proofs on the wire and their verification.
+//! - [`service`]: the store on its own thread, behind a blocking handle,
+//!   with speculative blocks for those not final yet.
 
 pub mod db;
 pub mod leaf;
 pub mod proof;
+pub mod service;
 
 pub use db::{StateDb, StoreError};
 pub use proof::{ProofError, StateProof, verify};
+pub use service::{Parent, Proven, Speculation, StateService};

@@ -1,0 +1,227 @@
+//! The store on a thread of its own, behind a blocking handle.
+//!
+//! qmdb is async and needs a commonware runtime; the chain, the follower
+//! and the worker's verified chain are synchronous code that executes
+//! blocks. [`StateService`] runs a [`StateDb`] on its own thread (its own
+//! commonware runtime, one worker thread) and answers requests in order,
+//! so the store is never used from two places at once and a proof is always
+//! made at the height it names.
+//!
+//! Blocks that are not final yet are *speculations*: merkleized on top of
+//! the committed state or of another speculation, held until committed or
+//! discarded. Committing a speculation commits its ancestors too and makes
+//! its siblings stale, so they are dropped.
+
+use crate::db::{StateDb, StoreError};
+use crate::proof::StateProof;
+use commonware_runtime::{Runner as _, Supervisor as _};
+use phalanx_primitives::Hash;
+use std::path::Path;
+use std::sync::mpsc;
+
+/// One leaf write: a key and its new value (`None` deletes it).
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// Most speculations held at once (unfinalized blocks a node keeps, with room).
+pub const SPECULATIONS_MAX: usize = 4096;
+/// Most keys proven in one request.
+pub const PROOF_KEYS_MAX: usize = 64;
+
+/// A block merkleized on top of the committed state or of another speculation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Speculation {
+    pub(crate) id: u64,
+    /// The block height it was made for.
+    pub height: u64,
+    /// The state root after it.
+    pub root: Hash,
+}
+
+/// What a speculation builds on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parent {
+    /// The last committed block.
+    Committed,
+    /// A block not committed yet.
+    Speculation(Speculation),
+}
+
+/// Proofs made at one committed height.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proven {
+    /// The height of the committed state the proofs are against (`None`: empty store).
+    pub height: Option<u64>,
+    /// That state's root.
+    pub root: Hash,
+    pub proofs: Vec<StateProof>,
+}
+
+enum Job {
+    Speculate { parent: Parent, height: u64, writes: Vec<Write>, answer: mpsc::Sender<Result<Speculation, StoreError>> },
+    Commit { speculation: Speculation, answer: mpsc::Sender<Result<Hash, StoreError>> },
+    Discard { speculation: Speculation },
+    Apply { height: u64, writes: Vec<Write>, answer: mpsc::Sender<Result<Hash, StoreError>> },
+    Prove { keys: Vec<Vec<u8>>, answer: mpsc::Sender<Result<Proven, StoreError>> },
+    Get { key: Vec<u8>, answer: mpsc::Sender<Result<Option<Vec<u8>>, StoreError>> },
+    Status { answer: mpsc::Sender<Result<(Option<u64>, Hash), StoreError>> },
+}
+
+/// A [`StateDb`] on its own thread. Dropping the handle stops the thread
+/// after the requests already sent (nothing committed is lost: every
+/// commit is durable before it is answered).
+#[derive(Debug)]
+pub struct StateService {
+    jobs: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Job::Speculate { .. } => "Speculate",
+            Job::Commit { .. } => "Commit",
+            Job::Discard { .. } => "Discard",
+            Job::Apply { .. } => "Apply",
+            Job::Prove { .. } => "Prove",
+            Job::Get { .. } => "Get",
+            Job::Status { .. } => "Status",
+        })
+    }
+}
+
+impl StateService {
+    /// Opens the store under `directory` (created if missing) on a new thread.
+    pub fn open(directory: &Path) -> Result<StateService, StoreError> {
+        std::fs::create_dir_all(directory).map_err(StoreError::storage)?;
+        let config = commonware_runtime::tokio::Config::new()
+            .with_storage_directory(directory)
+            .with_worker_threads(1)
+            .with_catch_panics(false);
+        let (jobs, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let (opened_tx, opened_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("statedb".into())
+            .spawn(move || {
+                commonware_runtime::tokio::Runner::new(config).start(|context| async move {
+                    match StateDb::open(context.child("statedb"), "state").await {
+                        Ok(db) => {
+                            let _ = opened_tx.send(Ok(()));
+                            serve(db, receiver).await;
+                        }
+                        Err(error) => {
+                            let _ = opened_tx.send(Err(error));
+                        }
+                    }
+                })
+            })
+            .map_err(StoreError::storage)?;
+        match opened_rx.recv() {
+            Ok(Ok(())) => Ok(StateService { jobs: Some(jobs), thread: Some(thread) }),
+            Ok(Err(error)) => {
+                let _ = thread.join();
+                Err(error)
+            }
+            Err(_) => Err(StoreError::Storage("the state store's thread stopped while opening".into())),
+        }
+    }
+
+    fn ask<T>(&self, job: impl FnOnce(mpsc::Sender<Result<T, StoreError>>) -> Job) -> Result<T, StoreError> {
+        let (answer, receiver) = mpsc::channel();
+        self.jobs.as_ref().ok_or(StoreError::Closed)?.send(job(answer)).map_err(|_| StoreError::Closed)?;
+        receiver.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Merkleizes block `height`'s writes on top of `parent`, without committing.
+    pub fn speculate(&self, parent: Parent, height: u64, writes: Vec<Write>) -> Result<Speculation, StoreError> {
+        self.ask(|answer| Job::Speculate { parent, height, writes, answer })
+    }
+
+    /// Commits a speculation (and its uncommitted ancestors) durably; drops
+    /// every speculation it makes stale. Returns the committed root.
+    pub fn commit(&self, speculation: Speculation) -> Result<Hash, StoreError> {
+        self.ask(|answer| Job::Commit { speculation, answer })
+    }
+
+    /// Forgets a speculation (a block that will not be finalized).
+    pub fn discard(&self, speculation: Speculation) {
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(Job::Discard { speculation });
+        }
+    }
+
+    /// Applies and commits block `height`'s writes on top of the committed
+    /// state (a block that is already final: replay, sync).
+    pub fn apply(&self, height: u64, writes: Vec<Write>) -> Result<Hash, StoreError> {
+        self.ask(|answer| Job::Apply { height, writes, answer })
+    }
+
+    /// Proofs of up to [`PROOF_KEYS_MAX`] leaves against the committed state.
+    pub fn prove(&self, keys: Vec<Vec<u8>>) -> Result<Proven, StoreError> {
+        if keys.len() > PROOF_KEYS_MAX {
+            return Err(StoreError::Storage(format!("at most {PROOF_KEYS_MAX} keys per proof request")));
+        }
+        self.ask(|answer| Job::Prove { keys, answer })
+    }
+
+    /// A leaf's committed value.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_vec();
+        self.ask(|answer| Job::Get { key, answer })
+    }
+
+    /// The committed height (`None`: nothing committed) and root.
+    pub fn status(&self) -> Result<(Option<u64>, Hash), StoreError> {
+        self.ask(|answer| Job::Status { answer })
+    }
+}
+
+impl Drop for StateService {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve<E: crate::db::Runtime>(mut db: StateDb<E>, mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>) {
+    let mut held = crate::db::Speculations::default();
+    while let Some(job) = jobs.recv().await {
+        match job {
+            Job::Speculate { parent, height, writes, answer } => {
+                let result = if held.len() >= SPECULATIONS_MAX {
+                    Err(StoreError::Storage(format!("{SPECULATIONS_MAX} blocks are held uncommitted already")))
+                } else {
+                    db.speculate(&mut held, parent, height, writes).await
+                };
+                let _ = answer.send(result);
+            }
+            Job::Commit { speculation, answer } => {
+                let _ = answer.send(db.commit(&mut held, speculation).await);
+            }
+            Job::Discard { speculation } => held.discard(speculation),
+            Job::Apply { height, writes, answer } => {
+                held.clear();
+                let _ = answer.send(db.apply(height, writes).await);
+            }
+            Job::Prove { keys, answer } => {
+                let proven = async {
+                    let (height, root) = (db.height().await?, db.root()?);
+                    let mut proofs = Vec::with_capacity(keys.len());
+                    for key in keys {
+                        proofs.push(db.prove(&key).await?);
+                    }
+                    Ok(Proven { height, root, proofs })
+                };
+                let _ = answer.send(proven.await);
+            }
+            Job::Get { key, answer } => {
+                let _ = answer.send(db.get(&key).await);
+            }
+            Job::Status { answer } => {
+                let status = async { Ok((db.height().await?, db.root()?)) };
+                let _ = answer.send(status.await);
+            }
+        }
+    }
+}

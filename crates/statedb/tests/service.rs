@@ -1,0 +1,54 @@
+//! The store's service on real files: speculative blocks on top of each
+//! other, commit of a descendant, siblings made stale, proofs at the
+//! committed height, and a reopen that finds the committed state.
+
+use phalanx_statedb::{Parent, StateService, StoreError, verify};
+
+fn writes(tag: u8, n: u8) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    (0..n).map(|i| (vec![1, i], Some(vec![tag, i]))).collect()
+}
+
+#[test]
+fn speculations_chain_commit_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = StateService::open(dir.path()).unwrap();
+    let (height, empty) = service.status().unwrap();
+    assert_eq!(height, None);
+    let genesis = service.apply(0, writes(0, 10)).unwrap();
+    assert_ne!(genesis, empty);
+
+    // Two competing blocks at height 1, a child of the first at height 2.
+    let a1 = service.speculate(Parent::Committed, 1, writes(1, 3)).unwrap();
+    let b1 = service.speculate(Parent::Committed, 1, writes(2, 3)).unwrap();
+    assert_ne!(a1.root, b1.root, "different writes, different roots");
+    let a2 = service.speculate(Parent::Speculation(a1), 2, vec![(vec![2, 0], Some(vec![9]))]).unwrap();
+    assert_eq!(service.status().unwrap(), (Some(0), genesis), "nothing is committed by speculating");
+
+    // The same block computed twice gives the same root.
+    let again = service.speculate(Parent::Committed, 1, writes(1, 3)).unwrap();
+    assert_eq!(again.root, a1.root);
+
+    // Committing the child commits its parent; the sibling is gone.
+    assert_eq!(service.commit(a2).unwrap(), a2.root);
+    assert_eq!(service.status().unwrap(), (Some(2), a2.root));
+    assert!(matches!(service.commit(b1), Err(StoreError::UnknownSpeculation { height: 1 })));
+    assert_eq!(service.get(&[1, 0]).unwrap(), Some(vec![1, 0]), "the parent's writes are committed");
+    assert_eq!(service.get(&[2, 0]).unwrap(), Some(vec![9]));
+
+    // Proofs are made at the committed height and verify against its root.
+    let proven = service.prove(vec![vec![1, 1], vec![7, 7]]).unwrap();
+    assert_eq!((proven.height, proven.root), (Some(2), a2.root));
+    assert_eq!(verify(&proven.proofs[0], &[1, 1], &proven.root), Ok(Some(&[1u8, 1][..])));
+    assert_eq!(verify(&proven.proofs[1], &[7, 7], &proven.root), Ok(None));
+    assert!(service.prove(vec![vec![0]; 65]).is_err(), "a bounded number of keys per request");
+
+    // A discarded speculation cannot be committed.
+    let c3 = service.speculate(Parent::Committed, 3, writes(3, 1)).unwrap();
+    service.discard(c3);
+    assert!(matches!(service.commit(c3), Err(StoreError::UnknownSpeculation { height: 3 })));
+
+    drop(service);
+    let reopened = StateService::open(dir.path()).unwrap();
+    assert_eq!(reopened.status().unwrap(), (Some(2), a2.root), "the committed state survives");
+    assert_eq!(reopened.get(&[2, 0]).unwrap(), Some(vec![9]));
+}
