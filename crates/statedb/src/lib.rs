@@ -29,5 +29,16 @@ pub mod proof;
 pub mod service;
 
 pub use db::{StateDb, StoreError};
+
+/// The root of a store that holds only `writes`, applied at `height` as one
+/// batch: computed in memory (commonware's deterministic runtime), no
+/// files. For a genesis state and for tests.
+pub fn root_in_memory(height: u64, writes: Vec<service::Write>) -> Result<phalanx_primitives::Hash, StoreError> {
+    use commonware_runtime::{Runner as _, Supervisor as _};
+    commonware_runtime::deterministic::Runner::default().start(|context| async move {
+        let mut db = StateDb::open(context.child("memory"), "memory").await?;
+        db.apply(height, writes).await
+    })
+}
 pub use proof::{ProofError, StateProof, verify};
 pub use service::{Parent, Proven, Speculation, StateService};

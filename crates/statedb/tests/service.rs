@@ -52,3 +52,18 @@ fn speculations_chain_commit_and_survive_a_restart() {
     assert_eq!(reopened.status().unwrap(), (Some(2), a2.root), "the committed state survives");
     assert_eq!(reopened.get(&[2, 0]).unwrap(), Some(vec![9]));
 }
+
+/// A root computed in memory equals the root of the same block on disk,
+/// and it can be computed from inside another commonware runtime.
+#[test]
+fn the_in_memory_root_is_the_stored_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = StateService::open(dir.path()).unwrap();
+    let on_disk = service.apply(0, writes(5, 20)).unwrap();
+    assert_eq!(phalanx_statedb::root_in_memory(0, writes(5, 20)).unwrap(), on_disk);
+    assert_ne!(phalanx_statedb::root_in_memory(1, writes(5, 20)).unwrap(), on_disk, "the height is part of it");
+    use commonware_runtime::Runner as _;
+    let nested = commonware_runtime::deterministic::Runner::default()
+        .start(|_| async move { phalanx_statedb::root_in_memory(0, writes(5, 20)).unwrap() });
+    assert_eq!(nested, on_disk);
+}
