@@ -1,80 +1,86 @@
 //! `phalanx bench state`: the cost of committing the state per block as the
-//! state grows (issue 21's baseline and, later, its figure).
+//! state grows (issue 21's figure).
 //!
 //! Builds a state of `--accounts` accounts (a dev genesis plus synthetic
-//! account leaves, loaded the way a node loads its stored state), stores it,
-//! then runs `--blocks` blocks of `--changes` signed transfers to distinct
-//! accounts (signatures checked beforehand, as a validator's mempool does)
-//! and measures, per block: building it (execution and the state root), the
-//! root alone, and the durable commit of its changes. Then the process RSS,
-//! the database's size on disk and the time to reopen it (open and load the
-//! state).
-//!
-//! The same blocks are also committed to the authenticated store
-//! (`phalanx-statedb`, qmdb), loaded with the same state: per block the
-//! batch of changed leaves, its root and its durable commit, then the
-//! memory it added and its reopen time. The full rebuild of the old root,
-//! measured in the same run on the same state, is the baseline.
+//! account leaves, loaded the way a node loads its stored state, and written
+//! to both of a node's stores), then runs `--blocks` blocks of `--changes`
+//! signed transfers to distinct accounts (signatures checked beforehand, as
+//! a validator's mempool does) and measures, per block, the node's path:
+//! executing it, committing its changed leaves to the authenticated store
+//! (`phalanx-statedb`: one batch, its root, a durable commit) and to redb.
+//! The baseline, measured in the same run on the same leaves, is the state
+//! root as it was computed before the store: a Merkle root rebuilt over
+//! every leaf's (cached) hash. Then the process RSS, the size on disk and
+//! the time to reopen both stores and load the state.
 
 use anyhow::Context;
 use phalanx_node::store::{FinalizedBlock, Store};
-use phalanx_primitives::{Keypair, PLANCK_PER_PHA, PublicKey, encode, mnemonic::dev_keypair};
+use phalanx_primitives::{Hash, Keypair, PLANCK_PER_PHA, PublicKey, encode, mnemonic::dev_keypair};
 use phalanx_state::builder::{Candidate, build_block};
-use phalanx_state::{Account, account_key};
+use phalanx_state::{Account, account_key, merkle};
 use phalanx_state::{Call, Genesis, State, Transaction};
+use phalanx_statedb::Parent;
+use std::collections::BTreeMap;
 use std::time::Instant;
-
-/// Leaves per batch when the authenticated store is first loaded.
-const LOAD_BATCH: usize = 200_000;
 
 /// Transfers per sender per block (each of four dev accounts sends a quarter).
 const SENDERS: [&str; 4] = ["alice", "bob", "charlie", "dave"];
+/// Leaves per batch when the authenticated store is first loaded.
+const LOAD_BATCH: usize = 200_000;
 
 fn synthetic(n: u64) -> PublicKey {
     PublicKey(phalanx_primitives::sha256_parts(&[b"phalanx/bench-state", &n.to_be_bytes()]).0)
 }
 
+/// Bytes of all files under `dir`, at any depth.
 fn dir_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| if m.is_file() { m.len() } else { 0 })
+        .map(|entry| match entry.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&entry.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
         .sum()
 }
 
 pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> anyhow::Result<()> {
     anyhow::ensure!(accounts >= changes as u64, "--accounts must be at least --changes");
     anyhow::ensure!((1..=10_000).contains(&changes), "--changes is 1 to 10,000 (the block's transaction limit)");
-    let dir = tempfile_dir()?;
+    let dir = std::env::temp_dir().join(format!("phalanx-bench-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
-    let (genesis_state, genesis_block) = Genesis::dev(vec![Keypair::from_seed(&[1; 32]).public()]).build()?;
-    let mut leaves = genesis_state.clone().take_changes();
-    leaves.extend(
-        (0..accounts).map(|n| (account_key(&synthetic(n)), encode(&Account { nonce: 0, free: PLANCK_PER_PHA }))),
-    );
+    let (mut genesis_state, genesis_block) = Genesis::dev(vec![Keypair::from_seed(&[1; 32]).public()]).build()?;
+    let synthetic_leaves: Vec<(Vec<u8>, Vec<u8>)> = (0..accounts)
+        .map(|n| (account_key(&synthetic(n)), encode(&Account { nonce: 0, free: PLANCK_PER_PHA })))
+        .collect();
+    let mut leaves = genesis_state.block_writes();
+    leaves.extend(synthetic_leaves.iter().cloned());
     let store = Store::open(&dir.join("chain.redb"))?;
-    store.initialize(&genesis_block, &mut genesis_state.clone())?;
-    store.write_leaves(&leaves)?;
-    let rss_before_statedb = crate::bench_agent::rss_bytes()?;
-    let statedb_dir = dir.join("statedb");
-    let statedb = phalanx_statedb::StateService::open(&statedb_dir)?;
+    store.initialize(&genesis_block, &mut genesis_state)?;
+    store.write_leaves(&synthetic_leaves)?;
     let t = Instant::now();
-    for chunk in leaves.chunks(LOAD_BATCH) {
-        statedb.apply(0, chunk.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect())?;
+    for chunk in synthetic_leaves.chunks(LOAD_BATCH) {
+        store.state().apply(0, chunk.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect())?;
     }
-    let statedb_load_s = t.elapsed().as_secs_f64();
-    let rss_statedb = crate::bench_agent::rss_bytes()?.saturating_sub(rss_before_statedb);
-    let mut state = State::load(leaves).context("loading the synthetic state")?;
+    let load_s = t.elapsed().as_secs_f64();
+    drop(synthetic_leaves);
+    let mut state = State::load(leaves.iter().cloned()).context("loading the synthetic state")?;
+    // The old root's cache: every leaf's hash.
+    let mut leaf_hashes: BTreeMap<Vec<u8>, Hash> =
+        leaves.iter().map(|(k, v)| (k.clone(), merkle::leaf_hash(k, v))).collect();
+    drop(leaves);
     let setup_s = started.elapsed().as_secs_f64();
 
     let keys: Vec<Keypair> =
         SENDERS.iter().map(|name| dev_keypair(name)).collect::<Option<_>>().context("the dev accounts")?;
     let fee = PLANCK_PER_PHA / 100;
     let (mut parent, mut next_recipient) = (genesis_block, 0u64);
-    let (mut build_ms, mut root_ms, mut commit_ms) = (Vec::new(), Vec::new(), Vec::new());
-    let mut statedb_ms = Vec::new();
+    let (mut execute_ms, mut commit_ms, mut redb_ms, mut baseline_ms) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..blocks {
         let candidates: Vec<Candidate> = (0..changes)
             .map(|i| {
@@ -94,14 +100,33 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
             })
             .collect();
         let t = Instant::now();
-        let mut built = build_block(&state, parent.hash(), state.timestamp_ms() + 500, candidates);
-        build_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let built = build_block(&state, parent.hash(), state.timestamp_ms() + 500, candidates);
+        execute_ms.push(t.elapsed().as_secs_f64() * 1e3);
         anyhow::ensure!(built.rejected.is_empty(), "transfers refused: {:?}", &built.rejected[..1]);
+        let writes = built.state.block_writes();
+
+        // The baseline: the old root, rebuilt over every leaf's hash.
         let t = Instant::now();
-        let root = built.state.root();
-        root_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        anyhow::ensure!(root == built.block.header.state_root, "the root differs from the header's");
+        for (key, value) in &writes {
+            leaf_hashes.insert(key.clone(), merkle::leaf_hash(key, value));
+        }
+        std::hint::black_box(merkle::root(leaf_hashes.values().copied()));
+        baseline_ms.push(t.elapsed().as_secs_f64() * 1e3);
+
+        // The node's path: the changed leaves as one batch, its root, a durable commit.
+        let height = built.block.header.height;
         let t = Instant::now();
+        let speculation = store.state().speculate(
+            Parent::Committed,
+            height,
+            writes.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+        )?;
+        store.state().commit(speculation)?;
+        commit_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let mut built = built.with_state_root(speculation.root);
+
+        let t = Instant::now();
+        let state_size = store.state().status()?.size;
         let changes = built.state.take_changes();
         let events = built.events.clone();
         store.commit_block(&FinalizedBlock {
@@ -109,16 +134,16 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
             certificate: &[],
             events: &events,
             changes: &changes,
+            state_size,
         })?;
-        commit_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        let writes = changes.into_iter().map(|(k, v)| (k, Some(v))).collect();
-        let t = Instant::now();
-        statedb.apply(built.block.header.height, writes)?;
-        statedb_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        redb_ms.push(t.elapsed().as_secs_f64() * 1e3);
         (state, parent) = (built.state, built.block);
     }
     let rss = crate::bench_agent::rss_bytes()?;
-    let disk = dir_bytes(&dir);
+    drop(leaf_hashes);
+    let rss_without_old_cache = crate::bench_agent::rss_bytes()?;
+    let (disk_redb, disk_statedb) =
+        (std::fs::metadata(dir.join("chain.redb")).map_or(0, |m| m.len()), dir_bytes(&dir.join("chain.state")));
     drop((state, store));
     let t = Instant::now();
     let reopened = Store::open(&dir.join("chain.redb"))?;
@@ -126,99 +151,53 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
     let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
     anyhow::ensure!(loaded.height() == blocks as u64, "the reopened state is at {}", loaded.height());
     drop((loaded, reopened));
-    drop(statedb);
-    let t = Instant::now();
-    let reopened = phalanx_statedb::StateService::open(&statedb_dir)?;
-    let (height, _) = reopened.status()?;
-    let statedb_reopen_ms = t.elapsed().as_secs_f64() * 1e3;
-    anyhow::ensure!(height == Some(blocks as u64), "the reopened state store is at {height:?}");
-    drop(reopened);
-    let statedb_disk = dir_bytes_deep(&statedb_dir);
     let _ = std::fs::remove_dir_all(&dir);
 
-    let total: Vec<f64> = build_ms.iter().zip(&commit_ms).map(|(b, c)| b + c).collect();
     let sorted = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v
     };
-    // The authenticated path: execution without the old root, then the store's batch.
-    let execute: Vec<f64> = build_ms.iter().zip(&root_ms).map(|(b, r)| b - r).collect();
-    let statedb_total: Vec<f64> = execute.iter().zip(&statedb_ms).map(|(e, s)| e + s).collect();
-    let (statedb_total, statedb_ms) = (sorted(statedb_total), sorted(statedb_ms));
-    let (total, build_ms, root_ms, commit_only) = (sorted(total), sorted(build_ms), sorted(root_ms), sorted(commit_ms));
+    let (execute_ms, commit_ms, redb_ms, baseline_ms) =
+        (sorted(execute_ms), sorted(commit_ms), sorted(redb_ms), sorted(baseline_ms));
     let p = crate::bench::percentile;
     let value = serde_json::json!({
         "accounts": accounts,
         "changes": changes,
         "blocks": blocks,
-        "commit_ms_p50": p(&total, 0.5),
-        "commit_ms_p99": p(&total, 0.99),
-        "build_ms_p50": p(&build_ms, 0.5),
-        "root_ms_p50": p(&root_ms, 0.5),
-        "store_commit_ms_p50": p(&commit_only, 0.5),
+        "commit_ms_p50": p(&commit_ms, 0.5),
+        "commit_ms_p99": p(&commit_ms, 0.99),
+        "baseline_rebuild_ms_p50": p(&baseline_ms, 0.5),
+        "baseline_rebuild_ms_p99": p(&baseline_ms, 0.99),
+        "execute_ms_p50": p(&execute_ms, 0.5),
+        "redb_commit_ms_p50": p(&redb_ms, 0.5),
         "rss_bytes": rss,
-        "disk_bytes": disk,
+        "rss_bytes_without_old_root_cache": rss_without_old_cache,
+        "disk_bytes_redb": disk_redb,
+        "disk_bytes_statedb": disk_statedb,
         "reopen_ms": reopen_ms,
+        "statedb_load_s": load_s,
         "setup_s": setup_s,
-        "statedb": {
-            "commit_ms_p50": p(&statedb_total, 0.5),
-            "commit_ms_p99": p(&statedb_total, 0.99),
-            "batch_ms_p50": p(&statedb_ms, 0.5),
-            "batch_ms_p99": p(&statedb_ms, 0.99),
-            "rss_bytes": rss_statedb,
-            "rss_bytes_per_account": rss_statedb as f64 / accounts as f64,
-            "disk_bytes": statedb_disk,
-            "reopen_ms": statedb_reopen_ms,
-            "load_s": statedb_load_s,
-        },
-        "baseline_rebuild_ms_p50": p(&root_ms, 0.5),
     });
     crate::output::emit(json, &value, || {
         format!(
             "{accounts} accounts, {changes} transfers a block, {blocks} blocks:\n\
-             per block (execute + root + durable commit): p50 {:.1} ms, p99 {:.1} ms\n\
-             of which the state root alone: p50 {:.1} ms; the store's commit: p50 {:.1} ms\n\
-             RSS {:.0} MiB, on disk {:.0} MiB, reopen (open + load the state) {:.0} ms\n\
-             authenticated store (qmdb): per block (execute + batch + root + durable commit) p50 {:.1} ms, p99 {:.1} ms;\n\
-             the batch alone p50 {:.1} ms, p99 {:.1} ms (the old root's full rebuild: p50 {:.1} ms)\n\
-             its memory {:.0} MiB ({:.0} bytes an account), on disk {:.0} MiB, reopen {:.0} ms, first load {:.1} s",
-            p(&total, 0.5),
-            p(&total, 0.99),
-            p(&root_ms, 0.5),
-            p(&commit_only, 0.5),
+             state commitment (changed leaves, root, durable commit): p50 {:.1} ms, p99 {:.1} ms\n\
+             baseline, the old root rebuilt over every leaf: p50 {:.1} ms, p99 {:.1} ms\n\
+             execution p50 {:.1} ms; redb commit p50 {:.1} ms\n\
+             RSS {:.0} MiB ({:.0} MiB without the old root's leaf-hash cache); on disk: redb {:.0} MiB, \
+             state store {:.0} MiB; reopen (both stores, load the state) {:.0} ms; first load of the store {:.1} s",
+            p(&commit_ms, 0.5),
+            p(&commit_ms, 0.99),
+            p(&baseline_ms, 0.5),
+            p(&baseline_ms, 0.99),
+            p(&execute_ms, 0.5),
+            p(&redb_ms, 0.5),
             rss as f64 / (1 << 20) as f64,
-            disk as f64 / (1 << 20) as f64,
+            rss_without_old_cache as f64 / (1 << 20) as f64,
+            disk_redb as f64 / (1 << 20) as f64,
+            disk_statedb as f64 / (1 << 20) as f64,
             reopen_ms,
-            p(&statedb_total, 0.5),
-            p(&statedb_total, 0.99),
-            p(&statedb_ms, 0.5),
-            p(&statedb_ms, 0.99),
-            p(&root_ms, 0.5),
-            rss_statedb as f64 / (1 << 20) as f64,
-            rss_statedb as f64 / accounts as f64,
-            statedb_disk as f64 / (1 << 20) as f64,
-            statedb_reopen_ms,
-            statedb_load_s,
+            load_s,
         )
     })
-}
-
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("phalanx-bench-state-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-/// Bytes of all files under `dir`, at any depth.
-fn dir_bytes_deep(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| match entry.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes_deep(&entry.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }

@@ -19,13 +19,12 @@
 //! ship as test vectors, against one ed25519 verification as the baseline.
 
 use phalanx_node::chain::{Chain, ChainConfig};
-use phalanx_node::consensus::{certificate, validator_secret};
-use phalanx_node::dev::{dev_genesis, dev_validator_seed};
+use phalanx_node::dev::{DevBlocks, dev_genesis};
 use phalanx_node::rpc::{RpcConfig, serve};
-use phalanx_node::store::{FinalizedBlock, Store};
+use phalanx_node::store::Store;
 use phalanx_primitives::mnemonic::{DEV_ACCOUNTS, dev_keypair};
 use phalanx_primitives::{Keypair, PLANCK_PER_PHA};
-use phalanx_state::builder::{Candidate, build_block};
+use phalanx_state::builder::Candidate;
 use phalanx_state::{Block, Call, Transaction};
 use phalanx_worker::VerifiedChain;
 use std::sync::Arc;
@@ -43,49 +42,46 @@ fn per_second(count: usize, elapsed: Duration) -> f64 {
 }
 
 /// Builds `blocks` blocks of `txs_per_block` transfers each, certified.
-fn build_chain(blocks: u64, txs_per_block: usize) -> Vec<(Block, Vec<u8>, Vec<phalanx_state::EventRecord>)> {
+/// A certified block with its events.
+type CertifiedBlock = (Block, Vec<u8>, Vec<phalanx_state::EventRecord>);
+
+fn build_chain(blocks: u64, txs_per_block: usize) -> anyhow::Result<Vec<CertifiedBlock>> {
     let genesis = dev_genesis();
-    let (mut state, genesis_block) = genesis.build().expect("dev genesis");
-    let secret = validator_secret(&dev_validator_seed());
-    let validators = state.validators().to_vec();
+    let mut dev = DevBlocks::new(&genesis)?;
     let senders: Vec<Keypair> = DEV_ACCOUNTS.iter().map(|n| dev_keypair(n).expect("dev account")).collect();
     let mut nonces = vec![0u64; senders.len()];
-    // A fixed set of recipients: the state stays small, as the root is
-    // recomputed over all leaves each block (see ARCHITECTURE.md).
+    // A fixed set of recipients: the state stays small.
     let recipients: Vec<_> = (0..64u8).map(|i| Keypair::from_seed(&[i; 32]).public()).collect();
-    let mut parent = genesis_block.hash();
     let mut chain = Vec::with_capacity(blocks as usize);
     for height in 1..=blocks {
-        let candidates = (0..txs_per_block).map(|i| {
-            let who = (height as usize + i) % senders.len();
-            let tx = Transaction {
-                chain_id: state.chain_id(),
-                signer: senders[who].public(),
-                nonce: nonces[who],
-                fee: PLANCK_PER_PHA / 100,
-                call: Call::Transfer { to: recipients[(height as usize * 7 + i) % recipients.len()], amount: 1 },
-            }
-            .sign(&senders[who]);
-            nonces[who] += 1;
-            let encoded_len = tx.encode().len();
-            Candidate { tx, encoded_len, signature_verified: true }
-        });
-        let built = build_block(&state, parent, genesis.timestamp_ms + height * 1000, candidates.collect::<Vec<_>>());
-        assert!(built.rejected.is_empty(), "generated transfers apply");
-        let epoch = state.epoch_of(height);
-        let certificate =
-            certificate::sign(&validators, std::slice::from_ref(&secret), built.block.hash(), epoch, height);
-        parent = built.block.hash();
-        state = built.state;
+        let chain_id = dev.state.chain_id();
+        let candidates: Vec<Candidate> = (0..txs_per_block)
+            .map(|i| {
+                let who = (height as usize + i) % senders.len();
+                let tx = Transaction {
+                    chain_id,
+                    signer: senders[who].public(),
+                    nonce: nonces[who],
+                    fee: PLANCK_PER_PHA / 100,
+                    call: Call::Transfer { to: recipients[(height as usize * 7 + i) % recipients.len()], amount: 1 },
+                }
+                .sign(&senders[who]);
+                nonces[who] += 1;
+                let encoded_len = tx.encode().len();
+                Candidate { tx, encoded_len, signature_verified: true }
+            })
+            .collect();
+        let (built, certificate) = dev.next(genesis.timestamp_ms + height * 1000, candidates)?;
+        anyhow::ensure!(built.rejected.is_empty(), "generated transfers apply");
         chain.push((built.block, certificate, built.events));
     }
-    chain
+    Ok(chain)
 }
 
 pub(crate) async fn run(blocks: u64, txs_per_block: usize) -> anyhow::Result<()> {
     anyhow::ensure!(blocks > 0, "need at least one block");
     let started = Instant::now();
-    let chain = tokio::task::spawn_blocking(move || build_chain(blocks, txs_per_block)).await?;
+    let chain = tokio::task::spawn_blocking(move || build_chain(blocks, txs_per_block)).await??;
     eprintln!("built {blocks} blocks of {txs_per_block} transfers in {:.1} s", started.elapsed().as_secs_f64());
 
     // Store them as a node would (one durable commit per block) and serve them.
@@ -96,15 +92,11 @@ pub(crate) async fn run(blocks: u64, txs_per_block: usize) -> anyhow::Result<()>
     let genesis = dev_genesis();
     let (mut genesis_state, genesis_block) = genesis.build()?;
     store.initialize(&genesis_block, &mut genesis_state)?;
-    {
-        let mut state = genesis_state.clone();
-        for (block, certificate, events) in &chain {
-            state.execute_block(block)?;
-            let changes = state.take_changes();
-            store.commit_block(&FinalizedBlock { block, certificate, events, changes: &changes })?;
-        }
-    }
     let node = Arc::new(Chain::open(genesis.clone(), store, ChainConfig::default())?);
+    let certified: Vec<(Block, Vec<u8>)> = chain.iter().map(|(b, c, _)| (b.clone(), c.clone())).collect();
+    for batch in certified.chunks(1_000) {
+        node.commit_batch(batch)?;
+    }
     let (address, handle) = serve(node, &RpcConfig::local(0)).await?;
 
     // 1. Replay only.
@@ -122,9 +114,9 @@ pub(crate) async fn run(blocks: u64, txs_per_block: usize) -> anyhow::Result<()>
 
     // 2. Verified in process, from bytes.
     let encoded: Vec<(Vec<u8>, Vec<u8>)> = chain.iter().map(|(b, c, _)| (b.encode(), c.clone())).collect();
-    let genesis_for_verify = genesis.clone();
+    let (genesis_for_verify, dir_for_verify) = (genesis.clone(), dir.join("verified-state"));
     let verified = tokio::task::spawn_blocking(move || -> anyhow::Result<Duration> {
-        let mut verified = VerifiedChain::from_genesis(&genesis_for_verify)?;
+        let mut verified = VerifiedChain::from_genesis(&genesis_for_verify, &dir_for_verify)?;
         let raw: Vec<(&[u8], &[u8])> = encoded.iter().map(|(b, c)| (b.as_slice(), c.as_slice())).collect();
         let started = Instant::now();
         for batch in raw.chunks(phalanx_rpc::RAW_BLOCKS_MAX as usize) {

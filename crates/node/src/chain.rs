@@ -4,8 +4,10 @@
 //!
 //! Blocks that are proposed or verified but not yet finalized are kept in
 //! memory with the state after them (states share structure, so this is
-//! cheap); a block finalizes on top of the stored head and is committed to
-//! the database in one transaction. No clock is read here: callers pass the
+//! cheap) and their writes merkleized in the authenticated state store as a
+//! speculation on their parent's; that gives the state root the header
+//! carries. A block finalizes on top of the stored head: its speculation
+//! is committed, then the block in the database in one transaction. No clock is read here: callers pass the
 //! time in, so the same code runs under the deterministic simulator.
 
 use crate::mempool::{AdmitError, Mempool, MempoolConfig};
@@ -13,6 +15,7 @@ use crate::store::{FinalizedBlock, Store, StoreError, StoredHead};
 use phalanx_primitives::{DecodeError, Hash};
 use phalanx_state::builder::build_block;
 use phalanx_state::{Block, BlockError, EventRecord, Genesis, Header, SignedTransaction, State, TxError};
+use phalanx_statedb::{Parent, Speculation};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::broadcast;
@@ -53,6 +56,8 @@ pub enum VerifyError {
     FromTheFuture { block_ms: u64, now_ms: u64, drift_ms: u64 },
     #[error(transparent)]
     Invalid(#[from] BlockError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Why a finalized block could not be committed. Any of these is fatal for
@@ -70,6 +75,8 @@ struct PendingBlock {
     block: Arc<Block>,
     state: State,
     events: Vec<EventRecord>,
+    /// The block's writes, merkleized in the state store on its parent's.
+    speculation: Speculation,
 }
 
 /// The finalized view: state and header of the last finalized block.
@@ -190,14 +197,21 @@ impl Chain {
         self.mempool.lock().expect("lock poisoned").contains(hash)
     }
 
-    /// The state after block `hash`, if it is the finalized head or pending.
-    fn state_after(&self, hash: &Hash) -> Option<(State, u64)> {
+    /// The state after block `hash` and where its state store commitment
+    /// is, if it is the finalized head or pending.
+    fn state_after(&self, hash: &Hash) -> Option<(State, Parent)> {
         let finalized = self.finalized();
         if finalized.hash == *hash {
-            return Some((finalized.state.clone(), finalized.header.timestamp_ms));
+            return Some((finalized.state.clone(), Parent::Committed));
         }
         let pending = self.pending.lock().expect("lock poisoned");
-        pending.get(hash).map(|p| (p.state.clone(), p.block.header.timestamp_ms))
+        pending.get(hash).map(|p| (p.state.clone(), Parent::Speculation(p.speculation)))
+    }
+
+    /// Merkleizes `state`'s block writes (block `height`) on `parent` in the state store.
+    fn speculate(&self, parent: Parent, height: u64, state: &State) -> Result<Speculation, StoreError> {
+        let writes = state.block_writes().into_iter().map(|(k, v)| (k, Some(v))).collect();
+        Ok(self.store.state().speculate(parent, height, writes)?)
     }
 
     /// Whether the state after block `hash` is known (finalized head or pending).
@@ -218,7 +232,7 @@ impl Chain {
     /// Builds a block on `parent` from the mempool. `None` if the parent's
     /// state is unknown here.
     pub fn propose(&self, parent: Hash, now_ms: u64) -> Option<Arc<Block>> {
-        let (parent_state, _) = self.state_after(&parent)?;
+        let (parent_state, parent_root) = self.state_after(&parent)?;
         let candidates =
             self.mempool.lock().expect("lock poisoned").candidates(phalanx_state::block::BLOCK_TXS_MAX * 2);
         let built = build_block(&parent_state, parent, now_ms, candidates);
@@ -234,8 +248,16 @@ impl Chain {
             tracing::debug!(count = dropped.len(), "dropping transactions that no longer apply");
             self.mempool.lock().expect("lock poisoned").remove(dropped);
         }
+        let speculation = match self.speculate(parent_root, built.block.header.height, &built.state) {
+            Ok(speculation) => speculation,
+            Err(error) => {
+                tracing::error!(%error, "cannot commit the proposal's state: not proposing");
+                return None;
+            }
+        };
+        let built = built.with_state_root(speculation.root);
         let block = Arc::new(built.block);
-        self.remember(PendingBlock { block: block.clone(), state: built.state, events: built.events });
+        self.remember(PendingBlock { block: block.clone(), state: built.state, events: built.events, speculation });
         Some(block)
     }
 
@@ -255,9 +277,14 @@ impl Chain {
         if self.pending.lock().expect("lock poisoned").contains_key(&hash) {
             return Ok(());
         }
-        let (mut state, _) = self.state_after(&parent).ok_or(VerifyError::UnknownParent(parent))?;
+        let (mut state, parent_root) = self.state_after(&parent).ok_or(VerifyError::UnknownParent(parent))?;
         let events = execute(&mut state, block)?;
-        self.remember(PendingBlock { block: Arc::new(block.clone()), state, events });
+        let speculation = self.speculate(parent_root, block.header.height, &state)?;
+        if let Err(error) = check_state_root(block, speculation.root) {
+            self.store.state().discard(speculation);
+            return Err(error.into());
+        }
+        self.remember(PendingBlock { block: Arc::new(block.clone()), state, events, speculation });
         Ok(())
     }
 
@@ -266,8 +293,10 @@ impl Chain {
         if map.len() >= self.config.pending_blocks_max {
             // Consensus keeps few blocks in flight; this only bounds memory
             // if something upstream misbehaves.
-            if let Some(oldest) = map.iter().min_by_key(|(_, p)| p.block.header.height).map(|(h, _)| *h) {
-                map.remove(&oldest);
+            if let Some(oldest) = map.iter().min_by_key(|(_, p)| p.block.header.height).map(|(h, _)| *h)
+                && let Some(dropped) = map.remove(&oldest)
+            {
+                self.store.state().discard(dropped.speculation);
             }
         }
         map.insert(pending.block.hash(), pending);
@@ -285,20 +314,35 @@ impl Chain {
         // so a concurrent `state_after` always finds the block's state in one
         // of the two places.
         let pending = self.pending.lock().expect("lock poisoned").get(&hash).cloned();
-        let (mut state, events) = match pending {
-            Some(p) => (p.state, p.events),
+        let (mut state, events, speculation) = match pending {
+            Some(p) => (p.state, p.events, p.speculation),
             None => {
                 let mut state = current.state.clone();
                 let events = execute(&mut state, block)?;
-                (state, events)
+                let speculation = self.speculate(Parent::Committed, block.header.height, &state)?;
+                if let Err(error) = check_state_root(block, speculation.root) {
+                    self.store.state().discard(speculation);
+                    return Err(error.into());
+                }
+                (state, events, speculation)
             }
         };
+        // The state store first: after a crash between the two commits it
+        // is one block ahead, which the next open undoes.
+        self.store.state().commit(speculation).map_err(StoreError::from)?;
+        let state_size = self.store.state().status().map_err(StoreError::from)?.size;
         // The finalized state has no unpersisted changes, so the changes a
         // descendant carries are exactly the writes since the stored head
         // (for a block on a pending parent, also the parent's: rewriting
         // those keys with their newer values is harmless).
         let changes = state.take_changes();
-        self.store.commit_block(&FinalizedBlock { block, certificate, events: &events, changes: &changes })?;
+        self.store.commit_block(&FinalizedBlock {
+            block,
+            certificate,
+            events: &events,
+            changes: &changes,
+            state_size,
+        })?;
         let finalized = Arc::new(Finalized { state, header: block.header.clone(), hash });
         {
             let mut mempool = self.mempool.lock().expect("lock poisoned");
@@ -337,14 +381,40 @@ impl Chain {
         });
         let mut state = current.state.clone();
         let mut done = Vec::with_capacity(fresh.len());
-        for ((block, certificate), verified) in fresh.iter().zip(verified) {
-            // A block with a bad signature replays with verification on, which names it.
-            let events = state.execute_block_checked(block, verified)?;
-            done.push((block, certificate, events, state.take_changes()));
+        let mut parent = Parent::Committed;
+        let mut speculations = Vec::with_capacity(fresh.len());
+        let checked = (|| -> Result<(), CommitError> {
+            for ((block, certificate), verified) in fresh.iter().zip(verified) {
+                // A block with a bad signature replays with verification on, which names it.
+                let events = state.execute_block_checked(block, verified)?;
+                let speculation = self.speculate(parent, block.header.height, &state)?;
+                speculations.push(speculation);
+                check_state_root(block, speculation.root)?;
+                parent = Parent::Speculation(speculation);
+                done.push((block, certificate, events, state.take_changes()));
+            }
+            Ok(())
+        })();
+        if let Err(error) = checked {
+            for speculation in speculations {
+                self.store.state().discard(speculation);
+            }
+            return Err(error);
         }
+        // Committing the last speculation commits the batch's others with it.
+        if let Some(last) = speculations.last() {
+            self.store.state().commit(*last).map_err(StoreError::from)?;
+        }
+        let state_size = self.store.state().status().map_err(StoreError::from)?.size;
         let finalized: Vec<FinalizedBlock<'_>> = done
             .iter()
-            .map(|(block, certificate, events, changes)| FinalizedBlock { block, certificate, events, changes })
+            .map(|(block, certificate, events, changes)| FinalizedBlock {
+                block,
+                certificate,
+                events,
+                changes,
+                state_size,
+            })
             .collect();
         self.store.commit_blocks(&finalized)?;
         let head = Arc::new(Finalized { state, header: last.header.clone(), hash: last.hash() });
@@ -365,6 +435,11 @@ impl Chain {
     }
 }
 
+/// The header's state root against the state store's after the block.
+fn check_state_root(block: &Block, computed: phalanx_primitives::Hash) -> Result<(), BlockError> {
+    phalanx_state::block::check_root("state", block.header.state_root, computed)
+}
+
 /// Executes `block` on `state` with its transaction signatures checked on
 /// every core first (a block with a bad signature then replays with
 /// verification on, which names the transaction).
@@ -377,26 +452,23 @@ fn execute(state: &mut State, block: &Block) -> Result<Vec<phalanx_state::EventR
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dev::{dev_certificate, dev_genesis};
+    use crate::dev::{DevBlocks, dev_genesis};
     use phalanx_primitives::{PLANCK_PER_PHA, mnemonic::dev_keypair};
-    use phalanx_state::builder::{Candidate, build_block};
+    use phalanx_state::builder::Candidate;
     use phalanx_state::{Call, Transaction};
 
     /// Five certified dev blocks, each with one transfer from alice.
     fn blocks() -> Vec<(Block, Vec<u8>)> {
-        let (mut state, mut parent) = dev_genesis().build().unwrap();
+        let mut chain = DevBlocks::new(&dev_genesis()).unwrap();
         let alice = dev_keypair("alice").unwrap();
         let bob = dev_keypair("bob").unwrap().public();
         let mut out = Vec::new();
         for nonce in 0..5 {
             let call = Call::Transfer { to: bob, amount: PLANCK_PER_PHA };
-            let tx =
-                Transaction { chain_id: state.chain_id(), signer: alice.public(), nonce, fee: PLANCK_PER_PHA, call }
-                    .sign(&alice);
+            let chain_id = chain.state.chain_id();
+            let tx = Transaction { chain_id, signer: alice.public(), nonce, fee: PLANCK_PER_PHA, call }.sign(&alice);
             let candidate = Candidate { encoded_len: tx.encode().len(), tx, signature_verified: false };
-            let built = build_block(&state, parent.hash(), state.timestamp_ms() + 500, [candidate]);
-            let certificate = dev_certificate(&state, &built.block);
-            (state, parent) = (built.state, built.block.clone());
+            let (built, certificate) = chain.next(chain.state.timestamp_ms() + 500, [candidate]).unwrap();
             out.push((built.block, certificate));
         }
         out
@@ -415,7 +487,10 @@ mod tests {
         }
         batched.commit_batch(&blocks).unwrap();
         assert_eq!(batched.finalized().hash, one_by_one.finalized().hash);
-        assert_eq!(batched.finalized().state.root(), one_by_one.finalized().state.root());
+        assert_eq!(batched.finalized().state, one_by_one.finalized().state);
+        let (a, b) = (batched.store().state().status().unwrap(), one_by_one.store().state().status().unwrap());
+        assert_eq!((a.height, a.root), (Some(5), blocks[4].0.header.state_root));
+        assert_eq!((b.height, b.root), (a.height, a.root));
         for height in 1..=5 {
             assert_eq!(batched.store().certificate(height).unwrap(), Some(blocks[height as usize - 1].1.clone()));
         }

@@ -1,10 +1,13 @@
-//! The node's embedded database (redb): finalized blocks with their
-//! certificates and events, a transaction index, and the state leaves.
+//! The node's embedded databases: redb for finalized blocks with their
+//! certificates and events, a transaction index and the state leaves; and
+//! the authenticated state store (`phalanx-statedb`, beside it) whose root
+//! every header carries.
 //!
 //! Each finalized block is one write transaction with immediate durability:
 //! block, certificate, events, index entries, state changes and the new head
-//! land together or not at all, so a `kill -9` at any instant leaves the
-//! database at some finalized height with the matching state.
+//! land together or not at all. The authenticated store commits the block
+//! first (the chain does it), so after a `kill -9` it is at the redb head or
+//! one block past it; [`Store::initialize`] brings it back to the head.
 
 use phalanx_primitives::{Hash, decode_bounded, encode};
 use phalanx_state::{Block, EventRecord, State, StateChange};
@@ -21,6 +24,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 const META_CHAIN_ID: &str = "chain_id";
 const META_HEAD: &str = "head";
+/// The state store's log size after the head (where to go back to after a crash).
+const META_STATE_SIZE: &str = "state_size";
 
 /// Largest stored events blob we will decode, in bytes.
 const EVENTS_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -36,6 +41,13 @@ pub enum StoreError {
     Corrupt(String),
     #[error("block {got} does not follow the stored head {head}")]
     NotNext { head: u64, got: u64 },
+    #[error(transparent)]
+    State(#[from] phalanx_statedb::StoreError),
+    #[error(
+        "data from an older format: {0} holds a chain without its authenticated state store; \
+         start with a fresh --data-dir (or sync it anew)"
+    )]
+    OlderFormat(String),
 }
 
 fn db<E: Into<redb::Error>>(error: E) -> StoreError {
@@ -56,38 +68,102 @@ pub struct FinalizedBlock<'a> {
     pub certificate: &'a [u8],
     pub events: &'a [EventRecord],
     pub changes: &'a [StateChange],
+    /// The state store's log size once it committed this block.
+    pub state_size: u64,
 }
 
-/// Handle to the database. Cheap to share behind an `Arc`.
+/// Handle to the databases. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    state: phalanx_statedb::StateService,
+    /// Removed on drop (a store in memory keeps its state store in a temporary directory).
+    temporary: Option<std::path::PathBuf>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(dir) = self.temporary.take() {
+            // The state store's thread must let go of its files first.
+            let state = std::mem::replace(&mut self.state, phalanx_statedb::StateService::closed());
+            drop(state);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Where the authenticated state store of the database at `path` lives:
+/// beside it, named after it (`chain.redb` → `chain.state/`).
+pub fn state_dir(path: &Path) -> std::path::PathBuf {
+    path.with_extension("state")
 }
 
 /// An encoded block and its encoded certificate, as stored.
 pub type RawStored = (Vec<u8>, Vec<u8>);
 
 impl Store {
-    /// Opens (or creates) the database file at `path`.
+    /// Opens (or creates) the database file at `path` and its state store.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Store { db: Database::create(path).map_err(db)? })
+        let db = Database::create(path).map_err(db)?;
+        let dir = state_dir(path);
+        let mut state = phalanx_statedb::StateService::open(&dir)?;
+        // The state store commits a block before redb does: after a crash
+        // between the two it is one block ahead, and goes back.
+        if let (Some(head), Some(size)) =
+            (meta_of::<StoredHead>(&db, META_HEAD)?, meta_of::<u64>(&db, META_STATE_SIZE)?)
+            && state.status()?.height == Some(head.height + 1)
+        {
+            tracing::warn!(head = head.height, "the state store is one block past the chain: going back to the head");
+            drop(state);
+            state = phalanx_statedb::StateService::open_at(&dir, Some(size))?;
+        }
+        Ok(Store { db, state, temporary: None })
     }
 
-    /// A database held in memory (simulations and tests).
+    /// A database held in memory (simulations and tests); its state store
+    /// is in a temporary directory, removed on drop.
     pub fn in_memory() -> Result<Self, StoreError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("phalanx-store-{}-{n}", std::process::id()));
+        let state = phalanx_statedb::StateService::open(&dir)?;
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(db)?;
-        Ok(Store { db })
+        Ok(Store { db, state, temporary: Some(dir) })
+    }
+
+    /// The authenticated state store.
+    pub fn state(&self) -> &phalanx_statedb::StateService {
+        &self.state
     }
 
     /// Writes genesis if the database is empty; otherwise checks that the
-    /// stored chain is the same chain. Returns the stored head.
+    /// stored chain is the same chain and that the state store is at its
+    /// head. Returns the stored head.
     pub fn initialize(&self, genesis: &Block, genesis_state: &mut State) -> Result<StoredHead, StoreError> {
         let chain_id = genesis_state.chain_id();
         if let Some(found) = self.meta::<Hash>(META_CHAIN_ID)? {
             if found != chain_id {
                 return Err(StoreError::WrongChain { expected: chain_id, found });
             }
-            return self.head()?.ok_or_else(|| StoreError::Corrupt("chain id without head".into()));
+            let head = self.head()?.ok_or_else(|| StoreError::Corrupt("chain id without head".into()))?;
+            self.check_state_store(head)?;
+            return Ok(head);
+        }
+        let writes = genesis_state.block_writes().into_iter().map(|(k, v)| (k, Some(v))).collect();
+        let status = self.state.status()?;
+        let root = match status.height {
+            None => self.state.apply(0, writes)?,
+            // Genesis committed to the state store, then a crash before redb.
+            Some(0) => status.root,
+            Some(height) => {
+                return Err(StoreError::Corrupt(format!("the state store is at height {height} but the chain is new")));
+            }
+        };
+        if root != genesis.header.state_root {
+            return Err(StoreError::Corrupt(format!(
+                "the state store's genesis root {root} is not the genesis header's {}",
+                genesis.header.state_root
+            )));
         }
         let changes = genesis_state.take_changes();
         let txn = self.db.begin_write().map_err(db)?;
@@ -95,9 +171,25 @@ impl Store {
             let mut meta = txn.open_table(META).map_err(db)?;
             meta.insert(META_CHAIN_ID, encode(&chain_id).as_slice()).map_err(db)?;
         }
-        Self::write_block(&txn, &FinalizedBlock { block: genesis, certificate: &[], events: &[], changes: &changes })?;
+        let state_size = self.state.status()?.size;
+        let first = FinalizedBlock { block: genesis, certificate: &[], events: &[], changes: &changes, state_size };
+        Self::write_block(&txn, &first)?;
         txn.commit().map_err(db)?;
         Ok(StoredHead { height: 0, hash: genesis.hash() })
+    }
+
+    /// The state store must be at the head with the head's root.
+    fn check_state_store(&self, head: StoredHead) -> Result<(), StoreError> {
+        let block = self.block(head.height)?.ok_or_else(|| StoreError::Corrupt("head block missing".into()))?;
+        let status = self.state.status()?;
+        match status.height {
+            None => Err(StoreError::OlderFormat(format!("the database at height {}", head.height))),
+            Some(height) if height == head.height && status.root == block.header.state_root => Ok(()),
+            Some(height) => Err(StoreError::Corrupt(format!(
+                "the state store is at height {height} (root {}), the chain at {} (root {})",
+                status.root, head.height, block.header.state_root
+            ))),
+        }
     }
 
     /// Writes state leaves outside any block, in one transaction: for tools
@@ -162,21 +254,14 @@ impl Store {
             }
         }
         let head = StoredHead { height, hash };
-        txn.open_table(META).map_err(db)?.insert(META_HEAD, encode(&head).as_slice()).map_err(db)?;
+        let mut meta = txn.open_table(META).map_err(db)?;
+        meta.insert(META_HEAD, encode(&head).as_slice()).map_err(db)?;
+        meta.insert(META_STATE_SIZE, encode(&finalized.state_size).as_slice()).map_err(db)?;
         Ok(())
     }
 
     fn meta<T: borsh::BorshDeserialize>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
-        let table = match txn.open_table(META) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db(e)),
-        };
-        let Some(value) = table.get(key).map_err(db)? else {
-            return Ok(None);
-        };
-        decode_bounded(value.value(), 1024).map(Some).map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
+        meta_of(&self.db, key)
     }
 
     /// The last finalized block, if genesis has been written.
@@ -195,10 +280,10 @@ impl Store {
         }
         let state = State::load(entries).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let head = self.head()?.ok_or_else(|| StoreError::Corrupt("no head".into()))?;
-        let block = self.block(head.height)?.ok_or_else(|| StoreError::Corrupt("head block missing".into()))?;
-        if block.header.state_root != state.root() || state.height() != head.height {
-            return Err(StoreError::Corrupt(format!("state does not match the root of block {}", head.height)));
+        if state.height() != head.height {
+            return Err(StoreError::Corrupt(format!("state is at {}, the head at {}", state.height(), head.height)));
         }
+        self.check_state_store(head)?;
         Ok(state)
     }
 
@@ -262,4 +347,17 @@ impl Store {
         let table = txn.open_table(TX_LOCATIONS).map_err(db)?;
         Ok(table.get(hash.0).map_err(db)?.map(|v| v.value()))
     }
+}
+
+fn meta_of<T: borsh::BorshDeserialize>(database: &Database, key: &str) -> Result<Option<T>, StoreError> {
+    let txn = database.begin_read().map_err(db)?;
+    let table = match txn.open_table(META) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(db(e)),
+    };
+    let Some(value) = table.get(key).map_err(db)? else {
+        return Ok(None);
+    };
+    decode_bounded(value.value(), 1024).map(Some).map_err(|e| StoreError::Corrupt(format!("meta {key}: {e}")))
 }

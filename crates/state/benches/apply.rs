@@ -50,22 +50,7 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    // The known cost: the root is recomputed over every leaf (cached leaf
-    // hashes, fresh inner nodes), so it grows with the number of accounts.
-    let mut root_group = c.benchmark_group("state_root");
-    root_group.sample_size(10);
-    for accounts in [1_000usize, 99_000] {
-        let mut genesis = Genesis::dev(vec![Keypair::from_seed(&[1; 32]).public()]);
-        let treasury_index = genesis.balances.len() - 1;
-        for i in 0..accounts {
-            let who = phalanx_primitives::PublicKey(phalanx_primitives::sha256(&(i as u64).to_le_bytes()).0);
-            genesis.balances.push((who, 1));
-            genesis.balances[treasury_index].1 -= 1;
-        }
-        let (big, _) = genesis.build().unwrap();
-        root_group.bench_function(format!("{accounts}_accounts"), |b| b.iter(|| big.root()));
-    }
-    root_group.finish();
+    // The state root's cost is measured by `phalanx bench state` (the store).
 }
 
 criterion_group!(benches, bench);

@@ -85,8 +85,9 @@ impl Block {
         })
     }
 
-    /// The genesis block of a genesis state.
-    pub fn genesis(state: &State) -> Block {
+    /// The genesis block of a genesis state, whose root (`state_root`) is
+    /// the store's after the state's leaves (see [`crate::Genesis::build`]).
+    pub fn genesis(state: &State, state_root: Hash) -> Block {
         Block {
             header: Header {
                 parent: Hash::ZERO,
@@ -95,7 +96,7 @@ impl Block {
                 tx_count: 0,
                 tx_root: merkle::empty_root(),
                 events_root: merkle::empty_root(),
-                state_root: state.root(),
+                state_root,
             },
             txs: Vec::new(),
         }
@@ -114,7 +115,11 @@ pub fn events_root(events: &[EventRecord]) -> Hash {
 
 impl State {
     /// Applies a block (its parent must be the state's last block) and checks
-    /// every root in its header. On error the state is unchanged.
+    /// its transaction and event roots. On error the state is unchanged.
+    ///
+    /// The header's *state* root is the caller's to check: it commits
+    /// [`State::block_writes`] to its authenticated store
+    /// (`phalanx-statedb`) and compares the store's root.
     pub fn execute_block(&mut self, block: &Block) -> Result<Vec<EventRecord>, BlockError> {
         self.execute_block_checked(block, false)
     }
@@ -158,13 +163,13 @@ impl State {
         next.end_block(&mut events);
         check_root("transaction", header.tx_root, tx_root(&hashes))?;
         check_root("events", header.events_root, events_root(&events))?;
-        check_root("state", header.state_root, next.root())?;
         *self = next;
         Ok(events)
     }
 }
 
-fn check_root(which: &'static str, claimed: Hash, computed: Hash) -> Result<(), BlockError> {
+/// Compares a header root with the one computed (`which` names it in the error).
+pub fn check_root(which: &'static str, claimed: Hash, computed: Hash) -> Result<(), BlockError> {
     if claimed == computed { Ok(()) } else { Err(BlockError::RootMismatch { which, claimed, computed }) }
 }
 

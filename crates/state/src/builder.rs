@@ -1,6 +1,12 @@
 //! The proposer's side of [`State::execute_block`]: apply candidate
 //! transactions in order, skip the ones that no longer apply, stop at the
 //! block limits, and seal a header whose roots a verifier will recompute.
+//!
+//! The state root comes from the authenticated store, not from here: a
+//! built block carries [`Hash::ZERO`] as its state root until the proposer
+//! commits [`State::block_writes`] to its store and calls
+//! [`Built::with_state_root`]. A block proposed without it fails every
+//! verifier's root check.
 
 use crate::block::{BLOCK_BYTES_MAX, BLOCK_TXS_MAX, Block, Header, events_root, tx_root};
 use crate::error::TxError;
@@ -71,7 +77,15 @@ pub fn build_block(
         tx_count: txs.len() as u32,
         tx_root: tx_root(&hashes),
         events_root: events_root(&events),
-        state_root: state.root(),
+        state_root: Hash::ZERO,
     };
     Built { block: Block { header, txs }, state, events, rejected }
+}
+
+impl Built {
+    /// The block with its state root: the store's root after the block's writes.
+    pub fn with_state_root(mut self, state_root: Hash) -> Built {
+        self.block.header.state_root = state_root;
+        self
+    }
 }

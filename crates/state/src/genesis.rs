@@ -74,6 +74,8 @@ pub enum GenesisError {
     DepositUnbonding,
     #[error("validator {0} is not a valid ed25519 public key")]
     ValidatorKey(PublicKey),
+    #[error("the genesis state root: {0}")]
+    Root(String),
 }
 
 /// The treasury of dev networks: an address no one holds a key for.
@@ -173,7 +175,10 @@ impl Genesis {
             state.set_account(*who, crate::Account { nonce: 0, free: *amount });
         }
         state.set_issuance(TOTAL_SUPPLY);
-        let block = Block::genesis(&state);
+        let root =
+            phalanx_statedb::root_in_memory(0, state.block_writes().into_iter().map(|(k, v)| (k, Some(v))).collect())
+                .map_err(|e| GenesisError::Root(e.to_string()))?;
+        let block = Block::genesis(&state, root);
         Ok((state, block))
     }
 }

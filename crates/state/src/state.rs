@@ -1,9 +1,12 @@
-//! The state: typed maps plus their canonical leaves, the state root, and the
-//! rules that apply one transaction.
+//! The state: typed maps plus the leaves they are written as, and the rules
+//! that apply one transaction.
 //!
-//! Every write goes through [`State::write`], which updates the leaf hash used
-//! by [`State::root`] and records the change for persistence, so the typed maps
-//! and the committed leaves cannot drift apart.
+//! Every write goes through [`State::write`], which records the leaf for
+//! persistence and for the block's commitment, so the typed maps and the
+//! committed leaves cannot drift apart. The state root is not computed
+//! here: the leaves a block wrote ([`State::block_writes`]) are committed by
+//! the authenticated store (`phalanx-statedb`), whose root the header
+//! carries.
 
 mod commands;
 mod computation;
@@ -15,7 +18,6 @@ mod vaults;
 
 use crate::error::TxError;
 use crate::events::{Event, EventRecord};
-use crate::merkle;
 use crate::modules::agents::{
     self as agents, AGENT_CODE_BYTES_MAX, AGENT_NAME_BYTES_MAX, AGENT_PREFIX, AGENTS_MAX, ALLOWLIST_MAX, Access, Agent,
     AgentChange, CODE_PREFIX, SECRET_BYTES_MAX, SECRETS_MAX, Secret,
@@ -128,9 +130,49 @@ pub struct State {
     pub(crate) miners: OrdMap<PublicKey, crate::modules::computation::Miner>,
     /// Derived from `miners` (see [`crate::modules::computation::MinerIndex`]).
     pub(crate) miner_index: crate::modules::computation::MinerIndex,
-    leaves: OrdMap<Vec<u8>, Hash>,
+    /// Leaves written since the last [`State::take_changes`] (persistence).
     changes: OrdMap<Vec<u8>, Vec<u8>>,
+    /// Leaves written by the current block (genesis: all of them).
+    block_writes: OrdMap<Vec<u8>, Vec<u8>>,
 }
+
+/// Two states are equal when every typed map and value is; what is waiting
+/// to be persisted or committed is not part of a state, and indexes derived
+/// from the maps (the miner index) follow from them.
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        self.chain_id == other.chain_id
+            && self.params == other.params
+            && self.validators == other.validators
+            && self.validator_changes == other.validator_changes
+            && self.consensus == other.consensus
+            && self.head == other.head
+            && self.issuance == other.issuance
+            && self.accounts == other.accounts
+            && self.attestation == other.attestation
+            && self.workers == other.workers
+            && self.gatekeeper_params == other.gatekeeper_params
+            && self.gatekeepers == other.gatekeepers
+            && self.epochs == other.epochs
+            && self.clusters == other.clusters
+            && self.agents == other.agents
+            && self.codes == other.codes
+            && self.pools == other.pools
+            && self.stakes == other.stakes
+            && self.fees == other.fees
+            && self.deposits == other.deposits
+            && self.unbonding == other.unbonding
+            && self.unbonding_due == other.unbonding_due
+            && self.vaults == other.vaults
+            && self.vault_stakes == other.vault_stakes
+            && self.vault_accounts == other.vault_accounts
+            && self.mining == other.mining
+            && self.totals == other.totals
+            && self.miners == other.miners
+    }
+}
+
+impl Eq for State {}
 
 impl State {
     /// The state a genesis configuration starts from (no balances yet).
@@ -171,8 +213,8 @@ impl State {
             totals: Default::default(),
             miners: OrdMap::new(),
             miner_index: Default::default(),
-            leaves: OrdMap::new(),
             changes: OrdMap::new(),
+            block_writes: OrdMap::new(),
         };
         state.write(mining_keys::PARAMS.to_vec(), encode(&state.mining));
         state.write(crate::modules::fees::PARAMS_KEY.to_vec(), encode(&state.fees));
@@ -209,7 +251,6 @@ impl State {
         let (mut fees, mut deposits, mut unbonding) = (None, OrdMap::new(), OrdMap::new());
         let (mut mining, mut totals, mut miners) = (None, None, OrdMap::new());
         let (mut validator_changes, mut consensus) = (None, None);
-        let mut leaves = OrdMap::new();
         for (key, value) in entries {
             match key.as_slice() {
                 CHAIN_ID_KEY => chain_id = Some(decode(&key, &value)?),
@@ -294,7 +335,6 @@ impl State {
                     return Err(LoadError::Corrupt { key: hex_key(&key), reason: "unknown key".into() });
                 }
             }
-            leaves.insert(key.clone(), merkle::leaf_hash(&key, &value));
         }
         Ok(State {
             chain_id: chain_id.ok_or(LoadError::Missing("chain id"))?,
@@ -333,20 +373,22 @@ impl State {
                 index
             },
             miners,
-            leaves,
             changes: OrdMap::new(),
+            block_writes: OrdMap::new(),
         })
     }
 
     /// Writes one leaf: the only way state reaches the root and the disk.
     pub(crate) fn write(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.leaves.insert(key.clone(), merkle::leaf_hash(&key, &value));
+        self.block_writes.insert(key.clone(), value.clone());
         self.changes.insert(key, value);
     }
 
-    /// The state root: Merkle root over all leaves in key order.
-    pub fn root(&self) -> Hash {
-        merkle::root(self.leaves.values().copied())
+    /// The leaves the current block wrote, in key order, each with its
+    /// final value: exactly what the store commits for the block (for a
+    /// genesis state, every leaf).
+    pub fn block_writes(&self) -> Vec<StateChange> {
+        self.block_writes.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// Leaves written since the last call, in key order.
@@ -529,6 +571,7 @@ impl State {
     /// the new head, epoch activation, rotation timeouts and elections.
     /// Events it emits carry [`BLOCK_EVENT_INDEX`] as their transaction index.
     pub(crate) fn begin_block(&mut self, head: Head, parent: &Hash, events: &mut Vec<EventRecord>) {
+        self.block_writes = OrdMap::new();
         self.set_head(head);
         let height = head.height;
         let mut emit = |event| events.push(EventRecord { tx_index: BLOCK_EVENT_INDEX, event });

@@ -44,7 +44,7 @@ impl Chain {
         assert!(built.rejected.is_empty(), "{:?}", built.rejected);
         let mut replica = self.state.clone();
         replica.execute_block(&built.block).unwrap();
-        assert_eq!(replica.root(), built.state.root());
+        assert_eq!(replica, built.state);
         self.state = built.state;
         self.parent = built.block;
     }

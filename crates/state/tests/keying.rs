@@ -49,7 +49,7 @@ impl Chain {
         assert!(built.rejected.is_empty(), "{:?}", built.rejected);
         let mut replica = self.state.clone();
         replica.execute_block(&built.block).unwrap();
-        assert_eq!(replica.root(), built.state.root());
+        assert_eq!(replica, built.state);
         (self.state, self.parent) = (built.state, built.block);
         built.events
     }
@@ -70,7 +70,7 @@ impl Chain {
         let reason = self.state.check_tx(&tx, tx.encode().len()).expect_err("check_tx accepts it");
         let tried = self.build(vec![tx.clone()]);
         assert_eq!(tried.rejected, vec![(tx.hash(), reason.clone())]);
-        assert_eq!(tried.state.root(), self.build(vec![]).state.root(), "a refused message changed the state");
+        assert_eq!(tried.state, self.build(vec![]).state, "a refused message changed the state");
         reason
     }
 

@@ -139,7 +139,7 @@ impl Chain {
         assert!(built.rejected.is_empty(), "{:?}", built.rejected);
         let mut replica = self.state.clone();
         replica.execute_block(&built.block).unwrap();
-        assert_eq!(replica.root(), built.state.root());
+        assert_eq!(replica, built.state);
         let events: Vec<Event> = built.events.into_iter().map(|r| r.event).collect();
         check_block_rules(&self.state, &built.state, &events);
         (self.state, self.parent) = (built.state, built.block);
@@ -161,18 +161,18 @@ impl Chain {
         let tried = self.build(vec![tx.clone()]);
         assert_eq!(tried.rejected, vec![(tx.hash(), reason.clone())]);
         let empty = self.build(vec![]);
-        assert_eq!(tried.state.root(), empty.state.root(), "a refused transaction changed the state");
+        assert_eq!(tried.state, empty.state, "a refused transaction changed the state");
 
         let mut forced = empty.block;
         forced.txs.push(tx);
         forced.header.tx_count = 1;
         let mut replica = self.state.clone();
-        let root = replica.root();
+        let before = replica.clone();
         match replica.execute_block(&forced) {
             Err(BlockError::InvalidTransaction { index: 0, error }) => assert_eq!(error, reason),
             other => panic!("a block including the refused transaction gave {other:?}"),
         }
-        assert_eq!(replica.root(), root, "an invalid block changed the state");
+        assert_eq!(replica, before, "an invalid block changed the state");
         reason
     }
 
@@ -374,7 +374,7 @@ impl Chain {
     /// The state reloaded from every leaf written so far has the same root and records.
     fn check_reload(&self) {
         let loaded = State::load(self.leaves.clone()).unwrap();
-        assert_eq!(loaded.root(), self.state.root());
+        assert_eq!(loaded, self.state);
         assert_eq!(loaded.mining_params(), self.state.mining_params());
         assert_eq!(loaded.mining_totals(), self.state.mining_totals());
         assert_eq!(loaded.miners().collect::<Vec<_>>(), self.state.miners().collect::<Vec<_>>());

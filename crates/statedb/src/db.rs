@@ -171,8 +171,23 @@ impl<E: Runtime> StateDb<E> {
     /// Opens (or creates) the store whose partitions are named after `name`,
     /// at its last committed block.
     pub async fn open(context: E, name: &str) -> Result<Self, StoreError> {
-        let db = Db::init(context, config(name), None).await.map_err(StoreError::storage)?;
+        Self::open_at(context, name, None).await
+    }
+
+    /// Opens the store at the last commit with at most `size` operations
+    /// (see [`Self::size`]), durably dropping any later commit: how a node
+    /// that committed a block here but stopped before recording it
+    /// elsewhere goes back. `None` opens at the last commit.
+    pub async fn open_at(context: E, name: &str, size: Option<u64>) -> Result<Self, StoreError> {
+        let max_size = size.map(commonware_storage::merkle::Location::new);
+        let db = Db::init(context, config(name), max_size).await.map_err(StoreError::storage)?;
         Ok(StateDb { db: Some(db) })
+    }
+
+    /// The number of operations the store's log holds (a position to go
+    /// back to with [`Self::open_at`]).
+    pub fn size(&self) -> Result<u64, StoreError> {
+        Ok(self.db()?.bounds().end.as_u64())
     }
 
     fn db(&self) -> Result<&Db<E>, StoreError> {

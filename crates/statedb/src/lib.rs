@@ -41,4 +41,4 @@ pub fn root_in_memory(height: u64, writes: Vec<service::Write>) -> Result<phalan
     })
 }
 pub use proof::{ProofError, StateProof, verify};
-pub use service::{Parent, Proven, Speculation, StateService};
+pub use service::{Parent, Proven, Speculation, StateService, Status};

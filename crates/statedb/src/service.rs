@@ -46,6 +46,16 @@ pub enum Parent {
     Speculation(Speculation),
 }
 
+/// Where the committed state is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The last committed block's height (`None`: nothing committed).
+    pub height: Option<u64>,
+    pub root: Hash,
+    /// Operations in the log: the position to go back to this commit.
+    pub size: u64,
+}
+
 /// Proofs made at one committed height.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Proven {
@@ -63,7 +73,7 @@ enum Job {
     Apply { height: u64, writes: Vec<Write>, answer: mpsc::Sender<Result<Hash, StoreError>> },
     Prove { keys: Vec<Vec<u8>>, answer: mpsc::Sender<Result<Proven, StoreError>> },
     Get { key: Vec<u8>, answer: mpsc::Sender<Result<Option<Vec<u8>>, StoreError>> },
-    Status { answer: mpsc::Sender<Result<(Option<u64>, Hash), StoreError>> },
+    Status { answer: mpsc::Sender<Result<Status, StoreError>> },
 }
 
 /// A [`StateDb`] on its own thread. Dropping the handle stops the thread
@@ -92,6 +102,19 @@ impl std::fmt::Debug for Job {
 impl StateService {
     /// Opens the store under `directory` (created if missing) on a new thread.
     pub fn open(directory: &Path) -> Result<StateService, StoreError> {
+        Self::open_at(directory, None)
+    }
+
+    /// A handle that answers every request with [`StoreError::Closed`]
+    /// (what is left of a store once it is shut).
+    pub fn closed() -> StateService {
+        StateService { jobs: None, thread: None }
+    }
+
+    /// Opens the store at the commit of log size `size` (see
+    /// [`Status::size`]), durably dropping later commits; `None` opens at
+    /// the last commit.
+    pub fn open_at(directory: &Path, size: Option<u64>) -> Result<StateService, StoreError> {
         std::fs::create_dir_all(directory).map_err(StoreError::storage)?;
         let config = commonware_runtime::tokio::Config::new()
             .with_storage_directory(directory)
@@ -103,7 +126,7 @@ impl StateService {
             .name("statedb".into())
             .spawn(move || {
                 commonware_runtime::tokio::Runner::new(config).start(|context| async move {
-                    match StateDb::open(context.child("statedb"), "state").await {
+                    match StateDb::open_at(context.child("statedb"), "state", size).await {
                         Ok(db) => {
                             let _ = opened_tx.send(Ok(()));
                             serve(db, receiver).await;
@@ -169,8 +192,8 @@ impl StateService {
         self.ask(|answer| Job::Get { key, answer })
     }
 
-    /// The committed height (`None`: nothing committed) and root.
-    pub fn status(&self) -> Result<(Option<u64>, Hash), StoreError> {
+    /// Where the committed state is.
+    pub fn status(&self) -> Result<Status, StoreError> {
         self.ask(|answer| Job::Status { answer })
     }
 }
@@ -219,7 +242,7 @@ async fn serve<E: crate::db::Runtime>(mut db: StateDb<E>, mut jobs: tokio::sync:
                 let _ = answer.send(db.get(&key).await);
             }
             Job::Status { answer } => {
-                let status = async { Ok((db.height().await?, db.root()?)) };
+                let status = async { Ok(Status { height: db.height().await?, root: db.root()?, size: db.size()? }) };
                 let _ = answer.send(status.await);
             }
         }

@@ -12,8 +12,9 @@ fn writes(tag: u8, n: u8) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
 fn speculations_chain_commit_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let service = StateService::open(dir.path()).unwrap();
-    let (height, empty) = service.status().unwrap();
-    assert_eq!(height, None);
+    let status = service.status().unwrap();
+    assert_eq!(status.height, None);
+    let empty = status.root;
     let genesis = service.apply(0, writes(0, 10)).unwrap();
     assert_ne!(genesis, empty);
 
@@ -22,7 +23,8 @@ fn speculations_chain_commit_and_survive_a_restart() {
     let b1 = service.speculate(Parent::Committed, 1, writes(2, 3)).unwrap();
     assert_ne!(a1.root, b1.root, "different writes, different roots");
     let a2 = service.speculate(Parent::Speculation(a1), 2, vec![(vec![2, 0], Some(vec![9]))]).unwrap();
-    assert_eq!(service.status().unwrap(), (Some(0), genesis), "nothing is committed by speculating");
+    let at_genesis = service.status().unwrap();
+    assert_eq!((at_genesis.height, at_genesis.root), (Some(0), genesis), "nothing is committed by speculating");
 
     // The same block computed twice gives the same root.
     let again = service.speculate(Parent::Committed, 1, writes(1, 3)).unwrap();
@@ -30,7 +32,8 @@ fn speculations_chain_commit_and_survive_a_restart() {
 
     // Committing the child commits its parent; the sibling is gone.
     assert_eq!(service.commit(a2).unwrap(), a2.root);
-    assert_eq!(service.status().unwrap(), (Some(2), a2.root));
+    let status = service.status().unwrap();
+    assert_eq!((status.height, status.root), (Some(2), a2.root));
     assert!(matches!(service.commit(b1), Err(StoreError::UnknownSpeculation { height: 1 })));
     assert_eq!(service.get(&[1, 0]).unwrap(), Some(vec![1, 0]), "the parent's writes are committed");
     assert_eq!(service.get(&[2, 0]).unwrap(), Some(vec![9]));
@@ -49,8 +52,17 @@ fn speculations_chain_commit_and_survive_a_restart() {
 
     drop(service);
     let reopened = StateService::open(dir.path()).unwrap();
-    assert_eq!(reopened.status().unwrap(), (Some(2), a2.root), "the committed state survives");
+    assert_eq!(reopened.status().unwrap(), status, "the committed state survives");
     assert_eq!(reopened.get(&[2, 0]).unwrap(), Some(vec![9]));
+
+    // A later block committed, then the store opened back at block 2's size:
+    // the later block is gone, for good.
+    reopened.apply(3, writes(7, 2)).unwrap();
+    drop(reopened);
+    let rolled_back = StateService::open_at(dir.path(), Some(status.size)).unwrap();
+    assert_eq!(rolled_back.status().unwrap(), status);
+    drop(rolled_back);
+    assert_eq!(StateService::open(dir.path()).unwrap().status().unwrap(), status);
 }
 
 /// A root computed in memory equals the root of the same block on disk,

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 pub const IDENTITY_FILE: &str = "identity.sealed";
 /// File of the sealed checkpoint, in the data directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.sealed";
+/// The worker's authenticated state store (host disk; checked against certified roots).
+pub const STATE_DIR: &str = "state";
 /// File of the sealed gatekeeper vault, in the data directory.
 pub const VAULT_FILE: &str = "vault.sealed";
 /// Blocks after which unanswered messages are signed again from the chain's sequence.
@@ -105,18 +107,17 @@ impl Runtime {
         let (identity, new_identity) = Identity::load_or_create(&sealer, &data_dir.join(IDENTITY_FILE), offered)?;
         let checkpoint_path = data_dir.join(CHECKPOINT_FILE);
         let gatekeeper = Gatekeeper::new(Vault::open(&sealer, &data_dir.join(VAULT_FILE))?);
+        let store_dir = data_dir.join(STATE_DIR);
         let (mut chain, resumed) = match Checkpoint::load(&sealer, &checkpoint_path, offered) {
             Ok(Some(checkpoint)) => {
                 let height = checkpoint.header.height;
-                (VerifiedChain::from_checkpoint(checkpoint), Resumed::Checkpoint(height))
+                match VerifiedChain::from_checkpoint(checkpoint, &store_dir) {
+                    Ok(chain) => (chain, Resumed::Checkpoint(height)),
+                    Err(e) => (VerifiedChain::from_genesis(genesis, &store_dir)?, Resumed::Refused(e.to_string())),
+                }
             }
-            Ok(None) => (VerifiedChain::from_genesis(genesis)?, Resumed::Genesis),
-            Err(e @ (CheckpointError::Seal(_) | CheckpointError::Corrupt(_) | CheckpointError::Root { .. })) => {
-                (VerifiedChain::from_genesis(genesis)?, Resumed::Refused(e.to_string()))
-            }
-            Err(e @ CheckpointError::OtherChain { .. }) => {
-                (VerifiedChain::from_genesis(genesis)?, Resumed::Refused(e.to_string()))
-            }
+            Ok(None) => (VerifiedChain::from_genesis(genesis, &store_dir)?, Resumed::Genesis),
+            Err(e) => (VerifiedChain::from_genesis(genesis, &store_dir)?, Resumed::Refused(e.to_string())),
         };
         chain.watch(identity.public());
         Ok(Runtime {
@@ -160,7 +161,7 @@ impl Runtime {
 
     /// Seals the verified state to disk.
     pub fn save_checkpoint(&self) -> Result<(), CheckpointError> {
-        self.chain.checkpoint().save(&self.sealer, &self.checkpoint_path)
+        self.chain.checkpoint()?.save(&self.sealer, &self.checkpoint_path)
     }
 
     /// What this worker registers as.

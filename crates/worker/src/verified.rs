@@ -3,8 +3,10 @@
 //! Each block must extend the last one (height and parent hash), carry a
 //! finalization certificate signed by a quorum of the validator set *as the
 //! verified state records it*, and replay with the state machine to exactly
-//! the roots in its header. A block that fails any check is refused and the
-//! verified state stays where it was.
+//! the roots in its header (the state root from the worker's own state
+//! store, `phalanx-statedb`, on the host's disk: what the host could change
+//! there only makes the roots differ). A block that fails any check is
+//! refused and the verified state stays where it was.
 //!
 //! A node may hold a block without its own certificate (it finalized it
 //! through a descendant's). Such blocks are replayed tentatively and kept
@@ -19,6 +21,8 @@ use phalanx_node::consensus::certificate::{self, CertificateError};
 use phalanx_primitives::{DecodeError, Hash, PublicKey};
 use phalanx_state::modules::agents::{Agent, CommandPayload, CommandSender};
 use phalanx_state::{Block, BlockError, Call, Genesis, GenesisError, Header, State, WorkerPayload};
+use phalanx_statedb::{Parent, Speculation, StateService};
+use std::path::Path;
 
 /// Most blocks held waiting for a certificate.
 pub const UNCERTIFIED_MAX: usize = 1024;
@@ -44,6 +48,10 @@ pub enum SyncError {
     EpochEndUncertified { height: u64 },
     #[error(transparent)]
     Genesis(#[from] GenesisError),
+    #[error("the state store: {0}")]
+    Store(#[from] phalanx_statedb::StoreError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
 }
 
 /// A block of a batch was refused: `index` blocks before it were applied.
@@ -67,6 +75,8 @@ struct Tentative {
     header: Header,
     hash: Hash,
     state: State,
+    /// The block's writes in the state store, on its parent's.
+    speculation: Speculation,
     changes: Vec<phalanx_state::StateChange>,
     inbox: Vec<Vec<u8>>,
     commands: Vec<OrderedCommand>,
@@ -74,6 +84,8 @@ struct Tentative {
 
 /// Verified chain state, advanced only by verified blocks.
 pub struct VerifiedChain {
+    /// The authenticated state: committed at the verified block.
+    store: StateService,
     state: State,
     header: Header,
     hash: Hash,
@@ -97,11 +109,23 @@ impl std::fmt::Debug for VerifiedChain {
 }
 
 impl VerifiedChain {
-    /// Starts at a genesis the worker trusts (checked against its pinned chain id by the caller).
-    pub fn from_genesis(genesis: &Genesis) -> Result<Self, SyncError> {
+    /// Starts at a genesis the worker trusts (checked against its pinned
+    /// chain id by the caller), with a new state store in `store_dir`
+    /// (whatever was there is removed).
+    pub fn from_genesis(genesis: &Genesis, store_dir: &Path) -> Result<Self, SyncError> {
         let (mut state, block) = genesis.build()?;
+        if store_dir.exists() {
+            std::fs::remove_dir_all(store_dir).map_err(|e| {
+                phalanx_statedb::StoreError::Storage(format!("cannot clear {}: {e}", store_dir.display()))
+            })?;
+        }
+        let store = StateService::open(store_dir)?;
+        let root = store.apply(0, writes(&state))?;
+        phalanx_state::block::check_root("state", block.header.state_root, root)
+            .map_err(|source| SyncError::Replay { height: 0, source })?;
         let leaves = state.take_changes().into_iter().collect();
         Ok(VerifiedChain {
+            store,
             hash: block.hash(),
             header: block.header,
             state,
@@ -113,10 +137,19 @@ impl VerifiedChain {
         })
     }
 
-    /// Resumes from a checkpoint whose leaves were checked against its header.
-    pub fn from_checkpoint(checkpoint: Checkpoint) -> Self {
-        let Checkpoint { header, state, leaves } = checkpoint;
-        VerifiedChain {
+    /// Resumes from a checkpoint, with the state store in `store_dir` opened
+    /// back at the checkpoint's block (its root must be the header's).
+    pub fn from_checkpoint(checkpoint: Checkpoint, store_dir: &Path) -> Result<Self, SyncError> {
+        let Checkpoint { header, state, leaves, state_size } = checkpoint;
+        let store = StateService::open_at(store_dir, Some(state_size))?;
+        let status = store.status()?;
+        if status.height != Some(header.height) || status.root != header.state_root {
+            return Err(
+                crate::checkpoint::CheckpointError::Root { claimed: header.state_root, computed: status.root }.into()
+            );
+        }
+        Ok(VerifiedChain {
+            store,
             hash: header.hash(),
             header,
             state,
@@ -125,7 +158,7 @@ impl VerifiedChain {
             watch: None,
             inbox: Vec::new(),
             commands: Vec::new(),
-        }
+        })
     }
 
     /// Collects key handovers addressed to `worker` from now on.
@@ -167,8 +200,19 @@ impl VerifiedChain {
     }
 
     /// A snapshot of the verified state for sealing.
-    pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint { header: self.header.clone(), state: self.state.clone(), leaves: self.leaves.clone() }
+    pub fn checkpoint(&self) -> Result<Checkpoint, phalanx_statedb::StoreError> {
+        let state_size = self.store.status()?.size;
+        Ok(Checkpoint {
+            header: self.header.clone(),
+            state: self.state.clone(),
+            leaves: self.leaves.clone(),
+            state_size,
+        })
+    }
+
+    /// The worker's authenticated state store (committed at the verified block).
+    pub fn store(&self) -> &StateService {
+        &self.store
     }
 
     /// Applies one block as served by an untrusted host.
@@ -218,9 +262,9 @@ impl VerifiedChain {
         certificate_bytes: &[u8],
         signatures_verified: bool,
     ) -> Result<Applied, SyncError> {
-        let (tip_height, tip_hash, tip_state) = match self.uncertified.last() {
-            Some(t) => (t.header.height, t.hash, &t.state),
-            None => (self.header.height, self.hash, &self.state),
+        let (tip_height, tip_hash, tip_state, tip_root) = match self.uncertified.last() {
+            Some(t) => (t.header.height, t.hash, &t.state, Parent::Speculation(t.speculation)),
+            None => (self.header.height, self.hash, &self.state, Parent::Committed),
         };
         let height = block.header.height;
         if height != tip_height + 1 {
@@ -248,6 +292,11 @@ impl VerifiedChain {
         state
             .execute_block_checked(&block, signatures_verified)
             .map_err(|source| SyncError::Replay { height, source })?;
+        let speculation = self.store.speculate(tip_root, height, writes(&state))?;
+        if let Err(source) = phalanx_state::block::check_root("state", block.header.state_root, speculation.root) {
+            self.store.discard(speculation);
+            return Err(SyncError::Replay { height, source });
+        }
         let changes = state.take_changes();
         let inbox = match &self.watch {
             Some(me) => block
@@ -267,11 +316,13 @@ impl VerifiedChain {
             Some(me) => commands_for(me, &block, hash, &state),
             None => Vec::new(),
         };
-        let tentative = Tentative { header: block.header, hash, state, changes, inbox, commands };
+        let tentative = Tentative { header: block.header, hash, state, speculation, changes, inbox, commands };
         if !certified {
             self.uncertified.push(tentative);
             return Ok(Applied::Waiting { height });
         }
+        // Committing the certified block commits the waiting ones before it.
+        self.store.commit(speculation)?;
         let count = self.uncertified.len() + 1;
         for done in std::mem::take(&mut self.uncertified).into_iter().chain([tentative]) {
             self.leaves.extend(done.changes);
@@ -287,6 +338,11 @@ impl VerifiedChain {
         }
         Ok(Applied::Verified { height, count })
     }
+}
+
+/// A state's block writes as store writes.
+fn writes(state: &State) -> Vec<phalanx_statedb::service::Write> {
+    state.block_writes().into_iter().map(|(k, v)| (k, Some(v))).collect()
 }
 
 /// The commands `block` ordered for agents of `me`'s clusters, numbered:
@@ -343,7 +399,7 @@ mod tests {
     use phalanx_node::consensus::{ValidatorSecret, validator_secret};
     use phalanx_primitives::mnemonic::dev_keypair;
     use phalanx_primitives::{Keypair, PLANCK_PER_PHA};
-    use phalanx_state::builder::{Candidate, build_block};
+    use phalanx_state::builder::Candidate;
     use phalanx_state::{ConsensusParams, Transaction, ValidatorEntry};
 
     const EPOCH: u64 = 4;
@@ -363,10 +419,11 @@ mod tests {
         let new_key = Keypair::from_seed(&[2; 32]).public();
         let mut genesis = Genesis::dev(vec![old_key]);
         genesis.consensus = ConsensusParams { epoch_blocks: EPOCH };
-        let (mut state, mut parent) = genesis.build().unwrap();
+        let mut dev = phalanx_node::dev::DevBlocks::new(&genesis).unwrap();
         let alice = dev_keypair("alice").unwrap();
         let mut blocks = Vec::new();
         for height in 1..=count {
+            let state = dev.state.clone();
             let mut candidates = Vec::new();
             if height == 1 {
                 let entry = ValidatorEntry { key: new_key, address: "127.0.0.1:1".into() };
@@ -381,10 +438,8 @@ mod tests {
                 .sign(&alice);
                 candidates.push(Candidate { encoded_len: tx.encode().len(), tx, signature_verified: false });
             }
-            let built = build_block(&state, parent.hash(), state.timestamp_ms() + 500, candidates);
+            let built = dev.build(state.timestamp_ms() + 500, candidates).unwrap();
             assert!(built.rejected.is_empty());
-            state = built.state;
-            parent = built.block.clone();
             blocks.push(built.block);
         }
         (genesis, Validators { old, new, old_key, new_key }, blocks)
@@ -397,7 +452,8 @@ mod tests {
     #[test]
     fn certificates_are_checked_against_the_set_of_their_epoch() {
         let (genesis, v, blocks) = chain(6);
-        let mut verified = VerifiedChain::from_genesis(&genesis).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut verified = VerifiedChain::from_genesis(&genesis, dir.path()).unwrap();
         // Blocks 1 and 2 wait for a certified descendant; block 3 ends epoch 0.
         for block in &blocks[..2] {
             assert!(matches!(verified.apply(&block.encode(), &[]).unwrap(), Applied::Waiting { .. }));
