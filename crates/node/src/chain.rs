@@ -328,8 +328,25 @@ impl Chain {
             }
         };
         // The state store first: after a crash between the two commits it
-        // is one block ahead, which the next open undoes.
-        self.store.state().commit(speculation).map_err(StoreError::from)?;
+        // is one block ahead, which the next open undoes. A speculation on
+        // a parent committed by another path (a synced batch) is stale: the
+        // block's writes are merkleized again on the committed state.
+        match self.store.state().commit(speculation) {
+            Ok(_) => {}
+            Err(
+                stale
+                @ (phalanx_statedb::StoreError::Stale(_) | phalanx_statedb::StoreError::UnknownSpeculation { .. }),
+            ) => {
+                tracing::debug!(%stale, height = block.header.height, "committing the block's writes anew");
+                let fresh = self.speculate(Parent::Committed, block.header.height, &state)?;
+                if let Err(error) = check_state_root(block, fresh.root) {
+                    self.store.state().discard(fresh);
+                    return Err(error.into());
+                }
+                self.store.state().commit(fresh).map_err(StoreError::from)?;
+            }
+            Err(error) => return Err(StoreError::from(error).into()),
+        }
         let state_size = self.store.state().status().map_err(StoreError::from)?.size;
         // The finalized state has no unpersisted changes, so the changes a
         // descendant carries are exactly the writes since the stored head
@@ -508,5 +525,60 @@ mod tests {
         assert!(tampered.commit_batch(&forged).is_err());
         assert_eq!(tampered.store().head().unwrap().unwrap().height, 0);
         assert_eq!(tampered.finalized().header.height, 0);
+    }
+
+    /// A block whose header names another state root is refused, whether
+    /// verified as a proposal or committed as final, and nothing moves.
+    #[test]
+    fn a_wrong_state_root_is_refused() {
+        let blocks = blocks();
+        let chain = chain();
+        let mut lying = blocks[0].0.clone();
+        lying.header.state_root = phalanx_primitives::Hash([7; 32]);
+        let parent = chain.genesis_hash();
+        let refused = chain.verify(&lying, parent, u64::MAX / 2).unwrap_err();
+        assert!(refused.to_string().contains("state root"), "{refused}");
+        assert!(chain.commit(&lying, &blocks[0].1).is_err());
+        assert!(chain.commit_batch(&[(lying, blocks[0].1.clone())]).is_err());
+        assert_eq!(chain.finalized().header.height, 0);
+        let status = chain.store().state().status().unwrap();
+        assert_eq!((status.height, status.root), (Some(0), chain.genesis_block().header.state_root));
+        // The honest block still goes through.
+        chain.verify(&blocks[0].0, parent, u64::MAX / 2).unwrap();
+        chain.commit(&blocks[0].0, &blocks[0].1).unwrap();
+        assert_eq!(chain.store().state().status().unwrap().root, blocks[0].0.header.state_root);
+    }
+
+    /// Restarts: the stores agree after each; a state store one block ahead
+    /// of redb (a crash between the two commits) goes back; a data dir
+    /// without a state store (an older format) is refused clearly.
+    #[test]
+    fn restarts_keep_the_stores_together_and_old_data_is_refused() {
+        let blocks = blocks();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        let open = || Chain::open(dev_genesis(), Arc::new(Store::open(&path).unwrap()), ChainConfig::default());
+        {
+            let chain = open().unwrap();
+            chain.commit(&blocks[0].0, &blocks[0].1).unwrap();
+            chain.commit(&blocks[1].0, &blocks[1].1).unwrap();
+            // Block 3 reaches the state store, then the node dies before redb.
+            let state = chain.finalized().state.clone();
+            let mut next = state.clone();
+            next.execute_block(&blocks[2].0).unwrap();
+            let writes = next.block_writes().into_iter().map(|(k, v)| (k, Some(v))).collect();
+            chain.store().state().apply(3, writes).unwrap();
+        }
+        {
+            let chain = open().unwrap();
+            assert_eq!(chain.finalized().header.height, 2);
+            let status = chain.store().state().status().unwrap();
+            assert_eq!((status.height, status.root), (Some(2), blocks[1].0.header.state_root));
+            chain.commit(&blocks[2].0, &blocks[2].1).unwrap();
+            assert_eq!(chain.store().state().status().unwrap().root, blocks[2].0.header.state_root);
+        }
+        std::fs::remove_dir_all(crate::store::state_dir(&path)).unwrap();
+        let refused = open().unwrap_err().to_string();
+        assert!(refused.contains("data from an older format"), "{refused}");
     }
 }

@@ -3,7 +3,9 @@
 //! accounts, on the tokio runtime with data in one directory.
 //!
 //! Layout of the data directory: `chain.redb` (blocks, certificates, events,
-//! state) and `consensus/` (the simplex journal and marshal's archives).
+//! state leaves), `chain.state/` (the authenticated state store, whose root
+//! the headers carry) and `consensus/` (the simplex journal and marshal's
+//! archives).
 //! Stopping and starting again resumes from the last finalized block.
 
 use crate::consensus::application::Pacing;

@@ -108,6 +108,8 @@ pub enum StoreError {
     TooLarge { key: String, len: usize, max: usize },
     #[error("no uncommitted block at height {height} is held (committed, discarded or stale)")]
     UnknownSpeculation { height: u64 },
+    #[error("the block does not build on the store's committed state: {0}")]
+    Stale(String),
 }
 
 impl StoreError {
@@ -232,6 +234,9 @@ impl<E: Runtime> StateDb<E> {
     /// handle is given away: an error leaves the store closed.
     async fn commit_batch(&mut self, merkleized: Arc<Batch>) -> Result<Hash, StoreError> {
         let root = Hash(merkleized.root().0);
+        // A stale batch (built on a state the store is no longer at) is
+        // refused here, keeping the handle; applying it would consume it.
+        self.db()?.validate_batch(&merkleized).map_err(|e| StoreError::Stale(e.to_string()))?;
         let db = self.db.take().ok_or(StoreError::Closed)?;
         let db = db.apply_batch(merkleized).await.map_err(StoreError::storage)?;
         let db = db.commit().await.map_err(StoreError::storage)?;

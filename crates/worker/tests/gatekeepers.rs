@@ -15,18 +15,19 @@ use phalanx_keys::{Envelope, KeyRef, Purpose};
 use phalanx_node::dev::dev_genesis;
 use phalanx_primitives::mnemonic::dev_keypair;
 use phalanx_primitives::{Hash, PLANCK_PER_PHA};
-use phalanx_state::builder::{Candidate, build_block};
+use phalanx_state::builder::Candidate;
 use phalanx_state::modules::agents::secret_epoch;
 use phalanx_state::modules::clusters::RETIRE_GRACE_BLOCKS;
 use phalanx_state::modules::registry::FEATURE_GATEKEEPER;
-use phalanx_state::{AgentChange, Block, Call, GatekeeperParams, Language, SignedTransaction, State, Transaction};
+use phalanx_state::{AgentChange, Call, GatekeeperParams, Language, SignedTransaction, State, Transaction};
 use phalanx_worker::Runtime;
 use phalanx_worker::tee::sim::SimPlatform;
 
 struct Network {
     genesis: phalanx_state::Genesis,
+    /// Builds the blocks, with their state roots.
+    dev: phalanx_node::dev::DevBlocks,
     state: State,
-    parent: Block,
     runtimes: Vec<Runtime>,
     dirs: Vec<tempfile::TempDir>,
     /// Every block so far, encoded with its certificate (for restarted workers).
@@ -52,7 +53,8 @@ impl Network {
     fn with(workers: usize, params: GatekeeperParams) -> Network {
         let mut genesis = dev_genesis();
         genesis.gatekeeper = params;
-        let (state, parent) = genesis.build().unwrap();
+        let dev = phalanx_node::dev::DevBlocks::new(&genesis).unwrap();
+        let state = dev.state.clone();
         let mut dirs = Vec::new();
         let mut runtimes = Vec::new();
         for _ in 0..workers {
@@ -60,7 +62,7 @@ impl Network {
             runtimes.push(start(&genesis, dir.path()));
             dirs.push(dir);
         }
-        Network { genesis, state, parent, runtimes, dirs, blocks: Vec::new() }
+        Network { genesis, dev, state, runtimes, dirs, blocks: Vec::new() }
     }
 
     /// Kills worker `index` (drops it without any goodbye) and starts it
@@ -104,15 +106,13 @@ impl Network {
                 Candidate { tx, encoded_len, signature_verified: false }
             })
             .collect();
-        let built = build_block(&self.state, self.parent.hash(), self.state.timestamp_ms() + 500, candidates);
+        let (built, cert) = self.dev.next(self.state.timestamp_ms() + 500, candidates).unwrap();
         assert!(built.rejected.is_empty(), "every owed message applies: {:?}", built.rejected);
-        let cert = phalanx_node::dev::dev_certificate(&self.state, &built.block);
         let encoded = built.block.encode();
         for runtime in &mut self.runtimes {
             runtime.apply_blocks(&[(encoded.as_slice(), cert.as_slice())]).unwrap();
         }
         self.state = built.state;
-        self.parent = built.block;
         self.blocks.push((encoded, cert));
     }
 
