@@ -160,6 +160,11 @@ fn dev_with_one_worker() -> (tempfile::TempDir, DevNode, u16, u16) {
     let (rpc_port, gateway_port) = (free_port(), free_port());
     let port = gateway_port.to_string();
     let node = DevNode::start_with(dir.path(), rpc_port, free_port(), &["--workers", "1", "--gateway-port", &port]);
+    // The worker's gateway opens once the worker has caught up: wait for it.
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    until("the worker's gateway answering", || {
+        http.get(format!("http://127.0.0.1:{gateway_port}/attestation")).send().is_ok_and(|r| r.status() == 200)
+    });
     (dir, node, rpc_port, gateway_port)
 }
 
