@@ -60,6 +60,15 @@ pub enum VerifyError {
     Store(#[from] StoreError),
 }
 
+impl From<CommitError> for VerifyError {
+    fn from(error: CommitError) -> Self {
+        match error {
+            CommitError::Invalid(error) => VerifyError::Invalid(error),
+            CommitError::Store(error) => VerifyError::Store(error),
+        }
+    }
+}
+
 /// Why a finalized block could not be committed. Any of these is fatal for
 /// the node: consensus finalized something this node cannot follow.
 #[derive(Debug, thiserror::Error)]
@@ -210,8 +219,20 @@ impl Chain {
 
     /// Merkleizes `state`'s block writes (block `height`) on `parent` in the state store.
     fn speculate(&self, parent: Parent, height: u64, state: &State) -> Result<Speculation, StoreError> {
-        let writes = state.block_writes().into_iter().map(|(k, v)| (k, Some(v))).collect();
-        Ok(self.store.state().speculate(parent, height, writes)?)
+        Ok(self.store.state().speculate(parent, height, state.store_writes())?)
+    }
+
+    /// [`Chain::speculate`] for a block received (`state` is the state
+    /// after it): the store's root must be the one its header names, else
+    /// the speculation is dropped and the block refused.
+    fn rooted(&self, parent: Parent, block: &Block, state: &State) -> Result<Speculation, CommitError> {
+        let speculation = self.speculate(parent, block.header.height, state)?;
+        let claimed = block.header.state_root;
+        if let Err(error) = phalanx_state::block::check_root("state", claimed, speculation.root) {
+            self.store.state().discard(speculation);
+            return Err(error.into());
+        }
+        Ok(speculation)
     }
 
     /// Whether the state after block `hash` is known (finalized head or pending).
@@ -279,11 +300,7 @@ impl Chain {
         }
         let (mut state, parent_root) = self.state_after(&parent).ok_or(VerifyError::UnknownParent(parent))?;
         let events = execute(&mut state, block)?;
-        let speculation = self.speculate(parent_root, block.header.height, &state)?;
-        if let Err(error) = check_state_root(block, speculation.root) {
-            self.store.state().discard(speculation);
-            return Err(error.into());
-        }
+        let speculation = self.rooted(parent_root, block, &state)?;
         self.remember(PendingBlock { block: Arc::new(block.clone()), state, events, speculation });
         Ok(())
     }
@@ -319,11 +336,7 @@ impl Chain {
             None => {
                 let mut state = current.state.clone();
                 let events = execute(&mut state, block)?;
-                let speculation = self.speculate(Parent::Committed, block.header.height, &state)?;
-                if let Err(error) = check_state_root(block, speculation.root) {
-                    self.store.state().discard(speculation);
-                    return Err(error.into());
-                }
+                let speculation = self.rooted(Parent::Committed, block, &state)?;
                 (state, events, speculation)
             }
         };
@@ -338,11 +351,7 @@ impl Chain {
                 @ (phalanx_statedb::StoreError::Stale(_) | phalanx_statedb::StoreError::UnknownSpeculation { .. }),
             ) => {
                 tracing::debug!(%stale, height = block.header.height, "committing the block's writes anew");
-                let fresh = self.speculate(Parent::Committed, block.header.height, &state)?;
-                if let Err(error) = check_state_root(block, fresh.root) {
-                    self.store.state().discard(fresh);
-                    return Err(error.into());
-                }
+                let fresh = self.rooted(Parent::Committed, block, &state)?;
                 self.store.state().commit(fresh).map_err(StoreError::from)?;
             }
             Err(error) => return Err(StoreError::from(error).into()),
@@ -404,9 +413,8 @@ impl Chain {
             for ((block, certificate), verified) in fresh.iter().zip(verified) {
                 // A block with a bad signature replays with verification on, which names it.
                 let events = state.execute_block_checked(block, verified)?;
-                let speculation = self.speculate(parent, block.header.height, &state)?;
+                let speculation = self.rooted(parent, block, &state)?;
                 speculations.push(speculation);
-                check_state_root(block, speculation.root)?;
                 parent = Parent::Speculation(speculation);
                 done.push((block, certificate, events, state.take_changes()));
             }
@@ -450,11 +458,6 @@ impl Chain {
         let _ = self.finalized_events.send(head);
         Ok(())
     }
-}
-
-/// The header's state root against the state store's after the block.
-fn check_state_root(block: &Block, computed: phalanx_primitives::Hash) -> Result<(), BlockError> {
-    phalanx_state::block::check_root("state", block.header.state_root, computed)
 }
 
 /// Executes `block` on `state` with its transaction signatures checked on
@@ -566,8 +569,7 @@ mod tests {
             let state = chain.finalized().state.clone();
             let mut next = state.clone();
             next.execute_block(&blocks[2].0).unwrap();
-            let writes = next.block_writes().into_iter().map(|(k, v)| (k, Some(v))).collect();
-            chain.store().state().apply(3, writes).unwrap();
+            chain.store().state().apply(3, next.store_writes()).unwrap();
         }
         {
             let chain = open().unwrap();

@@ -101,7 +101,6 @@ pub fn run(config: DevConfig, ready: impl FnOnce(&Endpoints) + Send + 'static) -
 #[derive(Debug)]
 pub struct DevBlocks {
     store: phalanx_statedb::StateService,
-    dir: PathBuf,
     /// The state after the last block.
     pub state: phalanx_state::State,
     /// The last block.
@@ -111,14 +110,11 @@ pub struct DevBlocks {
 impl DevBlocks {
     /// Starts at `genesis`.
     pub fn new(genesis: &Genesis) -> Result<DevBlocks, phalanx_statedb::StoreError> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("phalanx-dev-blocks-{}-{n}", std::process::id()));
-        let store = phalanx_statedb::StateService::open(&dir)?;
+        let store = phalanx_statedb::StateService::temporary()?;
         let (state, parent) = genesis.build().map_err(|e| phalanx_statedb::StoreError::Storage(e.to_string()))?;
-        let root = store.apply(0, writes(&state))?;
+        let root = store.apply(0, state.store_writes())?;
         debug_assert_eq!(root, parent.header.state_root);
-        Ok(DevBlocks { store, dir, state, parent })
+        Ok(DevBlocks { store, state, parent })
     }
 
     /// Builds the next block of `candidates` at `timestamp_ms` (see
@@ -143,22 +139,9 @@ impl DevBlocks {
         candidates: impl IntoIterator<Item = phalanx_state::builder::Candidate>,
     ) -> Result<phalanx_state::builder::Built, phalanx_statedb::StoreError> {
         let built = phalanx_state::builder::build_block(&self.state, self.parent.hash(), timestamp_ms, candidates);
-        let root = self.store.apply(built.block.header.height, writes(&built.state))?;
+        let root = self.store.apply(built.block.header.height, built.state.store_writes())?;
         let built = built.with_state_root(root);
         (self.state, self.parent) = (built.state.clone(), built.block.clone());
         Ok(built)
     }
-}
-
-impl Drop for DevBlocks {
-    fn drop(&mut self) {
-        let store = std::mem::replace(&mut self.store, phalanx_statedb::StateService::closed());
-        drop(store);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A state's block writes as store writes.
-fn writes(state: &phalanx_state::State) -> Vec<phalanx_statedb::service::Write> {
-    state.block_writes().into_iter().map(|(k, v)| (k, Some(v))).collect()
 }

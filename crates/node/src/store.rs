@@ -77,19 +77,6 @@ pub struct FinalizedBlock<'a> {
 pub struct Store {
     db: Database,
     state: phalanx_statedb::StateService,
-    /// Removed on drop (a store in memory keeps its state store in a temporary directory).
-    temporary: Option<std::path::PathBuf>,
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        if let Some(dir) = self.temporary.take() {
-            // The state store's thread must let go of its files first.
-            let state = std::mem::replace(&mut self.state, phalanx_statedb::StateService::closed());
-            drop(state);
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
 }
 
 /// Where the authenticated state store of the database at `path` lives:
@@ -117,18 +104,15 @@ impl Store {
             drop(state);
             state = phalanx_statedb::StateService::open_at(&dir, Some(size))?;
         }
-        Ok(Store { db, state, temporary: None })
+        Ok(Store { db, state })
     }
 
     /// A database held in memory (simulations and tests); its state store
     /// is in a temporary directory, removed on drop.
     pub fn in_memory() -> Result<Self, StoreError> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("phalanx-store-{}-{n}", std::process::id()));
-        let state = phalanx_statedb::StateService::open(&dir)?;
+        let state = phalanx_statedb::StateService::temporary()?;
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(db)?;
-        Ok(Store { db, state, temporary: Some(dir) })
+        Ok(Store { db, state })
     }
 
     /// The authenticated state store.
@@ -149,7 +133,7 @@ impl Store {
             self.check_state_store(head)?;
             return Ok(head);
         }
-        let writes = genesis_state.block_writes().into_iter().map(|(k, v)| (k, Some(v))).collect();
+        let writes = genesis_state.store_writes();
         let status = self.state.status()?;
         let root = match status.height {
             None => self.state.apply(0, writes)?,

@@ -176,8 +176,7 @@ impl Genesis {
         }
         state.set_issuance(TOTAL_SUPPLY);
         let root =
-            phalanx_statedb::root_in_memory(0, state.block_writes().into_iter().map(|(k, v)| (k, Some(v))).collect())
-                .map_err(|e| GenesisError::Root(e.to_string()))?;
+            phalanx_statedb::root_in_memory(0, state.store_writes()).map_err(|e| GenesisError::Root(e.to_string()))?;
         let block = Block::genesis(&state, root);
         Ok((state, block))
     }

@@ -391,6 +391,12 @@ impl State {
         self.block_writes.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
+    /// [`State::block_writes`] as the state store takes them (the state
+    /// machine never deletes a leaf, so every value is present).
+    pub fn store_writes(&self) -> Vec<phalanx_statedb::service::Write> {
+        self.block_writes.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect()
+    }
+
     /// Leaves written since the last call, in key order.
     pub fn take_changes(&mut self) -> Vec<StateChange> {
         std::mem::take(&mut self.changes).into_iter().collect()

@@ -6,9 +6,9 @@
 //! committed state from disk.
 
 use crate::leaf::{self, STORED_BYTES_MAX};
-use crate::proof::{Absence, Presence, StateProof};
+use crate::proof::StateProof;
 use crate::service::{Parent, Speculation, Write};
-use commonware_codec::RangeCfg;
+use commonware_codec::{Encode, RangeCfg};
 use commonware_cryptography::{Sha256, sha256::Digest};
 use commonware_parallel::Sequential;
 use commonware_runtime::buffer::paged::CacheRef;
@@ -78,12 +78,16 @@ impl Speculations {
 fn fill(mut batch: Pending, writes: impl IntoIterator<Item = Write>) -> Result<Pending, StoreError> {
     for (key, value) in writes {
         if key.len() > leaf::LEAF_KEY_BYTES_MAX {
-            return Err(StoreError::TooLarge { key: hex(&key), len: key.len(), max: leaf::LEAF_KEY_BYTES_MAX });
+            return Err(StoreError::TooLarge { key: hex::encode(&key), len: key.len(), max: leaf::LEAF_KEY_BYTES_MAX });
         }
         if let Some(value) = &value
             && value.len() > leaf::LEAF_VALUE_BYTES_MAX
         {
-            return Err(StoreError::TooLarge { key: hex(&key), len: value.len(), max: leaf::LEAF_VALUE_BYTES_MAX });
+            return Err(StoreError::TooLarge {
+                key: hex::encode(&key),
+                len: value.len(),
+                max: leaf::LEAF_VALUE_BYTES_MAX,
+            });
         }
         let stored = value.map(|value| leaf::encode(&key, &value));
         batch = batch.write(leaf::store_key(&key), stored);
@@ -221,13 +225,23 @@ impl<E: Runtime> StateDb<E> {
         height: u64,
         writes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<Hash, StoreError> {
-        let db = self.db()?;
-        let batch = fill(db.new_batch(), writes)?;
-        let merkleized = batch
-            .merkleize(db, Some(height.to_be_bytes().to_vec()), &mut Proportional)
-            .await
-            .map_err(StoreError::storage)?;
+        let batch = self.db()?.new_batch();
+        let merkleized = self.merkleize(batch, height, writes).await?;
         self.commit_batch(merkleized).await
+    }
+
+    /// Adds block `height`'s writes to `batch` and merkleizes it: the one
+    /// batch a block is, with its height as metadata.
+    async fn merkleize(
+        &self,
+        batch: Pending,
+        height: u64,
+        writes: impl IntoIterator<Item = Write>,
+    ) -> Result<Arc<Batch>, StoreError> {
+        fill(batch, writes)?
+            .merkleize(self.db()?, Some(height.to_be_bytes().to_vec()), &mut Proportional)
+            .await
+            .map_err(StoreError::storage)
     }
 
     /// Applies a merkleized batch and commits it. From the apply on, the
@@ -253,16 +267,11 @@ impl<E: Runtime> StateDb<E> {
         height: u64,
         writes: Vec<Write>,
     ) -> Result<Speculation, StoreError> {
-        let db = self.db()?;
         let batch = match parent {
-            Parent::Committed => db.new_batch(),
+            Parent::Committed => self.db()?.new_batch(),
             Parent::Speculation(parent) => held.get(parent)?.new_batch::<Sha256>(),
         };
-        let batch = fill(batch, writes)?;
-        let merkleized = batch
-            .merkleize(db, Some(height.to_be_bytes().to_vec()), &mut Proportional)
-            .await
-            .map_err(StoreError::storage)?;
+        let merkleized = self.merkleize(batch, height, writes).await?;
         let speculation = Speculation { id: held.next_id(), height, root: Hash(merkleized.root().0) };
         held.batches.insert(speculation, merkleized);
         Ok(speculation)
@@ -287,9 +296,13 @@ impl<E: Runtime> StateDb<E> {
         let Some(stored) = self.db()?.get(&leaf::store_key(key)).await.map_err(StoreError::storage)? else {
             return Ok(None);
         };
-        let leaf = leaf::decode(&stored).map_err(|e| StoreError::Corrupt { key: hex(key), reason: e.to_string() })?;
+        let leaf =
+            leaf::decode(&stored).map_err(|e| StoreError::Corrupt { key: hex::encode(key), reason: e.to_string() })?;
         if leaf.key != key {
-            return Err(StoreError::Corrupt { key: hex(key), reason: "stored under another key's hash".into() });
+            return Err(StoreError::Corrupt {
+                key: hex::encode(key),
+                reason: "stored under another key's hash".into(),
+            });
         }
         Ok(Some(leaf.value))
     }
@@ -301,11 +314,11 @@ impl<E: Runtime> StateDb<E> {
         match self.get(key).await? {
             Some(value) => {
                 let proof = db.key_value_proof(stored_key).await.map_err(StoreError::storage)?;
-                Ok(StateProof { key: key.to_vec(), value: Some(value), proof: Presence(proof).encode() })
+                Ok(StateProof { key: key.to_vec(), value: Some(value), proof: proof.encode().to_vec() })
             }
             None => {
                 let proof = db.exclusion_proof(&stored_key).await.map_err(StoreError::storage)?;
-                Ok(StateProof { key: key.to_vec(), value: None, proof: Absence(proof).encode() })
+                Ok(StateProof { key: key.to_vec(), value: None, proof: proof.encode().to_vec() })
             }
         }
     }
@@ -316,8 +329,4 @@ impl<E: Runtime> StateDb<E> {
         self.db = Some(db.sync().await.map_err(StoreError::storage)?);
         Ok(())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

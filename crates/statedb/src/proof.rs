@@ -7,7 +7,7 @@
 
 use crate::db::CHUNK_BYTES;
 use crate::leaf::{self, LEAF_KEY_BYTES_MAX, LEAF_VALUE_BYTES_MAX, STORED_BYTES_MAX};
-use commonware_codec::{Copying, Decode, Encode, RangeCfg};
+use commonware_codec::{Copying, Decode, RangeCfg};
 use commonware_cryptography::{Sha256, sha256::Digest};
 use commonware_storage::merkle::mmr;
 use commonware_storage::qmdb::any::value::VariableEncoding;
@@ -22,23 +22,6 @@ pub const PROOF_BYTES_MAX: usize = (PROOF_DIGESTS_MAX + 8) * 32 + CHUNK_BYTES + 
 
 type PresenceProof = KeyValueProof<mmr::Family, Digest, Digest, CHUNK_BYTES>;
 type AbsenceProof = ExclusionProof<mmr::Family, Digest, VariableEncoding<Vec<u8>>, Digest, CHUNK_BYTES>;
-
-/// An encoded presence proof.
-pub(crate) struct Presence(pub PresenceProof);
-/// An encoded absence proof.
-pub(crate) struct Absence(pub AbsenceProof);
-
-impl Presence {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        self.0.encode().to_vec()
-    }
-}
-
-impl Absence {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        self.0.encode().to_vec()
-    }
-}
 
 /// A leaf's value, or its absence, with the proof of it.
 #[derive(Clone, Debug, PartialEq, Eq)]

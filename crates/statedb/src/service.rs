@@ -83,6 +83,9 @@ enum Job {
 pub struct StateService {
     jobs: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The directory of a [`StateService::temporary`] store, removed once
+    /// the thread has let go of it (fields drop after [`Drop::drop`]).
+    _temporary: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for Job {
@@ -105,10 +108,13 @@ impl StateService {
         Self::open_at(directory, None)
     }
 
-    /// A handle that answers every request with [`StoreError::Closed`]
-    /// (what is left of a store once it is shut).
-    pub fn closed() -> StateService {
-        StateService { jobs: None, thread: None }
+    /// A store in a temporary directory, removed when the service is
+    /// dropped (simulations, tests and tools that build a chain apart).
+    pub fn temporary() -> Result<StateService, StoreError> {
+        let dir = tempfile::Builder::new().prefix("phalanx-state-").tempdir().map_err(StoreError::storage)?;
+        let mut service = Self::open(dir.path())?;
+        service._temporary = Some(dir);
+        Ok(service)
     }
 
     /// Opens the store at the commit of log size `size` (see
@@ -139,7 +145,7 @@ impl StateService {
             })
             .map_err(StoreError::storage)?;
         match opened_rx.recv() {
-            Ok(Ok(())) => Ok(StateService { jobs: Some(jobs), thread: Some(thread) }),
+            Ok(Ok(())) => Ok(StateService { jobs: Some(jobs), thread: Some(thread), _temporary: None }),
             Ok(Err(error)) => {
                 let _ = thread.join();
                 Err(error)

@@ -120,7 +120,7 @@ impl VerifiedChain {
             })?;
         }
         let store = StateService::open(store_dir)?;
-        let root = store.apply(0, writes(&state))?;
+        let root = store.apply(0, state.store_writes())?;
         phalanx_state::block::check_root("state", block.header.state_root, root)
             .map_err(|source| SyncError::Replay { height: 0, source })?;
         let leaves = state.take_changes().into_iter().collect();
@@ -292,7 +292,7 @@ impl VerifiedChain {
         state
             .execute_block_checked(&block, signatures_verified)
             .map_err(|source| SyncError::Replay { height, source })?;
-        let speculation = self.store.speculate(tip_root, height, writes(&state))?;
+        let speculation = self.store.speculate(tip_root, height, state.store_writes())?;
         if let Err(source) = phalanx_state::block::check_root("state", block.header.state_root, speculation.root) {
             self.store.discard(speculation);
             return Err(SyncError::Replay { height, source });
@@ -338,11 +338,6 @@ impl VerifiedChain {
         }
         Ok(Applied::Verified { height, count })
     }
-}
-
-/// A state's block writes as store writes.
-fn writes(state: &State) -> Vec<phalanx_statedb::service::Write> {
-    state.block_writes().into_iter().map(|(k, v)| (k, Some(v))).collect()
 }
 
 /// The commands `block` ordered for agents of `me`'s clusters, numbered:
