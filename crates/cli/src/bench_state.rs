@@ -135,6 +135,7 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
             events: &events,
             changes: &changes,
             state_size,
+            transition: None,
         })?;
         redb_ms.push(t.elapsed().as_secs_f64() * 1e3);
         (state, parent) = (built.state, built.block);

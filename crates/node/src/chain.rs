@@ -14,7 +14,7 @@ use crate::mempool::{AdmitError, Mempool, MempoolConfig};
 use crate::store::{FinalizedBlock, Store, StoreError, StoredHead};
 use phalanx_primitives::{DecodeError, Hash};
 use phalanx_state::builder::build_block;
-use phalanx_state::{Block, BlockError, EventRecord, Genesis, Header, SignedTransaction, State, TxError};
+use phalanx_state::{Block, BlockError, Event, EventRecord, Genesis, Header, SignedTransaction, State, TxError};
 use phalanx_statedb::{Parent, Speculation};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -356,6 +356,7 @@ impl Chain {
             }
             Err(error) => return Err(StoreError::from(error).into()),
         }
+        let transition = self.transition_of(block, &events)?;
         let state_size = self.store.state().status().map_err(StoreError::from)?.size;
         // The finalized state has no unpersisted changes, so the changes a
         // descendant carries are exactly the writes since the stored head
@@ -368,6 +369,7 @@ impl Chain {
             events: &events,
             changes: &changes,
             state_size,
+            transition: transition.as_ref(),
         })?;
         let finalized = Arc::new(Finalized { state, header: block.header.clone(), hash });
         {
@@ -426,19 +428,33 @@ impl Chain {
             }
             return Err(error);
         }
-        // Committing the last speculation commits the batch's others with it.
-        if let Some(last) = speculations.last() {
+        // Committing the last speculation commits the batch's others with
+        // it; a block that changed the validator set is committed first on
+        // its own, to prove the change at its height.
+        let mut transitions = Vec::with_capacity(done.len());
+        for ((block, _, events, _), speculation) in done.iter().zip(&speculations) {
+            let changes_set = events.iter().any(|r| matches!(r.event, Event::ValidatorSetChanged { .. }));
+            if changes_set {
+                self.store.state().commit(*speculation).map_err(StoreError::from)?;
+            }
+            transitions.push(if changes_set { self.transition_of(block, events)? } else { None });
+        }
+        if let Some(last) = speculations.last()
+            && self.store.state().status().map_err(StoreError::from)?.height != Some(last.height)
+        {
             self.store.state().commit(*last).map_err(StoreError::from)?;
         }
         let state_size = self.store.state().status().map_err(StoreError::from)?.size;
         let finalized: Vec<FinalizedBlock<'_>> = done
             .iter()
-            .map(|(block, certificate, events, changes)| FinalizedBlock {
+            .zip(&transitions)
+            .map(|((block, certificate, events, changes), transition)| FinalizedBlock {
                 block,
                 certificate,
                 events,
                 changes,
                 state_size,
+                transition: transition.as_ref(),
             })
             .collect();
         self.store.commit_blocks(&finalized)?;

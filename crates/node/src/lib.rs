@@ -6,6 +6,8 @@
 //! - [`store`]: the embedded database (redb).
 //! - [`metrics`]: the node's Prometheus metrics.
 //! - [`rpc`]: the JSON-RPC server (HTTP and WebSocket).
+//! - [`proofs`]: state proofs at the head and the validator-set changes a
+//!   light client follows.
 //! - [`service`]: one node process from its config file (`phalanx node`);
 //!   [`dev`] runs it with the dev genesis and a single validator;
 //!   [`follower`] is a non-validator node's block sync.
@@ -16,6 +18,7 @@ pub mod dev;
 pub mod follower;
 pub mod mempool;
 pub mod metrics;
+pub mod proofs;
 pub mod rpc;
 pub mod service;
 pub mod store;

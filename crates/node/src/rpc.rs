@@ -15,8 +15,9 @@ use jsonrpsee::server::{
 use jsonrpsee::types::ErrorObjectOwned;
 use phalanx_primitives::{Hash, PublicKey};
 use phalanx_rpc::{
-    AccountInfo, AgentInfo, BlockInfo, ChainInfo, HeadInfo, KeysStatus, PhalanxServer, RAW_BLOCKS_BYTES_MAX,
-    RAW_BLOCKS_MAX, RawBlock, TxInfo, TxStatus, WorkerInfo, codes,
+    AccountInfo, AgentInfo, BlockInfo, ChainInfo, HeadInfo, KeysStatus, PROOF_KEYS_MAX, PROOF_VALUE_BYTES_MAX,
+    PhalanxServer, RAW_BLOCKS_BYTES_MAX, RAW_BLOCKS_MAX, RawBlock, StateProofs, TRANSITIONS_MAX, TxInfo, TxStatus,
+    ValidatorTransition, WorkerInfo, codes,
 };
 use phalanx_state::{AttestationPolicy, Genesis};
 use std::net::SocketAddr;
@@ -217,6 +218,62 @@ impl PhalanxServer for Api {
             pending_txs,
             next_nonce: nonce + pending_txs,
         })
+    }
+
+    async fn state_proof(&self, keys: Vec<String>, height: Option<u64>) -> RpcResult<StateProofs> {
+        if keys.is_empty() || keys.len() > PROOF_KEYS_MAX {
+            return Err(error(codes::TOO_LARGE, format!("ask for 1 to {PROOF_KEYS_MAX} keys, not {}", keys.len())));
+        }
+        let keys = keys
+            .iter()
+            .map(|key| {
+                let digits = key.strip_prefix("0x").unwrap_or(key);
+                let max = phalanx_statedb::leaf::LEAF_KEY_BYTES_MAX;
+                if digits.len() > 2 * max {
+                    return Err(error(codes::INVALID_PARAMS, format!("a leaf key is at most {max} bytes")));
+                }
+                hex::decode(digits).map_err(|e| error(codes::INVALID_PARAMS, format!("key {key:?} is not hex: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let chain = self.chain.clone();
+        let proofs = tokio::task::spawn_blocking(move || chain.prove(keys, height)).await.map_err(internal)?;
+        let proofs = proofs.map_err(|e| match e {
+            crate::proofs::ProveError::NotHead { .. } => error(codes::PROOF_HEIGHT, e.to_string()),
+            crate::proofs::ProveError::Busy => error(codes::INTERNAL, e.to_string()),
+            crate::proofs::ProveError::Store(e) => internal(e),
+        })?;
+        let value_bytes: usize = proofs.proofs.iter().map(|p| p.value.as_ref().map_or(0, Vec::len)).sum();
+        if proofs.proofs.len() > 1 && value_bytes > PROOF_VALUE_BYTES_MAX {
+            return Err(error(
+                codes::TOO_LARGE,
+                format!("the values come to {value_bytes} bytes, over {PROOF_VALUE_BYTES_MAX}: ask for fewer keys"),
+            ));
+        }
+        Ok(StateProofs {
+            header: proofs.header,
+            certificate: proofs.certificate,
+            leaves: proofs.proofs.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    async fn chain_validator_transitions(&self, after_epoch: u64) -> RpcResult<Vec<ValidatorTransition>> {
+        let store = self.chain.store().clone();
+        let read = move || -> Result<Vec<ValidatorTransition>, crate::store::StoreError> {
+            let mut out = Vec::new();
+            for transition in store.transitions(after_epoch, TRANSITIONS_MAX)? {
+                let missing = || crate::store::StoreError::Corrupt(format!("block {} missing", transition.height));
+                let header = store.block(transition.height)?.ok_or_else(missing)?.header;
+                let certificate = store.certificate(transition.height)?.ok_or_else(missing)?;
+                out.push(ValidatorTransition {
+                    header,
+                    certificate,
+                    validators: transition.validators.into(),
+                    changes: transition.changes.into(),
+                });
+            }
+            Ok(out)
+        };
+        tokio::task::spawn_blocking(read).await.map_err(internal)?.map_err(internal)
     }
 
     async fn tx_submit(&self, tx: String) -> RpcResult<Hash> {

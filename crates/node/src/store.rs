@@ -21,6 +21,9 @@ const BLOCK_HEIGHTS: TableDefinition<[u8; 32], u64> = TableDefinition::new("bloc
 const TX_LOCATIONS: TableDefinition<[u8; 32], (u64, u32)> = TableDefinition::new("tx_locations");
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Validator-set changes by the first epoch of the new set: the proofs made
+/// when the block that ended the old set's last epoch was committed.
+const TRANSITIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("transitions");
 
 const META_CHAIN_ID: &str = "chain_id";
 const META_HEAD: &str = "head";
@@ -29,6 +32,9 @@ const META_STATE_SIZE: &str = "state_size";
 
 /// Largest stored events blob we will decode, in bytes.
 const EVENTS_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Largest stored transition we will decode, in bytes (two small leaves
+/// with their proofs; a validator set is at most a few KiB).
+const TRANSITION_BYTES_MAX: usize = 1 << 20;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +76,24 @@ pub struct FinalizedBlock<'a> {
     pub changes: &'a [StateChange],
     /// The state store's log size once it committed this block.
     pub state_size: u64,
+    /// For a block that changed the validator set: the proofs of the change.
+    pub transition: Option<&'a Transition>,
+}
+
+/// A validator-set change, proven against the state root of the block that
+/// made it (the last block of the old set's last epoch). Proofs can only be
+/// made at the committed head, so the node makes these as it commits such a
+/// block and keeps them: a light client follows the set with them.
+#[derive(Clone, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub struct Transition {
+    /// The first consensus epoch of the new set.
+    pub epoch: u64,
+    /// The block that made the change.
+    pub height: u64,
+    /// The `Validators` leaf (the new set).
+    pub validators: phalanx_statedb::StateProof,
+    /// The `ValidatorChanges` leaf (the set it replaced, and since when).
+    pub changes: phalanx_statedb::StateProof,
 }
 
 /// Handle to the databases. Cheap to share behind an `Arc`.
@@ -94,13 +118,14 @@ impl Store {
         let db = Database::create(path).map_err(db)?;
         let dir = state_dir(path);
         let mut state = phalanx_statedb::StateService::open(&dir)?;
-        // The state store commits a block before redb does: after a crash
-        // between the two it is one block ahead, and goes back.
+        // The state store commits blocks before redb does: after a crash
+        // between the two it is ahead (one block, or a synced batch), and
+        // goes back.
         if let (Some(head), Some(size)) =
             (meta_of::<StoredHead>(&db, META_HEAD)?, meta_of::<u64>(&db, META_STATE_SIZE)?)
-            && state.status()?.height == Some(head.height + 1)
+            && let Some(ahead) = state.status()?.height.filter(|height| *height > head.height)
         {
-            tracing::warn!(head = head.height, "the state store is one block past the chain: going back to the head");
+            tracing::warn!(head = head.height, ahead, "the state store is past the chain: going back to the head");
             drop(state);
             state = phalanx_statedb::StateService::open_at(&dir, Some(size))?;
         }
@@ -156,7 +181,14 @@ impl Store {
             meta.insert(META_CHAIN_ID, encode(&chain_id).as_slice()).map_err(db)?;
         }
         let state_size = self.state.status()?.size;
-        let first = FinalizedBlock { block: genesis, certificate: &[], events: &[], changes: &changes, state_size };
+        let first = FinalizedBlock {
+            block: genesis,
+            certificate: &[],
+            events: &[],
+            changes: &changes,
+            state_size,
+            transition: None,
+        };
         Self::write_block(&txn, &first)?;
         txn.commit().map_err(db)?;
         Ok(StoredHead { height: 0, hash: genesis.hash() })
@@ -236,6 +268,12 @@ impl Store {
             for (key, value) in finalized.changes {
                 state.insert(key.as_slice(), value.as_slice()).map_err(db)?;
             }
+        }
+        if let Some(transition) = finalized.transition {
+            txn.open_table(TRANSITIONS)
+                .map_err(db)?
+                .insert(transition.epoch, encode(transition).as_slice())
+                .map_err(db)?;
         }
         let head = StoredHead { height, hash };
         let mut meta = txn.open_table(META).map_err(db)?;
@@ -317,6 +355,25 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(format!("events {height}: {e}")))
             })
             .transpose()
+    }
+
+    /// The validator-set changes whose new set starts after epoch
+    /// `after_epoch`, oldest first, at most `max`.
+    pub fn transitions(&self, after_epoch: u64, max: usize) -> Result<Vec<Transition>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = match txn.open_table(TRANSITIONS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.range(after_epoch.saturating_add(1)..).map_err(db)?.take(max) {
+            let (epoch, bytes) = entry.map_err(db)?;
+            let transition: Transition = decode_bounded(bytes.value(), TRANSITION_BYTES_MAX)
+                .map_err(|e| StoreError::Corrupt(format!("transition to epoch {}: {e}", epoch.value())))?;
+            out.push(transition);
+        }
+        Ok(out)
     }
 
     pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {

@@ -33,6 +33,25 @@ pub mod large {
     }
 }
 
+/// Optional byte strings up to [`large::HEX_LARGE_BYTES_MAX`]
+/// (`#[serde(with = "phalanx_primitives::hex_serde::option_large")]`): `null` is `None`.
+pub mod option_large {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer, T: AsRef<[u8]>>(bytes: &Option<T>, serializer: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => super::serialize(bytes, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<Vec<u8>>>(deserializer: D) -> Result<Option<T>, D::Error> {
+        #[derive(Deserialize)]
+        struct Large<T: TryFrom<Vec<u8>>>(#[serde(with = "super::large")] T);
+        Ok(Option::<Large<T>>::deserialize(deserializer)?.map(|Large(bytes)| bytes))
+    }
+}
+
 fn deserialize_at_most<'de, D: Deserializer<'de>, T: TryFrom<Vec<u8>>>(
     deserializer: D,
     max: usize,
@@ -53,6 +72,8 @@ mod tests {
     struct Small(#[serde(with = "super")] Vec<u8>);
     #[derive(serde::Deserialize)]
     struct Large(#[serde(with = "super::large")] Vec<u8>);
+    #[derive(serde::Deserialize, serde::Serialize, PartialEq, Debug)]
+    struct Maybe(#[serde(with = "super::option_large")] Option<Vec<u8>>);
 
     #[test]
     fn the_limits_bound_each_field() {
@@ -62,5 +83,10 @@ mod tests {
         // A block of a few MiB fits the large form.
         assert_eq!(serde_json::from_str::<Large>(&hex(3 << 20)).unwrap().0.len(), 3 << 20);
         assert!(serde_json::from_str::<Large>(&hex(super::large::HEX_LARGE_BYTES_MAX + 1)).is_err());
+        // Optional fields: null, or bytes within the large bound.
+        for maybe in [Maybe(None), Maybe(Some(vec![1, 2]))] {
+            assert_eq!(serde_json::from_str::<Maybe>(&serde_json::to_string(&maybe).unwrap()).unwrap(), maybe);
+        }
+        assert!(serde_json::from_str::<Maybe>(&hex(super::large::HEX_LARGE_BYTES_MAX + 1)).is_err());
     }
 }

@@ -27,6 +27,11 @@ pub mod codes {
     /// The transaction's nonce was already used (another transaction of the
     /// signer got there first): sign again with the account's next nonce.
     pub const STALE_NONCE: i32 = 1005;
+    /// The node cannot prove state at the height asked for: it keeps only
+    /// the head's state (ask again without a height, or at the head).
+    pub const PROOF_HEIGHT: i32 = 1006;
+    /// The answer would exceed a bound (too many keys, too many bytes).
+    pub const TOO_LARGE: i32 = 1007;
     /// A parameter is not valid (address, hash…).
     pub const INVALID_PARAMS: i32 = -32602;
     /// The node failed internally (storage).
@@ -105,6 +110,69 @@ pub struct RawBlock {
     /// node finalized the block only through a descendant's certificate).
     #[serde(with = "phalanx_primitives::hex_serde")]
     pub certificate: Vec<u8>,
+}
+
+/// Most leaves one `state_proof` call proves.
+pub const PROOF_KEYS_MAX: usize = phalanx_statedb::service::PROOF_KEYS_MAX;
+/// Bytes of leaf values one `state_proof` answer carries at most; a request
+/// over it is refused whole (ask for fewer keys). One leaf always fits.
+pub const PROOF_VALUE_BYTES_MAX: usize = 8 << 20;
+/// Most validator-set transitions one `chain_validatorTransitions` call returns.
+pub const TRANSITIONS_MAX: usize = 64;
+
+/// A leaf's value, or its absence, with the proof of it: nothing in it is
+/// trusted until [`phalanx_statedb::verify`] checks it against a certified root.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProvenLeaf {
+    /// The leaf key, 0x hex.
+    #[serde(with = "phalanx_primitives::hex_serde")]
+    pub key: Vec<u8>,
+    /// Its value, 0x hex; null if the state has no such leaf.
+    #[serde(with = "phalanx_primitives::hex_serde::option_large")]
+    pub value: Option<Vec<u8>>,
+    /// The encoded qmdb proof, 0x hex.
+    #[serde(with = "phalanx_primitives::hex_serde::large")]
+    pub proof: Vec<u8>,
+}
+
+impl From<phalanx_statedb::StateProof> for ProvenLeaf {
+    fn from(proof: phalanx_statedb::StateProof) -> Self {
+        ProvenLeaf { key: proof.key, value: proof.value, proof: proof.proof }
+    }
+}
+
+impl From<ProvenLeaf> for phalanx_statedb::StateProof {
+    fn from(leaf: ProvenLeaf) -> Self {
+        phalanx_statedb::StateProof { key: leaf.key, value: leaf.value, proof: leaf.proof }
+    }
+}
+
+/// Leaves proven against the state root of a finalized block, with the
+/// block's header and finalization certificate: what a light client checks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StateProofs {
+    pub header: Header,
+    /// The block's finalization certificate, 0x hex.
+    #[serde(with = "phalanx_primitives::hex_serde")]
+    pub certificate: Vec<u8>,
+    /// One per key asked for, in the order asked.
+    pub leaves: Vec<ProvenLeaf>,
+}
+
+/// A change of validator set: the last block of a consensus epoch,
+/// certified by the set of that epoch, and proofs (against its state root)
+/// of the set that certifies the next epoch and of the change record (which
+/// names the set it replaced and since when that set served).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ValidatorTransition {
+    pub header: Header,
+    /// The block's finalization certificate, 0x hex.
+    #[serde(with = "phalanx_primitives::hex_serde")]
+    pub certificate: Vec<u8>,
+    /// The `Validators` leaf.
+    pub validators: ProvenLeaf,
+    /// The `ValidatorChanges` leaf.
+    pub changes: ProvenLeaf,
 }
 
 /// A registered worker.
@@ -406,6 +474,19 @@ pub trait Phalanx {
     /// An account at the last finalized block (address: SS58 or 0x hex).
     #[method(name = "state_account")]
     async fn state_account(&self, address: String) -> RpcResult<AccountInfo>;
+
+    /// Proofs of up to [`PROOF_KEYS_MAX`] leaves (keys as 0x hex; see
+    /// `phalanx_state::leaves`) against the state root of the finalized head,
+    /// with its header and certificate. `height`, if given, must be the head:
+    /// the node keeps only the head's state.
+    #[method(name = "state_proof")]
+    async fn state_proof(&self, keys: Vec<String>, height: Option<u64>) -> RpcResult<StateProofs>;
+
+    /// The validator-set changes that took effect after consensus epoch
+    /// `after_epoch`, oldest first, at most [`TRANSITIONS_MAX`]: how a light
+    /// client that trusts the set of `after_epoch` reaches today's.
+    #[method(name = "chain_validatorTransitions")]
+    async fn chain_validator_transitions(&self, after_epoch: u64) -> RpcResult<Vec<ValidatorTransition>>;
 
     /// Submits a signed transaction (0x hex of its encoding); returns its hash.
     #[method(name = "tx_submit")]

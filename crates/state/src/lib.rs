@@ -4,18 +4,20 @@
 //! transactions to the state and checks the roots in its header;
 //! [`builder::build_block`] is the proposer's side of the same function. The
 //! crate does no I/O and reads no clock or randomness, so every validator and
-//! every worker that replays the same blocks reaches the same [`State::root`].
+//! every worker that replays the same blocks reaches the same state.
 //!
 //! State is a set of typed maps (persistent, so a clone per pending block is
-//! O(1)) that also exists as canonical key/value *leaves*; the state root is a
-//! Merkle root over the leaves in key order, and [`State::take_changes`] yields
-//! the leaves written since the last call so a node can persist exactly them.
+//! O(1)) that also exists as canonical key/value *leaves*. The leaves a block
+//! wrote ([`State::block_writes`]) are committed by the authenticated store
+//! (`phalanx-statedb`), whose root the header carries; [`leaves`] names the
+//! leaves a light client asks proofs of, and how their bytes decode.
 
 pub mod block;
 pub mod builder;
 pub mod error;
 pub mod events;
 pub mod genesis;
+pub mod leaves;
 pub mod merkle;
 pub mod modules;
 pub mod state;

@@ -24,7 +24,7 @@ type PresenceProof = KeyValueProof<mmr::Family, Digest, Digest, CHUNK_BYTES>;
 type AbsenceProof = ExclusionProof<mmr::Family, Digest, VariableEncoding<Vec<u8>>, Digest, CHUNK_BYTES>;
 
 /// A leaf's value, or its absence, with the proof of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
 pub struct StateProof {
     /// The leaf key.
     pub key: Vec<u8>,

@@ -1,0 +1,17 @@
+//! phalanx's light client: reads of the chain's state that trust no node.
+//!
+//! A client starts from the chain's genesis and its validator set, follows
+//! validator-set changes through their certified blocks, and checks every
+//! value it acts on against a finality certificate of the trusted set and a
+//! state proof against the certified state root (DESIGN.md §11).
+//!
+//! - [`trust`]: what the client trusts and the pure checks that extend it
+//!   (transitions, reads); errors name what did not verify.
+//! - [`client`]: the same over a node's JSON-RPC, with the trusted set
+//!   cached per chain on disk.
+
+pub mod client;
+pub mod trust;
+
+pub use client::{ClientError, LightClient};
+pub use trust::{LightError, STALE_BLOCKS_MAX, Trusted, Verified};

@@ -1,0 +1,108 @@
+//! State proofs a node serves: leaves proven against the finalized head's
+//! state root with the head's header and certificate (`state_proof`), and
+//! the validator-set changes a light client follows
+//! (`chain_validatorTransitions`).
+//!
+//! The authenticated store proves only its committed state, the head: a
+//! proof at an older height cannot be made later. So the proofs of each
+//! validator-set change are made as the block that makes it is committed
+//! ([`Chain::transition_of`]) and kept in the database.
+//!
+//! The store commits a block before the database records it, so a proof
+//! can be one block ahead of the header the database has: [`Chain::prove`]
+//! tries again for a moment until both agree.
+
+use crate::chain::Chain;
+use crate::store::{StoreError, Transition};
+use phalanx_state::leaves::Leaf;
+use phalanx_state::{Block, Event, EventRecord, Header};
+use phalanx_statedb::StateProof;
+
+/// How often [`Chain::prove`] tries to catch the state store and the
+/// database at the same block before giving up (1 ms apart).
+const PROVE_ATTEMPTS: usize = 200;
+
+/// Why proofs could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
+    #[error(
+        "this node keeps only the state of its finalized head (height {head}): it cannot prove height {asked}; \
+         ask without a height"
+    )]
+    NotHead { asked: u64, head: u64 },
+    #[error("the head moved on while proving: try again")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Leaves proven at a finalized block, with its header and certificate.
+#[derive(Debug)]
+pub struct Proofs {
+    pub header: Header,
+    pub certificate: Vec<u8>,
+    pub proofs: Vec<StateProof>,
+}
+
+impl Chain {
+    /// Proves `keys` (at most `phalanx_statedb::service::PROOF_KEYS_MAX`)
+    /// at the finalized head, which must be `height` if one is given.
+    /// Blocking: call it off async workers.
+    pub fn prove(&self, keys: Vec<Vec<u8>>, height: Option<u64>) -> Result<Proofs, ProveError> {
+        for _ in 0..PROVE_ATTEMPTS {
+            let proven = self.store().state().prove(keys.clone()).map_err(StoreError::from)?;
+            let head = proven.height.ok_or_else(|| StoreError::Corrupt("the state store is empty".into()))?;
+            if let Some(asked) = height
+                && asked != head
+            {
+                return Err(ProveError::NotHead { asked, head });
+            }
+            // The database records the block just after the state store
+            // commits it; a block finalized through a descendant gets no
+            // certificate of its own, and the descendant follows at once.
+            let block = self.store().block(head)?;
+            let certificate = self.store().certificate(head)?.unwrap_or_default();
+            match block {
+                Some(block) if !certificate.is_empty() || head == 0 => {
+                    if block.header.state_root != proven.root {
+                        return Err(StoreError::Corrupt(format!(
+                            "block {head}'s state root {} is not the state store's {}",
+                            block.header.state_root, proven.root
+                        ))
+                        .into());
+                    }
+                    return Ok(Proofs { header: block.header, certificate, proofs: proven.proofs });
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        }
+        Err(ProveError::Busy)
+    }
+
+    /// For a block that changed the validator set and that the state store
+    /// has just committed (it is the store's head): the change, proven at
+    /// the block's height. `None` for any other block.
+    pub(crate) fn transition_of(
+        &self,
+        block: &Block,
+        events: &[EventRecord],
+    ) -> Result<Option<Transition>, StoreError> {
+        let Some(epoch) = events.iter().find_map(|record| match &record.event {
+            Event::ValidatorSetChanged { epoch, .. } => Some(*epoch),
+            _ => None,
+        }) else {
+            return Ok(None);
+        };
+        let height = block.header.height;
+        let proven = self.store().state().prove(vec![Leaf::Validators.key(), Leaf::ValidatorChanges.key()])?;
+        if proven.height != Some(height) || proven.root != block.header.state_root {
+            return Err(StoreError::Corrupt(format!(
+                "proving the validator-set change of block {height}: the state store is at {:?}",
+                proven.height
+            )));
+        }
+        let [validators, changes]: [StateProof; 2] =
+            proven.proofs.try_into().map_err(|_| StoreError::Corrupt("two proofs asked, not two given".into()))?;
+        Ok(Some(Transition { epoch, height, validators, changes }))
+    }
+}
