@@ -8,6 +8,7 @@ use clap::Subcommand;
 use phalanx_primitives::mnemonic::{self, dev_keypair};
 use phalanx_primitives::{Keypair, PublicKey, format_pha, parse_pha};
 use phalanx_rpc::{PhalanxClient, TxStatus};
+use phalanx_state::leaves::Leaf;
 use phalanx_state::{Call, Transaction};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -81,14 +82,34 @@ pub(crate) async fn run(command: AccountCommand, args: &ClientArgs) -> anyhow::R
         AccountCommand::Balance { account } => {
             let who = resolve(&account)?;
             let client = connect(&args.rpc)?;
-            let info = client.state_account(who.to_string()).await.map_err(rpc_error(&args.rpc))?;
-            emit(args.json, &info, || {
+            let read =
+                crate::light::read(args, &client, &[Leaf::Account(who), Leaf::Deposit(who), Leaf::Unbonding(who)])
+                    .await?;
+            let account: Option<phalanx_state::Account> = read.value(Leaf::Account(who))?;
+            let unbonding: Option<phalanx_state::modules::fees::Unbonding> = read.value(Leaf::Unbonding(who))?;
+            let unbonding = unbonding.filter(|u| u.amount > 0);
+            // Waiting transactions are the node's mempool, which no proof covers.
+            let pending_txs = client.state_account(who.to_string()).await.map_err(rpc_error(&args.rpc))?.pending_txs;
+            let nonce = account.map_or(0, |a| a.nonce);
+            let info = phalanx_rpc::AccountInfo {
+                address: who,
+                exists: account.is_some(),
+                nonce,
+                free: account.map_or(0, |a| a.free),
+                deposit: read.value(Leaf::Deposit(who))?.unwrap_or(0),
+                unbonding: unbonding.map_or(0, |u| u.amount),
+                unbonding_release_at_ms: unbonding.map(|u| u.release_at_ms),
+                pending_txs,
+                next_nonce: nonce + pending_txs,
+            };
+            emit(args.json, &read.marked(&info), || {
                 format!(
-                    "{}: {} (nonce {}, {} pending)",
+                    "{}: {} (nonce {}, {} pending)\n{}",
                     info.address,
                     format_pha(info.free),
                     info.nonce,
-                    info.pending_txs
+                    info.pending_txs,
+                    read.note()
                 )
             })
         }

@@ -6,6 +6,7 @@ use crate::output::emit;
 use anyhow::Context;
 use phalanx_primitives::Hash;
 use phalanx_rpc::PhalanxClient;
+use phalanx_state::leaves::Leaf;
 use phalanx_state::{AgentChange, Call, Language};
 use std::path::{Path, PathBuf};
 
@@ -226,23 +227,34 @@ fn read_code(file: &Path) -> anyhow::Result<(Vec<u8>, Language)> {
     Ok((source.into_bytes(), if typescript { Language::TypeScript } else { Language::JavaScript }))
 }
 
-/// The agent's newest published public key and its epoch.
+/// The agent `id` as the chain records it, read through the light client
+/// (verified unless `--trust-node`).
+pub(crate) async fn verified_agent(
+    client: &jsonrpsee::http_client::HttpClient,
+    args: &ClientArgs,
+    id: Hash,
+) -> anyhow::Result<(phalanx_state::Agent, crate::light::Read)> {
+    let read = crate::light::read(args, client, &[Leaf::Agent(id)]).await?;
+    let agent = read.value(Leaf::Agent(id))?.with_context(|| format!("no agent {id} ({})", read.note()))?;
+    Ok((agent, read))
+}
+
+/// The agent's newest published public key and its epoch: what encrypted
+/// calls and secrets are sealed to, so it is read verified (unless
+/// `--trust-node`, which the caller is told on stderr).
 pub(crate) async fn agent_key(
     client: &jsonrpsee::http_client::HttpClient,
     args: &ClientArgs,
     id: Hash,
 ) -> anyhow::Result<(u64, [u8; 32])> {
-    let agent = client.agents_get(id).await.map_err(rpc_error(&args.rpc))?.context(format!("no agent {id}"))?;
-    let key =
-        agent.agent["keys"].as_array().and_then(|k| k.last()).cloned().context(
-            "the agent has no published key yet (a gatekeeper publishes it a block or two after deployment)",
-        )?;
-    let epoch = key["epoch"].as_u64().context("key epoch")?;
-    let public: [u8; 32] = hex::decode(key["public"].as_str().unwrap_or("").trim_start_matches("0x"))
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .context("agent key")?;
-    Ok((epoch, public))
+    let (agent, read) = verified_agent(client, args, id).await?;
+    let key = agent
+        .newest_key()
+        .context("the agent has no published key yet (a gatekeeper publishes it a block or two after deployment)")?;
+    if !read.verified {
+        eprintln!("the agent key was {}", read.note());
+    }
+    Ok((key.epoch, key.public))
 }
 
 /// `agent logs`: fetches the sealed batches from the gateways (each worker
@@ -574,8 +586,13 @@ pub(crate) async fn run(command: AgentChainCommand) -> anyhow::Result<()> {
         }
         AgentChainCommand::Info { id, client: args } => {
             let client = connect(&args.rpc)?;
-            let agent = client.agents_get(id).await.map_err(rpc_error(&args.rpc))?.context(format!("no agent {id}"))?;
-            emit(true, &agent, String::new)
+            let (agent, read) = verified_agent(&client, &args, id).await?;
+            // The code's size, from its own proven leaf.
+            let code = crate::light::read(&args, &client, &[Leaf::Code(agent.code_hash)]).await?;
+            let code_bytes = code.value::<Vec<u8>>(Leaf::Code(agent.code_hash))?.map_or(0, |code| code.len());
+            emit(true, &read.marked(&phalanx_rpc::AgentInfo::new(&agent, code_bytes)), String::new)?;
+            eprintln!("{}", read.note());
+            Ok(())
         }
     }
 }

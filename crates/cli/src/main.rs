@@ -20,6 +20,7 @@ mod cluster;
 mod deposit;
 mod dev;
 mod keys;
+mod light;
 mod logging;
 mod mining;
 mod node;
@@ -49,6 +50,19 @@ struct ClientArgs {
     /// Print machine-readable JSON (amounts as integer planck).
     #[arg(long, global = true)]
     json: bool,
+    /// Take values as the node reports them, without checking certificates
+    /// and state proofs (the output says so). By default every value read is
+    /// verified by the light client.
+    #[arg(long, global = true)]
+    trust_node: bool,
+    /// The chain to trust (its 0x chain id). By default the chain the node
+    /// serves on first contact, remembered in the light-client cache.
+    #[arg(long, global = true, env = "PHALANX_CHAIN_ID")]
+    chain_id: Option<phalanx_primitives::Hash>,
+    /// Where the light client keeps the validator set it trusts, one file
+    /// per chain [default: ~/.phalanx/light].
+    #[arg(long, global = true, env = "PHALANX_LIGHT_CACHE")]
+    light_cache: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

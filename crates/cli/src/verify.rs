@@ -4,7 +4,9 @@
 //! the node serves and have reached the receipt's height; the worker must be
 //! registered with attested evidence from no later than that height and be
 //! a worker of the agent's cluster; the code hash and version must be the
-//! agent's code at that height (from the chain's code history). With
+//! agent's code at that height (from the chain's code history). The
+//! registration, the code history and the cluster are read with state
+//! proofs at a certified head (the light client), unless `--trust-node`. With
 //! `--request`/`--response`, the files' bytes must hash to what the receipt
 //! says. Any failed check makes the command fail.
 
@@ -15,6 +17,7 @@ use anyhow::Context;
 use phalanx_gateway::receipt::SignedReceipt;
 use phalanx_primitives::{Hash, sha256};
 use phalanx_rpc::PhalanxClient;
+use phalanx_state::leaves::Leaf;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -67,47 +70,46 @@ pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
         ok: info.chain_id == receipt.chain_id,
         detail: format!("receipt for chain {}, node serves {}", receipt.chain_id, info.chain_id),
     });
-    let head = client.chain_head().await.map_err(rpc_error(rpc))?;
+    // Everything below is read with state proofs at one certified head
+    // (unless --trust-node): the worker's registration, the agent's code
+    // history and its cluster's members.
+    let leaves = [Leaf::Worker(receipt.worker), Leaf::Agent(receipt.agent)];
+    let read = crate::light::read(&args.client, &client, &leaves).await?;
     checks.push(Check {
         check: "height",
-        ok: receipt.height <= head.height,
-        detail: format!("ran at verified height {}, finalized head {}", receipt.height, head.height),
+        ok: receipt.height <= read.height,
+        detail: format!("ran at verified height {}, finalized head {}", receipt.height, read.height),
     });
-    let workers = client.registry_workers().await.map_err(rpc_error(rpc))?;
-    let worker = workers.iter().find(|w| w.identity == receipt.worker);
+    let worker: Option<phalanx_state::Worker> = read.value(Leaf::Worker(receipt.worker))?;
     checks.push(match worker {
-        Some(w) => {
-            let attested = w.worker["attested_at"].as_u64().unwrap_or(u64::MAX);
-            Check {
-                check: "worker",
-                ok: attested <= receipt.height,
-                detail: format!(
-                    "registered, {} TEE, confidence {}, evidence attested at height {attested}",
-                    w.worker["tee"].as_str().unwrap_or("?"),
-                    w.worker["confidence"]
-                ),
-            }
-        }
+        Some(w) => Check {
+            check: "worker",
+            ok: w.attested_at <= receipt.height,
+            detail: format!(
+                "registered, {} TEE, confidence {}, evidence attested at height {}",
+                serde_json::to_value(w.tee)?.as_str().unwrap_or("?"),
+                w.confidence,
+                w.attested_at
+            ),
+        },
         None => Check { check: "worker", ok: false, detail: "the worker is not registered on this chain".into() },
     });
-    let agent = client.agents_get(receipt.agent).await.map_err(rpc_error(rpc))?;
-    let code = agent.as_ref().map(|a| &a.agent);
-    checks.push(match code {
+    let agent: Option<phalanx_state::Agent> = read.value(Leaf::Agent(receipt.agent))?;
+    checks.push(match &agent {
         None => Check { check: "code", ok: false, detail: format!("no agent {} on this chain", receipt.agent) },
         Some(agent) => code_check(agent, receipt.height, receipt.code_hash, receipt.agent_version),
     });
-    if let Some(agent) = code {
-        let status = client.keys_status().await.map_err(rpc_error(rpc))?;
-        let cluster = agent["cluster"].as_str().unwrap_or_default();
-        let member = status.clusters.iter().find(|c| c["id"].as_str() == Some(cluster)).is_some_and(|c| {
-            c["workers"].as_array().into_iter().flatten().any(|w| w.as_str() == Some(&receipt.worker.to_string()))
-        });
+    if let Some(agent) = &agent {
+        let cluster_read = crate::light::read(&args.client, &client, &[Leaf::Cluster(agent.cluster)]).await?;
+        let cluster: Option<phalanx_state::Cluster> = cluster_read.value(Leaf::Cluster(agent.cluster))?;
+        let member = cluster.is_some_and(|c| c.workers.contains(&receipt.worker));
         checks.push(Check {
             check: "cluster",
             ok: member,
             detail: format!(
-                "the worker {} a worker of the agent's cluster {cluster}",
-                if member { "is" } else { "is not" }
+                "the worker {} a worker of the agent's cluster {}",
+                if member { "is" } else { "is not" },
+                agent.cluster
             ),
         });
     }
@@ -150,12 +152,13 @@ pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
     }
     let valid = checks.iter().all(|c| c.ok);
     let value = serde_json::json!({ "valid": valid, "receipt": receipt, "checks": checks });
-    emit(args.client.json, &value, || {
+    emit(args.client.json, &read.marked(&value), || {
         let mut lines: Vec<String> = checks
             .iter()
             .map(|c| format!("{} {:<9} {}", if c.ok { "ok  " } else { "FAIL" }, c.check, c.detail))
             .collect();
         lines.push(if valid { "receipt valid".into() } else { "receipt NOT valid".into() });
+        lines.push(read.note());
         lines.join("\n")
     })?;
     anyhow::ensure!(valid, "the receipt does not check out");
@@ -163,25 +166,16 @@ pub(crate) async fn run(args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 /// The receipt's code must be the version the chain says served at `height`.
-fn code_check(agent: &serde_json::Value, height: u64, code_hash: Hash, version: u32) -> Check {
-    let history = agent["code_history"].as_array().cloned().unwrap_or_default();
-    let served = history.iter().rev().find(|v| v["from_height"].as_u64().is_some_and(|from| from <= height));
-    match served {
-        None => Check {
+fn code_check(agent: &phalanx_state::Agent, height: u64, code_hash: Hash, version: u32) -> Check {
+    match agent.code_at(height) {
+        Err(reason) => Check { check: "code", ok: false, detail: reason },
+        Ok(served) => Check {
             check: "code",
-            ok: false,
-            detail: format!("the chain keeps no code version of this agent serving at height {height}"),
+            ok: served.code_hash == code_hash && served.version == version,
+            detail: format!(
+                "receipt names version {version} ({code_hash}); at height {height} the chain served version {} ({})",
+                served.version, served.code_hash
+            ),
         },
-        Some(v) => {
-            let (hash, served_version) = (v["code_hash"].as_str().unwrap_or(""), v["version"].as_u64().unwrap_or(0));
-            let ok = hash == code_hash.to_string() && served_version == u64::from(version);
-            Check {
-                check: "code",
-                ok,
-                detail: format!(
-                    "receipt names version {version} ({code_hash}); at height {height} the chain served version {served_version} ({hash})"
-                ),
-            }
-        }
     }
 }

@@ -53,6 +53,20 @@ fn governance_replaces_a_validator_on_a_running_testnet() {
     assert!(!keys(&info["validators"]).contains(&key("validator-4")));
     until("the unnamed spare following over RPC", || height(&rpc4) >= 3);
 
+    // A light client reads a balance before the change: it trusts the genesis set.
+    let light = root.path().join("light");
+    let verified_balance = |rpc: &str| -> serde_json::Value {
+        let output = run_at(rpc, &["account", "balance", "alice", "--json", "--light-cache", light.to_str().unwrap()]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    assert_eq!(verified_balance(&rpc1)["verified"], true);
+    let cached = || -> serde_json::Value {
+        let file = std::fs::read_dir(&light).unwrap().next().unwrap().unwrap().path();
+        serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()
+    };
+    assert_eq!(cached()["epoch"], 0);
+
     let names = ["validator-1", "validator-2", "validator-3", "validator-4"];
     let mut args = vec!["chain".to_string(), "set-validators".into(), "--from".into(), "alice".into()];
     args.extend(names.iter().map(|n| entry(n)));
@@ -88,6 +102,15 @@ fn governance_replaces_a_validator_on_a_running_testnet() {
     until("a transfer through the new validator final", || free(&rpc2, "charlie") == before + 1_000_000_000_000);
     assert!(height(&rpc4) >= at_kill + 10, "the new validator finalizes too");
 
+    // The light client that last saw the old set follows the change
+    // (certified by the old set, proven against its block's state root) and
+    // verifies a balance certified by the new set.
+    let after = verified_balance(&rpc2);
+    assert_eq!(after["verified"], true);
+    assert!(after["height"].as_u64().unwrap() > boundary, "{after}");
+    assert!(cached()["epoch"].as_u64().unwrap() >= 1);
+    assert_eq!(keys(&cached()["validators"]), new_set);
+
     // The worker verified every block across the change.
     until("the worker past the change", || {
         metric(&net.metrics("worker-0"), "phalanx_worker_verified_height") >= (at_kill + 5) as f64
@@ -100,5 +123,10 @@ fn governance_replaces_a_validator_on_a_running_testnet() {
     let target = height(&rpc1);
     until("the follower across the change", || height(&follower) >= target);
     assert_eq!(keys(&chain_info(&follower)["validators"]), new_set);
+    // It proved the change as it synced: a light client starting from
+    // genesis follows it through the follower alone.
+    std::fs::remove_dir_all(&light).unwrap();
+    assert_eq!(verified_balance(&follower)["verified"], true);
+    assert_eq!(keys(&cached()["validators"]), new_set);
     drop(net);
 }

@@ -46,6 +46,8 @@ pub struct LightClient<'a> {
     node: &'a HttpClient,
     cache: Option<PathBuf>,
     trusted: Trusted,
+    /// What the cache file holds (so an unchanged trust is not written again).
+    saved: Option<Trusted>,
 }
 
 impl<'a> LightClient<'a> {
@@ -69,14 +71,14 @@ impl<'a> LightClient<'a> {
             if trusted.chain_id != expected {
                 return Err(ClientError::Cache { path: path.clone(), reason: "it holds another chain".into() });
             }
-            return Ok(LightClient { node, cache, trusted });
+            return Ok(LightClient { node, cache, saved: Some(trusted.clone()), trusted });
         }
         let genesis = node.chain_genesis().await.map_err(rpc)?;
         let trusted = Trusted::from_genesis(&genesis);
         if trusted.chain_id != expected {
             return Err(LightError::OtherChain { expected, got: trusted.chain_id }.into());
         }
-        let client = LightClient { node, cache, trusted };
+        let mut client = LightClient { node, cache, trusted, saved: None };
         client.save()?;
         Ok(client)
     }
@@ -110,22 +112,32 @@ impl<'a> LightClient<'a> {
         self.follow_validators().await?;
         let keys = leaves.iter().map(|leaf| format!("0x{}", hex::encode(leaf.key()))).collect();
         let answer = self.node.state_proof(keys, None).await.map_err(rpc)?;
-        let verified = self.trusted.verify_read(&answer, leaves)?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        let verified = self.trusted.verify_read(&answer, leaves, now_ms)?;
         self.save()?;
         Ok(verified)
     }
 
-    fn save(&self) -> Result<(), ClientError> {
+    fn save(&mut self) -> Result<(), ClientError> {
         let Some(path) = &self.cache else { return Ok(()) };
+        if self.saved.as_ref() == Some(&self.trusted) {
+            return Ok(());
+        }
         let failed = |e: std::io::Error| ClientError::Cache { path: path.clone(), reason: e.to_string() };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(failed)?;
         }
         let text = serde_json::to_vec_pretty(&self.trusted).expect("trust serializes");
-        // Written aside and renamed: a crash leaves the old file or the new, never half of one.
-        let partial = path.with_extension("json.partial");
+        // Written aside (a name of this process's own, as several clients
+        // may save at once) and renamed: a crash leaves the old file or the
+        // new, never half of one.
+        let partial = path.with_extension(format!("{}.partial", std::process::id()));
         std::fs::write(&partial, text).map_err(failed)?;
-        std::fs::rename(&partial, path).map_err(failed)
+        std::fs::rename(&partial, path).map_err(failed)?;
+        self.saved = Some(self.trusted.clone());
+        Ok(())
     }
 }
 

@@ -14,4 +14,4 @@ pub mod client;
 pub mod trust;
 
 pub use client::{ClientError, LightClient};
-pub use trust::{LightError, STALE_BLOCKS_MAX, Trusted, Verified};
+pub use trust::{HEAD_AGE_MAX_MS, LightError, Trusted, Verified};

@@ -16,11 +16,11 @@ use phalanx_state::leaves::{Leaf, LeafError};
 use phalanx_state::{Genesis, Header, ValidatorChanges};
 use phalanx_statedb::{ProofError, StateProof};
 
-/// How far (in blocks) a head may be behind the highest head this client
-/// has verified before it is refused as stale: nodes of a healthy network
-/// are within a few blocks of each other; a node serving a state this old
-/// is replaying the past.
-pub const STALE_BLOCKS_MAX: u64 = 120;
+/// How old (by its timestamp, against the local clock) a head may be
+/// before it is refused as stale: a live chain finalizes a block every
+/// second or so (an idle dev chain every half second); a node serving a
+/// head this old is behind, or replaying the past.
+pub const HEAD_AGE_MAX_MS: u64 = 10 * 60 * 1000;
 
 /// Why a node's answer was not accepted. Each names what did not verify.
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +38,11 @@ pub enum LightError {
     #[error("the validator-set change at block {height} does not verify: {reason}")]
     Transition { height: u64, reason: String },
     #[error(
-        "the node's head is block {height}, more than {STALE_BLOCKS_MAX} blocks behind block {verified} this client \
-         already verified: a stale state"
+        "the node's head, block {height}, is {age_s} s old (at most {} s): a stale state (is the node behind, or the \
+         chain halted?)",
+        HEAD_AGE_MAX_MS / 1000
     )]
-    Stale { height: u64, verified: u64 },
+    Stale { height: u64, age_s: u64 },
     #[error(transparent)]
     Leaf(#[from] LeafError),
 }
@@ -58,7 +59,8 @@ pub struct Trusted {
     /// The trusted set: it certifies every block from `epoch` on, until a
     /// verified transition names its successor.
     pub validators: Vec<PublicKey>,
-    /// The highest block verified so far.
+    /// The highest block verified so far (for information: a chain
+    /// restarted from the same genesis, as dev chains are, starts lower).
     pub height: u64,
 }
 
@@ -155,12 +157,13 @@ impl Trusted {
 
     /// Checks a node's answer to `state_proof` for `leaves` (in the order
     /// asked): the certificate against the trusted set, then every proof
-    /// against the certified state root. On success the verified height
-    /// becomes the highest seen.
-    pub fn verify_read(&mut self, answer: &StateProofs, leaves: &[Leaf]) -> Result<Verified, LightError> {
+    /// against the certified state root. `now_ms` (the local clock) bounds
+    /// the head's age ([`HEAD_AGE_MAX_MS`]).
+    pub fn verify_read(&mut self, answer: &StateProofs, leaves: &[Leaf], now_ms: u64) -> Result<Verified, LightError> {
         let header = &answer.header;
-        if header.height.saturating_add(STALE_BLOCKS_MAX) < self.height {
-            return Err(LightError::Stale { height: header.height, verified: self.height });
+        let age_ms = now_ms.saturating_sub(header.timestamp_ms);
+        if age_ms > HEAD_AGE_MAX_MS {
+            return Err(LightError::Stale { height: header.height, age_s: age_ms / 1000 });
         }
         if answer.leaves.len() != leaves.len() {
             return Err(LightError::LeafCount { asked: leaves.len(), got: answer.leaves.len() });

@@ -42,6 +42,8 @@ fn blocks(count: u64) -> Vec<(Block, Vec<u8>)> {
     let mut dev = phalanx_node::dev::DevBlocks::new(&genesis()).unwrap();
     let alice = dev_keypair("alice").unwrap();
     let mut out = Vec::new();
+    // Recent timestamps: a client refuses a head older than ten minutes.
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     for height in 1..=count {
         let state = dev.state.clone();
         let schedule = match height {
@@ -65,7 +67,7 @@ fn blocks(count: u64) -> Vec<(Block, Vec<u8>)> {
             .sign(&alice);
             candidates.push(Candidate { encoded_len: tx.encode().len(), tx, signature_verified: false });
         }
-        let built = dev.build(state.timestamp_ms() + 500, candidates).unwrap();
+        let built = dev.build(now_ms - 60_000 + height * 500, candidates).unwrap();
         assert!(built.rejected.is_empty());
         let epoch = height / EPOCH;
         let set = set_for_epoch(epoch);
@@ -134,7 +136,9 @@ async fn a_light_client_follows_validator_changes_and_refuses_tampered_answers()
     assert!(matches!(refused, ClientError::Light(LightError::OtherChain { .. })), "{refused}");
 
     let honest = node.client.state_proof(keys(&leaves), None).await.unwrap();
-    let check = |answer: &StateProofs| trusted.clone().verify_read(answer, &leaves);
+    // The local clock for these checks: just after the head.
+    let now = honest.header.timestamp_ms + 1_000;
+    let check = |answer: &StateProofs| trusted.clone().verify_read(answer, &leaves, now);
     check(&honest).unwrap();
     // An older state, honestly certified, verifies (at its own height).
     assert_eq!(check(&at_8).unwrap().height(), 8);
@@ -186,12 +190,12 @@ async fn a_light_client_follows_validator_changes_and_refuses_tampered_answers()
     assert!(matches!(check(&short).unwrap_err(), LightError::LeafCount { asked: 2, got: 1 }));
     // A client that never saw the changes (a node hiding them): the head's
     // certificate is not its set's (here it does not even decode for a set of one).
-    let error = Trusted::from_genesis(&genesis()).verify_read(&honest, &leaves).unwrap_err();
+    let error = Trusted::from_genesis(&genesis()).verify_read(&honest, &leaves, now).unwrap_err();
     assert!(matches!(error, LightError::Certificate { height: 12, .. }), "{error}");
-    // A head far behind one already verified.
-    let mut ahead = trusted.clone();
-    ahead.height = 12 + phalanx_light::STALE_BLOCKS_MAX + 1;
-    assert!(matches!(ahead.verify_read(&honest, &leaves).unwrap_err(), LightError::Stale { height: 12, .. }));
+    // A head older than the bound.
+    let late = honest.header.timestamp_ms + phalanx_light::HEAD_AGE_MAX_MS + 1_000;
+    let error = trusted.clone().verify_read(&honest, &leaves, late).unwrap_err();
+    assert!(matches!(error, LightError::Stale { height: 12, .. }), "{error}");
 
     // Transitions: the node made them when it committed blocks 3 and 7.
     let transitions = node.client.chain_validator_transitions(0).await.unwrap();

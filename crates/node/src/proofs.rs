@@ -9,8 +9,11 @@
 //! ([`Chain::transition_of`]) and kept in the database.
 //!
 //! The store commits a block before the database records it, so a proof
-//! can be one block ahead of the header the database has: [`Chain::prove`]
-//! tries again for a moment until both agree.
+//! can be one block ahead of the header the database has; and a block
+//! finalized through a descendant has no certificate of its own (a
+//! non-validator node's head can be one until the next block arrives):
+//! [`Chain::prove`] tries again for a moment until both agree on a
+//! certified block.
 
 use crate::chain::Chain;
 use crate::store::{StoreError, Transition};
@@ -19,8 +22,11 @@ use phalanx_state::{Block, Event, EventRecord, Header};
 use phalanx_statedb::StateProof;
 
 /// How often [`Chain::prove`] tries to catch the state store and the
-/// database at the same block before giving up (1 ms apart).
+/// database at the same certified block before giving up, and how long it
+/// waits between tries (2 s in all: a live chain certifies a block every
+/// second or so).
 const PROVE_ATTEMPTS: usize = 200;
+const PROVE_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Why proofs could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +36,7 @@ pub enum ProveError {
          ask without a height"
     )]
     NotHead { asked: u64, head: u64 },
-    #[error("the head moved on while proving: try again")]
+    #[error("the node's head block has no finalization certificate of its own yet: try again")]
     Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -73,7 +79,7 @@ impl Chain {
                     }
                     return Ok(Proofs { header: block.header, certificate, proofs: proven.proofs });
                 }
-                _ => std::thread::sleep(std::time::Duration::from_millis(1)),
+                _ => std::thread::sleep(PROVE_RETRY),
             }
         }
         Err(ProveError::Busy)
