@@ -104,8 +104,11 @@ impl Trusted {
         height / self.epoch_blocks.max(1)
     }
 
-    /// Checks that `certificate` finalizes `header` by the trusted set.
-    fn check_certificate(&self, header: &Header, certificate: &[u8]) -> Result<(), LightError> {
+    /// Checks that `certificate` finalizes `header` by the trusted set (the
+    /// set of the header's epoch, once the changes before it are followed):
+    /// what a node or worker joining from a synced state checks the state's
+    /// block with.
+    pub fn verify_header(&self, header: &Header, certificate: &[u8]) -> Result<(), LightError> {
         let (height, epoch) = (header.height, self.epoch_of(header.height));
         if epoch < self.epoch {
             return Err(LightError::BeforeTrustedSet { height, epoch, trusted: self.epoch });
@@ -128,7 +131,7 @@ impl Trusted {
         if height % self.epoch_blocks.max(1) != self.epoch_blocks.max(1) - 1 {
             return Err(invalid(format!("block {height} does not end a consensus epoch")));
         }
-        self.check_certificate(header, &transition.certificate)?;
+        self.verify_header(header, &transition.certificate)?;
         let validators: Vec<PublicKey> = proven(&transition.validators, Leaf::Validators, header)?
             .ok_or_else(|| invalid("the proof shows no validator set".into()))?;
         let changes: ValidatorChanges = proven(&transition.changes, Leaf::ValidatorChanges, header)?
@@ -168,7 +171,7 @@ impl Trusted {
         if answer.leaves.len() != leaves.len() {
             return Err(LightError::LeafCount { asked: leaves.len(), got: answer.leaves.len() });
         }
-        self.check_certificate(header, &answer.certificate)?;
+        self.verify_header(header, &answer.certificate)?;
         let mut values = Vec::with_capacity(leaves.len());
         for (leaf, proof) in leaves.iter().zip(&answer.leaves) {
             let value = verified_bytes(proof, *leaf, header)?;
