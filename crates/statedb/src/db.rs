@@ -34,11 +34,17 @@ pub type Db<E> =
     current::ordered::variable::Db<mmr::Family, E, Digest, Vec<u8>, Sha256, EightCap, CHUNK_BYTES, Sequential>;
 
 /// The decoding bounds of a stored operation: the key (fixed) and the leaf.
-type OperationCfg = ((), (RangeCfg<usize>, ()));
-type Config = VariableConfig<EightCap, OperationCfg, Sequential>;
+pub(crate) type OperationCfg = ((), (RangeCfg<usize>, ()));
+pub(crate) type Config = VariableConfig<EightCap, OperationCfg, Sequential>;
+
+/// The decoding bounds of one stored operation (an encoded leaf is at most
+/// [`STORED_BYTES_MAX`]).
+pub(crate) fn operation_cfg() -> OperationCfg {
+    ((), (RangeCfg::new(..=STORED_BYTES_MAX), ()))
+}
 
 /// What the store writes: a stored key and an encoded leaf.
-type StoredUpdate = Update<Digest, VariableEncoding<Vec<u8>>>;
+pub type StoredUpdate = Update<Digest, VariableEncoding<Vec<u8>>>;
 /// A block's writes, merkleized.
 type Batch = MerkleizedBatch<mmr::Family, Digest, StoredUpdate, CHUNK_BYTES, Sequential>;
 /// A block's writes, being gathered.
@@ -114,6 +120,8 @@ pub enum StoreError {
     UnknownSpeculation { height: u64 },
     #[error("the block does not build on the store's committed state: {0}")]
     Stale(String),
+    #[error("refused a state sync request: {0}")]
+    BadRequest(String),
 }
 
 impl StoreError {
@@ -133,7 +141,7 @@ const CACHE_PAGES: usize = 16_384;
 /// The store's configuration. Partition names must not collide with the
 /// ones commonware derives from them (a fixed journal `p` also uses
 /// `p-metadata` and `p-blobs`; a variable one `p_data` and `p_offsets`).
-fn config(name: &str) -> Config {
+pub(crate) fn config(name: &str) -> Config {
     let page_cache = CacheRef::new(NZU16!(PAGE_BYTES), NZUsize!(CACHE_PAGES));
     VariableConfig {
         merkle_config: MerkleConfig {
@@ -149,7 +157,7 @@ fn config(name: &str) -> Config {
             partition: format!("{name}-log"),
             items_per_section: NZU64!(OPS_PER_SECTION),
             compression: None,
-            codec_config: ((), (RangeCfg::new(..=STORED_BYTES_MAX), ())),
+            codec_config: operation_cfg(),
             page_cache,
             write_buffer: NZUsize!(1 << 20),
             replay_buffer: NZUsize!(1 << 20),
@@ -196,7 +204,12 @@ impl<E: Runtime> StateDb<E> {
         Ok(self.db()?.bounds().end.as_u64())
     }
 
-    fn db(&self) -> Result<&Db<E>, StoreError> {
+    /// A store around a database built elsewhere (by state sync).
+    pub(crate) fn from_db(db: Db<E>) -> Self {
+        StateDb { db: Some(db) }
+    }
+
+    pub(crate) fn db(&self) -> Result<&Db<E>, StoreError> {
         self.db.as_ref().ok_or(StoreError::Closed)
     }
 

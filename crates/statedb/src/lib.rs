@@ -22,11 +22,14 @@
 //! - [`proof`]: proofs on the wire and their verification.
 //! - [`service`]: the store on its own thread, behind a blocking handle,
 //!   with speculative blocks for those not final yet.
+//! - [`sync`]: state sync: a new node fetches the store from an untrusted
+//!   node, verifies every operation against a trusted root, and opens it.
 
 pub mod db;
 pub mod leaf;
 pub mod proof;
 pub mod service;
+pub mod sync;
 
 pub use db::{StateDb, StoreError};
 
@@ -42,3 +45,4 @@ pub fn root_in_memory(height: u64, writes: Vec<service::Write>) -> Result<phalan
 }
 pub use proof::{ProofError, StateProof, verify};
 pub use service::{Parent, Proven, Speculation, StateService, Status};
+pub use sync::{SyncError, SyncTarget};

@@ -14,6 +14,7 @@
 
 use crate::db::{StateDb, StoreError};
 use crate::proof::StateProof;
+use crate::sync::{LEAVES_PAGE_MAX, LeavesPage, SyncTarget};
 use commonware_runtime::{Runner as _, Supervisor as _};
 use phalanx_primitives::Hash;
 use std::path::Path;
@@ -21,6 +22,8 @@ use std::sync::mpsc;
 
 /// One leaf write: a key and its new value (`None` deletes it).
 pub type Write = (Vec<u8>, Option<Vec<u8>>);
+/// One committed leaf: its key and value.
+pub type LeafEntry = (Vec<u8>, Vec<u8>);
 
 /// Most speculations held at once (unfinalized blocks a node keeps, with room).
 pub const SPECULATIONS_MAX: usize = 4096;
@@ -74,6 +77,9 @@ enum Job {
     Prove { keys: Vec<Vec<u8>>, answer: mpsc::Sender<Result<Proven, StoreError>> },
     Get { key: Vec<u8>, answer: mpsc::Sender<Result<Option<Vec<u8>>, StoreError>> },
     Status { answer: mpsc::Sender<Result<Status, StoreError>> },
+    SyncTarget { answer: mpsc::Sender<Result<SyncTarget, StoreError>> },
+    ServeSync { request: Vec<u8>, answer: mpsc::Sender<Result<Vec<u8>, StoreError>> },
+    Leaves { after: Option<[u8; 32]>, limit: usize, answer: mpsc::Sender<Result<LeavesPage, StoreError>> },
 }
 
 /// A [`StateDb`] on its own thread. Dropping the handle stops the thread
@@ -98,6 +104,9 @@ impl std::fmt::Debug for Job {
             Job::Prove { .. } => "Prove",
             Job::Get { .. } => "Get",
             Job::Status { .. } => "Status",
+            Job::SyncTarget { .. } => "SyncTarget",
+            Job::ServeSync { .. } => "ServeSync",
+            Job::Leaves { .. } => "Leaves",
         })
     }
 }
@@ -202,6 +211,34 @@ impl StateService {
     pub fn status(&self) -> Result<Status, StoreError> {
         self.ask(|answer| Job::Status { answer })
     }
+
+    /// What a node joining by state sync needs to start from the committed
+    /// state (see [`crate::sync`]).
+    pub fn sync_target(&self) -> Result<SyncTarget, StoreError> {
+        self.ask(|answer| Job::SyncTarget { answer })
+    }
+
+    /// Answers an encoded state sync request from the committed store, as
+    /// of the size the request names (see [`crate::sync`]).
+    pub fn serve_sync(&self, request: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        self.ask(|answer| Job::ServeSync { request, answer })
+    }
+
+    /// Up to `limit` (at most [`LEAVES_PAGE_MAX`]) committed leaves, in the
+    /// order of their stored keys, starting after stored key `after`
+    /// (`None`: from the first). One page is read at one committed state;
+    /// pages read across commits may mix states.
+    pub fn leaves_page(&self, after: Option<[u8; 32]>, limit: usize) -> Result<LeavesPage, StoreError> {
+        let limit = limit.clamp(1, LEAVES_PAGE_MAX);
+        self.ask(|answer| Job::Leaves { after, limit, answer })
+    }
+
+    /// Every committed leaf (leaf key, value), in the order of their stored
+    /// keys, read at one committed state. Holds the whole state in memory:
+    /// for large states walk [`Self::leaves_page`] instead.
+    pub fn leaves(&self) -> Result<Vec<LeafEntry>, StoreError> {
+        Ok(self.ask(|answer| Job::Leaves { after: None, limit: usize::MAX, answer })?.leaves)
+    }
 }
 
 impl Drop for StateService {
@@ -250,6 +287,15 @@ async fn serve<E: crate::db::Runtime>(mut db: StateDb<E>, mut jobs: tokio::sync:
             Job::Status { answer } => {
                 let status = async { Ok(Status { height: db.height().await?, root: db.root()?, size: db.size()? }) };
                 let _ = answer.send(status.await);
+            }
+            Job::SyncTarget { answer } => {
+                let _ = answer.send(db.sync_target().await);
+            }
+            Job::ServeSync { request, answer } => {
+                let _ = answer.send(db.serve_sync(&request).await);
+            }
+            Job::Leaves { after, limit, answer } => {
+                let _ = answer.send(db.leaves_page(after, limit).await);
             }
         }
     }
