@@ -499,6 +499,7 @@ impl Network {
             key_file: None,
             p2p_listen: None,
             follow: vec![self.urls[0].clone()],
+            state_sync: false,
             rpc_listen: ([127, 0, 0, 1], port).into(),
             metrics_listen: None,
             bootstrap: Vec::new(),

@@ -193,6 +193,7 @@ pub(crate) fn init(dir: &Path, layout: &Layout) -> anyhow::Result<phalanx_primit
             p2p_listen: Some(([127, 0, 0, 1], base_port + i as u16).into()),
             // Catch up from the other genesis validators' RPC before consensus.
             follow: (0..validators).filter(|j| *j != i).map(rpc_of).collect(),
+            state_sync: false,
             rpc_listen: ([127, 0, 0, 1], base_port + 100 + i as u16).into(),
             metrics_listen: Some(([127, 0, 0, 1], base_port + 300 + i as u16).into()),
             bootstrap,

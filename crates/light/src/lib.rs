@@ -5,11 +5,14 @@
 //! value it acts on against a finality certificate of the trusted set and a
 //! state proof against the certified state root (DESIGN.md §11).
 //!
+//! - [`certificate`]: checking a finalization certificate against a
+//!   validator set (and the consensus key and certificate types).
 //! - [`trust`]: what the client trusts and the pure checks that extend it
 //!   (transitions, reads); errors name what did not verify.
 //! - [`client`]: the same over a node's JSON-RPC, with the trusted set
 //!   cached per chain on disk.
 
+pub mod certificate;
 pub mod client;
 pub mod trust;
 

@@ -9,7 +9,7 @@
 //! trusted set and every leaf's proof against the header's state root.
 //! Nothing here does I/O; the node's answers are the only input.
 
-use phalanx_node::consensus::certificate::{self, CertificateError};
+use crate::certificate::{self, CertificateError};
 use phalanx_primitives::{Hash, PublicKey};
 use phalanx_rpc::{ProvenLeaf, StateProofs, ValidatorTransition};
 use phalanx_state::leaves::{Leaf, LeafError};

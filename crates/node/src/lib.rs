@@ -10,7 +10,8 @@
 //!   light client follows.
 //! - [`service`]: one node process from its config file (`phalanx node`);
 //!   [`dev`] runs it with the dev genesis and a single validator;
-//!   [`follower`] is a non-validator node's block sync.
+//!   [`follower`] is a non-validator node's block sync; [`state_sync`]
+//!   lets a fresh one join from a verified recent state instead.
 
 pub mod chain;
 pub mod consensus;
@@ -21,4 +22,5 @@ pub mod metrics;
 pub mod proofs;
 pub mod rpc;
 pub mod service;
+pub mod state_sync;
 pub mod store;

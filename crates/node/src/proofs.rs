@@ -17,6 +17,7 @@
 
 use crate::chain::Chain;
 use crate::store::{StoreError, Transition};
+use phalanx_primitives::Hash;
 use phalanx_state::leaves::Leaf;
 use phalanx_state::{Block, Event, EventRecord, Header};
 use phalanx_statedb::StateProof;
@@ -55,9 +56,34 @@ impl Chain {
     /// at the finalized head, which must be `height` if one is given.
     /// Blocking: call it off async workers.
     pub fn prove(&self, keys: Vec<Vec<u8>>, height: Option<u64>) -> Result<Proofs, ProveError> {
+        let (header, certificate, proofs) = self.at_certified_head(height, |state| {
+            let proven = state.prove(keys.clone())?;
+            Ok((proven.height, proven.root, proven.proofs))
+        })?;
+        Ok(Proofs { header, certificate, proofs })
+    }
+
+    /// The state store's sync target at the finalized head, with the
+    /// head's header and certificate: where a joining node syncs to.
+    pub fn sync_start(&self) -> Result<(Header, Vec<u8>, phalanx_statedb::sync::SyncTarget), ProveError> {
+        self.at_certified_head(None, |state| {
+            let target = state.sync_target()?;
+            Ok((Some(target.height), target.root, target))
+        })
+    }
+
+    /// Runs `read` on the committed state store (it returns the height and
+    /// root it read at, and its result) until the database holds that
+    /// block with a certificate of its own and the same root; returns the
+    /// block's header and certificate with the result.
+    fn at_certified_head<T>(
+        &self,
+        height: Option<u64>,
+        read: impl Fn(&phalanx_statedb::StateService) -> Result<(Option<u64>, Hash, T), phalanx_statedb::StoreError>,
+    ) -> Result<(Header, Vec<u8>, T), ProveError> {
         for _ in 0..PROVE_ATTEMPTS {
-            let proven = self.store().state().prove(keys.clone()).map_err(StoreError::from)?;
-            let head = proven.height.ok_or_else(|| StoreError::Corrupt("the state store is empty".into()))?;
+            let (head, root, result) = read(self.store().state()).map_err(StoreError::from)?;
+            let head = head.ok_or_else(|| StoreError::Corrupt("the state store is empty".into()))?;
             if let Some(asked) = height
                 && asked != head
             {
@@ -70,14 +96,14 @@ impl Chain {
             let certificate = self.store().certificate(head)?.unwrap_or_default();
             match block {
                 Some(block) if !certificate.is_empty() || head == 0 => {
-                    if block.header.state_root != proven.root {
+                    if block.header.state_root != root {
                         return Err(StoreError::Corrupt(format!(
-                            "block {head}'s state root {} is not the state store's {}",
-                            block.header.state_root, proven.root
+                            "block {head}'s state root {} is not the state store's {root}",
+                            block.header.state_root
                         ))
                         .into());
                     }
-                    return Ok(Proofs { header: block.header, certificate, proofs: proven.proofs });
+                    return Ok((block.header, certificate, result));
                 }
                 _ => std::thread::sleep(PROVE_RETRY),
             }

@@ -276,6 +276,31 @@ impl PhalanxServer for Api {
         tokio::task::spawn_blocking(read).await.map_err(internal)?.map_err(internal)
     }
 
+    async fn state_sync_target(&self) -> RpcResult<phalanx_rpc::SyncStart> {
+        let chain = self.chain.clone();
+        let (header, certificate, target) = tokio::task::spawn_blocking(move || chain.sync_start())
+            .await
+            .map_err(internal)?
+            .map_err(|e| error(codes::INTERNAL, e.to_string()))?;
+        Ok(phalanx_rpc::SyncStart { header, certificate, target: target.encode() })
+    }
+
+    async fn state_sync_ops(&self, request: String) -> RpcResult<String> {
+        let digits = request.strip_prefix("0x").unwrap_or(&request);
+        let max = phalanx_statedb::sync::SYNC_REQUEST_BYTES_MAX;
+        if digits.len() > 2 * max {
+            return Err(error(codes::INVALID_PARAMS, format!("a sync request is at most {max} bytes")));
+        }
+        let bytes =
+            hex::decode(digits).map_err(|e| error(codes::INVALID_PARAMS, format!("the request is not hex: {e}")))?;
+        let store = self.chain.store().clone();
+        let answer = tokio::task::spawn_blocking(move || store.state().serve_sync(bytes))
+            .await
+            .map_err(internal)?
+            .map_err(|e| error(codes::INVALID_PARAMS, format!("cannot answer the sync request: {e}")))?;
+        Ok(format!("0x{}", hex::encode(answer)))
+    }
+
     async fn tx_submit(&self, tx: String) -> RpcResult<Hash> {
         let hex_text = tx.strip_prefix("0x").unwrap_or(&tx);
         let bytes =

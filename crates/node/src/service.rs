@@ -62,6 +62,12 @@ pub struct NodeFile {
     /// [`crate::follower::catch_up`]), and sync from peers over p2p without them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub follow: Vec<String>,
+    /// A non-validator node with an empty data directory joins from the
+    /// first `follow` node's finalized state (verified against its
+    /// certificate, see [`crate::state_sync`]) instead of replaying every
+    /// block from genesis. It then stores no block below the one it joined at.
+    #[serde(default)]
+    pub state_sync: bool,
     /// The JSON-RPC listen address.
     pub rpc_listen: SocketAddr,
     /// Where to serve Prometheus metrics at `/metrics` (none if absent).
@@ -110,8 +116,9 @@ pub struct NodeConfig {
 pub enum Role {
     /// Takes part in consensus.
     Validator(ValidatorRole),
-    /// Syncs verified blocks from these nodes' RPC ([`crate::follower`]).
-    Follower { upstreams: Vec<String> },
+    /// Syncs verified blocks from these nodes' RPC ([`crate::follower`]);
+    /// with `state_sync`, a fresh node first joins from their state.
+    Follower { upstreams: Vec<String>, state_sync: bool },
 }
 
 /// A validator's keys and network.
@@ -152,6 +159,8 @@ pub enum NodeError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Join(#[from] crate::state_sync::JoinError),
     #[error("cannot start the RPC server on {address}: {source} (is another node using it?)")]
     Rpc { address: SocketAddr, source: std::io::Error },
     #[error("cannot serve metrics on {address}: {source}")]
@@ -169,6 +178,22 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, NodeError> {
         return Err(NodeError::TooLarge { path: path.into() });
     }
     Ok(bytes)
+}
+
+/// Joins by state sync from the first upstream that serves a state that
+/// verifies (see [`crate::state_sync`]).
+fn join(genesis: &Genesis, upstreams: &[String], path: &Path) -> Result<Store, NodeError> {
+    let mut last = None;
+    for upstream in upstreams {
+        match crate::state_sync::join(genesis, upstream, path) {
+            Ok(store) => return Ok(store),
+            Err(error) => {
+                tracing::warn!(%error, "state sync failed; trying the next upstream");
+                last = Some(error);
+            }
+        }
+    }
+    Err(last.map_or(NodeError::Role { path: path.into() }, NodeError::Join))
 }
 
 /// Reads a genesis file.
@@ -204,11 +229,13 @@ impl NodeConfig {
             (Some(key_file), Some(p2p_listen)) => {
                 Role::Validator(validator_role(&genesis, &read_key(&base.join(key_file))?, p2p_listen, &file)?)
             }
-            (None, _) if !file.follow.is_empty() => Role::Follower { upstreams: file.follow.clone() },
+            (None, _) if !file.follow.is_empty() => {
+                Role::Follower { upstreams: file.follow.clone(), state_sync: file.state_sync }
+            }
             _ => return Err(NodeError::Role { path: path.into() }),
         };
         let mut rpc = RpcConfig::at(file.rpc_listen);
-        if let Role::Follower { upstreams } = &role {
+        if let Role::Follower { upstreams, .. } = &role {
             rpc.forward = upstreams.first().cloned();
         }
         Ok(NodeConfig { data_dir: base.join(&file.data_dir), genesis, rpc, metrics: file.metrics_listen, role })
@@ -273,7 +300,13 @@ pub fn run(
 ) -> Result<(), NodeError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| NodeError::DataDir { path: config.data_dir.clone(), source })?;
-    let store = Arc::new(Store::open(&config.data_dir.join("chain.redb"))?);
+    let path = config.data_dir.join("chain.redb");
+    let store = match &config.role {
+        Role::Follower { upstreams, state_sync: true } if !path.exists() => {
+            Arc::new(join(&config.genesis, upstreams, &path)?)
+        }
+        _ => Arc::new(Store::open(&path)?),
+    };
     let chain = Arc::new(Chain::open(config.genesis.clone(), store, ChainConfig::default())?);
     let runtime_config = cw_tokio::Config::new()
         .with_storage_directory(config.data_dir.join("consensus"))
@@ -338,7 +371,7 @@ pub fn run(
                     tracing::info!("stopping");
                 }
             }
-            Role::Follower { upstreams } => {
+            Role::Follower { upstreams, .. } => {
                 let following = context.child("follower").spawn({
                     let chain = chain.clone();
                     move |_| crate::follower::run(chain, upstreams)

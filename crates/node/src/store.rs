@@ -29,6 +29,8 @@ const META_CHAIN_ID: &str = "chain_id";
 const META_HEAD: &str = "head";
 /// The state store's log size after the head (where to go back to after a crash).
 const META_STATE_SIZE: &str = "state_size";
+/// The lowest stored block, for a node that joined by state sync (absent: 0).
+const META_BASE: &str = "base";
 
 /// Largest stored events blob we will decode, in bytes.
 const EVENTS_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -130,6 +132,54 @@ impl Store {
             state = phalanx_statedb::StateService::open_at(&dir, Some(size))?;
         }
         Ok(Store { db, state })
+    }
+
+    /// Creates the databases of a node that joined by state sync: the
+    /// state store synced under [`state_dir`]`(path)` (`state`, at `block`'s
+    /// height and root), and a new redb at `path` holding `block` (the
+    /// certified block the state is at) as its head, with its certificate
+    /// and the state's leaves. No block below it is stored.
+    pub fn create_synced(
+        path: &Path,
+        state: phalanx_statedb::StateService,
+        chain_id: Hash,
+        block: &Block,
+        certificate: &[u8],
+        leaves: &[StateChange],
+    ) -> Result<Self, StoreError> {
+        if path.exists() {
+            return Err(StoreError::Corrupt(format!("{} exists already: a synced node starts empty", path.display())));
+        }
+        let status = state.status()?;
+        if status.height != Some(block.header.height) || status.root != block.header.state_root {
+            return Err(StoreError::Corrupt(format!(
+                "the synced state is at {:?} (root {}), the block at {} (root {})",
+                status.height, status.root, block.header.height, block.header.state_root
+            )));
+        }
+        let database = Database::create(path).map_err(db)?;
+        let txn = database.begin_write().map_err(db)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db)?;
+            meta.insert(META_CHAIN_ID, encode(&chain_id).as_slice()).map_err(db)?;
+            meta.insert(META_BASE, encode(&block.header.height).as_slice()).map_err(db)?;
+        }
+        let synced = FinalizedBlock {
+            block,
+            certificate,
+            events: &[],
+            changes: leaves,
+            state_size: status.size,
+            transition: None,
+        };
+        Self::write_block(&txn, &synced)?;
+        txn.commit().map_err(db)?;
+        Ok(Store { db: database, state })
+    }
+
+    /// The lowest block stored: 0, or the block a node joined at by state sync.
+    pub fn base(&self) -> Result<u64, StoreError> {
+        Ok(self.meta::<u64>(META_BASE)?.unwrap_or(0))
     }
 
     /// A database held in memory (simulations and tests); its state store

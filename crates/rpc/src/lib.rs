@@ -175,6 +175,21 @@ pub struct ValidatorTransition {
     pub changes: ProvenLeaf,
 }
 
+/// A state a node can join from: a finalized block with its certificate,
+/// and the state store's sync target at that block (encoded
+/// `phalanx_statedb::sync::SyncTarget`). Nothing in it is trusted until the
+/// certificate and the target's witness are checked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncStart {
+    pub header: Header,
+    /// The block's finalization certificate, 0x hex.
+    #[serde(with = "phalanx_primitives::hex_serde")]
+    pub certificate: Vec<u8>,
+    /// The encoded sync target, 0x hex.
+    #[serde(with = "phalanx_primitives::hex_serde")]
+    pub target: Vec<u8>,
+}
+
 /// A registered worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkerInfo {
@@ -487,6 +502,18 @@ pub trait Phalanx {
     /// client that trusts the set of `after_epoch` reaches today's.
     #[method(name = "chain_validatorTransitions")]
     async fn chain_validator_transitions(&self, after_epoch: u64) -> RpcResult<Vec<ValidatorTransition>>;
+
+    /// Where a new node can sync its state to: the finalized head, its
+    /// certificate and the state store's sync target there.
+    #[method(name = "state_syncTarget")]
+    async fn state_sync_target(&self) -> RpcResult<SyncStart>;
+
+    /// Answers one state sync request (0x hex of an encoded qmdb sync
+    /// request, against any log size the node has): 0x hex of the encoded
+    /// response, at most `phalanx_statedb::sync::SYNC_OPS_MAX` operations and
+    /// `SYNC_RESPONSE_BYTES_MAX` bytes.
+    #[method(name = "state_syncOps")]
+    async fn state_sync_ops(&self, request: String) -> RpcResult<String>;
 
     /// Submits a signed transaction (0x hex of its encoding); returns its hash.
     #[method(name = "tx_submit")]

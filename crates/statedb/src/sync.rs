@@ -62,8 +62,9 @@ use std::sync::Arc;
 pub const SYNC_OPS_MAX: u64 = 4096;
 /// Largest encoded response, in bytes. A server halves the operations it
 /// sends until the response fits; one operation always fits (a leaf is at
-/// most [`leaf::STORED_BYTES_MAX`], a little over 4 MiB).
-pub const SYNC_RESPONSE_BYTES_MAX: usize = 16 << 20;
+/// most [`leaf::STORED_BYTES_MAX`], a little over 4 MiB). As hex over
+/// JSON-RPC that is 16 MiB, within a node's 32 MiB response limit.
+pub const SYNC_RESPONSE_BYTES_MAX: usize = 8 << 20;
 /// Largest encoded request, in bytes.
 pub const SYNC_REQUEST_BYTES_MAX: usize = <Request<mmr::Family> as MaxEncodeSize>::MAX_ENCODE_SIZE;
 /// Largest encoded [`SyncTarget`], in bytes.

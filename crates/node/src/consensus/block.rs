@@ -15,16 +15,7 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsensusBlock(pub Arc<Block>);
 
-/// Converts a block hash to a consensus digest.
-pub fn to_digest(hash: phalanx_primitives::Hash) -> Digest {
-    Digest::from(hash.0)
-}
-
-/// Converts a consensus digest to a block hash.
-pub fn from_digest(digest: &Digest) -> phalanx_primitives::Hash {
-    let bytes: &[u8] = digest.as_ref();
-    phalanx_primitives::Hash(bytes.try_into().expect("sha256 digests are 32 bytes"))
-}
+pub use phalanx_light::certificate::{from_digest, to_digest};
 
 impl Write for ConsensusBlock {
     fn write(&self, buf: &mut impl BufMut) {

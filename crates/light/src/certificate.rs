@@ -1,13 +1,61 @@
 //! Checking a finalization certificate with nothing but the validator set:
-//! what a worker (or any client) does to trust a block without trusting the
-//! node that served it.
+//! what a worker, a joining node or any client does to trust a block
+//! without trusting the node that served it. Also the consensus key and
+//! certificate types (commonware simplex with ed25519 multisignatures)
+//! that validators sign with; the node's consensus re-exports them.
 
-use super::{Finalization, NAMESPACE, Scheme, ValidatorKey, block::to_digest};
 use commonware_codec::{Copying, Decode, Encode};
+use commonware_consensus::simplex;
 use commonware_cryptography::certificate::Verifier;
+use commonware_cryptography::{ed25519, sha256};
 use commonware_parallel::Sequential;
 use commonware_utils::ordered::Set;
 use phalanx_primitives::{Hash, PublicKey};
+
+/// Consensus public key of a validator.
+pub type ValidatorKey = ed25519::PublicKey;
+/// Consensus signing key of a validator.
+pub type ValidatorSecret = ed25519::PrivateKey;
+/// Digest consensus orders: the block hash.
+pub type Digest = sha256::Digest;
+/// Signing scheme: attributable ed25519 multisignatures (a certificate is a
+/// signer bitmap plus one signature per signer), verifiable by anyone who
+/// knows the validator set.
+pub type Scheme = simplex::scheme::ed25519::Scheme;
+/// A finalization certificate.
+pub type Finalization = simplex::types::Finalization<Scheme, Digest>;
+
+/// Domain of every consensus signature: part of the chain's identity.
+pub const NAMESPACE: &[u8] = b"phalanx/consensus/v1";
+
+/// Converts a state-machine public key into a consensus key.
+pub fn validator_key(key: &PublicKey) -> Result<ValidatorKey, commonware_codec::Error> {
+    use commonware_codec::DecodeExt;
+    ValidatorKey::decode(Copying(key.0.as_slice()))
+}
+
+/// The consensus secret for a 32-byte ed25519 seed.
+pub fn validator_secret(seed: &[u8; 32]) -> ValidatorSecret {
+    use commonware_codec::DecodeExt;
+    ValidatorSecret::decode(Copying(seed.as_slice())).expect("any 32 bytes are an ed25519 seed")
+}
+
+/// The state-machine form of a consensus key.
+pub fn account_key(key: &ValidatorKey) -> PublicKey {
+    let bytes: &[u8] = key.as_ref();
+    PublicKey(bytes.try_into().expect("ed25519 keys are 32 bytes"))
+}
+
+/// Converts a block hash to a consensus digest.
+pub fn to_digest(hash: Hash) -> Digest {
+    Digest::from(hash.0)
+}
+
+/// Converts a consensus digest to a block hash.
+pub fn from_digest(digest: &Digest) -> Hash {
+    let bytes: &[u8] = digest.as_ref();
+    Hash(bytes.try_into().expect("sha256 digests are 32 bytes"))
+}
 
 /// Why a certificate was not accepted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -41,20 +89,14 @@ pub fn encode(finalization: &Finalization) -> Vec<u8> {
 /// consensus would: for tools and benchmarks that build a chain without
 /// running consensus (the result is a real certificate; [`verify`] accepts it
 /// for a validator set in which `secrets` are a quorum).
-pub fn sign(
-    validators: &[PublicKey],
-    secrets: &[super::ValidatorSecret],
-    block: Hash,
-    epoch: u64,
-    view: u64,
-) -> Vec<u8> {
+pub fn sign(validators: &[PublicKey], secrets: &[ValidatorSecret], block: Hash, epoch: u64, view: u64) -> Vec<u8> {
     use commonware_consensus::simplex::types::{Finalize, Proposal};
     use commonware_consensus::types::{Epoch, Round, View};
     let keys: Vec<ValidatorKey> =
-        validators.iter().map(super::validator_key).collect::<Result<_, _>>().expect("valid validator keys");
+        validators.iter().map(validator_key).collect::<Result<_, _>>().expect("valid validator keys");
     let participants = Set::from_iter_dedup(keys);
     let proposal = Proposal::new(Round::new(Epoch::new(epoch), View::new(view)), View::new(view - 1), to_digest(block));
-    let votes: Vec<Finalize<Scheme, super::Digest>> = secrets
+    let votes: Vec<Finalize<Scheme, Digest>> = secrets
         .iter()
         .map(|secret| {
             let scheme =
@@ -93,7 +135,7 @@ pub fn verified(
 ) -> Result<Finalization, CertificateError> {
     let keys: Vec<ValidatorKey> = validators
         .iter()
-        .map(super::validator_key)
+        .map(validator_key)
         .collect::<Result<_, _>>()
         .map_err(|_| CertificateError::BadValidatorKey)?;
     let verifier = Scheme::verifier(NAMESPACE, Set::from_iter_dedup(keys));
@@ -102,7 +144,7 @@ pub fn verified(
     if finalization.proposal.payload != to_digest(block) {
         return Err(CertificateError::WrongBlock {
             expected: block,
-            certified: super::block::from_digest(&finalization.proposal.payload),
+            certified: from_digest(&finalization.proposal.payload),
         });
     }
     let certified = finalization.proposal.round.epoch().get();

@@ -1,0 +1,142 @@
+//! Joining by state sync: a fresh non-validator node starts from an
+//! upstream node's finalized head instead of replaying the chain from
+//! genesis, so joining costs the size of the state, not the length of the
+//! history.
+//!
+//! Nothing the upstream says is trusted. The node starts from its genesis
+//! (its own file), follows the validator-set changes the upstream reports,
+//! each certified by the set before it and proven against its block's state
+//! root (`phalanx_light`), and checks the head's certificate against the set
+//! of the head's epoch. The state store is then synced from the upstream's
+//! operation log against the certified state root (`phalanx_statedb::sync`:
+//! every response proven, the rebuilt root compared), the typed state is
+//! loaded from the synced leaves, and the head block (its hash must be the
+//! certified one) becomes the stored head. On any failure nothing is kept:
+//! the next start tries again from scratch.
+
+use crate::store::{Store, StoreError, state_dir};
+use jsonrpsee::http_client::HttpClientBuilder;
+use phalanx_light::{ClientError, LightClient, LightError};
+use phalanx_rpc::PhalanxClient;
+use phalanx_state::{Block, Genesis, State};
+use phalanx_statedb::sync::{SyncError, SyncTarget};
+use std::path::Path;
+use std::time::Duration;
+
+/// Largest RPC answer a joining node accepts, in bytes (a sync response is
+/// at most 8 MiB, 16 MiB as hex).
+const RESPONSE_BYTES_MAX: u32 = 64 << 20;
+/// How long one RPC request to the upstream may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a node could not join by state sync.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("state sync from {upstream}: {message}")]
+    Upstream { upstream: String, message: String },
+    #[error("state sync from {upstream}: the upstream's chain did not verify: {source}")]
+    Unverified { upstream: String, source: ClientError },
+    #[error("state sync from {upstream}: the head did not verify: {source}")]
+    Head { upstream: String, source: LightError },
+    #[error("state sync from {upstream}: block {height} is not the block its certificate finalizes")]
+    WrongBlock { upstream: String, height: u64 },
+    #[error("state sync from {upstream}: the state did not verify: {source}")]
+    State { upstream: String, source: SyncError },
+    #[error("state sync: the synced state does not load: {0}")]
+    Load(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Joins the chain of `genesis` at `upstream`'s finalized head: creates the
+/// node's databases at `path` (which must not exist) from the verified
+/// state and returns them. On error nothing is left at `path` or beside it.
+pub fn join(genesis: &Genesis, upstream: &str, path: &Path) -> Result<Store, JoinError> {
+    // Never touch a node's existing data (a failed join removes what it wrote).
+    let state = state_dir(path);
+    if path.exists() || std::fs::read_dir(&state).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(StoreError::Corrupt(format!(
+            "{} or {} exists already: a node joins by state sync only with an empty data directory",
+            path.display(),
+            state.display()
+        ))
+        .into());
+    }
+    let joined = join_unchecked(genesis, upstream, path);
+    if joined.is_err() {
+        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_dir_all(state_dir(path));
+    }
+    joined
+}
+
+fn join_unchecked(genesis: &Genesis, upstream: &str, path: &Path) -> Result<Store, JoinError> {
+    let failed = |message: String| JoinError::Upstream { upstream: upstream.to_string(), message };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    let client = HttpClientBuilder::default()
+        .max_response_size(RESPONSE_BYTES_MAX)
+        .request_timeout(REQUEST_TIMEOUT)
+        .build(upstream)
+        .map_err(|e| failed(e.to_string()))?;
+    let chain_id = genesis.chain_id();
+    let (start, raw) = runtime.block_on(async {
+        let unverified = |source| JoinError::Unverified { upstream: upstream.to_string(), source };
+        let mut light = LightClient::connect(&client, None, Some(chain_id)).await.map_err(unverified)?;
+        light.follow_validators().await.map_err(unverified)?;
+        let start = client.state_sync_target().await.map_err(|e| failed(e.to_string()))?;
+        light
+            .trusted()
+            .verify_header(&start.header, &start.certificate)
+            .map_err(|source| JoinError::Head { upstream: upstream.to_string(), source })?;
+        let raw = client.chain_raw_blocks(start.header.height, 1).await.map_err(|e| failed(e.to_string()))?;
+        Ok::<_, JoinError>((start, raw))
+    })?;
+    let height = start.header.height;
+    let wrong_block = || JoinError::WrongBlock { upstream: upstream.to_string(), height };
+    let block = raw.first().and_then(|raw| Block::decode(&raw.block).ok()).ok_or_else(wrong_block)?;
+    if block.hash() != start.header.hash() {
+        return Err(wrong_block());
+    }
+    let unverified_state = |source| JoinError::State { upstream: upstream.to_string(), source };
+    let target = SyncTarget::decode(&start.target).map_err(unverified_state)?;
+    if target.height != height {
+        return Err(unverified_state(SyncError::BadTarget(format!(
+            "the target is at height {}, the certified head at {height}",
+            target.height
+        ))));
+    }
+    tracing::info!(height, operations = target.end - target.start, %upstream, "syncing the state");
+    let handle = runtime.handle().clone();
+    // The sync calls this from its own runtime's thread, where blocking on
+    // another runtime is not allowed: each request goes on a thread of its own.
+    let fetch = move |request: Vec<u8>| -> Result<Vec<u8>, String> {
+        let (handle, client) = (handle.clone(), client.clone());
+        std::thread::spawn(move || {
+            handle.block_on(async move {
+                let answer =
+                    client.state_sync_ops(format!("0x{}", hex::encode(request))).await.map_err(|e| e.to_string())?;
+                hex::decode(answer.strip_prefix("0x").unwrap_or(&answer)).map_err(|e| e.to_string())
+            })
+        })
+        .join()
+        .map_err(|_| "the request's thread panicked".to_string())?
+    };
+    let state_store = phalanx_statedb::sync::sync(&state_dir(path), &target, block.header.state_root, fetch)
+        .map_err(unverified_state)?;
+    let leaves = state_store.leaves().map_err(StoreError::from)?;
+    let state = State::load(leaves.iter().cloned()).map_err(|e| JoinError::Load(e.to_string()))?;
+    if state.height() != height || state.chain_id() != chain_id {
+        return Err(JoinError::Load(format!(
+            "the state is of chain {} at height {}, not {chain_id} at {height}",
+            state.chain_id(),
+            state.height()
+        )));
+    }
+    let store = Store::create_synced(path, state_store, chain_id, &block, &start.certificate, &leaves)?;
+    tracing::info!(height, leaves = leaves.len(), "joined by state sync");
+    Ok(store)
+}
