@@ -334,7 +334,7 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
         "latency_samples": latencies_ms.len(),
     });
     let catch_up = network.catch_up(end_height).await?;
-    let follower = network.follower_catch_up(&data_dir, end_height).await?;
+    let follower = network.follower_catch_up(&data_dir, end_height, false).await?;
     let mut report = report;
     report["validators"] = serde_json::json!(validators);
     report["rate_limit_per_s"] = serde_json::json!(rate);
@@ -476,13 +476,15 @@ impl Network {
 
 impl Network {
     /// Starts a non-validator node with an empty store following the first
-    /// validator and times its catch-up to `height`: (blocks, seconds).
+    /// validator (replaying every block, or with `state_sync` joining from
+    /// its state) and times its catch-up to `height`: (blocks, seconds).
     pub(crate) async fn follower_catch_up(
         &self,
         data_dir: &std::path::Path,
         height: u64,
+        state_sync: bool,
     ) -> anyhow::Result<(u64, f64)> {
-        let folder = data_dir.join("follower");
+        let folder = data_dir.join(if state_sync { "follower-state-sync" } else { "follower" });
         std::fs::create_dir_all(&folder)?;
         let port = free_port()?;
         let genesis = match &self.testnet {
@@ -499,7 +501,7 @@ impl Network {
             key_file: None,
             p2p_listen: None,
             follow: vec![self.urls[0].clone()],
-            state_sync: false,
+            state_sync,
             rpc_listen: ([127, 0, 0, 1], port).into(),
             metrics_listen: None,
             bootstrap: Vec::new(),

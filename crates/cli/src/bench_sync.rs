@@ -7,8 +7,9 @@
 //! data directory (killed with SIGKILL, folder removed) and restarts empty,
 //! twice: once syncing over p2p only (consensus backfill, its config
 //! without `follow`), once as `testnet init` configures it (block sync over
-//! its peers' RPC, then consensus); and a fresh non-validator node follows
-//! the chain over RPC. Each is timed to the height the chain had when it
+//! its peers' RPC, then consensus); a fresh non-validator node follows the
+//! chain over RPC, replaying every block; and another joins by state sync
+//! (verified state at the head, then the blocks since). Each is timed to the height the chain had when it
 //! started. Every block carries a certificate the node checks and is
 //! committed durably, so these are the per-block costs of sync, not of
 //! transaction execution (`bench chain` and `bench worker` measure that).
@@ -38,12 +39,16 @@ pub(crate) async fn run(blocks: u64, validators: usize, json: bool) -> anyhow::R
     let (p2p_blocks, p2p_s) = fresh_validator(&dir, &client, false).await?;
     let (rpc_blocks, rpc_s) = fresh_validator(&dir, &client, true).await?;
     let height = client.chain_head().await?.height;
-    let (follower_blocks, follower_s) = network.follower_catch_up(&data_dir, height).await?;
+    let (follower_blocks, follower_s) = network.follower_catch_up(&data_dir, height, false).await?;
+    let height = client.chain_head().await?.height;
+    let (joined_blocks, joined_s) = network.follower_catch_up(&data_dir, height, true).await?;
     drop(network);
     let _ = std::fs::remove_dir_all(&data_dir);
     let p2p_rate = p2p_blocks as f64 / p2p_s;
     let rpc_rate = rpc_blocks as f64 / rpc_s;
     let follower_rate = follower_blocks as f64 / follower_s;
+    // What replaying 5,000 blocks costs a fresh node, at the rate measured above.
+    let replay_5000_s = 5_000.0 / follower_rate;
     let report = serde_json::json!({
         "validators": validators,
         "blocks": height,
@@ -56,14 +61,22 @@ pub(crate) async fn run(blocks: u64, validators: usize, json: bool) -> anyhow::R
         "fresh_follower_blocks_per_s": follower_rate,
         "validator_to_p2p_only_ratio": rpc_rate / p2p_rate,
         "validator_to_follower_ratio": rpc_rate / follower_rate,
+        "state_sync_join_blocks": joined_blocks,
+        "state_sync_join_s": joined_s,
+        "replay_5000_blocks_s": replay_5000_s,
+        "state_sync_to_replay_5000_ratio": joined_s / replay_5000_s,
     });
     crate::output::emit(json, &report, || {
         format!(
             "{validators} validators finalized {height} blocks at {production_rate:.0} blocks/s\n\
              a fresh validator over p2p only (consensus backfill): {p2p_blocks} blocks in {p2p_s:.1} s, {p2p_rate:.0} blocks/s\n\
              a fresh validator (RPC catch-up, then consensus): {rpc_blocks} blocks in {rpc_s:.1} s, {rpc_rate:.0} blocks/s ({:.2}x p2p only)\n\
-             a fresh non-validator node: {follower_blocks} blocks in {follower_s:.1} s, {follower_rate:.0} blocks/s",
-            rpc_rate / p2p_rate
+             a fresh non-validator node: {follower_blocks} blocks in {follower_s:.1} s, {follower_rate:.0} blocks/s \
+             (5,000 blocks: {replay_5000_s:.1} s)\n\
+             a fresh non-validator node joining by state sync: at block {joined_blocks} in {joined_s:.1} s \
+             ({:.2}x the time to replay 5,000 blocks)",
+            rpc_rate / p2p_rate,
+            joined_s / replay_5000_s
         )
     })
 }

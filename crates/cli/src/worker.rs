@@ -75,6 +75,11 @@ struct RunArgs {
     /// Seal a checkpoint of the verified state at most this often, in seconds (and on Ctrl-C).
     #[arg(long, default_value_t = 10)]
     checkpoint_every: u64,
+    /// On a first start (no checkpoint), join from the node's finalized
+    /// state, checked inside the runtime against certificates from genesis,
+    /// instead of replaying every block.
+    #[arg(long)]
+    state_sync: bool,
 }
 
 pub(crate) async fn run(args: WorkerArgs) -> anyhow::Result<()> {
@@ -105,6 +110,7 @@ async fn run_worker(args: RunArgs) -> anyhow::Result<()> {
         config.features |= phalanx_state::modules::registry::FEATURE_GATEKEEPER;
     }
     config.checkpoint_every = std::time::Duration::from_secs(args.checkpoint_every.max(1));
+    config.state_sync = args.state_sync;
     let (events, mut heard) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(async move {
         while let Some(event) = heard.recv().await {
@@ -115,6 +121,7 @@ async fn run_worker(args: RunArgs) -> anyhow::Result<()> {
                     match resumed {
                         phalanx_worker::Resumed::Genesis => "verifying from genesis".to_string(),
                         phalanx_worker::Resumed::Checkpoint(h) => format!("resumed from checkpoint at height {h}"),
+                        phalanx_worker::Resumed::Synced(h) => format!("joined by state sync at height {h}"),
                         phalanx_worker::Resumed::Refused(why) => format!("checkpoint refused ({why}); from genesis"),
                     }
                 ),

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::testnet::{Testnet, free, height, kill_9, metric, start_follower, transfer};
+use common::testnet::{Testnet, free, height, kill_9, metric, start_follower, start_follower_with, transfer};
 use common::{free_port, free_ports, run_at, until};
 use phalanx_primitives::PublicKey;
 
@@ -128,5 +128,18 @@ fn governance_replaces_a_validator_on_a_running_testnet() {
     std::fs::remove_dir_all(&light).unwrap();
     assert_eq!(verified_balance(&follower)["verified"], true);
     assert_eq!(keys(&cached()["validators"]), new_set);
+
+    // A fresh node joining by state sync follows the change from its
+    // genesis, joins at the head and keeps up.
+    let port = free_port();
+    let joined = format!("http://127.0.0.1:{port}");
+    let joiner = root.path().join("joiner");
+    let _joiner = start_follower_with(&joiner, &dir.join("genesis.json"), &rpc1, port, "state_sync = true");
+    let target = height(&rpc1);
+    until("the node joined by state sync", || height(&joined) >= target);
+    let log = std::fs::read_to_string(joiner.join("log")).unwrap_or_default();
+    assert!(log.contains("joined by state sync"), "{log}");
+    until("the joined node keeping up", || height(&joined) >= target + 5);
+    assert_eq!(keys(&chain_info(&joined)["validators"]), new_set);
     drop(net);
 }

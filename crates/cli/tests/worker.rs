@@ -225,10 +225,21 @@ async fn judges_evidence(node: &DevNode, dir: &std::path::Path) {
 }
 
 fn start_worker(node: &DevNode, data_dir: &std::path::Path, operator: &str, log: &std::path::Path) -> Child {
+    start_worker_with(node, data_dir, operator, log, &[])
+}
+
+fn start_worker_with(
+    node: &DevNode,
+    data_dir: &std::path::Path,
+    operator: &str,
+    log: &std::path::Path,
+    extra: &[&str],
+) -> Child {
     let log_file = std::fs::File::create(log).unwrap();
     phalanx()
         .args(["worker", "--node", &node.url(), "--operator", operator, "--checkpoint-every", "1", "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .env("RUST_LOG", "warn,phalanx_worker=info")
         .stdout(log_file.try_clone().unwrap())
         .stderr(log_file)
@@ -294,4 +305,37 @@ async fn kill_9_and_resume(node: &DevNode, dir: &std::path::Path) {
     assert_eq!(list[0]["registered_at"], registered_at);
     again.kill().unwrap();
     again.wait().unwrap();
+}
+
+/// A fresh worker started with `--state-sync` joins at the node's head
+/// (checked in its runtime) instead of replaying from genesis, then
+/// registers and follows the chain like any worker.
+#[test]
+fn a_fresh_worker_joins_by_state_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(dir.path());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        wait_height(&node.client(), 30).await;
+        let log = dir.path().join("worker.log");
+        let mut worker = start_worker_with(&node, &dir.path().join("worker"), "charlie", &log, &["--state-sync"]);
+        let started = Instant::now();
+        let joined_at: u64 = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(height) = text
+                .split("joined by state sync at height ")
+                .nth(1)
+                .and_then(|rest| rest.split(')').next())
+                .and_then(|h| h.parse().ok())
+            {
+                break height;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "the worker did not join:\n{text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(joined_at >= 30, "joined at the head, not genesis: {joined_at}");
+        let listed = wait_workers(&node, 1);
+        assert!(listed[0]["registered_at"].as_u64().unwrap() > joined_at);
+        worker.kill().unwrap();
+        worker.wait().unwrap();
+    });
 }

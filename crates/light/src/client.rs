@@ -120,6 +120,16 @@ impl<'a> LightClient<'a> {
         Ok(verified)
     }
 
+    /// A state to join from, checked ([`Trusted::verify_sync_start`]): the
+    /// node's finalized head, after following the validator-set changes.
+    pub async fn sync_start(&mut self) -> Result<crate::trust::VerifiedStart, ClientError> {
+        self.follow_validators().await?;
+        let start = self.node.state_sync_target().await.map_err(rpc)?;
+        let raw = self.node.chain_raw_blocks(start.header.height, 1).await.map_err(rpc)?;
+        let block = raw.first().map_or(&[][..], |raw| &raw.block[..]);
+        Ok(self.trusted.verify_sync_start(&start, block)?)
+    }
+
     fn save(&mut self) -> Result<(), ClientError> {
         let Some(path) = &self.cache else { return Ok(()) };
         if self.saved.as_ref() == Some(&self.trusted) {
@@ -138,6 +148,29 @@ impl<'a> LightClient<'a> {
         std::fs::rename(&partial, path).map_err(failed)?;
         self.saved = Some(self.trusted.clone());
         Ok(())
+    }
+}
+
+/// What a state sync calls to reach `node` (see `phalanx_statedb::sync`):
+/// sends an encoded request with `state_syncOps` and returns the encoded
+/// answer. The sync calls it from its own runtime's thread, where blocking
+/// on another runtime is not allowed, so each request runs on a thread of
+/// its own, on `runtime`.
+pub fn sync_fetcher(
+    runtime: tokio::runtime::Handle,
+    node: HttpClient,
+) -> impl Fn(Vec<u8>) -> Result<Vec<u8>, String> + Send + Sync + 'static {
+    move |request: Vec<u8>| {
+        let (runtime, node) = (runtime.clone(), node.clone());
+        std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let answer =
+                    node.state_sync_ops(format!("0x{}", hex::encode(request))).await.map_err(|e| e.to_string())?;
+                hex::decode(answer.strip_prefix("0x").unwrap_or(&answer)).map_err(|e| e.to_string())
+            })
+        })
+        .join()
+        .map_err(|_| "the request's thread panicked".to_string())?
     }
 }
 

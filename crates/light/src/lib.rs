@@ -17,4 +17,4 @@ pub mod client;
 pub mod trust;
 
 pub use client::{ClientError, LightClient};
-pub use trust::{HEAD_AGE_MAX_MS, LightError, Trusted, Verified};
+pub use trust::{HEAD_AGE_MAX_MS, LightError, Trusted, Verified, VerifiedStart};

@@ -11,9 +11,10 @@
 
 use crate::certificate::{self, CertificateError};
 use phalanx_primitives::{Hash, PublicKey};
-use phalanx_rpc::{ProvenLeaf, StateProofs, ValidatorTransition};
+use phalanx_rpc::{ProvenLeaf, StateProofs, SyncStart, ValidatorTransition};
 use phalanx_state::leaves::{Leaf, LeafError};
-use phalanx_state::{Genesis, Header, ValidatorChanges};
+use phalanx_state::{Block, Genesis, Header, ValidatorChanges};
+use phalanx_statedb::sync::SyncTarget;
 use phalanx_statedb::{ProofError, StateProof};
 
 /// How old (by its timestamp, against the local clock) a head may be
@@ -45,6 +46,20 @@ pub enum LightError {
     Stale { height: u64, age_s: u64 },
     #[error(transparent)]
     Leaf(#[from] LeafError),
+    #[error("block {height} as served is not the block its certificate finalizes")]
+    WrongBlock { height: u64 },
+    #[error("the state sync target does not match block {height}: {reason}")]
+    SyncTarget { height: u64, reason: String },
+}
+
+/// A state to join from, checked against the trusted validator set: the
+/// certified block and the state store's sync target at it (whose root and
+/// witness the sync itself checks against the block's state root).
+#[derive(Clone, Debug)]
+pub struct VerifiedStart {
+    pub block: Block,
+    pub certificate: Vec<u8>,
+    pub target: SyncTarget,
 }
 
 /// The validator set a light client trusts, and how far it has verified.
@@ -156,6 +171,28 @@ impl Trusted {
         self.validators = validators;
         self.height = self.height.max(height);
         Ok(())
+    }
+
+    /// Checks a node's offer of a state to join from (`state_syncTarget`)
+    /// and the block it names (`raw_block`, as `chain_rawBlocks` serves it):
+    /// the header's certificate against the trusted set, the block's hash
+    /// against the header, the target's height and root against the block.
+    pub fn verify_sync_start(&self, start: &SyncStart, raw_block: &[u8]) -> Result<VerifiedStart, LightError> {
+        let height = start.header.height;
+        self.verify_header(&start.header, &start.certificate)?;
+        let block = Block::decode(raw_block).map_err(|_| LightError::WrongBlock { height })?;
+        if block.hash() != start.header.hash() {
+            return Err(LightError::WrongBlock { height });
+        }
+        let target =
+            SyncTarget::decode(&start.target).map_err(|e| LightError::SyncTarget { height, reason: e.to_string() })?;
+        if target.height != height || target.root != block.header.state_root {
+            return Err(LightError::SyncTarget {
+                height,
+                reason: format!("it names height {} and root {}", target.height, target.root),
+            });
+        }
+        Ok(VerifiedStart { block, certificate: start.certificate.clone(), target })
     }
 
     /// Checks a node's answer to `state_proof` for `leaves` (in the order

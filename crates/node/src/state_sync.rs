@@ -16,10 +16,9 @@
 
 use crate::store::{Store, StoreError, state_dir};
 use jsonrpsee::http_client::HttpClientBuilder;
-use phalanx_light::{ClientError, LightClient, LightError};
-use phalanx_rpc::PhalanxClient;
-use phalanx_state::{Block, Genesis, State};
-use phalanx_statedb::sync::{SyncError, SyncTarget};
+use phalanx_light::{ClientError, LightClient, VerifiedStart};
+use phalanx_state::{Genesis, State};
+use phalanx_statedb::sync::SyncError;
 use std::path::Path;
 use std::time::Duration;
 
@@ -36,10 +35,6 @@ pub enum JoinError {
     Upstream { upstream: String, message: String },
     #[error("state sync from {upstream}: the upstream's chain did not verify: {source}")]
     Unverified { upstream: String, source: ClientError },
-    #[error("state sync from {upstream}: the head did not verify: {source}")]
-    Head { upstream: String, source: LightError },
-    #[error("state sync from {upstream}: block {height} is not the block its certificate finalizes")]
-    WrongBlock { upstream: String, height: u64 },
     #[error("state sync from {upstream}: the state did not verify: {source}")]
     State { upstream: String, source: SyncError },
     #[error("state sync: the synced state does not load: {0}")]
@@ -83,48 +78,16 @@ fn join_unchecked(genesis: &Genesis, upstream: &str, path: &Path) -> Result<Stor
         .build(upstream)
         .map_err(|e| failed(e.to_string()))?;
     let chain_id = genesis.chain_id();
-    let (start, raw) = runtime.block_on(async {
+    let start = runtime.block_on(async {
         let unverified = |source| JoinError::Unverified { upstream: upstream.to_string(), source };
         let mut light = LightClient::connect(&client, None, Some(chain_id)).await.map_err(unverified)?;
-        light.follow_validators().await.map_err(unverified)?;
-        let start = client.state_sync_target().await.map_err(|e| failed(e.to_string()))?;
-        light
-            .trusted()
-            .verify_header(&start.header, &start.certificate)
-            .map_err(|source| JoinError::Head { upstream: upstream.to_string(), source })?;
-        let raw = client.chain_raw_blocks(start.header.height, 1).await.map_err(|e| failed(e.to_string()))?;
-        Ok::<_, JoinError>((start, raw))
+        light.sync_start().await.map_err(unverified)
     })?;
-    let height = start.header.height;
-    let wrong_block = || JoinError::WrongBlock { upstream: upstream.to_string(), height };
-    let block = raw.first().and_then(|raw| Block::decode(&raw.block).ok()).ok_or_else(wrong_block)?;
-    if block.hash() != start.header.hash() {
-        return Err(wrong_block());
-    }
-    let unverified_state = |source| JoinError::State { upstream: upstream.to_string(), source };
-    let target = SyncTarget::decode(&start.target).map_err(unverified_state)?;
-    if target.height != height {
-        return Err(unverified_state(SyncError::BadTarget(format!(
-            "the target is at height {}, the certified head at {height}",
-            target.height
-        ))));
-    }
+    let VerifiedStart { block, certificate, target } = start;
+    let height = block.header.height;
     tracing::info!(height, operations = target.end - target.start, %upstream, "syncing the state");
-    let handle = runtime.handle().clone();
-    // The sync calls this from its own runtime's thread, where blocking on
-    // another runtime is not allowed: each request goes on a thread of its own.
-    let fetch = move |request: Vec<u8>| -> Result<Vec<u8>, String> {
-        let (handle, client) = (handle.clone(), client.clone());
-        std::thread::spawn(move || {
-            handle.block_on(async move {
-                let answer =
-                    client.state_sync_ops(format!("0x{}", hex::encode(request))).await.map_err(|e| e.to_string())?;
-                hex::decode(answer.strip_prefix("0x").unwrap_or(&answer)).map_err(|e| e.to_string())
-            })
-        })
-        .join()
-        .map_err(|_| "the request's thread panicked".to_string())?
-    };
+    let unverified_state = |source| JoinError::State { upstream: upstream.to_string(), source };
+    let fetch = phalanx_light::client::sync_fetcher(runtime.handle().clone(), client);
     let state_store = phalanx_statedb::sync::sync(&state_dir(path), &target, block.header.state_root, fetch)
         .map_err(unverified_state)?;
     let leaves = state_store.leaves().map_err(StoreError::from)?;
@@ -136,7 +99,7 @@ fn join_unchecked(genesis: &Genesis, upstream: &str, path: &Path) -> Result<Stor
             state.height()
         )));
     }
-    let store = Store::create_synced(path, state_store, chain_id, &block, &start.certificate, &leaves)?;
+    let store = Store::create_synced(path, state_store, chain_id, &block, &certificate, &leaves)?;
     tracing::info!(height, leaves = leaves.len(), "joined by state sync");
     Ok(store)
 }

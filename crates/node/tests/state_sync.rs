@@ -116,7 +116,7 @@ async fn a_fresh_node_joins_from_a_verified_state_and_refuses_a_lying_one() {
     // Each lie is refused, naming what did not verify, and nothing is kept.
     for (lie, expected) in [
         (Lie::Operations, "the state did not verify"),
-        (Lie::TargetRoot, "the state did not verify"),
+        (Lie::TargetRoot, "the state sync target does not match block"),
         (Lie::Block, "is not the block its certificate finalizes"),
     ] {
         let lying = proxy(url.clone(), lie).await;

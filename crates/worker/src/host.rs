@@ -49,6 +49,9 @@ pub struct WorkerConfig {
     pub gateway_url: Option<String>,
     /// Where to serve Prometheus metrics at `/metrics`, if anywhere.
     pub metrics: Option<std::net::SocketAddr>,
+    /// A fresh worker (no checkpoint) joins from the node's finalized state,
+    /// checked inside the runtime, instead of replaying from genesis.
+    pub state_sync: bool,
 }
 
 impl WorkerConfig {
@@ -66,6 +69,7 @@ impl WorkerConfig {
             gateway: None,
             gateway_url: None,
             metrics: None,
+            state_sync: false,
         }
     }
 }
@@ -129,6 +133,36 @@ fn platform(config: &WorkerConfig) -> Box<dyn Platform> {
     }
 }
 
+/// What a fresh worker joining by state sync needs from the node, fetched
+/// by the (untrusted) host for the runtime to check: every validator-set
+/// change since genesis (at most `TRANSITION_CALLS_MAX` pages), the node's
+/// offer of its head's state and that block.
+async fn join_offer(
+    client: &HttpClient,
+    epoch_blocks: u64,
+) -> Result<crate::runtime::JoinOffer, jsonrpsee::core::ClientError> {
+    let mut transitions: Vec<phalanx_rpc::ValidatorTransition> = Vec::new();
+    for _ in 0..phalanx_light::client::TRANSITION_CALLS_MAX {
+        // The first epoch of the newest set known so far.
+        let after_epoch = transitions.last().map_or(0, |t| t.header.height / epoch_blocks.max(1) + 1);
+        let page = client.chain_validator_transitions(after_epoch).await?;
+        let full = page.len() >= phalanx_rpc::TRANSITIONS_MAX;
+        transitions.extend(page);
+        if !full {
+            break;
+        }
+    }
+    let start = client.state_sync_target().await?;
+    let raw_block = client.chain_raw_blocks(start.header.height, 1).await?.into_iter().next().map(|raw| raw.block);
+    let fetch = phalanx_light::client::sync_fetcher(tokio::runtime::Handle::current(), client.clone());
+    Ok(crate::runtime::JoinOffer {
+        transitions,
+        start,
+        raw_block: raw_block.unwrap_or_default(),
+        fetch: Box::new(fetch),
+    })
+}
+
 /// Runs a worker until `shutdown` resolves; `events` hears its milestones.
 pub async fn run(
     config: WorkerConfig,
@@ -149,8 +183,18 @@ pub async fn run(
     let platform = platform(&config);
     let (data_dir, operator, pinned, features) =
         (config.data_dir.clone(), config.operator.public(), config.chain_id, config.features);
+    let offer = match config.state_sync && !config.data_dir.join(crate::runtime::CHECKPOINT_FILE).exists() {
+        true => Some(join_offer(&client, genesis.consensus.epoch_blocks).await.map_err(rpc_error)?),
+        false => None,
+    };
     let mut runtime = tokio::task::spawn_blocking(move || {
-        Runtime::start(platform, &data_dir, &genesis, pinned, operator, features, score).map(Box::new)
+        match offer {
+            Some(offer) => {
+                Runtime::start_joining(platform, &data_dir, &genesis, pinned, operator, features, score, offer)
+            }
+            None => Runtime::start(platform, &data_dir, &genesis, pinned, operator, features, score),
+        }
+        .map(Box::new)
     })
     .await
     .map_err(|e| WorkerError::Task(e.to_string()))??;

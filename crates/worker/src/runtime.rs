@@ -54,10 +54,44 @@ pub enum OpenError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resumed {
     Genesis,
+    /// Joined by state sync at this height (a fresh worker).
+    Synced(u64),
     /// From a sealed checkpoint at this height.
     Checkpoint(u64),
     /// A checkpoint existed but was refused (the reason); started from genesis.
     Refused(String),
+}
+
+/// A state to join from, as the untrusted host fetched it from a node: the
+/// validator-set changes since genesis, the node's offer (`state_syncTarget`)
+/// and the block it names, and how to reach the node's `state_syncOps`.
+/// The runtime checks all of it ([`Runtime::start_joining`]).
+pub struct JoinOffer {
+    pub transitions: Vec<phalanx_rpc::ValidatorTransition>,
+    pub start: phalanx_rpc::SyncStart,
+    pub raw_block: Vec<u8>,
+    pub fetch: Fetch,
+}
+
+/// Sends an encoded state sync request to the node, returns the encoded answer.
+pub type Fetch = Box<dyn Fn(Vec<u8>) -> Result<Vec<u8>, String> + Send + Sync>;
+
+impl std::fmt::Debug for JoinOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JoinOffer(height {}, {} transitions)", self.start.header.height, self.transitions.len())
+    }
+}
+
+/// Checks `offer` from `genesis` on (following each validator-set change
+/// from the set before it, the offered block against the set of its epoch)
+/// and syncs the state it names into `store_dir`.
+fn join(genesis: &Genesis, offer: JoinOffer, store_dir: &Path) -> Result<VerifiedChain, SyncError> {
+    let mut trusted = phalanx_light::Trusted::from_genesis(genesis);
+    for transition in &offer.transitions {
+        trusted.follow(transition)?;
+    }
+    let verified = trusted.verify_sync_start(&offer.start, &offer.raw_block)?;
+    VerifiedChain::from_synced(verified, genesis.chain_id(), store_dir, offer.fetch)
 }
 
 /// The worker's trusted core.
@@ -97,6 +131,37 @@ impl Runtime {
         features: u64,
         benchmark_score: u64,
     ) -> Result<Self, StartError> {
+        Self::open(platform, data_dir, genesis, pinned, operator, features, benchmark_score, None)
+    }
+
+    /// [`Runtime::start`] for a worker that may join by state sync: without
+    /// a checkpoint it starts from the state `offer` names instead of
+    /// genesis (see [`JoinOffer`]); with one, it resumes from it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_joining(
+        platform: Box<dyn Platform>,
+        data_dir: &Path,
+        genesis: &Genesis,
+        pinned: Option<Hash>,
+        operator: PublicKey,
+        features: u64,
+        benchmark_score: u64,
+        offer: JoinOffer,
+    ) -> Result<Self, StartError> {
+        Self::open(platform, data_dir, genesis, pinned, operator, features, benchmark_score, Some(offer))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        platform: Box<dyn Platform>,
+        data_dir: &Path,
+        genesis: &Genesis,
+        pinned: Option<Hash>,
+        operator: PublicKey,
+        features: u64,
+        benchmark_score: u64,
+        offer: Option<JoinOffer>,
+    ) -> Result<Self, StartError> {
         let offered = genesis.chain_id();
         if let Some(pinned) = pinned
             && pinned != offered
@@ -116,7 +181,14 @@ impl Runtime {
                     Err(e) => (VerifiedChain::from_genesis(genesis, &store_dir)?, Resumed::Refused(e.to_string())),
                 }
             }
-            Ok(None) => (VerifiedChain::from_genesis(genesis, &store_dir)?, Resumed::Genesis),
+            Ok(None) => match offer {
+                Some(offer) => {
+                    let chain = join(genesis, offer, &store_dir)?;
+                    let height = chain.height();
+                    (chain, Resumed::Synced(height))
+                }
+                None => (VerifiedChain::from_genesis(genesis, &store_dir)?, Resumed::Genesis),
+            },
             Err(e) => (VerifiedChain::from_genesis(genesis, &store_dir)?, Resumed::Refused(e.to_string())),
         };
         chain.watch(identity.public());

@@ -17,7 +17,7 @@
 use crate::checkpoint::Checkpoint;
 use imbl::OrdMap;
 pub use phalanx_gateway::commands::OrderedCommand;
-use phalanx_node::consensus::certificate::{self, CertificateError};
+use phalanx_light::certificate::{self, CertificateError};
 use phalanx_primitives::{DecodeError, Hash, PublicKey};
 use phalanx_state::modules::agents::{Agent, CommandPayload, CommandSender};
 use phalanx_state::{Block, BlockError, Call, Genesis, GenesisError, Header, State, WorkerPayload};
@@ -52,6 +52,12 @@ pub enum SyncError {
     Store(#[from] phalanx_statedb::StoreError),
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error("the state to join from did not verify: {0}")]
+    Start(#[from] phalanx_light::LightError),
+    #[error("the synced state did not verify: {0}")]
+    StateSync(#[from] phalanx_statedb::sync::SyncError),
+    #[error("joining by state sync: {0}")]
+    Joined(String),
 }
 
 /// A block of a batch was refused: `index` blocks before it were applied.
@@ -130,6 +136,62 @@ impl VerifiedChain {
             header: block.header,
             state,
             leaves,
+            uncertified: Vec::new(),
+            watch: None,
+            inbox: Vec::new(),
+            commands: Vec::new(),
+        })
+    }
+
+    /// Starts at a state synced from an untrusted node: `start` was checked
+    /// against the validator set the worker follows from its genesis
+    /// ([`phalanx_light::Trusted::verify_sync_start`]); the state store is
+    /// synced into `store_dir` (whatever was there is removed) against the
+    /// certified block's state root, and the typed state loaded from its
+    /// leaves. On failure nothing synced is kept.
+    pub fn from_synced<F>(
+        start: phalanx_light::VerifiedStart,
+        chain_id: Hash,
+        store_dir: &Path,
+        fetch: F,
+    ) -> Result<Self, SyncError>
+    where
+        F: Fn(Vec<u8>) -> Result<Vec<u8>, String> + Send + Sync + 'static,
+    {
+        let phalanx_light::VerifiedStart { block, target, .. } = start;
+        let height = block.header.height;
+        if store_dir.exists() {
+            std::fs::remove_dir_all(store_dir).map_err(|e| {
+                phalanx_statedb::StoreError::Storage(format!("cannot clear {}: {e}", store_dir.display()))
+            })?;
+        }
+        let store = phalanx_statedb::sync::sync(store_dir, &target, block.header.state_root, fetch)?;
+        let loaded = store.leaves().map_err(SyncError::from).and_then(|leaves| {
+            let state = State::load(leaves.iter().cloned())
+                .map_err(|e| SyncError::Joined(format!("the synced state does not load: {e}")))?;
+            if state.height() != height || state.chain_id() != chain_id {
+                return Err(SyncError::Joined(format!(
+                    "the synced state is of chain {} at height {}, not {chain_id} at {height}",
+                    state.chain_id(),
+                    state.height()
+                )));
+            }
+            Ok((state, leaves))
+        });
+        let (state, leaves) = match loaded {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                drop(store);
+                let _ = std::fs::remove_dir_all(store_dir);
+                return Err(error);
+            }
+        };
+        Ok(VerifiedChain {
+            store,
+            hash: block.hash(),
+            header: block.header,
+            state,
+            leaves: leaves.into_iter().collect(),
             uncertified: Vec::new(),
             watch: None,
             inbox: Vec::new(),

@@ -114,9 +114,14 @@ pub fn free(rpc: &str, who: &str) -> u128 {
 /// Starts a non-validator node in `dir` for the chain of `genesis`,
 /// following `upstream`, serving RPC on `rpc_port`; its log is `dir/log`.
 pub fn start_follower(dir: &Path, genesis: &Path, upstream: &str, rpc_port: u16) -> Reaped {
+    start_follower_with(dir, genesis, upstream, rpc_port, "")
+}
+
+/// [`start_follower`] with more lines of config (`state_sync = true`).
+pub fn start_follower_with(dir: &Path, genesis: &Path, upstream: &str, rpc_port: u16, extra: &str) -> Reaped {
     std::fs::create_dir_all(dir).unwrap();
     let config = format!(
-        "data_dir = \"data\"\ngenesis = {:?}\nrpc_listen = \"127.0.0.1:{rpc_port}\"\nfollow = [\"{upstream}\"]\n",
+        "data_dir = \"data\"\ngenesis = {:?}\nrpc_listen = \"127.0.0.1:{rpc_port}\"\nfollow = [\"{upstream}\"]\n{extra}\n",
         genesis.display().to_string()
     );
     std::fs::write(dir.join("config.toml"), config).unwrap();
