@@ -141,5 +141,8 @@ fn governance_replaces_a_validator_on_a_running_testnet() {
     assert!(log.contains("joined by state sync"), "{log}");
     until("the joined node keeping up", || height(&joined) >= target + 5);
     assert_eq!(keys(&chain_info(&joined)["validators"]), new_set);
+    // It kept the change it verified: a light client from genesis follows it there.
+    std::fs::remove_dir_all(&light).unwrap();
+    assert_eq!(verified_balance(&joined)["verified"], true);
     drop(net);
 }

@@ -48,6 +48,8 @@ pub struct LightClient<'a> {
     trusted: Trusted,
     /// What the cache file holds (so an unchanged trust is not written again).
     saved: Option<Trusted>,
+    /// The validator-set changes followed since connecting, oldest first.
+    followed: Vec<phalanx_rpc::ValidatorTransition>,
 }
 
 impl<'a> LightClient<'a> {
@@ -71,14 +73,14 @@ impl<'a> LightClient<'a> {
             if trusted.chain_id != expected {
                 return Err(ClientError::Cache { path: path.clone(), reason: "it holds another chain".into() });
             }
-            return Ok(LightClient { node, cache, saved: Some(trusted.clone()), trusted });
+            return Ok(LightClient { node, cache, saved: Some(trusted.clone()), trusted, followed: Vec::new() });
         }
         let genesis = node.chain_genesis().await.map_err(rpc)?;
         let trusted = Trusted::from_genesis(&genesis);
         if trusted.chain_id != expected {
             return Err(LightError::OtherChain { expected, got: trusted.chain_id }.into());
         }
-        let mut client = LightClient { node, cache, trusted, saved: None };
+        let mut client = LightClient { node, cache, trusted, saved: None, followed: Vec::new() };
         client.save()?;
         Ok(client)
     }
@@ -88,14 +90,24 @@ impl<'a> LightClient<'a> {
         &self.trusted
     }
 
+    /// The validator-set changes verified and followed since connecting,
+    /// oldest first (a node joining by state sync keeps them to serve).
+    pub fn followed(&self) -> &[phalanx_rpc::ValidatorTransition] {
+        &self.followed
+    }
+
     /// Follows the validator-set changes the node reports after the
     /// trusted set's epoch.
     pub async fn follow_validators(&mut self) -> Result<(), ClientError> {
         for _ in 0..TRANSITION_CALLS_MAX {
             let transitions = self.node.chain_validator_transitions(self.trusted.epoch).await.map_err(rpc)?;
             let before = self.trusted.epoch;
-            for transition in &transitions {
+            for transition in transitions.iter() {
+                let epoch = self.trusted.epoch;
                 self.trusted.follow(transition)?;
+                if self.trusted.epoch != epoch {
+                    self.followed.push(transition.clone());
+                }
             }
             self.save()?;
             if transitions.len() < TRANSITIONS_MAX || self.trusted.epoch == before {

@@ -356,7 +356,7 @@ impl Chain {
             }
             Err(error) => return Err(StoreError::from(error).into()),
         }
-        let transition = self.transition_of(block, &events)?;
+        let transition = self.transition_of(block, certificate, &events)?;
         let state_size = self.store.state().status().map_err(StoreError::from)?.size;
         // The finalized state has no unpersisted changes, so the changes a
         // descendant carries are exactly the writes since the stored head
@@ -432,12 +432,12 @@ impl Chain {
         // it; a block that changed the validator set is committed first on
         // its own, to prove the change at its height.
         let mut transitions = Vec::with_capacity(done.len());
-        for ((block, _, events, _), speculation) in done.iter().zip(&speculations) {
+        for ((block, certificate, events, _), speculation) in done.iter().zip(&speculations) {
             let changes_set = events.iter().any(|r| matches!(r.event, Event::ValidatorSetChanged { .. }));
             if changes_set {
                 self.store.state().commit(*speculation).map_err(StoreError::from)?;
             }
-            transitions.push(if changes_set { self.transition_of(block, events)? } else { None });
+            transitions.push(if changes_set { self.transition_of(block, certificate, events)? } else { None });
         }
         if let Some(last) = speculations.last()
             && self.store.state().status().map_err(StoreError::from)?.height != Some(last.height)

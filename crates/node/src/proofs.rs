@@ -117,6 +117,7 @@ impl Chain {
     pub(crate) fn transition_of(
         &self,
         block: &Block,
+        certificate: &[u8],
         events: &[EventRecord],
     ) -> Result<Option<Transition>, StoreError> {
         let Some(epoch) = events.iter().find_map(|record| match &record.event {
@@ -135,6 +136,12 @@ impl Chain {
         }
         let [validators, changes]: [StateProof; 2] =
             proven.proofs.try_into().map_err(|_| StoreError::Corrupt("two proofs asked, not two given".into()))?;
-        Ok(Some(Transition { epoch, height, validators, changes }))
+        Ok(Some(Transition {
+            epoch,
+            header: block.header.clone(),
+            certificate: certificate.to_vec(),
+            validators,
+            changes,
+        }))
     }
 }

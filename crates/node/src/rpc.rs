@@ -259,19 +259,16 @@ impl PhalanxServer for Api {
     async fn chain_validator_transitions(&self, after_epoch: u64) -> RpcResult<Vec<ValidatorTransition>> {
         let store = self.chain.store().clone();
         let read = move || -> Result<Vec<ValidatorTransition>, crate::store::StoreError> {
-            let mut out = Vec::new();
-            for transition in store.transitions(after_epoch, TRANSITIONS_MAX)? {
-                let missing = || crate::store::StoreError::Corrupt(format!("block {} missing", transition.height));
-                let header = store.block(transition.height)?.ok_or_else(missing)?.header;
-                let certificate = store.certificate(transition.height)?.ok_or_else(missing)?;
-                out.push(ValidatorTransition {
-                    header,
-                    certificate,
+            Ok(store
+                .transitions(after_epoch, TRANSITIONS_MAX)?
+                .into_iter()
+                .map(|transition| ValidatorTransition {
+                    header: transition.header,
+                    certificate: transition.certificate,
                     validators: transition.validators.into(),
                     changes: transition.changes.into(),
-                });
-            }
-            Ok(out)
+                })
+                .collect())
         };
         tokio::task::spawn_blocking(read).await.map_err(internal)?.map_err(internal)
     }

@@ -14,7 +14,7 @@
 //! certified one) becomes the stored head. On any failure nothing is kept:
 //! the next start tries again from scratch.
 
-use crate::store::{Store, StoreError, state_dir};
+use crate::store::{Store, StoreError, Transition, state_dir};
 use jsonrpsee::http_client::HttpClientBuilder;
 use phalanx_light::{ClientError, LightClient, VerifiedStart};
 use phalanx_state::{Genesis, State};
@@ -78,10 +78,11 @@ fn join_unchecked(genesis: &Genesis, upstream: &str, path: &Path) -> Result<Stor
         .build(upstream)
         .map_err(|e| failed(e.to_string()))?;
     let chain_id = genesis.chain_id();
-    let start = runtime.block_on(async {
+    let (start, followed) = runtime.block_on(async {
         let unverified = |source| JoinError::Unverified { upstream: upstream.to_string(), source };
         let mut light = LightClient::connect(&client, None, Some(chain_id)).await.map_err(unverified)?;
-        light.sync_start().await.map_err(unverified)
+        let start = light.sync_start().await.map_err(unverified)?;
+        Ok::<_, JoinError>((start, light.followed().to_vec()))
     })?;
     let VerifiedStart { block, certificate, target } = start;
     let height = block.header.height;
@@ -100,6 +101,19 @@ fn join_unchecked(genesis: &Genesis, upstream: &str, path: &Path) -> Result<Stor
         )));
     }
     let store = Store::create_synced(path, state_store, chain_id, &block, &certificate, &leaves)?;
+    // The changes it verified on the way, so it serves light clients too.
+    let epoch_blocks = genesis.consensus.epoch_blocks.max(1);
+    let transitions: Vec<Transition> = followed
+        .into_iter()
+        .map(|t| Transition {
+            epoch: t.header.height / epoch_blocks + 1,
+            header: t.header,
+            certificate: t.certificate,
+            validators: t.validators.into(),
+            changes: t.changes.into(),
+        })
+        .collect();
+    store.put_transitions(&transitions)?;
     tracing::info!(height, leaves = leaves.len(), "joined by state sync");
     Ok(store)
 }

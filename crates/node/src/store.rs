@@ -90,8 +90,10 @@ pub struct FinalizedBlock<'a> {
 pub struct Transition {
     /// The first consensus epoch of the new set.
     pub epoch: u64,
-    /// The block that made the change.
-    pub height: u64,
+    /// The block that made the change, and its certificate (kept here too:
+    /// a node that joined by state sync has the change, not the block).
+    pub header: phalanx_state::Header,
+    pub certificate: Vec<u8>,
     /// The `Validators` leaf (the new set).
     pub validators: phalanx_statedb::StateProof,
     /// The `ValidatorChanges` leaf (the set it replaced, and since when).
@@ -424,6 +426,19 @@ impl Store {
             out.push(transition);
         }
         Ok(out)
+    }
+
+    /// Records validator-set changes a node verified but did not commit
+    /// itself (one that joined by state sync), so it serves them too.
+    pub fn put_transitions(&self, transitions: &[Transition]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut table = txn.open_table(TRANSITIONS).map_err(db)?;
+            for transition in transitions {
+                table.insert(transition.epoch, encode(transition).as_slice()).map_err(db)?;
+            }
+        }
+        txn.commit().map_err(db)
     }
 
     pub fn height_of(&self, hash: &Hash) -> Result<Option<u64>, StoreError> {
