@@ -282,7 +282,18 @@ impl<E: Runtime> StateDb<E> {
     ) -> Result<Speculation, StoreError> {
         let batch = match parent {
             Parent::Committed => self.db()?.new_batch(),
-            Parent::Speculation(parent) => held.get(parent)?.new_batch::<Sha256>(),
+            Parent::Speculation(parent) => match held.get(parent) {
+                Ok(batch) => batch.new_batch::<Sha256>(),
+                // A speculation committed since the caller looked is the
+                // committed state now (a block verified while its parent
+                // finalizes): build on that.
+                Err(unknown) => {
+                    if self.height().await? != Some(parent.height) || self.root()? != parent.root {
+                        return Err(unknown);
+                    }
+                    self.db()?.new_batch()
+                }
+            },
         };
         let merkleized = self.merkleize(batch, height, writes).await?;
         let speculation = Speculation { id: held.next_id(), height, root: Hash(merkleized.root().0) };

@@ -67,6 +67,28 @@ fn speculations_chain_commit_and_survive_a_restart() {
 
 /// A root computed in memory equals the root of the same block on disk,
 /// and it can be computed from inside another commonware runtime.
+/// A block verified while its parent finalizes names the parent's
+/// speculation, which the commit has just dropped: it builds on the
+/// committed state (the same thing), to the same root; a speculation that
+/// was discarded instead is still refused.
+#[test]
+fn a_child_of_a_just_committed_speculation_builds_on_the_committed_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = StateService::open(dir.path()).unwrap();
+    service.apply(0, writes(0, 10)).unwrap();
+    let parent = service.speculate(Parent::Committed, 1, writes(1, 3)).unwrap();
+    let sibling = service.speculate(Parent::Committed, 1, writes(2, 3)).unwrap();
+    service.commit(parent).unwrap();
+    let child = service.speculate(Parent::Speculation(parent), 2, writes(3, 2)).unwrap();
+    let direct = service.speculate(Parent::Committed, 2, writes(3, 2)).unwrap();
+    assert_eq!(child.root, direct.root);
+    assert!(matches!(
+        service.speculate(Parent::Speculation(sibling), 2, writes(3, 2)),
+        Err(StoreError::UnknownSpeculation { height: 1 })
+    ));
+    assert_eq!(service.commit(child).unwrap(), direct.root);
+}
+
 #[test]
 fn the_in_memory_root_is_the_stored_root() {
     let dir = tempfile::tempdir().unwrap();
