@@ -20,6 +20,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::broadcast;
 
+/// How often [`Chain::verify`] resolves a block's parent again when the
+/// state store is ahead of the finalized view (1 ms apart).
+const STALE_RETRIES: u32 = 100;
+
 /// Limits and pacing of the chain application.
 #[derive(Clone, Debug)]
 pub struct ChainConfig {
@@ -271,6 +275,11 @@ impl Chain {
         }
         let speculation = match self.speculate(parent_root, built.block.header.height, &built.state) {
             Ok(speculation) => speculation,
+            // The parent was finalized and a child of it committed meanwhile.
+            Err(StoreError::State(phalanx_statedb::StoreError::Stale(stale))) => {
+                tracing::debug!(%stale, "the parent is no longer the head: not proposing");
+                return None;
+            }
             Err(error) => {
                 tracing::error!(%error, "cannot commit the proposal's state: not proposing");
                 return None;
@@ -298,9 +307,30 @@ impl Chain {
         if self.pending.lock().expect("lock poisoned").contains_key(&hash) {
             return Ok(());
         }
-        let (mut state, parent_root) = self.state_after(&parent).ok_or(VerifyError::UnknownParent(parent))?;
+        let (mut state, mut parent_root) = self.state_after(&parent).ok_or(VerifyError::UnknownParent(parent))?;
         let events = execute(&mut state, block)?;
-        let speculation = self.rooted(parent_root, block, &state)?;
+        // The state store commits a finalized block just before the
+        // finalized view shows it: a block verified in between finds its
+        // parent "committed" while the store is already past it. Once the
+        // view catches up the parent resolves again (or the block turns out
+        // to be final already).
+        let mut attempts = 0;
+        let speculation = loop {
+            match self.rooted(parent_root, block, &state) {
+                Err(CommitError::Store(StoreError::State(phalanx_statedb::StoreError::Stale(stale))))
+                    if parent_root == Parent::Committed && attempts < STALE_RETRIES =>
+                {
+                    if self.store.height_of(&hash)?.is_some() {
+                        return Ok(());
+                    }
+                    tracing::debug!(%stale, height = block.header.height, "the finalized view lags the state store");
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    parent_root = self.state_after(&parent).ok_or(VerifyError::UnknownParent(parent))?.1;
+                }
+                other => break other?,
+            }
+        };
         self.remember(PendingBlock { block: Arc::new(block.clone()), state, events, speculation });
         Ok(())
     }

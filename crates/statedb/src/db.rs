@@ -281,7 +281,19 @@ impl<E: Runtime> StateDb<E> {
         writes: Vec<Write>,
     ) -> Result<Speculation, StoreError> {
         let batch = match parent {
-            Parent::Committed => self.db()?.new_batch(),
+            Parent::Committed => {
+                // The caller's idea of the committed state may lag behind a
+                // commit made meanwhile: building on a later state would
+                // give the block a wrong root.
+                if let Some(committed) = self.height().await?
+                    && committed.checked_add(1) != Some(height)
+                {
+                    return Err(StoreError::Stale(format!(
+                        "the committed state is at height {committed}, not the parent of block {height}"
+                    )));
+                }
+                self.db()?.new_batch()
+            }
             Parent::Speculation(parent) => match held.get(parent) {
                 Ok(batch) => batch.new_batch::<Sha256>(),
                 // A speculation committed since the caller looked is the

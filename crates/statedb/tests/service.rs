@@ -87,6 +87,10 @@ fn a_child_of_a_just_committed_speculation_builds_on_the_committed_state() {
         Err(StoreError::UnknownSpeculation { height: 1 })
     ));
     assert_eq!(service.commit(child).unwrap(), direct.root);
+    // A block whose parent is not the committed state (the caller's view
+    // lags a commit) is refused, not built on the wrong state.
+    assert!(matches!(service.speculate(Parent::Committed, 2, writes(4, 1)), Err(StoreError::Stale(_))));
+    assert!(service.speculate(Parent::Committed, 3, writes(4, 1)).is_ok());
 }
 
 #[test]
