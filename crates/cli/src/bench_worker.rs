@@ -4,7 +4,7 @@
 //! Builds a chain of signed transfers in memory with real finalization
 //! certificates (signed by the dev validator's key exactly as consensus
 //! would), stores it in a node's database and serves it over JSON-RPC on a
-//! loopback port. Then, in one run, three ways through the same blocks:
+//! loopback port. Then, in one run, five ways through the same blocks:
 //! 1. replay only: `State::execute_block` on decoded blocks (the floor:
 //!    what any verifier must do);
 //! 2. verify in process: `VerifiedChain::apply_batch` on the encoded
@@ -13,7 +13,10 @@
 //! 3. the worker's catch-up over RPC: fetch batches from the node, then 2;
 //! 4. a fresh non-validator node's catch-up over RPC (`follower`): fetch,
 //!    link, certificate, execute and commit each block durably to its own
-//!    database, as `phalanx node` without a key does.
+//!    database, as `phalanx node` without a key does;
+//! 5. a fresh worker joining by state sync at the head (`--state-sync`:
+//!    the offer and the state checked in its runtime), against replaying
+//!    5,000 blocks at the rate of 3.
 //!
 //! Quote verification is measured on the genuine SGX and TDX quotes that
 //! ship as test vectors, against one ed25519 verification as the baseline.
@@ -158,6 +161,25 @@ pub(crate) async fn run(blocks: u64, txs_per_block: usize) -> anyhow::Result<()>
         anyhow::ensure!(committed > 0, "the follower stopped at {}", follower.finalized().header.height);
     }
     let follower_over_rpc = started.elapsed();
+
+    // 5. A fresh worker joining by state sync at the head (checked in its
+    // runtime), against replaying 5,000 blocks at the rate of 3.
+    let joiner_dir = dir.join("joiner");
+    std::fs::create_dir_all(&joiner_dir)?;
+    let started = Instant::now();
+    let offer = phalanx_worker::host::join_offer(&client, genesis.consensus.epoch_blocks).await?;
+    let (joiner_genesis, joiner_path) = (genesis.clone(), joiner_dir.clone());
+    let joined = tokio::task::spawn_blocking(move || {
+        let platform = Box::new(phalanx_worker::tee::sim::SimPlatform::new(joiner_path.join("sim-sealing.key")));
+        let operator = dev_keypair("bob").expect("dev account").public();
+        let chain_id = Some(joiner_genesis.chain_id());
+        phalanx_worker::Runtime::start_joining(platform, &joiner_path, &joiner_genesis, chain_id, operator, 1, 1, offer)
+    })
+    .await??;
+    let join_elapsed = started.elapsed();
+    anyhow::ensure!(joined.chain().height() == blocks, "the worker joined at {}", joined.chain().height());
+    drop(joined);
+    let replay_5000 = over_rpc.mul_f64(5_000.0 / blocks as f64);
     let _ = handle.stop();
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -178,6 +200,13 @@ pub(crate) async fn run(blocks: u64, txs_per_block: usize) -> anyhow::Result<()>
             elapsed.as_secs_f64() / replay.as_secs_f64(),
         );
     }
+
+    println!(
+        "  worker joining by state sync at block {blocks}: {:.2} s; replaying 5,000 blocks over RPC: {:.2} s ({:.2}x)",
+        join_elapsed.as_secs_f64(),
+        replay_5000.as_secs_f64(),
+        join_elapsed.as_secs_f64() / replay_5000.as_secs_f64()
+    );
 
     // Quote verification against ed25519 verification.
     let policy = phalanx_attest::AttestationPolicy::default();

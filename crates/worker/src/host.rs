@@ -137,7 +137,7 @@ fn platform(config: &WorkerConfig) -> Box<dyn Platform> {
 /// by the (untrusted) host for the runtime to check: every validator-set
 /// change since genesis (at most `TRANSITION_CALLS_MAX` pages), the node's
 /// offer of its head's state and that block.
-async fn join_offer(
+pub async fn join_offer(
     client: &HttpClient,
     epoch_blocks: u64,
 ) -> Result<crate::runtime::JoinOffer, jsonrpsee::core::ClientError> {
