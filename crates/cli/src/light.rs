@@ -64,8 +64,8 @@ fn cache_dir(args: &ClientArgs) -> PathBuf {
 /// state root) unless `--trust-node`.
 pub(crate) async fn read(args: &ClientArgs, client: &HttpClient, leaves: &[Leaf]) -> anyhow::Result<Read> {
     if args.trust_node {
-        let keys = leaves.iter().map(|leaf| format!("0x{}", hex::encode(leaf.key()))).collect();
-        let answer = client.state_proof(keys, None).await.map_err(rpc_error(&args.rpc))?;
+        let answer =
+            client.state_proof(phalanx_light::client::proof_keys(leaves), None).await.map_err(rpc_error(&args.rpc))?;
         anyhow::ensure!(answer.leaves.len() == leaves.len(), "the node answered for other leaves");
         let values = leaves.iter().copied().zip(answer.leaves.into_iter().map(|leaf| leaf.value)).collect();
         return Ok(Read { height: answer.header.height, verified: false, leaves: values });

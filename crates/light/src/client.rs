@@ -122,8 +122,7 @@ impl<'a> LightClient<'a> {
     /// every proof against the head's state root.
     pub async fn read(&mut self, leaves: &[Leaf]) -> Result<Verified, ClientError> {
         self.follow_validators().await?;
-        let keys = leaves.iter().map(|leaf| format!("0x{}", hex::encode(leaf.key()))).collect();
-        let answer = self.node.state_proof(keys, None).await.map_err(rpc)?;
+        let answer = self.node.state_proof(proof_keys(leaves), None).await.map_err(rpc)?;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
@@ -161,6 +160,11 @@ impl<'a> LightClient<'a> {
         self.saved = Some(self.trusted.clone());
         Ok(())
     }
+}
+
+/// `leaves`' keys as `state_proof` takes them (0x hex).
+pub fn proof_keys(leaves: &[Leaf]) -> Vec<String> {
+    leaves.iter().map(|leaf| format!("0x{}", hex::encode(leaf.key()))).collect()
 }
 
 /// What a state sync calls to reach `node` (see `phalanx_statedb::sync`):

@@ -96,7 +96,7 @@ async fn node() -> Node {
 }
 
 fn keys(leaves: &[Leaf]) -> Vec<String> {
-    leaves.iter().map(|leaf| format!("0x{}", hex::encode(leaf.key()))).collect()
+    phalanx_light::client::proof_keys(leaves)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,7 +14,7 @@ use crate::mempool::{AdmitError, Mempool, MempoolConfig};
 use crate::store::{FinalizedBlock, Store, StoreError, StoredHead};
 use phalanx_primitives::{DecodeError, Hash};
 use phalanx_state::builder::build_block;
-use phalanx_state::{Block, BlockError, Event, EventRecord, Genesis, Header, SignedTransaction, State, TxError};
+use phalanx_state::{Block, BlockError, EventRecord, Genesis, Header, SignedTransaction, State, TxError};
 use phalanx_statedb::{Parent, Speculation};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -463,15 +463,14 @@ impl Chain {
         // its own, to prove the change at its height.
         let mut transitions = Vec::with_capacity(done.len());
         for ((block, certificate, events, _), speculation) in done.iter().zip(&speculations) {
-            let changes_set = events.iter().any(|r| matches!(r.event, Event::ValidatorSetChanged { .. }));
+            let changes_set = crate::proofs::set_change(events).is_some();
             if changes_set {
                 self.store.state().commit(*speculation).map_err(StoreError::from)?;
             }
             transitions.push(if changes_set { self.transition_of(block, certificate, events)? } else { None });
         }
-        if let Some(last) = speculations.last()
-            && self.store.state().status().map_err(StoreError::from)?.height != Some(last.height)
-        {
+        // Unless the last block was committed on its own above.
+        if let (Some(last), Some(None)) = (speculations.last(), transitions.last()) {
             self.store.state().commit(*last).map_err(StoreError::from)?;
         }
         let state_size = self.store.state().status().map_err(StoreError::from)?.size;

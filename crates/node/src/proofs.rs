@@ -120,10 +120,7 @@ impl Chain {
         certificate: &[u8],
         events: &[EventRecord],
     ) -> Result<Option<Transition>, StoreError> {
-        let Some(epoch) = events.iter().find_map(|record| match &record.event {
-            Event::ValidatorSetChanged { epoch, .. } => Some(*epoch),
-            _ => None,
-        }) else {
+        let Some(epoch) = set_change(events) else {
             return Ok(None);
         };
         let height = block.header.height;
@@ -144,4 +141,13 @@ impl Chain {
             changes,
         }))
     }
+}
+
+/// The first epoch of the validator set a block installed, if its events
+/// say it changed the set.
+pub(crate) fn set_change(events: &[EventRecord]) -> Option<u64> {
+    events.iter().find_map(|record| match &record.event {
+        Event::ValidatorSetChanged { epoch, .. } => Some(*epoch),
+        _ => None,
+    })
 }

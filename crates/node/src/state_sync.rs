@@ -91,15 +91,7 @@ fn join_unchecked(genesis: &Genesis, upstream: &str, path: &Path) -> Result<Stor
     let fetch = phalanx_light::client::sync_fetcher(runtime.handle().clone(), client);
     let state_store = phalanx_statedb::sync::sync(&state_dir(path), &target, block.header.state_root, fetch)
         .map_err(unverified_state)?;
-    let leaves = state_store.leaves().map_err(StoreError::from)?;
-    let state = State::load(leaves.iter().cloned()).map_err(|e| JoinError::Load(e.to_string()))?;
-    if state.height() != height || state.chain_id() != chain_id {
-        return Err(JoinError::Load(format!(
-            "the state is of chain {} at height {}, not {chain_id} at {height}",
-            state.chain_id(),
-            state.height()
-        )));
-    }
+    let (_, leaves) = load_synced(&state_store, chain_id, height).map_err(JoinError::Load)?;
     let store = Store::create_synced(path, state_store, chain_id, &block, &certificate, &leaves)?;
     // The changes it verified on the way, so it serves light clients too.
     let epoch_blocks = genesis.consensus.epoch_blocks.max(1);
@@ -116,4 +108,24 @@ fn join_unchecked(genesis: &Genesis, upstream: &str, path: &Path) -> Result<Stor
     store.put_transitions(&transitions)?;
     tracing::info!(height, leaves = leaves.len(), "joined by state sync");
     Ok(store)
+}
+
+/// The typed state of a synced store, with its leaves: loaded from every
+/// leaf and checked to be of chain `chain_id` at `height` (what a joining
+/// node or worker does once the store's root is verified).
+pub fn load_synced(
+    store: &phalanx_statedb::StateService,
+    chain_id: phalanx_primitives::Hash,
+    height: u64,
+) -> Result<(State, Vec<phalanx_state::StateChange>), String> {
+    let leaves = store.leaves().map_err(|e| e.to_string())?;
+    let state = State::load(leaves.iter().cloned()).map_err(|e| e.to_string())?;
+    if state.height() != height || state.chain_id() != chain_id {
+        return Err(format!(
+            "the state is of chain {} at height {}, not {chain_id} at {height}",
+            state.chain_id(),
+            state.height()
+        ));
+    }
+    Ok((state, leaves))
 }

@@ -166,18 +166,8 @@ impl VerifiedChain {
             })?;
         }
         let store = phalanx_statedb::sync::sync(store_dir, &target, block.header.state_root, fetch)?;
-        let loaded = store.leaves().map_err(SyncError::from).and_then(|leaves| {
-            let state = State::load(leaves.iter().cloned())
-                .map_err(|e| SyncError::Joined(format!("the synced state does not load: {e}")))?;
-            if state.height() != height || state.chain_id() != chain_id {
-                return Err(SyncError::Joined(format!(
-                    "the synced state is of chain {} at height {}, not {chain_id} at {height}",
-                    state.chain_id(),
-                    state.height()
-                )));
-            }
-            Ok((state, leaves))
-        });
+        let loaded = phalanx_node::state_sync::load_synced(&store, chain_id, height)
+            .map_err(|e| SyncError::Joined(format!("the synced state does not load: {e}")));
         let (state, leaves) = match loaded {
             Ok(loaded) => loaded,
             Err(error) => {
