@@ -54,25 +54,40 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
     let (mut genesis_state, genesis_block) = Genesis::dev(vec![Keypair::from_seed(&[1; 32]).public()]).build()?;
-    let synthetic_leaves: Vec<(Vec<u8>, Vec<u8>)> = (0..accounts)
-        .map(|n| (account_key(&synthetic(n)), encode(&Account { nonce: 0, free: PLANCK_PER_PHA })))
-        .collect();
-    let mut leaves = genesis_state.block_writes();
-    leaves.extend(synthetic_leaves.iter().cloned());
+    let genesis_leaves = genesis_state.block_writes();
+    let synthetic_leaf = |n: u64| (account_key(&synthetic(n)), encode(&Account { nonce: 0, free: PLANCK_PER_PHA }));
+    // Leaves are generated chunk by chunk, never all at once, so the RSS
+    // measured after each phase is what that phase holds.
+    let chunks = || {
+        (0..accounts)
+            .step_by(LOAD_BATCH)
+            .map(move |start| (start..(start + LOAD_BATCH as u64).min(accounts)).map(synthetic_leaf).collect::<Vec<_>>())
+    };
+    let rss_start = crate::bench_agent::rss_bytes()?;
     let store = Store::open(&dir.join("chain.redb"))?;
     store.initialize(&genesis_block, &mut genesis_state)?;
-    store.write_leaves(&synthetic_leaves)?;
+    drop(genesis_state);
     let t = Instant::now();
-    for chunk in synthetic_leaves.chunks(LOAD_BATCH) {
-        store.state().apply(0, chunk.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect())?;
+    for chunk in chunks() {
+        store.write_leaves(&chunk)?;
+        store.state().apply(0, chunk.into_iter().map(|(k, v)| (k, Some(v))).collect())?;
     }
     let load_s = t.elapsed().as_secs_f64();
-    drop(synthetic_leaves);
-    let mut state = State::load(leaves.iter().cloned()).context("loading the synthetic state")?;
+    let rss_stores = crate::bench_agent::rss_bytes()?;
+    let mut state = State::load(genesis_leaves.iter().cloned().chain(chunks().flatten()))
+        .context("loading the synthetic state")?;
+    let rss_state = crate::bench_agent::rss_bytes()?;
     // The old root's cache: every leaf's hash.
-    let mut leaf_hashes: BTreeMap<Vec<u8>, Hash> =
-        leaves.iter().map(|(k, v)| (k.clone(), merkle::leaf_hash(k, v))).collect();
-    drop(leaves);
+    let mut leaf_hashes: BTreeMap<Vec<u8>, Hash> = genesis_leaves
+        .iter()
+        .cloned()
+        .chain(chunks().flatten())
+        .map(|(k, v)| {
+            let hash = merkle::leaf_hash(&k, &v);
+            (k, hash)
+        })
+        .collect();
+    let rss_baseline_cache = crate::bench_agent::rss_bytes()?;
     let setup_s = started.elapsed().as_secs_f64();
 
     let keys: Vec<Keypair> =
@@ -142,7 +157,6 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
     }
     let rss = crate::bench_agent::rss_bytes()?;
     drop(leaf_hashes);
-    let rss_without_old_cache = crate::bench_agent::rss_bytes()?;
     let (disk_redb, disk_statedb) =
         (std::fs::metadata(dir.join("chain.redb")).map_or(0, |m| m.len()), dir_bytes(&dir.join("chain.state")));
     drop((state, store));
@@ -172,7 +186,13 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
         "execute_ms_p50": p(&execute_ms, 0.5),
         "redb_commit_ms_p50": p(&redb_ms, 0.5),
         "rss_bytes": rss,
-        "rss_bytes_without_old_root_cache": rss_without_old_cache,
+        "rss_bytes_at_start": rss_start,
+        "rss_bytes_stores_loaded": rss_stores,
+        "rss_bytes_state_loaded": rss_state,
+        "rss_bytes_old_root_cache_built": rss_baseline_cache,
+        "stores_bytes_per_account": rss_stores.saturating_sub(rss_start) / accounts,
+        "state_bytes_per_account": rss_state.saturating_sub(rss_stores) / accounts,
+        "old_root_cache_bytes_per_account": rss_baseline_cache.saturating_sub(rss_state) / accounts,
         "disk_bytes_redb": disk_redb,
         "disk_bytes_statedb": disk_statedb,
         "reopen_ms": reopen_ms,
@@ -185,7 +205,7 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
              state commitment (changed leaves, root, durable commit): p50 {:.1} ms, p99 {:.1} ms\n\
              baseline, the old root rebuilt over every leaf: p50 {:.1} ms, p99 {:.1} ms\n\
              execution p50 {:.1} ms; redb commit p50 {:.1} ms\n\
-             RSS {:.0} MiB ({:.0} MiB without the old root's leaf-hash cache); on disk: redb {:.0} MiB, \
+             RSS {:.0} MiB; per account: stores {} B, typed state {} B, the old root's leaf-hash cache {} B; on disk: redb {:.0} MiB, \
              state store {:.0} MiB; reopen (both stores, load the state) {:.0} ms; first load of the store {:.1} s",
             p(&commit_ms, 0.5),
             p(&commit_ms, 0.99),
@@ -194,7 +214,9 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
             p(&execute_ms, 0.5),
             p(&redb_ms, 0.5),
             rss as f64 / (1 << 20) as f64,
-            rss_without_old_cache as f64 / (1 << 20) as f64,
+            rss_stores.saturating_sub(rss_start) / accounts,
+            rss_state.saturating_sub(rss_stores) / accounts,
+            rss_baseline_cache.saturating_sub(rss_state) / accounts,
             disk_redb as f64 / (1 << 20) as f64,
             disk_statedb as f64 / (1 << 20) as f64,
             reopen_ms,

@@ -116,10 +116,20 @@ pub fn state_dir(path: &Path) -> std::path::PathBuf {
 /// An encoded block and its encoded certificate, as stored.
 pub type RawStored = (Vec<u8>, Vec<u8>);
 
+/// Bytes of redb's page cache. Execution reads the state from memory and
+/// blocks are read rarely, so the cache need not grow with the state
+/// (redb's default lets it reach 1 GiB).
+const REDB_CACHE_BYTES: usize = 64 << 20;
+
+/// Creates (or opens) the redb database at `path` with [`REDB_CACHE_BYTES`].
+fn create_database(path: &Path) -> Result<Database, StoreError> {
+    redb::Builder::new().set_cache_size(REDB_CACHE_BYTES).create(path).map_err(db)
+}
+
 impl Store {
     /// Opens (or creates) the database file at `path` and its state store.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(db)?;
+        let db = create_database(path)?;
         let dir = state_dir(path);
         let mut state = phalanx_statedb::StateService::open(&dir)?;
         // The state store commits blocks before redb does: after a crash
@@ -159,7 +169,7 @@ impl Store {
                 status.height, status.root, block.header.height, block.header.state_root
             )));
         }
-        let database = Database::create(path).map_err(db)?;
+        let database = create_database(path)?;
         let txn = database.begin_write().map_err(db)?;
         {
             let mut meta = txn.open_table(META).map_err(db)?;
