@@ -220,6 +220,23 @@ impl Deadline {
         }
     }
 
+    /// Whether the running call has spent its CPU budget, for host code
+    /// that runs long between interrupt checks (RSA key generation). Unlike
+    /// [`Self::check`] it uses no fuel, so it never changes how a command ends.
+    fn spent(&self) -> bool {
+        let budget = self.budget_ns.load(Ordering::Relaxed);
+        let entered = self.entered_ns.load(Ordering::Relaxed);
+        if budget == 0 || entered == 0 {
+            return false;
+        }
+        let running = self.now_ns().saturating_sub(entered);
+        if self.used_ns.load(Ordering::Relaxed) + running > budget {
+            self.fired.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
     fn check(&self) -> bool {
         let budget = self.budget_ns.load(Ordering::Relaxed);
         if budget == 0 {
@@ -396,10 +413,12 @@ impl Sandbox {
         runtime.set_loader(DenyImports, DenyImports).await;
         let context = AsyncContext::full(&runtime).await.map_err(|e| SandboxError::Runtime(e.to_string()))?;
         let (host_fetcher, host_call, host_bound) = (fetcher.clone(), call.clone(), bound.clone());
+        let budget = deadline.clone();
+        let spent: crate::web::Spent = Arc::new(move || budget.spent());
         context
             .with(|ctx| {
                 let installed: rquickjs::Result<()> = (|| {
-                    crate::web::install_host(&ctx, host_fetcher, host_call, host_bound)?;
+                    crate::web::install_host(&ctx, host_fetcher, host_call, host_bound, spent)?;
                     let bytecode = prelude_bytecode(&PRELUDE_BYTECODE, "phalanx:prelude", crate::web::PRELUDE_JS)
                         .map_err(|e| Error::new_loading_message("phalanx:prelude", e))?;
                     let module = load_bytecode(&ctx, bytecode)?;

@@ -4,13 +4,13 @@
 
 use crate::error::{Result, data, invalid_access, not_supported, syntax};
 use crate::generate::hmac_length;
-use crate::key::{EcPublic, EcSecret, Key, KeyAlgorithm, KeyType, Material, Usages, allowed_usages};
+use crate::key::{EcPublic, EcSecret, Key, KeyAlgorithm, KeyType, Material, UsageList, Usages, allowed_usages};
 use crate::params::{Algorithm, Curve, Hash, Params, shorten};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use pkcs8::der::{Decode, Encode};
 use pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use rsa::traits::{PrivateKeyParts, PublicKeyParts};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use spki::{DecodePublicKey, EncodePublicKey};
 use zeroize::Zeroizing;
 
@@ -56,44 +56,26 @@ pub enum KeyData {
 }
 
 /// A JSON Web Key's members (RFC 7517, 7518, 8037).
-#[derive(Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Default, Deserialize)]
 struct Jwk {
-    #[serde(skip_serializing_if = "Option::is_none")]
     kty: Option<String>,
-    #[serde(rename = "use", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "use")]
     use_: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     key_ops: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     alg: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     ext: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     crv: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     k: Option<Zeroizing<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     x: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     y: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     n: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     e: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     d: Option<Zeroizing<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     p: Option<Zeroizing<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     q: Option<Zeroizing<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     dp: Option<Zeroizing<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     dq: Option<Zeroizing<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     qi: Option<Zeroizing<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     oth: Option<serde_json::Value>,
 }
 
@@ -120,7 +102,8 @@ impl Jwk {
     }
 
     /// The checks every JWK import makes: `kty`, `use`, `key_ops`, `ext`, `alg`.
-    fn check(&self, kty: &str, use_: &str, alg: Option<&str>, extractable: bool, usages: Usages) -> Result<()> {
+    fn check(&self, kty: &str, use_: &str, alg: Option<&str>, extractable: bool, usages: &UsageList) -> Result<()> {
+        let usages = usages.set();
         if self.kty.as_deref() != Some(kty) {
             return Err(data(format!("The JWK \"kty\" member was not \"{kty}\"")));
         }
@@ -198,7 +181,8 @@ fn unsupported_format(algorithm: Algorithm, format: Format) -> crate::error::Err
 }
 
 /// The usages a key of this kind may have, checked before any parsing.
-fn check_usages(algorithm: Algorithm, kinds: &[KeyType], usages: Usages) -> Result<()> {
+fn check_usages(algorithm: Algorithm, kinds: &[KeyType], usages: &UsageList) -> Result<()> {
+    let usages = usages.set();
     let allowed = kinds.iter().fold(Usages::default(), |set, kind| set | allowed_usages(algorithm, *kind));
     if !allowed.contains(usages) {
         return Err(syntax(format!(
@@ -215,7 +199,7 @@ fn import_secret(
     key_data: &KeyData,
     params: &Params,
     extractable: bool,
-    usages: Usages,
+    usages: &UsageList,
 ) -> Result<Key> {
     let algorithm = params.algorithm()?;
     check_usages(algorithm, &[KeyType::Secret], usages)?;
@@ -242,9 +226,10 @@ fn import_secret(
             if bits == 0 {
                 return Err(data("HMAC key data must not be empty"));
             }
+            // Node takes only a length equal to the key data's.
             let length = match params.length {
                 None => bits,
-                Some(length) if length > bits || length <= bits - 8 => {
+                Some(length) if length != bits => {
                     return Err(data(format!("HMAC key length {length} does not match key data of {bits} bits")));
                 }
                 Some(length) => length,
@@ -284,7 +269,13 @@ fn ec_point(public: &EcPublic) -> Vec<u8> {
     }
 }
 
-fn import_ec(format: Format, key_data: &KeyData, params: &Params, extractable: bool, usages: Usages) -> Result<Key> {
+fn import_ec(
+    format: Format,
+    key_data: &KeyData,
+    params: &Params,
+    extractable: bool,
+    usages: &UsageList,
+) -> Result<Key> {
     let algorithm = params.algorithm()?;
     let curve = params.curve()?;
     let mut description = KeyAlgorithm::of(algorithm);
@@ -355,6 +346,7 @@ pub(crate) fn ec_public_of(secret: &EcSecret) -> EcPublic {
 
 /// Object identifiers of the curves of RFC 8410.
 const X25519_OID: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.101.110");
+const ED25519_OID: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.101.112");
 
 fn okp_32(bytes: &[u8], what: &str) -> Result<[u8; 32]> {
     bytes.try_into().map_err(|_| data(format!("{what} must be 32 bytes")))
@@ -371,13 +363,14 @@ fn x25519_from_pkcs8(der: &[u8]) -> Result<x25519_dalek::StaticSecret> {
     Ok(x25519_dalek::StaticSecret::from(okp_32(inner.as_bytes(), "an X25519 private key")?))
 }
 
-fn x25519_to_pkcs8(secret: &x25519_dalek::StaticSecret) -> Result<Vec<u8>> {
-    let failed = |_| crate::error::operation("cannot encode the X25519 key");
-    let bytes = Zeroizing::new(secret.to_bytes());
+/// RFC 8410 PKCS #8 (version 1, no public key, as Node writes it) of a
+/// 32-byte private key.
+fn okp_to_pkcs8(oid: pkcs8::ObjectIdentifier, bytes: &[u8; 32]) -> Result<Vec<u8>> {
+    let failed = |_| crate::error::operation("cannot encode the key");
     let inner =
         Zeroizing::new(pkcs8::der::asn1::OctetStringRef::new(&bytes[..]).map_err(failed)?.to_der().map_err(failed)?);
     let info = pkcs8::PrivateKeyInfoRef {
-        algorithm: spki::AlgorithmIdentifierRef { oid: X25519_OID, parameters: None },
+        algorithm: spki::AlgorithmIdentifierRef { oid, parameters: None },
         private_key: pkcs8::der::asn1::OctetStringRef::new(&inner).map_err(failed)?,
         public_key: None,
     };
@@ -402,7 +395,13 @@ fn x25519_to_spki(public: &x25519_dalek::PublicKey) -> Result<Vec<u8>> {
     info.to_der().map_err(failed)
 }
 
-fn import_okp(format: Format, key_data: &KeyData, params: &Params, extractable: bool, usages: Usages) -> Result<Key> {
+fn import_okp(
+    format: Format,
+    key_data: &KeyData,
+    params: &Params,
+    extractable: bool,
+    usages: &UsageList,
+) -> Result<Key> {
     let algorithm = params.algorithm()?;
     let description = KeyAlgorithm::of(algorithm);
     let ed = algorithm == Algorithm::Ed25519;
@@ -473,7 +472,13 @@ fn uint(bytes: &[u8]) -> rsa::BoxedUint {
     rsa::BoxedUint::from_be_slice_vartime(bytes)
 }
 
-fn import_rsa(format: Format, key_data: &KeyData, params: &Params, extractable: bool, usages: Usages) -> Result<Key> {
+fn import_rsa(
+    format: Format,
+    key_data: &KeyData,
+    params: &Params,
+    extractable: bool,
+    usages: &UsageList,
+) -> Result<Key> {
     let algorithm = params.algorithm()?;
     let mut description = KeyAlgorithm::of(algorithm);
     let hash = params.hash()?;
@@ -541,7 +546,7 @@ pub(crate) fn import_key(
     key_data: &KeyData,
     params: &Params,
     extractable: bool,
-    usages: Usages,
+    usages: &UsageList,
 ) -> Result<Key> {
     if match key_data {
         KeyData::Bytes(bytes) => bytes.len(),
@@ -581,12 +586,57 @@ pub enum Exported {
     Jwk(Zeroizing<String>),
 }
 
-fn jwk_json(mut jwk: Jwk, key: &Key) -> Result<Exported> {
-    jwk.key_ops = Some(key.usages.names().into_iter().map(str::to_string).collect());
-    jwk.ext = Some(key.extractable);
-    serde_json::to_string(&jwk)
-        .map(|text| Exported::Jwk(Zeroizing::new(text)))
-        .map_err(|e| crate::error::operation(format!("cannot write the JWK: {e}")))
+impl Jwk {
+    /// A member's text, by name (only the members export writes).
+    fn text(&self, name: &str) -> Option<&str> {
+        fn secret(member: &Option<Zeroizing<String>>) -> Option<&str> {
+            member.as_ref().map(|s| s.as_str())
+        }
+        match name {
+            "kty" => self.kty.as_deref(),
+            "alg" => self.alg.as_deref(),
+            "crv" => self.crv.as_deref(),
+            "x" => self.x.as_deref(),
+            "y" => self.y.as_deref(),
+            "n" => self.n.as_deref(),
+            "e" => self.e.as_deref(),
+            "k" => secret(&self.k),
+            "d" => secret(&self.d),
+            "p" => secret(&self.p),
+            "q" => secret(&self.q),
+            "dp" => secret(&self.dp),
+            "dq" => secret(&self.dq),
+            "qi" => secret(&self.qi),
+            _ => None,
+        }
+    }
+}
+
+/// The JWK's JSON text, members in the order Node writes them (so a
+/// wrapped JWK is the same bytes in both). Every member written is ASCII
+/// that needs no escaping (names, base64url); secrets go only into the
+/// zeroized output.
+fn jwk_json(jwk: Jwk, key: &Key) -> Result<Exported> {
+    let order: &[&str] = match jwk.kty.as_deref() {
+        Some("oct") => &["kty", "k", "alg"],
+        Some("EC") => &["kty", "x", "y", "crv", "d", "alg"],
+        Some("OKP") => &["crv", "d", "x", "kty", "alg"],
+        _ => &["kty", "n", "e", "d", "p", "q", "dp", "dq", "qi", "alg"],
+    };
+    let ops: Vec<String> = key.listed.names().iter().map(|u| format!("\"{u}\"")).collect();
+    let mut out = Zeroizing::new(format!("{{\"key_ops\":[{}],\"ext\":{}", ops.join(","), key.extractable));
+    for name in order {
+        if let Some(text) = jwk.text(name) {
+            debug_assert!(text.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'));
+            out.push_str(",\"");
+            out.push_str(name);
+            out.push_str("\":\"");
+            out.push_str(text);
+            out.push('"');
+        }
+    }
+    out.push('}');
+    Ok(Exported::Jwk(out))
 }
 
 fn der(result: std::result::Result<impl AsRef<[u8]>, impl std::fmt::Display>) -> Result<Exported> {
@@ -651,8 +701,12 @@ pub(crate) fn export_key(format: Format, key: &Key) -> Result<Exported> {
             der(public.to_public_key_der().map(|d| d.as_bytes().to_vec()))
         }
         (Material::X25519Public(public), Format::Spki) => der(x25519_to_spki(public)),
-        (Material::Ed25519Private(secret), Format::Pkcs8) => der(secret.to_pkcs8_der().map(|d| d.as_bytes().to_vec())),
-        (Material::X25519Private(secret), Format::Pkcs8) => der(x25519_to_pkcs8(secret)),
+        (Material::Ed25519Private(secret), Format::Pkcs8) => {
+            der(okp_to_pkcs8(ED25519_OID, &Zeroizing::new(secret.to_bytes())))
+        }
+        (Material::X25519Private(secret), Format::Pkcs8) => {
+            der(okp_to_pkcs8(X25519_OID, &Zeroizing::new(secret.to_bytes())))
+        }
         (Material::Ed25519Public(public), Format::Jwk) => jwk_json(okp_jwk(&public.to_bytes(), None, key), key),
         (Material::X25519Public(public), Format::Jwk) => jwk_json(okp_jwk(&public.to_bytes(), None, key), key),
         (Material::Ed25519Private(secret), Format::Jwk) => {
@@ -686,6 +740,14 @@ pub(crate) fn export_key(format: Format, key: &Key) -> Result<Exported> {
             };
             jwk_json(jwk, key)
         }
+        // A key of the wrong type for the format (a private key as raw or
+        // spki, a public one as pkcs8), as Node reports it.
+        (_, Format::Raw | Format::Spki) if key.kind == KeyType::Private => {
+            Err(invalid_access(format!("a private key cannot be exported as {}", format.name())))
+        }
+        (_, Format::Pkcs8) if key.kind == KeyType::Public => {
+            Err(invalid_access("a public key cannot be exported as pkcs8"))
+        }
         _ => Err(unsupported()),
     }
 }
@@ -708,6 +770,7 @@ fn okp_jwk(x: &[u8], d: Option<&[u8]>, key: &Key) -> Jwk {
         crv: Some(key.algorithm.algorithm.name().to_string()),
         x: Some(b64(x)),
         d: d.map(b64_secret),
+        alg: (key.algorithm.algorithm == Algorithm::Ed25519).then(|| "Ed25519".to_string()),
         ..Jwk::default()
     }
 }

@@ -2,7 +2,7 @@
 //! key pairs for the asymmetric algorithms. RSA moduli are bounded.
 
 use crate::error::{Result, operation, syntax};
-use crate::key::{EcPublic, EcSecret, Key, KeyAlgorithm, KeyType, Material, Usages, allowed_usages};
+use crate::key::{EcPublic, EcSecret, Key, KeyAlgorithm, KeyType, Material, UsageList, allowed_usages};
 use crate::params::{Algorithm, Curve, Params};
 use zeroize::Zeroizing;
 
@@ -14,6 +14,56 @@ pub const RSA_MODULUS_BITS_MAX: u32 = 4096;
 pub(crate) fn rng() -> rand_core::UnwrapErr<getrandom_sys::SysRng> {
     rand_core::UnwrapErr(getrandom_sys::SysRng)
 }
+
+/// The operating system's randomness until `stop` says the caller's time
+/// is spent: RSA key generation draws from it for every prime candidate it
+/// tests, so a stop ends the search within one candidate.
+struct Stoppable<'a> {
+    stop: &'a dyn Fn() -> bool,
+}
+
+/// Why a [`Stoppable`] draw failed.
+#[derive(Debug)]
+enum Stopped {
+    Stopped,
+    Os(getrandom_sys::Error),
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stopped::Stopped => f.write_str("stopped: the call's CPU time is spent"),
+            Stopped::Os(e) => write!(f, "no randomness: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+impl rand_core::TryRng for Stoppable<'_> {
+    type Error = Stopped;
+
+    fn try_next_u32(&mut self) -> std::result::Result<u32, Stopped> {
+        let mut bytes = [0u8; 4];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn try_next_u64(&mut self) -> std::result::Result<u64, Stopped> {
+        let mut bytes = [0u8; 8];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> std::result::Result<(), Stopped> {
+        if (self.stop)() {
+            return Err(Stopped::Stopped);
+        }
+        rand_core::TryRng::try_fill_bytes(&mut getrandom_sys::SysRng, dst).map_err(Stopped::Os)
+    }
+}
+
+impl rand_core::TryCryptoRng for Stoppable<'_> {}
 
 pub(crate) fn random_bytes(n: usize) -> Zeroizing<Vec<u8>> {
     let mut bytes = Zeroizing::new(vec![0u8; n]);
@@ -60,10 +110,15 @@ fn public_exponent(bytes: &[u8]) -> Result<u64> {
 }
 
 /// Splits a pair's usages between its keys, as the spec does.
-fn pair(algorithm: KeyAlgorithm, extractable: bool, usages: Usages, keys: (Material, Material)) -> Result<Generated> {
+fn pair(
+    algorithm: KeyAlgorithm,
+    extractable: bool,
+    usages: &UsageList,
+    keys: (Material, Material),
+) -> Result<Generated> {
     let allowed_private = allowed_usages(algorithm.algorithm, KeyType::Private);
     let allowed_public = allowed_usages(algorithm.algorithm, KeyType::Public);
-    if !(allowed_private | allowed_public).contains(usages) {
+    if !(allowed_private | allowed_public).contains(usages.set()) {
         return Err(syntax(format!(
             "Unsupported key usage for a {} key: allowed are [{}]",
             algorithm.algorithm.name(),
@@ -71,20 +126,26 @@ fn pair(algorithm: KeyAlgorithm, extractable: bool, usages: Usages, keys: (Mater
         )));
     }
     let public =
-        Key::new(KeyType::Public, algorithm.clone(), keys.0).with_usages(true, usages.intersect(allowed_public))?;
+        Key::new(KeyType::Public, algorithm.clone(), keys.0).with_usages(true, &usages.only(allowed_public))?;
     let private =
-        Key::new(KeyType::Private, algorithm, keys.1).with_usages(extractable, usages.intersect(allowed_private))?;
+        Key::new(KeyType::Private, algorithm, keys.1).with_usages(extractable, &usages.only(allowed_private))?;
     Ok(Generated::Pair { public, private })
 }
 
-pub(crate) fn generate_key(params: &Params, extractable: bool, usages: Usages) -> Result<Generated> {
+/// `generateKey`; a long generation (RSA) gives up when `stop` returns true.
+pub(crate) fn generate_key(
+    params: &Params,
+    extractable: bool,
+    usages: &UsageList,
+    stop: &dyn Fn() -> bool,
+) -> Result<Generated> {
     let algorithm = params.algorithm()?;
     let mut description = KeyAlgorithm::of(algorithm);
     // The usages are checked before any work is done.
     let allowed = allowed_usages(algorithm, KeyType::Secret)
         | allowed_usages(algorithm, KeyType::Private)
         | allowed_usages(algorithm, KeyType::Public);
-    if !allowed.contains(usages) {
+    if !allowed.contains(usages.set()) {
         return Err(syntax(format!(
             "Unsupported key usage for a {} key: allowed are [{}]",
             algorithm.name(),
@@ -149,8 +210,12 @@ pub(crate) fn generate_key(params: &Params, extractable: bool, usages: Usages) -
                 )));
             }
             let exponent = public_exponent(exponent_bytes)?;
-            let private = rsa::PrivateKey::new_with_exp(&mut rng(), bits as usize, rsa::BoxedUint::from(exponent))
-                .map_err(|e| operation(format!("RSA key generation failed: {e}")))?;
+            let private =
+                rsa::PrivateKey::new_with_exp(&mut Stoppable { stop }, bits as usize, rsa::BoxedUint::from(exponent))
+                    .map_err(|e| match stop() {
+                    true => operation("RSA key generation stopped: the call's CPU time is spent"),
+                    false => operation(format!("RSA key generation failed: {e}")),
+                })?;
             description.modulus_length = Some(bits);
             description.public_exponent = Some(exponent_bytes.iter().copied().skip_while(|b| *b == 0).collect());
             let public = private.to_public_key();

@@ -80,6 +80,45 @@ impl Usages {
     }
 }
 
+/// Usages as the caller listed them: `CryptoKey.usages` and a JWK's
+/// `key_ops` keep this order (and any repeats), as Node does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageList(Vec<&'static str>);
+
+impl UsageList {
+    /// Usages by name; an unknown name is a `TypeError` (a WebIDL enum).
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<UsageList> {
+        names
+            .iter()
+            .map(|name| {
+                let name = name.as_ref();
+                Usages::NAMES
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(n, _)| *n)
+                    .ok_or_else(|| type_error(format!("'{}' is not a valid KeyUsage", crate::params::shorten(name))))
+            })
+            .collect::<Result<_>>()
+            .map(UsageList)
+    }
+
+    /// The set of usages listed.
+    pub fn set(&self) -> Usages {
+        Usages::parse(&self.0).expect("listed usages are valid names")
+    }
+
+    pub fn names(&self) -> &[&'static str] {
+        &self.0
+    }
+
+    /// Those listed that are in `allowed`, in order.
+    pub(crate) fn only(&self, allowed: Usages) -> UsageList {
+        UsageList(
+            self.0.iter().copied().filter(|name| allowed.contains(Usages::parse(&[*name]).expect("valid"))).collect(),
+        )
+    }
+}
+
 impl std::ops::BitOr for Usages {
     type Output = Usages;
     fn bitor(self, other: Usages) -> Usages {
@@ -150,6 +189,8 @@ pub struct Key {
     pub(crate) extractable: bool,
     pub(crate) algorithm: KeyAlgorithm,
     pub(crate) usages: Usages,
+    /// The usages in the caller's order.
+    pub(crate) listed: UsageList,
     pub(crate) material: Material,
 }
 
@@ -159,7 +200,7 @@ impl std::fmt::Debug for Key {
             .field("type", &self.kind)
             .field("extractable", &self.extractable)
             .field("algorithm", &self.algorithm)
-            .field("usages", &self.usages.names())
+            .field("usages", &self.listed.names())
             .finish_non_exhaustive()
     }
 }
@@ -181,14 +222,20 @@ impl Key {
         self.usages
     }
 
+    /// The usages in the order they were given (`CryptoKey.usages`).
+    pub fn usage_names(&self) -> &[&'static str] {
+        self.listed.names()
+    }
+
     pub(crate) fn new(kind: KeyType, algorithm: KeyAlgorithm, material: Material) -> Key {
-        Key { kind, extractable: false, algorithm, usages: Usages::default(), material }
+        Key { kind, extractable: false, algorithm, usages: Usages::default(), listed: UsageList::default(), material }
     }
 
     /// Sets extractability and usages, checking them against what the
     /// algorithm allows for this type of key (a `SyntaxError` otherwise,
     /// and for a secret or private key with no usages at all).
-    pub(crate) fn with_usages(mut self, extractable: bool, usages: Usages) -> Result<Key> {
+    pub(crate) fn with_usages(mut self, extractable: bool, listed: &UsageList) -> Result<Key> {
+        let usages = listed.set();
         let allowed = allowed_usages(self.algorithm.algorithm, self.kind);
         if !allowed.contains(usages) {
             return Err(syntax(format!(
@@ -204,6 +251,7 @@ impl Key {
         // Public keys are always extractable.
         self.extractable = extractable || self.kind == KeyType::Public;
         self.usages = usages;
+        self.listed = listed.clone();
         Ok(self)
     }
 

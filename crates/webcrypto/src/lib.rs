@@ -27,7 +27,7 @@ pub use derive::{PBKDF2_ITERATIONS_MAX, PBKDF2_WORK_MAX};
 pub use error::{Error, ErrorName, Result};
 pub use formats::{Exported, Format, KEY_DATA_BYTES_MAX, KeyData};
 pub use generate::{Generated, RSA_MODULUS_BITS_MAX, RSA_MODULUS_BITS_MIN};
-pub use key::{Key, KeyAlgorithm, KeyType, Usages};
+pub use key::{Key, KeyAlgorithm, KeyType, UsageList, Usages};
 pub use params::{Algorithm, Curve, Hash, Params};
 
 use error::{invalid_access, not_supported};
@@ -141,7 +141,7 @@ pub fn derive_bits(params: &Params, key: &Key, length: Option<u32>) -> Result<Ve
 
 /// `deriveKey`: a key of `derived`'s algorithm from bits derived with `base`.
 /// The bits never leave the host.
-pub fn derive_key(params: &Params, base: &Key, derived: &Params, extractable: bool, usages: Usages) -> Result<Key> {
+pub fn derive_key(params: &Params, base: &Key, derived: &Params, extractable: bool, usages: &UsageList) -> Result<Key> {
     let algorithm = normalize(params, Operation::DeriveBits)?;
     let derived_algorithm = normalize(derived, Operation::GetKeyLength)?;
     usable(algorithm, base, Usages::DERIVE_KEY)?;
@@ -155,9 +155,21 @@ pub fn derive_key(params: &Params, base: &Key, derived: &Params, extractable: bo
 }
 
 /// `generateKey`.
-pub fn generate_key(params: &Params, extractable: bool, usages: Usages) -> Result<Generated> {
+pub fn generate_key(params: &Params, extractable: bool, usages: &UsageList) -> Result<Generated> {
+    generate_key_until(params, extractable, usages, &|| false)
+}
+
+/// `generateKey` that gives up (an `OperationError`) once `stop` returns
+/// true: RSA key generation asks it for every prime candidate, so a caller
+/// with a CPU budget ends a 4096-bit generation within one candidate.
+pub fn generate_key_until(
+    params: &Params,
+    extractable: bool,
+    usages: &UsageList,
+    stop: &dyn Fn() -> bool,
+) -> Result<Generated> {
     normalize(params, Operation::GenerateKey)?;
-    generate::generate_key(params, extractable, usages)
+    generate::generate_key(params, extractable, usages, stop)
 }
 
 /// `importKey`.
@@ -166,7 +178,7 @@ pub fn import_key(
     key_data: &KeyData,
     params: &Params,
     extractable: bool,
-    usages: Usages,
+    usages: &UsageList,
 ) -> Result<Key> {
     formats::import_key(format, key_data, params, extractable, usages)
 }
@@ -201,7 +213,7 @@ pub fn unwrap_key(
     params: &Params,
     import_params: &Params,
     extractable: bool,
-    usages: Usages,
+    usages: &UsageList,
 ) -> Result<Key> {
     let algorithm = normalize(params, Operation::UnwrapKey)?;
     import_params.algorithm()?;
@@ -216,5 +228,10 @@ pub fn unwrap_key(
         )),
         _ => KeyData::Bytes(plain),
     };
-    formats::import_key(format, &key_data, import_params, extractable, usages)
+    // Node reports a key that does not import after unwrapping as an
+    // OperationError (the spec would pass the import's error on).
+    formats::import_key(format, &key_data, import_params, extractable, usages).map_err(|e| match e.name {
+        ErrorName::Type | ErrorName::NotSupported => e,
+        _ => error::operation(format!("the unwrapped key does not import: {}", e.message)),
+    })
 }

@@ -12,7 +12,7 @@ const concatBytes = (chunks, total) => {
 const lazy = new Set();
 // What the extras module needs from here, and what it adds when loaded.
 const internals = {
-  host, encoder, decoder, toBytes, setTrusted, EMPTY, concatBytes, loaded: false,
+  host, encoder, decoder, toBytes, setTrusted, EMPTY, concatBytes, notInCommand, loaded: false,
   define: (name, value) => { if (lazy.delete(name)) define(name, value); },
 };
 const extras = () => {
@@ -28,7 +28,8 @@ const EXTRAS = [
   "ReadableStream", "ReadableStreamDefaultReader", "ReadableStreamDefaultController", "WritableStream",
   "WritableStreamDefaultWriter", "WritableStreamDefaultController", "TransformStream",
   "TransformStreamDefaultController", "TextEncoderStream", "TextDecoderStream", "CountQueuingStrategy",
-  "ByteLengthQueuingStrategy", "Blob", "File", "FormData",
+  "ByteLengthQueuingStrategy", "Blob", "File", "FormData", "CompressionStream", "DecompressionStream",
+  "CryptoKey", "SubtleCrypto",
 ];
 for (const name of EXTRAS) {
   lazy.add(name);

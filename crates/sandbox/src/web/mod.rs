@@ -15,6 +15,9 @@
 //! File, FormData, bodies as streams), framed by `extras.js` and
 //! `extras_end.js`. Both are compiled to bytecode once per process.
 
+mod compression;
+mod subtle;
+
 use crate::bindings::Bound;
 use crate::call::{Call, ResponseHead, Undeliverable};
 use crate::fetch::{Fetcher, Incoming, Outgoing};
@@ -35,6 +38,8 @@ const EXTRAS_JS: &str = concat!(
     include_str!("events.js"),
     include_str!("streams.js"),
     include_str!("forms.js"),
+    include_str!("compression.js"),
+    include_str!("subtle.js"),
     include_str!("extras_end.js"),
 );
 
@@ -117,6 +122,10 @@ impl<'js> IntoJs<'js> for Settled {
     }
 }
 
+/// Whether the running call has spent its CPU budget (checked by host
+/// functions that can run long).
+pub(crate) type Spent = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// Puts the host functions where the prelude finds them (it removes them
 /// from the global object before agent code runs).
 pub(crate) fn install_host(
@@ -124,6 +133,7 @@ pub(crate) fn install_host(
     fetcher: Arc<Fetcher>,
     call: Arc<Call>,
     bound: Arc<Bound>,
+    spent: Spent,
 ) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
     host.set(
@@ -207,6 +217,8 @@ pub(crate) fn install_host(
     host.set("sleep", Function::new(ctx.clone(), Async(sleep))?)?;
     host.set("randomBytes", Func::from(random_bytes))?;
     host.set("digest", Func::from(digest))?;
+    compression::install(&host)?;
+    subtle::install(&host, spent)?;
     ctx.globals().set("__phalanxHost", host)
 }
 

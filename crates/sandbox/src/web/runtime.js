@@ -55,17 +55,12 @@ define("setInterval", (callback, delay = 0, ...args) => startTimer(callback, del
 define("clearTimeout", (id) => { timers.delete(id); });
 define("clearInterval", (id) => { timers.delete(id); });
 
-// ---- crypto (randomness and digests from the host) ----
+// ---- crypto (randomness from the host; crypto.subtle in subtle.js) ----
 const INTEGER_ARRAYS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, BigInt64Array, BigUint64Array];
-const subtle = Object.freeze({
-  async digest(algorithm, data) {
-    const name = typeof algorithm === "string" ? algorithm : algorithm?.name;
-    return host.digest(String(name), toBytes(data)).buffer;
-  },
-});
 const hex = (b) => b.toString(16).padStart(2, "0");
 define("crypto", Object.freeze({
-  subtle,
+  // SubtleCrypto lives in the extras module (subtle.js), loaded on first use.
+  get subtle() { return extras().subtle; },
   getRandomValues(array) {
     if (!INTEGER_ARRAYS.some((T) => array instanceof T))
       throw new TypeError("getRandomValues: expected an integer typed array");

@@ -1,0 +1,336 @@
+//! `crypto.subtle` on the host: the prelude's `SubtleCrypto` (in
+//! `subtle.js`) normalizes arguments and calls these functions, which run
+//! `phalanx-webcrypto`. A `CryptoKey` holds an opaque [`KeyHandle`]: a
+//! JavaScript object of a host class whose only content is the host's
+//! [`Key`], so key material never enters the JavaScript heap unless the key
+//! is extractable and exported. Handles live in one instance's runtime and
+//! are freed with it (or when the `CryptoKey` is collected); they mean
+//! nothing anywhere else (another agent gets `{}` through JSON).
+//!
+//! Errors become JavaScript values the prelude turns into `DOMException`s
+//! (or `TypeError`s) with the spec's names. Every function runs on the
+//! agent's thread inside the call, so its time counts against the call's
+//! CPU limit; PBKDF2 and RSA key sizes are bounded by `phalanx-webcrypto`,
+//! and RSA key generation stops when the call's CPU budget is spent.
+
+use super::Spent;
+use phalanx_webcrypto::{self as webcrypto, Exported, Format, Generated, Key, KeyData, Params, UsageList};
+use rquickjs::class::{JsClass, Readable, Trace, Tracer};
+use rquickjs::function::Constructor;
+use rquickjs::prelude::Func;
+use rquickjs::{Array, Class, Ctx, Exception, IntoJs, JsLifetime, Object, TypedArray, Value};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// A `CryptoKey`'s handle: the host's key, opaque to JavaScript.
+pub(crate) struct KeyHandle(Arc<Key>);
+
+impl<'js> Trace<'js> for KeyHandle {
+    fn trace<'a>(&self, _tracer: Tracer<'a, 'js>) {}
+}
+
+// SAFETY: `KeyHandle` holds no JavaScript values, so it is the same type
+// for every lifetime.
+#[allow(unsafe_code)]
+unsafe impl<'js> JsLifetime<'js> for KeyHandle {
+    type Changed<'to> = KeyHandle;
+}
+
+impl<'js> JsClass<'js> for KeyHandle {
+    const NAME: &'static str = "CryptoKeyHandle";
+    type Mutable = Readable;
+
+    fn constructor(_ctx: &Ctx<'js>) -> rquickjs::Result<Option<Constructor<'js>>> {
+        Ok(None)
+    }
+}
+
+/// Throws `error` as the prelude expects: an object with `name`, `message`
+/// and `webcrypto: true`.
+fn throw(ctx: &Ctx<'_>, error: webcrypto::Error) -> rquickjs::Error {
+    let thrown = (|| {
+        let object = Object::new(ctx.clone())?;
+        object.set("name", error.name.as_str())?;
+        object.set("message", error.message.as_str())?;
+        object.set("webcrypto", true)?;
+        Ok::<_, rquickjs::Error>(ctx.throw(object.into_value()))
+    })();
+    thrown.unwrap_or_else(|e| e)
+}
+
+fn bytes_of(array: &TypedArray<'_, u8>) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(super::bytes_of(array))
+}
+
+/// The key behind a handle the prelude passes (a `TypeError` for anything else).
+fn key_of<'js>(ctx: &Ctx<'js>, value: &Value<'js>) -> rquickjs::Result<Arc<Key>> {
+    let class =
+        Class::<KeyHandle>::from_value(value).map_err(|_| Exception::throw_type(ctx, "expected a CryptoKey"))?;
+    Ok(class.borrow().0.clone())
+}
+
+/// The algorithm dictionary the prelude normalized: `BufferSource`
+/// members as `Uint8Array`s, `hash` as its name, `public` as a handle.
+fn params<'js>(ctx: &Ctx<'js>, object: &Object<'js>) -> rquickjs::Result<Params> {
+    let bytes = |name: &str| -> rquickjs::Result<Option<Vec<u8>>> {
+        Ok(object.get::<_, Option<TypedArray<'js, u8>>>(name)?.map(|a| super::bytes_of(&a)))
+    };
+    let number = |name: &str| -> rquickjs::Result<Option<u32>> { object.get::<_, Option<u32>>(name) };
+    let public = match object.get::<_, Option<Value<'js>>>("public")? {
+        Some(value) if !value.is_undefined() && !value.is_null() => Some(key_of(ctx, &value)?),
+        _ => None,
+    };
+    Ok(Params {
+        name: object.get("name")?,
+        hash: object.get("hash")?,
+        named_curve: object.get("namedCurve")?,
+        length: number("length")?,
+        modulus_length: number("modulusLength")?,
+        public_exponent: bytes("publicExponent")?,
+        iv: bytes("iv")?,
+        counter: bytes("counter")?,
+        additional_data: bytes("additionalData")?,
+        tag_length: number("tagLength")?,
+        label: bytes("label")?,
+        salt: bytes("salt")?,
+        info: bytes("info")?,
+        iterations: number("iterations")?,
+        salt_length: number("saltLength")?,
+        public,
+    })
+}
+
+/// A new key as the prelude wraps it: `[handle, type, extractable,
+/// algorithm, usages]`.
+fn key_value<'js>(ctx: &Ctx<'js>, key: Key) -> rquickjs::Result<Value<'js>> {
+    let algorithm = Object::new(ctx.clone())?;
+    let description = key.algorithm();
+    algorithm.set("name", description.algorithm.name())?;
+    if let Some(length) = description.length {
+        algorithm.set("length", length)?;
+    }
+    if let Some(hash) = description.hash {
+        let object = Object::new(ctx.clone())?;
+        object.set("name", hash.name())?;
+        algorithm.set("hash", object)?;
+    }
+    if let Some(curve) = description.named_curve {
+        algorithm.set("namedCurve", curve.name())?;
+    }
+    if let Some(bits) = description.modulus_length {
+        algorithm.set("modulusLength", bits)?;
+    }
+    if let Some(exponent) = &description.public_exponent {
+        algorithm.set("publicExponent", TypedArray::<u8>::new(ctx.clone(), exponent.clone())?)?;
+    }
+    let (kind, extractable, usages) = (key.kind().as_str(), key.extractable(), key.usage_names().to_vec());
+    let handle = Class::instance(ctx.clone(), KeyHandle(Arc::new(key)))?;
+    let parts = Array::new(ctx.clone())?;
+    parts.set(0, handle)?;
+    parts.set(1, kind)?;
+    parts.set(2, extractable)?;
+    parts.set(3, algorithm)?;
+    parts.set(4, usages)?;
+    Ok(parts.into_value())
+}
+
+fn usages(ctx: &Ctx<'_>, names: Vec<String>) -> rquickjs::Result<UsageList> {
+    UsageList::parse(&names).map_err(|e| throw(ctx, e))
+}
+
+fn format(ctx: &Ctx<'_>, name: &str) -> rquickjs::Result<Format> {
+    Format::parse(name).map_err(|e| throw(ctx, e))
+}
+
+fn bytes_value<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<Value<'js>> {
+    TypedArray::<u8>::new(ctx.clone(), bytes.to_vec()).map(TypedArray::into_value)
+}
+
+fn import<'js>(
+    ctx: Ctx<'js>,
+    format_name: String,
+    data: Value<'js>,
+    algorithm: Object<'js>,
+    extractable: bool,
+    usage_names: Vec<String>,
+) -> rquickjs::Result<Value<'js>> {
+    let format = format(&ctx, &format_name)?;
+    let key_data = match data.as_string() {
+        Some(text) => KeyData::Jwk(Zeroizing::new(text.to_string()?)),
+        None => match TypedArray::<u8>::from_value(data) {
+            Ok(array) => KeyData::Bytes(bytes_of(&array)),
+            Err(_) => {
+                return Err(Exception::throw_type(&ctx, "importKey: key data must be a BufferSource or a JsonWebKey"));
+            }
+        },
+    };
+    let params = params(&ctx, &algorithm)?;
+    let usages = usages(&ctx, usage_names)?;
+    let key = webcrypto::import_key(format, &key_data, &params, extractable, &usages).map_err(|e| throw(&ctx, e))?;
+    key_value(&ctx, key)
+}
+
+fn export<'js>(ctx: Ctx<'js>, format_name: String, handle: Value<'js>) -> rquickjs::Result<Value<'js>> {
+    let format = format(&ctx, &format_name)?;
+    let key = key_of(&ctx, &handle)?;
+    match webcrypto::export_key(format, &key).map_err(|e| throw(&ctx, e))? {
+        Exported::Bytes(bytes) => bytes_value(&ctx, &bytes),
+        Exported::Jwk(text) => text.as_str().into_js(&ctx),
+    }
+}
+
+fn generate<'js>(
+    ctx: Ctx<'js>,
+    spent: &Spent,
+    algorithm: Object<'js>,
+    extractable: bool,
+    usage_names: Vec<String>,
+) -> rquickjs::Result<Value<'js>> {
+    let params = params(&ctx, &algorithm)?;
+    let usages = usages(&ctx, usage_names)?;
+    let generated = webcrypto::generate_key_until(&params, extractable, &usages, &|| spent());
+    match generated.map_err(|e| throw(&ctx, e))? {
+        Generated::Secret(key) => key_value(&ctx, key),
+        Generated::Pair { public, private } => {
+            let pair = Object::new(ctx.clone())?;
+            pair.set("publicKey", key_value(&ctx, public)?)?;
+            pair.set("privateKey", key_value(&ctx, private)?)?;
+            Ok(pair.into_value())
+        }
+    }
+}
+
+/// `encrypt`, `decrypt`, `sign` and `verify` (`signature` only for `verify`).
+fn operate<'js>(
+    ctx: Ctx<'js>,
+    operation: String,
+    algorithm: Object<'js>,
+    handle: Value<'js>,
+    data: TypedArray<'js, u8>,
+    signature: rquickjs::prelude::Opt<TypedArray<'js, u8>>,
+) -> rquickjs::Result<Value<'js>> {
+    let params = params(&ctx, &algorithm)?;
+    let key = key_of(&ctx, &handle)?;
+    let data = bytes_of(&data);
+    let failed = |e| throw(&ctx, e);
+    let out = match operation.as_str() {
+        "encrypt" => webcrypto::encrypt(&params, &key, &data).map_err(failed)?,
+        "decrypt" => Zeroizing::new(webcrypto::decrypt(&params, &key, &data).map_err(failed)?).to_vec(),
+        "sign" => webcrypto::sign(&params, &key, &data).map_err(failed)?,
+        "verify" => {
+            let signature = signature.0.as_ref().map(bytes_of).unwrap_or_default();
+            let valid = webcrypto::verify(&params, &key, &signature, &data).map_err(failed)?;
+            return valid.into_js(&ctx);
+        }
+        other => return Err(Exception::throw_type(&ctx, &format!("unknown operation {other}"))),
+    };
+    bytes_value(&ctx, &out)
+}
+
+fn derive_bits<'js>(
+    ctx: Ctx<'js>,
+    algorithm: Object<'js>,
+    handle: Value<'js>,
+    length: Option<u32>,
+) -> rquickjs::Result<Value<'js>> {
+    let params = params(&ctx, &algorithm)?;
+    let key = key_of(&ctx, &handle)?;
+    let bits = webcrypto::derive_bits(&params, &key, length).map_err(|e| throw(&ctx, e))?;
+    bytes_value(&ctx, &bits)
+}
+
+fn derive_key<'js>(
+    ctx: Ctx<'js>,
+    algorithm: Object<'js>,
+    handle: Value<'js>,
+    derived: Object<'js>,
+    extractable: bool,
+    usage_names: Vec<String>,
+) -> rquickjs::Result<Value<'js>> {
+    let (params, derived) = (params(&ctx, &algorithm)?, params(&ctx, &derived)?);
+    let key = key_of(&ctx, &handle)?;
+    let usages = usages(&ctx, usage_names)?;
+    let derived = webcrypto::derive_key(&params, &key, &derived, extractable, &usages).map_err(|e| throw(&ctx, e))?;
+    key_value(&ctx, derived)
+}
+
+fn wrap<'js>(
+    ctx: Ctx<'js>,
+    format_name: String,
+    handle: Value<'js>,
+    wrapping: Value<'js>,
+    algorithm: Object<'js>,
+) -> rquickjs::Result<Value<'js>> {
+    let format = format(&ctx, &format_name)?;
+    let (key, wrapping) = (key_of(&ctx, &handle)?, key_of(&ctx, &wrapping)?);
+    let params = params(&ctx, &algorithm)?;
+    let wrapped = webcrypto::wrap_key(format, &key, &wrapping, &params).map_err(|e| throw(&ctx, e))?;
+    bytes_value(&ctx, &wrapped)
+}
+
+/// `unwrapKey`; `key` is `{ extractable, usages }` of the unwrapped key.
+fn unwrap<'js>(
+    ctx: Ctx<'js>,
+    format_name: String,
+    wrapped: TypedArray<'js, u8>,
+    unwrapping: Value<'js>,
+    algorithm: Object<'js>,
+    import_algorithm: Object<'js>,
+    key: Object<'js>,
+) -> rquickjs::Result<Value<'js>> {
+    let (extractable, usage_names): (bool, Vec<String>) = (key.get("extractable")?, key.get("usages")?);
+    let format = format(&ctx, &format_name)?;
+    let unwrapping = key_of(&ctx, &unwrapping)?;
+    let (params, import_params) = (params(&ctx, &algorithm)?, params(&ctx, &import_algorithm)?);
+    let usages = usages(&ctx, usage_names)?;
+    let key =
+        webcrypto::unwrap_key(format, &bytes_of(&wrapped), &unwrapping, &params, &import_params, extractable, &usages)
+            .map_err(|e| throw(&ctx, e))?;
+    key_value(&ctx, key)
+}
+
+/// `crypto.subtle.timingSafeEqual` (Workers): constant time in the length.
+fn timing_safe_equal(ctx: Ctx<'_>, a: TypedArray<'_, u8>, b: TypedArray<'_, u8>) -> rquickjs::Result<bool> {
+    use subtle::ConstantTimeEq;
+    let (a, b) = (bytes_of(&a), bytes_of(&b));
+    if a.len() != b.len() {
+        return Err(Exception::throw_type(&ctx, "timingSafeEqual: the inputs must have the same length"));
+    }
+    Ok(bool::from(a.ct_eq(&b)))
+}
+
+/// Puts the functions on the prelude's host object.
+pub(crate) fn install(host: &Object<'_>, spent: Spent) -> rquickjs::Result<()> {
+    host.set("cryptoImport", Func::from(import))?;
+    host.set("cryptoExport", Func::from(export))?;
+    // The interrupt handler runs every so many JavaScript operations, which a
+    // loop of costly host calls takes long to reach: each call first checks
+    // the budget, so the loop ends within one operation of the CPU limit.
+    let budget = spent.clone();
+    host.set(
+        "cryptoBudget",
+        Func::from(move |ctx: Ctx<'_>| {
+            if budget() {
+                return Err(throw(
+                    &ctx,
+                    webcrypto::Error {
+                        name: webcrypto::ErrorName::Operation,
+                        message: "the call's CPU time is spent".into(),
+                    },
+                ));
+            }
+            Ok(())
+        }),
+    )?;
+    host.set(
+        "cryptoGenerate",
+        Func::from(move |ctx, algorithm, extractable, usages| generate(ctx, &spent, algorithm, extractable, usages)),
+    )?;
+    host.set("cryptoOperate", Func::from(operate))?;
+    host.set("cryptoDeriveBits", Func::from(derive_bits))?;
+    host.set("cryptoDeriveKey", Func::from(derive_key))?;
+    host.set("cryptoWrap", Func::from(wrap))?;
+    host.set("cryptoUnwrap", Func::from(unwrap))?;
+    host.set("timingSafeEqual", Func::from(timing_safe_equal))?;
+    Ok(())
+}
