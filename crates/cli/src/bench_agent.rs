@@ -11,6 +11,9 @@
 //!   which is what every worker pays per command, beside the warm call.
 //! - Idle memory per loaded agent: JavaScript heap per instance and process
 //!   RSS growth per instance over many loaded agents.
+//! - `crypto.subtle` per operation (HMAC-SHA-256 of 1 KiB, Ed25519 sign and
+//!   verify of 1 KiB, AES-GCM of 64 KiB), run in a loop inside one call,
+//!   beside the same operation called from Rust (`phalanx-webcrypto`).
 //! - HTTP requests/s: `agent dev`'s server (pool, streaming relay) serving a
 //!   hello-world agent, and a plain hyper hello-world server, under the same
 //!   load generator (keep-alive HTTP/1.1 connections) in this process.
@@ -75,6 +78,8 @@ pub(crate) async fn run(seconds: u64, connections: usize, calls: usize) -> anyho
         micros(percentile(&plain, 0.99)),
         percentile(&warm, 0.5).as_secs_f64() / percentile(&plain, 0.5).as_secs_f64()
     );
+
+    crypto(&mut sandbox_for_crypto().await?, calls).await?;
 
     // A command in a fresh deterministic instance, per command.
     let counter = AgentCode::compile(
@@ -156,6 +161,135 @@ pub(crate) async fn run(seconds: u64, connections: usize, calls: usize) -> anyho
         "  phalanx agent dev                {agent_rps:>10.0} req/s   = {:.0}% of hyper (goal >= 25%)",
         agent_rps / hyper_rps * 100.0
     );
+    Ok(())
+}
+
+/// An agent whose methods run one `crypto.subtle` operation `n` times.
+const CRYPTO_AGENT: &str = r#"
+const s = crypto.subtle;
+const data1k = new Uint8Array(1024).fill(7), data64k = new Uint8Array(65536).fill(7), iv = new Uint8Array(12);
+let hmac, ed, edPublic, aes, signature;
+const loop = async (n, f) => { for (let i = 0; i < n; i++) await f(); return n; };
+export default {
+  fetch() { return new Response("crypto"); },
+  async setup() {
+    hmac = await s.importKey("raw", new Uint8Array(32).fill(1), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    const seed = Uint8Array.from([48, 46, 2, 1, 0, 48, 5, 6, 3, 43, 101, 112, 4, 34, 4, 32, ...new Uint8Array(32).fill(2)]);
+    ed = await s.importKey("pkcs8", seed, "Ed25519", true, ["sign"]);
+    const jwk = await s.exportKey("jwk", ed);
+    edPublic = await s.importKey("jwk", { kty: "OKP", crv: "Ed25519", x: jwk.x }, "Ed25519", false, ["verify"]);
+    aes = await s.importKey("raw", new Uint8Array(32).fill(3), "AES-GCM", false, ["encrypt"]);
+    signature = await s.sign("Ed25519", ed, data1k);
+    return 0;
+  },
+  hmac(n) { return loop(n, () => s.sign("HMAC", hmac, data1k)); },
+  edSign(n) { return loop(n, () => s.sign("Ed25519", ed, data1k)); },
+  edVerify(n) { return loop(n, async () => { if (!(await s.verify("Ed25519", edPublic, signature, data1k))) throw new Error("did not verify"); }); },
+  gcm(n) { return loop(n, () => s.encrypt({ name: "AES-GCM", iv }, aes, data64k)); },
+};
+"#;
+
+async fn sandbox_for_crypto() -> anyhow::Result<Sandbox> {
+    let limits = Limits { cpu_time_max: Duration::from_secs(30), ..Limits::default() };
+    let mut sandbox = Sandbox::new(limits).await?;
+    sandbox.load("crypto.js", CRYPTO_AGENT, "fetch").await?;
+    sandbox.call_json("setup", "0").await?;
+    Ok(sandbox)
+}
+
+/// One operation called from Rust directly.
+type RustOp<'a> = Box<dyn Fn() -> anyhow::Result<()> + 'a>;
+
+/// Per-operation time of `crypto.subtle` in the sandbox beside the same
+/// operation from Rust, best of several rounds each (the machine is shared).
+async fn crypto(sandbox: &mut Sandbox, calls: usize) -> anyhow::Result<()> {
+    use phalanx_webcrypto::{Format, KeyData, Params, UsageList};
+    let usages = |names: &[&str]| UsageList::parse(names).map_err(|e| anyhow::anyhow!("{e}"));
+    let raw = |bytes: Vec<u8>| KeyData::Bytes(bytes.into());
+    let hmac_params = Params { hash: Some("SHA-256".into()), ..Params::named("HMAC") };
+    let hmac = phalanx_webcrypto::import_key(Format::Raw, &raw(vec![1; 32]), &hmac_params, false, &usages(&["sign"])?)?;
+    let seed: Vec<u8> = [&[48, 46, 2, 1, 0, 48, 5, 6, 3, 43, 101, 112, 4, 34, 4, 32][..], &[2; 32]].concat();
+    let ed =
+        phalanx_webcrypto::import_key(Format::Pkcs8, &raw(seed), &Params::named("Ed25519"), true, &usages(&["sign"])?)?;
+    let aes = phalanx_webcrypto::import_key(
+        Format::Raw,
+        &raw(vec![3; 32]),
+        &Params::named("AES-GCM"),
+        false,
+        &usages(&["encrypt"])?,
+    )?;
+    let (data1k, data64k) = (vec![7u8; 1024], vec![7u8; 65536]);
+    let signature = phalanx_webcrypto::sign(&Params::named("Ed25519"), &ed, &data1k)?;
+    let ed_public = {
+        let phalanx_webcrypto::Exported::Jwk(jwk) = phalanx_webcrypto::export_key(Format::Jwk, &ed)? else {
+            anyhow::bail!("a JWK");
+        };
+        let x: serde_json::Value = serde_json::from_str(&jwk)?;
+        let public = serde_json::json!({ "kty": "OKP", "crv": "Ed25519", "x": x["x"] }).to_string();
+        phalanx_webcrypto::import_key(
+            Format::Jwk,
+            &KeyData::Jwk(public.into()),
+            &Params::named("Ed25519"),
+            false,
+            &usages(&["verify"])?,
+        )?
+    };
+    let gcm = Params { iv: Some(vec![0; 12]), ..Params::named("AES-GCM") };
+    let per_call = (calls / 20).clamp(20, 500);
+    let cases: [(&str, &str, usize, RustOp, f64); 4] = [
+        (
+            "HMAC-SHA-256, 1 KiB",
+            "hmac",
+            per_call,
+            Box::new(|| phalanx_webcrypto::sign(&Params::named("HMAC"), &hmac, &data1k).map(drop).map_err(Into::into)),
+            3.0,
+        ),
+        (
+            "Ed25519 sign, 1 KiB",
+            "edSign",
+            per_call,
+            Box::new(|| phalanx_webcrypto::sign(&Params::named("Ed25519"), &ed, &data1k).map(drop).map_err(Into::into)),
+            3.0,
+        ),
+        (
+            "Ed25519 verify, 1 KiB",
+            "edVerify",
+            per_call,
+            Box::new(|| {
+                anyhow::ensure!(
+                    phalanx_webcrypto::verify(&Params::named("Ed25519"), &ed_public, &signature, &data1k)?,
+                    "did not verify"
+                );
+                Ok(())
+            }),
+            3.0,
+        ),
+        (
+            "AES-256-GCM, 64 KiB",
+            "gcm",
+            per_call / 4,
+            Box::new(|| phalanx_webcrypto::encrypt(&gcm, &aes, &data64k).map(drop).map_err(Into::into)),
+            1.3,
+        ),
+    ];
+    println!("crypto.subtle per operation (best of 5 rounds), beside the same operation from Rust:");
+    for (name, method, n, rust, goal) in cases {
+        let (mut agent, mut direct) = (f64::MAX, f64::MAX);
+        for _ in 0..5 {
+            let started = Instant::now();
+            sandbox.call_json(method, &n.to_string()).await?;
+            agent = agent.min(micros(started.elapsed()) / n as f64);
+            let started = Instant::now();
+            for _ in 0..n {
+                rust()?;
+            }
+            direct = direct.min(micros(started.elapsed()) / n as f64);
+        }
+        println!(
+            "  {name:<24} agent {agent:>8.1} µs  Rust {direct:>8.1} µs   = {:.2}x (goal <= {goal}x)",
+            agent / direct
+        );
+    }
     Ok(())
 }
 

@@ -59,9 +59,9 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
     // Leaves are generated chunk by chunk, never all at once, so the RSS
     // measured after each phase is what that phase holds.
     let chunks = || {
-        (0..accounts)
-            .step_by(LOAD_BATCH)
-            .map(move |start| (start..(start + LOAD_BATCH as u64).min(accounts)).map(synthetic_leaf).collect::<Vec<_>>())
+        (0..accounts).step_by(LOAD_BATCH).map(move |start| {
+            (start..(start + LOAD_BATCH as u64).min(accounts)).map(synthetic_leaf).collect::<Vec<_>>()
+        })
     };
     let rss_start = crate::bench_agent::rss_bytes()?;
     let store = Store::open(&dir.join("chain.redb"))?;
@@ -74,8 +74,8 @@ pub(crate) fn run(accounts: u64, changes: usize, blocks: usize, json: bool) -> a
     }
     let load_s = t.elapsed().as_secs_f64();
     let rss_stores = crate::bench_agent::rss_bytes()?;
-    let mut state = State::load(genesis_leaves.iter().cloned().chain(chunks().flatten()))
-        .context("loading the synthetic state")?;
+    let mut state =
+        State::load(genesis_leaves.iter().cloned().chain(chunks().flatten())).context("loading the synthetic state")?;
     let rss_state = crate::bench_agent::rss_bytes()?;
     // The old root's cache: every leaf's hash.
     let mut leaf_hashes: BTreeMap<Vec<u8>, Hash> = genesis_leaves
