@@ -343,3 +343,28 @@ export default {
     assert!(text.contains("not available in command()"), "{text}");
     assert!(text.contains("hmac ") && text.contains("ed25519 ") && text.contains("aes "), "{text}");
 }
+
+/// Keys' material lives outside the JavaScript heap limit, so an instance
+/// holds at most 4096 live keys; past that, making one is a RangeError.
+#[tokio::test]
+async fn live_keys_are_bounded_per_instance() {
+    let limits = Limits { cpu_time_max: Duration::from_secs(20), ..Limits::default() };
+    let mut sandbox = Sandbox::new(limits).await.unwrap();
+    sandbox
+        .load(
+            "hoard.js",
+            r#"export default { async fetch() {
+              const keys = [];
+              try {
+                for (let i = 0; i < 5000; i++) keys.push(await crypto.subtle.importKey("raw", new Uint8Array(16), "AES-GCM", false, ["encrypt"]));
+                return new Response("no limit");
+              } catch (e) { return new Response(`${keys.length} ${e.name}: ${e.message}`); }
+            } };"#,
+            "fetch",
+        )
+        .await
+        .unwrap();
+    let fetched = sandbox.fetch(request("/", None), vec![]).await.unwrap();
+    let text = String::from_utf8(fetched.response.body).unwrap();
+    assert_eq!(text, "4096 RangeError: at most 4096 CryptoKeys may be alive in one agent instance");
+}

@@ -20,10 +20,32 @@ use rquickjs::function::Constructor;
 use rquickjs::prelude::Func;
 use rquickjs::{Array, Class, Ctx, Exception, IntoJs, JsLifetime, Object, TypedArray, Value};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use zeroize::Zeroizing;
 
+/// Most `CryptoKey`s one instance may hold at once: their material lives
+/// outside the JavaScript heap and its limit (a 4096-bit RSA private key is
+/// a few KiB), so they are counted here.
+pub(crate) const KEYS_LIVE_MAX: usize = 4096;
+
+/// How many of an instance's keys are alive (handles not yet collected).
+#[derive(Clone, Default)]
+pub(crate) struct LiveKeys(Arc<AtomicUsize>);
+
+/// Counts one live key until its handle is collected.
+struct Alive(Arc<AtomicUsize>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A `CryptoKey`'s handle: the host's key, opaque to JavaScript.
-pub(crate) struct KeyHandle(Arc<Key>);
+pub(crate) struct KeyHandle {
+    key: Arc<Key>,
+    _alive: Alive,
+}
 
 impl<'js> Trace<'js> for KeyHandle {
     fn trace<'a>(&self, _tracer: Tracer<'a, 'js>) {}
@@ -66,7 +88,7 @@ fn bytes_of(array: &TypedArray<'_, u8>) -> Zeroizing<Vec<u8>> {
 fn key_of<'js>(ctx: &Ctx<'js>, value: &Value<'js>) -> rquickjs::Result<Arc<Key>> {
     let class =
         Class::<KeyHandle>::from_value(value).map_err(|_| Exception::throw_type(ctx, "expected a CryptoKey"))?;
-    Ok(class.borrow().0.clone())
+    Ok(class.borrow().key.clone())
 }
 
 /// The algorithm dictionary the prelude normalized: `BufferSource`
@@ -102,7 +124,15 @@ fn params<'js>(ctx: &Ctx<'js>, object: &Object<'js>) -> rquickjs::Result<Params>
 
 /// A new key as the prelude wraps it: `[handle, type, extractable,
 /// algorithm, usages]`.
-fn key_value<'js>(ctx: &Ctx<'js>, key: Key) -> rquickjs::Result<Value<'js>> {
+fn key_value<'js>(ctx: &Ctx<'js>, live: &LiveKeys, key: Key) -> rquickjs::Result<Value<'js>> {
+    if live.0.fetch_add(1, Ordering::Relaxed) >= KEYS_LIVE_MAX {
+        live.0.fetch_sub(1, Ordering::Relaxed);
+        return Err(Exception::throw_range(
+            ctx,
+            &format!("at most {KEYS_LIVE_MAX} CryptoKeys may be alive in one agent instance"),
+        ));
+    }
+    let alive = Alive(live.0.clone());
     let algorithm = Object::new(ctx.clone())?;
     let description = key.algorithm();
     algorithm.set("name", description.algorithm.name())?;
@@ -124,7 +154,7 @@ fn key_value<'js>(ctx: &Ctx<'js>, key: Key) -> rquickjs::Result<Value<'js>> {
         algorithm.set("publicExponent", TypedArray::<u8>::new(ctx.clone(), exponent.clone())?)?;
     }
     let (kind, extractable, usages) = (key.kind().as_str(), key.extractable(), key.usage_names().to_vec());
-    let handle = Class::instance(ctx.clone(), KeyHandle(Arc::new(key)))?;
+    let handle = Class::instance(ctx.clone(), KeyHandle { key: Arc::new(key), _alive: alive })?;
     let parts = Array::new(ctx.clone())?;
     parts.set(0, handle)?;
     parts.set(1, kind)?;
@@ -148,6 +178,7 @@ fn bytes_value<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<Value<'js>
 
 fn import<'js>(
     ctx: Ctx<'js>,
+    live: &LiveKeys,
     format_name: String,
     data: Value<'js>,
     algorithm: Object<'js>,
@@ -167,7 +198,7 @@ fn import<'js>(
     let params = params(&ctx, &algorithm)?;
     let usages = usages(&ctx, usage_names)?;
     let key = webcrypto::import_key(format, &key_data, &params, extractable, &usages).map_err(|e| throw(&ctx, e))?;
-    key_value(&ctx, key)
+    key_value(&ctx, live, key)
 }
 
 fn export<'js>(ctx: Ctx<'js>, format_name: String, handle: Value<'js>) -> rquickjs::Result<Value<'js>> {
@@ -181,6 +212,7 @@ fn export<'js>(ctx: Ctx<'js>, format_name: String, handle: Value<'js>) -> rquick
 
 fn generate<'js>(
     ctx: Ctx<'js>,
+    live: &LiveKeys,
     spent: &Spent,
     algorithm: Object<'js>,
     extractable: bool,
@@ -190,11 +222,11 @@ fn generate<'js>(
     let usages = usages(&ctx, usage_names)?;
     let generated = webcrypto::generate_key_until(&params, extractable, &usages, &|| spent());
     match generated.map_err(|e| throw(&ctx, e))? {
-        Generated::Secret(key) => key_value(&ctx, key),
+        Generated::Secret(key) => key_value(&ctx, live, key),
         Generated::Pair { public, private } => {
             let pair = Object::new(ctx.clone())?;
-            pair.set("publicKey", key_value(&ctx, public)?)?;
-            pair.set("privateKey", key_value(&ctx, private)?)?;
+            pair.set("publicKey", key_value(&ctx, live, public)?)?;
+            pair.set("privateKey", key_value(&ctx, live, private)?)?;
             Ok(pair.into_value())
         }
     }
@@ -241,6 +273,7 @@ fn derive_bits<'js>(
 
 fn derive_key<'js>(
     ctx: Ctx<'js>,
+    live: &LiveKeys,
     algorithm: Object<'js>,
     handle: Value<'js>,
     derived: Object<'js>,
@@ -251,7 +284,7 @@ fn derive_key<'js>(
     let key = key_of(&ctx, &handle)?;
     let usages = usages(&ctx, usage_names)?;
     let derived = webcrypto::derive_key(&params, &key, &derived, extractable, &usages).map_err(|e| throw(&ctx, e))?;
-    key_value(&ctx, derived)
+    key_value(&ctx, live, derived)
 }
 
 fn wrap<'js>(
@@ -271,6 +304,7 @@ fn wrap<'js>(
 /// `unwrapKey`; `key` is `{ extractable, usages }` of the unwrapped key.
 fn unwrap<'js>(
     ctx: Ctx<'js>,
+    live: &LiveKeys,
     format_name: String,
     wrapped: TypedArray<'js, u8>,
     unwrapping: Value<'js>,
@@ -286,7 +320,7 @@ fn unwrap<'js>(
     let key =
         webcrypto::unwrap_key(format, &bytes_of(&wrapped), &unwrapping, &params, &import_params, extractable, &usages)
             .map_err(|e| throw(&ctx, e))?;
-    key_value(&ctx, key)
+    key_value(&ctx, live, key)
 }
 
 /// `crypto.subtle.timingSafeEqual` (Workers): constant time in the length.
@@ -301,7 +335,14 @@ fn timing_safe_equal(ctx: Ctx<'_>, a: TypedArray<'_, u8>, b: TypedArray<'_, u8>)
 
 /// Puts the functions on the prelude's host object.
 pub(crate) fn install(host: &Object<'_>, spent: Spent) -> rquickjs::Result<()> {
-    host.set("cryptoImport", Func::from(import))?;
+    let live = LiveKeys::default();
+    let keys = live.clone();
+    host.set(
+        "cryptoImport",
+        Func::from(move |ctx, format, data, algorithm, extractable, usages| {
+            import(ctx, &keys, format, data, algorithm, extractable, usages)
+        }),
+    )?;
     host.set("cryptoExport", Func::from(export))?;
     // The interrupt handler runs every so many JavaScript operations, which a
     // loop of costly host calls takes long to reach: each call first checks
@@ -322,15 +363,29 @@ pub(crate) fn install(host: &Object<'_>, spent: Spent) -> rquickjs::Result<()> {
             Ok(())
         }),
     )?;
+    let keys = live.clone();
     host.set(
         "cryptoGenerate",
-        Func::from(move |ctx, algorithm, extractable, usages| generate(ctx, &spent, algorithm, extractable, usages)),
+        Func::from(move |ctx, algorithm, extractable, usages| {
+            generate(ctx, &keys, &spent, algorithm, extractable, usages)
+        }),
     )?;
     host.set("cryptoOperate", Func::from(operate))?;
     host.set("cryptoDeriveBits", Func::from(derive_bits))?;
-    host.set("cryptoDeriveKey", Func::from(derive_key))?;
+    let keys = live.clone();
+    host.set(
+        "cryptoDeriveKey",
+        Func::from(move |ctx, algorithm, handle, derived, extractable, usages| {
+            derive_key(ctx, &keys, algorithm, handle, derived, extractable, usages)
+        }),
+    )?;
     host.set("cryptoWrap", Func::from(wrap))?;
-    host.set("cryptoUnwrap", Func::from(unwrap))?;
+    host.set(
+        "cryptoUnwrap",
+        Func::from(move |ctx, format, wrapped, unwrapping, algorithm, imported, key| {
+            unwrap(ctx, &live, format, wrapped, unwrapping, algorithm, imported, key)
+        }),
+    )?;
     host.set("timingSafeEqual", Func::from(timing_safe_equal))?;
     Ok(())
 }
