@@ -302,6 +302,7 @@ fn wrap<'js>(
 }
 
 /// `unwrapKey`; `key` is `{ extractable, usages }` of the unwrapped key.
+#[allow(clippy::too_many_arguments)] // unwrapKey's own arguments, and the instance's keys
 fn unwrap<'js>(
     ctx: Ctx<'js>,
     live: &LiveKeys,
