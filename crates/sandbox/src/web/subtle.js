@@ -33,17 +33,21 @@ const newKeyOrPair = (result) => Array.isArray(result)
   : { publicKey: newKey(result.publicKey), privateKey: newKey(result.privateKey) };
 
 // Host errors carry the spec's names; they become DOMExceptions (or TypeErrors).
-const hostCall = (f) => {
-  try { host.cryptoBudget(); return f(); } catch (e) {
-    if (e !== null && typeof e === "object" && e.webcrypto === true) {
-      throw e.name === "TypeError" ? new TypeError(e.message) : new DOMException(e.message, e.name);
-    }
-    throw e;
+const rethrow = (e) => {
+  if (e !== null && typeof e === "object" && e.webcrypto === true) {
+    throw e.name === "TypeError" ? new TypeError(e.message) : new DOMException(e.message, e.name);
   }
+  throw e;
+};
+const hostCall = (f) => {
+  try { host.cryptoBudget(); return f(); } catch (e) { rethrow(e); }
 };
 
+// A view of a BufferSource's bytes. The spec copies them because its
+// operations run in parallel; here the host reads them during the call,
+// before any JavaScript runs again, so a view is as good as a copy.
 const copyBytes = (what, value) => {
-  if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) return toBytes(value).slice();
+  if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) return toBytes(value);
   throw new TypeError(`${what} must be an ArrayBuffer or an ArrayBufferView`);
 };
 const unsignedLong = (what, value) => {
@@ -75,7 +79,12 @@ const usageList = (usages) => {
   if (usages === null || typeof usages !== "object" || typeof usages[Symbol.iterator] !== "function") throw new TypeError("keyUsages must be a sequence");
   return Array.from(usages, String);
 };
-const isNamed = (a, ...names) => names.some((n) => a.name.toUpperCase() === n);
+const isNamed = (a, ...names) => { const upper = a.name.toUpperCase(); return names.includes(upper); };
+// Operations of host.cryptoOperate (which checks the CPU budget itself).
+const ENCRYPT = 0, DECRYPT = 1, SIGN = 2, VERIFY = 3;
+const operate = (op, a, key, data, signature) => {
+  try { return host.cryptoOperate(op, a, handleOf(key), copyBytes("data", data), signature); } catch (e) { rethrow(e); }
+};
 // Operations that need randomness cannot run in command(): it must give
 // the same answer on every worker.
 const randomized = (what) => notInCommand(`crypto.subtle.${what}`);
@@ -90,20 +99,20 @@ class SubtleCrypto {
   async encrypt(algorithm, key, data) {
     const a = normalize(algorithm);
     if (isNamed(a, "RSA-OAEP")) randomized("encrypt with RSA-OAEP");
-    return hostCall(() => host.cryptoOperate("encrypt", a, handleOf(key), copyBytes("data", data))).buffer;
+    return operate(ENCRYPT, a, key, data);
   }
   async decrypt(algorithm, key, data) {
     const a = normalize(algorithm);
-    return hostCall(() => host.cryptoOperate("decrypt", a, handleOf(key), copyBytes("data", data))).buffer;
+    return operate(DECRYPT, a, key, data);
   }
   async sign(algorithm, key, data) {
     const a = normalize(algorithm);
     if (isNamed(a, "ECDSA", "RSA-PSS")) randomized(`sign with ${a.name}`);
-    return hostCall(() => host.cryptoOperate("sign", a, handleOf(key), copyBytes("data", data))).buffer;
+    return operate(SIGN, a, key, data);
   }
   async verify(algorithm, key, signature, data) {
     const a = normalize(algorithm);
-    return hostCall(() => host.cryptoOperate("verify", a, handleOf(key), copyBytes("data", data), copyBytes("signature", signature)));
+    return operate(VERIFY, a, key, data, copyBytes("signature", signature));
   }
   async generateKey(algorithm, extractable, keyUsages) {
     const a = normalize(algorithm);
@@ -122,12 +131,12 @@ class SubtleCrypto {
   }
   async exportKey(format, key) {
     const out = hostCall(() => host.cryptoExport(String(format), handleOf(key)));
-    return typeof out === "string" ? JSON.parse(out) : out.buffer;
+    return typeof out === "string" ? JSON.parse(out) : out;
   }
   async deriveBits(algorithm, baseKey, length = null) {
     const a = normalize(algorithm);
     const bits = length === null || length === undefined ? undefined : unsignedLong("length", length);
-    return hostCall(() => host.cryptoDeriveBits(a, handleOf(baseKey, "baseKey"), bits)).buffer;
+    return hostCall(() => host.cryptoDeriveBits(a, handleOf(baseKey, "baseKey"), bits));
   }
   async deriveKey(algorithm, baseKey, derivedKeyType, extractable, keyUsages) {
     const a = normalize(algorithm), derived = normalize(derivedKeyType);
@@ -136,7 +145,7 @@ class SubtleCrypto {
   async wrapKey(format, key, wrappingKey, wrapAlgorithm) {
     const a = normalize(wrapAlgorithm);
     if (isNamed(a, "RSA-OAEP")) randomized("wrapKey with RSA-OAEP");
-    return hostCall(() => host.cryptoWrap(String(format), handleOf(key), handleOf(wrappingKey, "wrappingKey"), a)).buffer;
+    return hostCall(() => host.cryptoWrap(String(format), handleOf(key), handleOf(wrappingKey, "wrappingKey"), a));
   }
   async unwrapKey(format, wrappedKey, unwrappingKey, unwrapAlgorithm, unwrappedKeyAlgorithm, extractable, keyUsages) {
     const a = normalize(unwrapAlgorithm), imported = normalize(unwrappedKeyAlgorithm);

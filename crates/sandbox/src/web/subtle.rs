@@ -92,34 +92,37 @@ fn key_of<'js>(ctx: &Ctx<'js>, value: &Value<'js>) -> rquickjs::Result<Arc<Key>>
 }
 
 /// The algorithm dictionary the prelude normalized: `BufferSource`
-/// members as `Uint8Array`s, `hash` as its name, `public` as a handle.
+/// members as `Uint8Array`s, `hash` as its name, `public` as a handle. The
+/// prelude sets only the members given, so this reads only those.
 fn params<'js>(ctx: &Ctx<'js>, object: &Object<'js>) -> rquickjs::Result<Params> {
-    let bytes = |name: &str| -> rquickjs::Result<Option<Vec<u8>>> {
-        Ok(object.get::<_, Option<TypedArray<'js, u8>>>(name)?.map(|a| super::bytes_of(&a)))
-    };
-    let number = |name: &str| -> rquickjs::Result<Option<u32>> { object.get::<_, Option<u32>>(name) };
-    let public = match object.get::<_, Option<Value<'js>>>("public")? {
-        Some(value) if !value.is_undefined() && !value.is_null() => Some(key_of(ctx, &value)?),
-        _ => None,
-    };
-    Ok(Params {
-        name: object.get("name")?,
-        hash: object.get("hash")?,
-        named_curve: object.get("namedCurve")?,
-        length: number("length")?,
-        modulus_length: number("modulusLength")?,
-        public_exponent: bytes("publicExponent")?,
-        iv: bytes("iv")?,
-        counter: bytes("counter")?,
-        additional_data: bytes("additionalData")?,
-        tag_length: number("tagLength")?,
-        label: bytes("label")?,
-        salt: bytes("salt")?,
-        info: bytes("info")?,
-        iterations: number("iterations")?,
-        salt_length: number("saltLength")?,
-        public,
-    })
+    use rquickjs::FromJs;
+    let mut params = Params::default();
+    for member in object.props::<String, Value<'js>>() {
+        let (name, value) = member?;
+        let bytes = |value: Value<'js>| -> rquickjs::Result<Option<Vec<u8>>> {
+            Ok(Some(super::bytes_of(&TypedArray::<u8>::from_value(value)?)))
+        };
+        match name.as_str() {
+            "name" => params.name = String::from_js(ctx, value)?,
+            "hash" => params.hash = Some(String::from_js(ctx, value)?),
+            "namedCurve" => params.named_curve = Some(String::from_js(ctx, value)?),
+            "length" => params.length = Some(u32::from_js(ctx, value)?),
+            "modulusLength" => params.modulus_length = Some(u32::from_js(ctx, value)?),
+            "tagLength" => params.tag_length = Some(u32::from_js(ctx, value)?),
+            "iterations" => params.iterations = Some(u32::from_js(ctx, value)?),
+            "saltLength" => params.salt_length = Some(u32::from_js(ctx, value)?),
+            "publicExponent" => params.public_exponent = bytes(value)?,
+            "iv" => params.iv = bytes(value)?,
+            "counter" => params.counter = bytes(value)?,
+            "additionalData" => params.additional_data = bytes(value)?,
+            "label" => params.label = bytes(value)?,
+            "salt" => params.salt = bytes(value)?,
+            "info" => params.info = bytes(value)?,
+            "public" => params.public = Some(key_of(ctx, &value)?),
+            _ => {}
+        }
+    }
+    Ok(params)
 }
 
 /// A new key as the prelude wraps it: `[handle, type, extractable,
@@ -172,8 +175,22 @@ fn format(ctx: &Ctx<'_>, name: &str) -> rquickjs::Result<Format> {
     Format::parse(name).map_err(|e| throw(ctx, e))
 }
 
-fn bytes_value<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<Value<'js>> {
-    TypedArray::<u8>::new(ctx.clone(), bytes.to_vec()).map(TypedArray::into_value)
+/// Bytes handed to JavaScript as an `ArrayBuffer` (the engine takes the
+/// buffer, no copy).
+fn bytes_value<'js>(ctx: &Ctx<'js>, bytes: Vec<u8>) -> rquickjs::Result<Value<'js>> {
+    rquickjs::ArrayBuffer::new(ctx.clone(), bytes).map(rquickjs::ArrayBuffer::into_value)
+}
+
+/// The CPU-budget check every crypto call makes first: the interrupt
+/// handler runs only every so many JavaScript operations, which a loop of
+/// costly host calls takes long to reach, so each call checks the budget
+/// and the loop ends within one operation of the CPU limit.
+fn within_budget(ctx: &Ctx<'_>, spent: &Spent) -> rquickjs::Result<()> {
+    if spent() {
+        let message = "the call's CPU time is spent".to_string();
+        return Err(throw(ctx, webcrypto::Error { name: webcrypto::ErrorName::Operation, message }));
+    }
+    Ok(())
 }
 
 fn import<'js>(
@@ -205,7 +222,7 @@ fn export<'js>(ctx: Ctx<'js>, format_name: String, handle: Value<'js>) -> rquick
     let format = format(&ctx, &format_name)?;
     let key = key_of(&ctx, &handle)?;
     match webcrypto::export_key(format, &key).map_err(|e| throw(&ctx, e))? {
-        Exported::Bytes(bytes) => bytes_value(&ctx, &bytes),
+        Exported::Bytes(bytes) => bytes_value(&ctx, bytes.to_vec()),
         Exported::Jwk(text) => text.as_str().into_js(&ctx),
     }
 }
@@ -232,31 +249,47 @@ fn generate<'js>(
     }
 }
 
+/// The operations of `cryptoOperate`, as the prelude numbers them.
+const ENCRYPT: u8 = 0;
+const DECRYPT: u8 = 1;
+const SIGN: u8 = 2;
+const VERIFY: u8 = 3;
+
 /// `encrypt`, `decrypt`, `sign` and `verify` (`signature` only for `verify`).
 fn operate<'js>(
     ctx: Ctx<'js>,
-    operation: String,
+    spent: &Spent,
+    operation: u8,
     algorithm: Object<'js>,
     handle: Value<'js>,
     data: TypedArray<'js, u8>,
-    signature: rquickjs::prelude::Opt<TypedArray<'js, u8>>,
+    signature: Option<TypedArray<'js, u8>>,
 ) -> rquickjs::Result<Value<'js>> {
+    within_budget(&ctx, spent)?;
     let params = params(&ctx, &algorithm)?;
     let key = key_of(&ctx, &handle)?;
-    let data = bytes_of(&data);
     let failed = |e| throw(&ctx, e);
-    let out = match operation.as_str() {
-        "encrypt" => webcrypto::encrypt(&params, &key, &data).map_err(failed)?,
-        "decrypt" => Zeroizing::new(webcrypto::decrypt(&params, &key, &data).map_err(failed)?).to_vec(),
-        "sign" => webcrypto::sign(&params, &key, &data).map_err(failed)?,
-        "verify" => {
-            let signature = signature.0.as_ref().map(bytes_of).unwrap_or_default();
-            let valid = webcrypto::verify(&params, &key, &signature, &data).map_err(failed)?;
-            return valid.into_js(&ctx);
+    // The operation reads the engine's buffers in place: it runs no
+    // JavaScript, so nothing can change them meanwhile.
+    let out = super::with_bytes(&data, |data| match operation {
+        ENCRYPT => webcrypto::encrypt(&params, &key, data).map(Some),
+        DECRYPT => webcrypto::decrypt(&params, &key, data).map(Some),
+        SIGN => webcrypto::sign(&params, &key, data).map(Some),
+        _ => Ok(None),
+    });
+    match out.map_err(failed)? {
+        Some(out) => bytes_value(&ctx, out),
+        None if operation == VERIFY => {
+            let valid = match signature.as_ref() {
+                Some(signature) => super::with_bytes(signature, |signature| {
+                    super::with_bytes(&data, |data| webcrypto::verify(&params, &key, signature, data))
+                }),
+                None => webcrypto::verify(&params, &key, &[], &[]),
+            };
+            valid.map_err(failed)?.into_js(&ctx)
         }
-        other => return Err(Exception::throw_type(&ctx, &format!("unknown operation {other}"))),
-    };
-    bytes_value(&ctx, &out)
+        None => Err(Exception::throw_type(&ctx, &format!("unknown operation {operation}"))),
+    }
 }
 
 fn derive_bits<'js>(
@@ -268,7 +301,7 @@ fn derive_bits<'js>(
     let params = params(&ctx, &algorithm)?;
     let key = key_of(&ctx, &handle)?;
     let bits = webcrypto::derive_bits(&params, &key, length).map_err(|e| throw(&ctx, e))?;
-    bytes_value(&ctx, &bits)
+    bytes_value(&ctx, bits)
 }
 
 fn derive_key<'js>(
@@ -298,7 +331,7 @@ fn wrap<'js>(
     let (key, wrapping) = (key_of(&ctx, &handle)?, key_of(&ctx, &wrapping)?);
     let params = params(&ctx, &algorithm)?;
     let wrapped = webcrypto::wrap_key(format, &key, &wrapping, &params).map_err(|e| throw(&ctx, e))?;
-    bytes_value(&ctx, &wrapped)
+    bytes_value(&ctx, wrapped)
 }
 
 /// `unwrapKey`; `key` is `{ extractable, usages }` of the unwrapped key.
@@ -345,33 +378,22 @@ pub(crate) fn install(host: &Object<'_>, spent: Spent) -> rquickjs::Result<()> {
         }),
     )?;
     host.set("cryptoExport", Func::from(export))?;
-    // The interrupt handler runs every so many JavaScript operations, which a
-    // loop of costly host calls takes long to reach: each call first checks
-    // the budget, so the loop ends within one operation of the CPU limit.
     let budget = spent.clone();
-    host.set(
-        "cryptoBudget",
-        Func::from(move |ctx: Ctx<'_>| {
-            if budget() {
-                return Err(throw(
-                    &ctx,
-                    webcrypto::Error {
-                        name: webcrypto::ErrorName::Operation,
-                        message: "the call's CPU time is spent".into(),
-                    },
-                ));
-            }
-            Ok(())
-        }),
-    )?;
-    let keys = live.clone();
+    host.set("cryptoBudget", Func::from(move |ctx: Ctx<'_>| within_budget(&ctx, &budget)))?;
+    let (keys, generating) = (live.clone(), spent.clone());
     host.set(
         "cryptoGenerate",
         Func::from(move |ctx, algorithm, extractable, usages| {
-            generate(ctx, &keys, &spent, algorithm, extractable, usages)
+            generate(ctx, &keys, &generating, algorithm, extractable, usages)
         }),
     )?;
-    host.set("cryptoOperate", Func::from(operate))?;
+    let budget = spent.clone();
+    host.set(
+        "cryptoOperate",
+        Func::from(move |ctx, operation, algorithm, handle, data, signature| {
+            operate(ctx, &budget, operation, algorithm, handle, data, signature)
+        }),
+    )?;
     host.set("cryptoDeriveBits", Func::from(derive_bits))?;
     let keys = live.clone();
     host.set(
