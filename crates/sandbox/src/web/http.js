@@ -13,6 +13,8 @@ const lazy = new Set();
 // What the extras module needs from here, and what it adds when loaded.
 const internals = {
   host, encoder, decoder, toBytes, setTrusted, EMPTY, concatBytes, notInCommand, loaded: false,
+  // Taken before agent code runs, so a replaced global Promise does not reach the extras.
+  resolved: Promise.resolve.bind(Promise), rejected: Promise.reject.bind(Promise),
   define: (name, value) => { if (lazy.delete(name)) define(name, value); },
 };
 const extras = () => {

@@ -3,7 +3,7 @@
 // (`subtle.rs`, on RustCrypto). A CryptoKey holds an opaque host handle in
 // a private field: its material never enters this heap unless the key is
 // extractable and exported.
-const { notInCommand } = internals;
+const { notInCommand, resolved, rejected } = internals;
 const KEY_TOKEN = Symbol("CryptoKey");
 let keyHandle; // a CryptoKey's handle, or null for anything else
 class CryptoKey {
@@ -91,28 +91,34 @@ const randomized = (what) => notInCommand(`crypto.subtle.${what}`);
 
 class SubtleCrypto {
   constructor(token) { if (token !== KEY_TOKEN) throw new TypeError("Illegal constructor"); }
-  async digest(algorithm, data) {
-    const a = normalize(algorithm);
-    if (!["SHA-1", "SHA-256", "SHA-384", "SHA-512"].includes(a.name.toUpperCase())) throw new DOMException(`Unrecognized algorithm name: ${a.name}`, "NotSupportedError");
-    return hostCall(() => host.digest(a.name, copyBytes("data", data))).buffer;
+  // The hot operations settle a promise without an async function's frame.
+  digest(algorithm, data) {
+    try {
+      const a = normalize(algorithm);
+      if (!["SHA-1", "SHA-256", "SHA-384", "SHA-512"].includes(a.name.toUpperCase())) throw new DOMException(`Unrecognized algorithm name: ${a.name}`, "NotSupportedError");
+      return resolved(hostCall(() => host.digest(a.name, copyBytes("data", data))).buffer);
+    } catch (e) { return rejected(e); }
   }
-  async encrypt(algorithm, key, data) {
-    const a = normalize(algorithm);
-    if (isNamed(a, "RSA-OAEP")) randomized("encrypt with RSA-OAEP");
-    return operate(ENCRYPT, a, key, data);
+  encrypt(algorithm, key, data) {
+    try {
+      const a = normalize(algorithm);
+      if (isNamed(a, "RSA-OAEP")) randomized("encrypt with RSA-OAEP");
+      return resolved(operate(ENCRYPT, a, key, data));
+    } catch (e) { return rejected(e); }
   }
-  async decrypt(algorithm, key, data) {
-    const a = normalize(algorithm);
-    return operate(DECRYPT, a, key, data);
+  decrypt(algorithm, key, data) {
+    try { return resolved(operate(DECRYPT, normalize(algorithm), key, data)); } catch (e) { return rejected(e); }
   }
-  async sign(algorithm, key, data) {
-    const a = normalize(algorithm);
-    if (isNamed(a, "ECDSA", "RSA-PSS")) randomized(`sign with ${a.name}`);
-    return operate(SIGN, a, key, data);
+  sign(algorithm, key, data) {
+    try {
+      const a = normalize(algorithm);
+      if (isNamed(a, "ECDSA", "RSA-PSS")) randomized(`sign with ${a.name}`);
+      return resolved(operate(SIGN, a, key, data));
+    } catch (e) { return rejected(e); }
   }
-  async verify(algorithm, key, signature, data) {
-    const a = normalize(algorithm);
-    return operate(VERIFY, a, key, data, copyBytes("signature", signature));
+  verify(algorithm, key, signature, data) {
+    try { return resolved(operate(VERIFY, normalize(algorithm), key, data, copyBytes("signature", signature))); }
+    catch (e) { return rejected(e); }
   }
   async generateKey(algorithm, extractable, keyUsages) {
     const a = normalize(algorithm);
