@@ -1,15 +1,17 @@
 //! `phalanx bench chain`: end-to-end throughput and finality of a chain.
 //!
 //! With `--validators 1` starts `phalanx dev` as a child process; with more,
-//! writes a testnet (`testnet init`) and starts all validators but one as
-//! `phalanx node` processes, each on its own data directory and loopback
-//! ports. Funds sender accounts, then streams pre-signed transfers in over
+//! writes a testnet (`testnet init`) with one spare validator (a validator
+//! node whose key is not in the set) and starts the validators as `phalanx
+//! node` processes, each on its own data directory and loopback ports. Funds sender accounts, then streams pre-signed transfers in over
 //! JSON-RPC from concurrent clients (client i submits to validator i mod N,
 //! so every proposer has transactions) for at most `--seconds`, and watches
 //! finalized heads over a WebSocket subscription. Reports transfers
 //! finalized and persisted per second, block interval, and submit-to-
-//! finality latency. Then (testnet) starts the held-back validator with an
-//! empty data directory and measures how fast it catches up. The baseline,
+//! finality latency. Then (testnet) starts the spare validator with an
+//! empty data directory and measures how fast it catches up. (The spare is
+//! outside the set: a validator of the set held back during the load would
+//! cost every view it leads a leader timeout.) The baseline,
 //! measured in the same run on the same machine, is one core verifying the
 //! same signatures: the least work a node does per transfer.
 
@@ -385,13 +387,14 @@ pub(crate) struct Network {
 
 impl Network {
     /// `block_interval_ms`: the validators' pacing, minimum and empty-block
-    /// interval alike (`None`: the testnet's defaults). With `hold_back`,
-    /// the last validator is not started ([`Network::catch_up`] starts it).
+    /// interval alike (`None`: the testnet's defaults). With `spare`, the
+    /// testnet also has a spare validator, not started
+    /// ([`Network::catch_up`] starts it).
     pub(crate) async fn start(
         data_dir: &std::path::Path,
         validators: usize,
         block_interval_ms: Option<u64>,
-        hold_back: bool,
+        spare: bool,
     ) -> anyhow::Result<Network> {
         let wait = |url: String| async move {
             let client = HttpClientBuilder::default().request_timeout(Duration::from_secs(5)).build(&url)?;
@@ -420,7 +423,8 @@ impl Network {
         let base = 20_000 + (std::process::id() % 10_000) as u16;
         let layout = crate::testnet::Layout {
             validators,
-            spare_validators: 0,
+            // The fresh validator whose catch-up is measured after the load.
+            spare_validators: usize::from(spare),
             gatekeepers: 0,
             workers: 0,
             base_port: base,
@@ -437,9 +441,8 @@ impl Network {
             }
         }
         let mut network = Network { urls: Vec::new(), dev: None, testnet: Some(dir.clone()) };
-        // A held-back validator joins after the load, empty, to measure catch-up.
-        let running = if hold_back { validators - 1 } else { validators };
-        for member in &manifest.members[..running] {
+        // Every validator of the set runs; the spare (last) joins after the load.
+        for member in &manifest.members[..validators] {
             let folder = dir.join(&member.name);
             let config = folder.join("config.toml").to_string_lossy().into_owned();
             crate::testnet::spawn(&folder, &["node".into(), "--config".into(), config])?;
@@ -451,7 +454,8 @@ impl Network {
         Ok(network)
     }
 
-    /// Starts the held-back validator and times its catch-up to `height`:
+    /// Starts the spare validator (outside the set, empty) and times its
+    /// catch-up to `height`:
     /// (blocks, seconds). `None` for a dev network.
     pub(crate) async fn catch_up(&self, height: u64) -> anyhow::Result<Option<(u64, f64)>> {
         let Some(dir) = &self.testnet else { return Ok(None) };
