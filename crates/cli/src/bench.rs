@@ -126,6 +126,18 @@ impl Drop for Node {
     }
 }
 
+/// CPU time (user + system) a process has used, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) is in parentheses and may hold spaces:
+    // fields are counted after its closing parenthesis (utime is field 14).
+    let after = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 =
+        fields.get(11).context("utime")?.parse::<u64>()? + fields.get(12).context("stime")?.parse::<u64>()?;
+    Ok(Duration::from_secs_f64(ticks as f64 / rustix::param::clock_ticks_per_second() as f64))
+}
+
 pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -234,6 +246,8 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
     let start_height = client.chain_head().await?.height;
 
     // Stream the transfers in: each client owns a set of senders.
+    let pids = network.validator_pids()?;
+    let cpu_before = pids.iter().map(|pid| cpu_time(*pid)).collect::<anyhow::Result<Vec<_>>>()?;
     let load_started = Instant::now();
     let submitted: Arc<Mutex<Vec<(Hash, Instant)>>> = Arc::default();
     // (sender index, transfers it sent) once each client stops.
@@ -295,6 +309,11 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
     }
     let end_height = client.chain_head().await?.height;
     let elapsed = load_started.elapsed();
+    let cpu_used: Duration = pids
+        .iter()
+        .zip(&cpu_before)
+        .map(|(pid, before)| cpu_time(*pid).map(|after| after.saturating_sub(*before)))
+        .sum::<anyhow::Result<Duration>>()?;
     watcher.abort();
 
     // Latency: submit → the first time its block was seen finalized.
@@ -319,6 +338,11 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
     let blocks = block_txs.len().max(1);
     let interval_ms = (last_ms - first_ms.unwrap_or(last_ms)) as f64 / (blocks.saturating_sub(1).max(1)) as f64;
     let throughput = total as f64 / elapsed.as_secs_f64();
+    // What each validator spends per finalized transfer (its RPC included),
+    // against one ed25519 verification: the figure that carries over to
+    // validators on machines of their own.
+    let cpu_per_transfer_us = cpu_used.as_secs_f64() * 1e6 / pids.len().max(1) as f64 / total.max(1) as f64;
+    let verify_us = 1e6 / baseline_per_s;
     let report = serde_json::json!({
         "transfers": total,
         "senders": senders,
@@ -334,6 +358,8 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
         "finality_latency_ms_p50": percentile(&latencies_ms, 0.5),
         "finality_latency_ms_p99": percentile(&latencies_ms, 0.99),
         "latency_samples": latencies_ms.len(),
+        "cpu_us_per_transfer_per_validator": cpu_per_transfer_us,
+        "cpu_per_transfer_per_validator_in_verifications": cpu_per_transfer_us / verify_us,
     });
     let catch_up = network.catch_up(end_height).await?;
     let follower = network.follower_catch_up(&data_dir, end_height, false).await?;
@@ -368,12 +394,14 @@ pub(crate) async fn run(command: BenchCommand, args: &ClientArgs) -> anyhow::Res
             "{validators} validator(s); {total} signed transfers from {senders} senders over {clients} RPC clients\n\
              finalized and persisted: {throughput:.0} transfers/s ({:.2}x one core verifying the same signatures: {baseline_per_s:.0}/s)\n\
              blocks: {blocks}, mean interval {interval_ms:.0} ms, largest {} txs\n\
-             submit→finalized latency: p50 {:.0} ms, p99 {:.0} ms ({} samples){catch_up}{follower}",
+             submit→finalized latency: p50 {:.0} ms, p99 {:.0} ms ({} samples)\n\
+             CPU per finalized transfer per validator: {cpu_per_transfer_us:.0} µs = {:.1} ed25519 verifications ({verify_us:.0} µs each; goal <= 3){catch_up}{follower}",
             throughput / baseline_per_s,
             block_txs.iter().max().unwrap_or(&0),
             percentile(&latencies_ms, 0.5),
             percentile(&latencies_ms, 0.99),
             latencies_ms.len(),
+            cpu_per_transfer_us / verify_us,
         )
     })
 }
@@ -479,6 +507,22 @@ impl Network {
 }
 
 impl Network {
+    /// The processes of the running validators (the dev process for one).
+    pub(crate) fn validator_pids(&self) -> anyhow::Result<Vec<u32>> {
+        if let Some(dev) = &self.dev {
+            return Ok(vec![dev.0.id()]);
+        }
+        let dir = self.testnet.as_ref().context("no network")?;
+        let manifest = crate::testnet::manifest(dir)?;
+        Ok(manifest
+            .members
+            .iter()
+            .filter(|m| m.role == "validator" && !m.spare)
+            .filter_map(|m| crate::testnet::running(&dir.join(&m.name)))
+            .map(|pid| pid as u32)
+            .collect())
+    }
+
     /// Starts a non-validator node with an empty store following the first
     /// validator (replaying every block, or with `state_sync` joining from
     /// its state) and times its catch-up to `height`: (blocks, seconds).

@@ -252,7 +252,7 @@ pub(crate) fn manifest(dir: &Path) -> anyhow::Result<Manifest> {
 }
 
 /// The pid in `folder/pid`, if that process is alive.
-fn running(folder: &Path) -> Option<i32> {
+pub(crate) fn running(folder: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(folder.join("pid")).ok()?.trim().parse().ok()?;
     let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
     alive.then_some(pid)
