@@ -214,7 +214,10 @@ mod tests {
         let limits = ListenerLimits {
             connections_max: 8,
             connections_per_client_max: 4,
-            header_read_timeout: Duration::from_millis(300),
+            // Long enough that the held heads below outlive a loaded
+            // machine's scheduling delays (at 300 ms, CI once cut one before
+            // the fifth connection arrived, and served that one).
+            header_read_timeout: Duration::from_secs(1),
             body_read_timeout: Duration::from_millis(300),
             head_bytes_max: 8 * 1024,
         };
