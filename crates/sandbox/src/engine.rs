@@ -225,26 +225,8 @@ impl Deadline {
     /// [`Self::check`] it uses no fuel, so it never changes how a command ends.
     fn spent(&self) -> bool {
         let budget = self.budget_ns.load(Ordering::Relaxed);
-        let entered = self.entered_ns.load(Ordering::Relaxed);
-        if budget == 0 || entered == 0 {
-            return false;
-        }
-        let running = self.now_ns().saturating_sub(entered);
-        if self.used_ns.load(Ordering::Relaxed) + running > budget {
-            self.fired.store(true, Ordering::Relaxed);
-            return true;
-        }
-        false
-    }
-
-    fn check(&self) -> bool {
-        let budget = self.budget_ns.load(Ordering::Relaxed);
         if budget == 0 {
             return false;
-        }
-        if self.fuel_max != 0 && self.fuel.fetch_add(1, Ordering::Relaxed) >= self.fuel_max {
-            self.out_of_fuel.store(true, Ordering::Relaxed);
-            return true;
         }
         let entered = self.entered_ns.load(Ordering::Relaxed);
         let running = if entered == 0 { 0 } else { self.now_ns().saturating_sub(entered) };
@@ -253,6 +235,18 @@ impl Deadline {
             return true;
         }
         false
+    }
+
+    /// The interrupt handler: the step budget (commands), then the CPU budget.
+    fn check(&self) -> bool {
+        if self.budget_ns.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        if self.fuel_max != 0 && self.fuel.fetch_add(1, Ordering::Relaxed) >= self.fuel_max {
+            self.out_of_fuel.store(true, Ordering::Relaxed);
+            return true;
+        }
+        self.spent()
     }
 
     /// [`Self::meter`], but gives up (`None`) after a poll in which a

@@ -50,16 +50,19 @@ impl Usages {
         ("unwrapKey", Usages::UNWRAP_KEY),
     ];
 
+    /// One usage by name (its canonical name and bit); an unknown name is a
+    /// `TypeError` (a WebIDL enum).
+    fn named(name: &str) -> Result<(&'static str, Usages)> {
+        Usages::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .copied()
+            .ok_or_else(|| type_error(format!("'{}' is not a valid KeyUsage", crate::params::shorten(name))))
+    }
+
     /// Usages by name; an unknown name is a `TypeError` (a WebIDL enum).
     pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Usages> {
-        names.iter().try_fold(Usages(0), |set, name| {
-            let name = name.as_ref();
-            Usages::NAMES
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, u)| set | *u)
-                .ok_or_else(|| type_error(format!("'{}' is not a valid KeyUsage", crate::params::shorten(name))))
-        })
+        names.iter().try_fold(Usages(0), |set, name| Ok(set | Usages::named(name.as_ref())?.1))
     }
 
     pub fn names(self) -> Vec<&'static str> {
@@ -83,39 +86,39 @@ impl Usages {
 /// Usages as the caller listed them: `CryptoKey.usages` and a JWK's
 /// `key_ops` keep this order (and any repeats), as Node does.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UsageList(Vec<&'static str>);
+pub struct UsageList {
+    names: Vec<&'static str>,
+    set: Usages,
+}
 
 impl UsageList {
     /// Usages by name; an unknown name is a `TypeError` (a WebIDL enum).
     pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<UsageList> {
-        names
-            .iter()
-            .map(|name| {
-                let name = name.as_ref();
-                Usages::NAMES
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(n, _)| *n)
-                    .ok_or_else(|| type_error(format!("'{}' is not a valid KeyUsage", crate::params::shorten(name))))
-            })
-            .collect::<Result<_>>()
-            .map(UsageList)
+        let named = names.iter().map(|name| Usages::named(name.as_ref())).collect::<Result<Vec<_>>>()?;
+        Ok(UsageList::from_named(named.into_iter()))
+    }
+
+    fn from_named(named: impl Iterator<Item = (&'static str, Usages)>) -> UsageList {
+        named.fold(UsageList::default(), |mut list, (name, usage)| {
+            list.names.push(name);
+            list.set = list.set | usage;
+            list
+        })
     }
 
     /// The set of usages listed.
     pub fn set(&self) -> Usages {
-        Usages::parse(&self.0).expect("listed usages are valid names")
+        self.set
     }
 
     pub fn names(&self) -> &[&'static str] {
-        &self.0
+        &self.names
     }
 
     /// Those listed that are in `allowed`, in order.
     pub(crate) fn only(&self, allowed: Usages) -> UsageList {
-        UsageList(
-            self.0.iter().copied().filter(|name| allowed.contains(Usages::parse(&[*name]).expect("valid"))).collect(),
-        )
+        let named = self.names.iter().map(|name| Usages::named(name).expect("listed usages are valid names"));
+        UsageList::from_named(named.filter(|(_, usage)| allowed.contains(*usage)))
     }
 }
 
@@ -188,7 +191,6 @@ pub struct Key {
     pub(crate) kind: KeyType,
     pub(crate) extractable: bool,
     pub(crate) algorithm: KeyAlgorithm,
-    pub(crate) usages: Usages,
     /// The usages in the caller's order.
     pub(crate) listed: UsageList,
     pub(crate) material: Material,
@@ -219,7 +221,7 @@ impl Key {
     }
 
     pub fn usages(&self) -> Usages {
-        self.usages
+        self.listed.set()
     }
 
     /// The usages in the order they were given (`CryptoKey.usages`).
@@ -228,7 +230,7 @@ impl Key {
     }
 
     pub(crate) fn new(kind: KeyType, algorithm: KeyAlgorithm, material: Material) -> Key {
-        Key { kind, extractable: false, algorithm, usages: Usages::default(), listed: UsageList::default(), material }
+        Key { kind, extractable: false, algorithm, listed: UsageList::default(), material }
     }
 
     /// Sets extractability and usages, checking them against what the
@@ -250,7 +252,6 @@ impl Key {
         }
         // Public keys are always extractable.
         self.extractable = extractable || self.kind == KeyType::Public;
-        self.usages = usages;
         self.listed = listed.clone();
         Ok(self)
     }

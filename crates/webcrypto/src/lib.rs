@@ -95,10 +95,10 @@ fn usable(algorithm: Algorithm, key: &Key, usage: Usages) -> Result<()> {
             algorithm.name()
         )));
     }
-    if !key.usages.contains(usage) {
+    if !key.usages().contains(usage) {
         return Err(invalid_access(format!(
             "The requested operation is not valid for the provided key: its usages are [{}]",
-            key.usages.names().join(", ")
+            key.usage_names().join(", ")
         )));
     }
     Ok(())

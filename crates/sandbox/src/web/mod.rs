@@ -2,7 +2,7 @@
 //! functions it delegates to where a standard must be matched exactly, a
 //! capability is needed, or speed matters: WHATWG URL parsing and form
 //! encoding (`url` crate), UTF-8 decoding, sleeping (tokio), randomness
-//! (getrandom), SHA digests (RustCrypto), `fetch` (reqwest, under the
+//! (getrandom), `crypto.subtle` (`subtle.rs`), `fetch` (reqwest, under the
 //! policy) and handing the response to the host ([`Call`]).
 //!
 //! The prelude is one ES module assembled from `core.js` (console,
@@ -23,7 +23,6 @@ use crate::call::{Call, ResponseHead, Undeliverable};
 use crate::fetch::{Fetcher, Incoming, Outgoing};
 use rquickjs::prelude::{Async, Func, Opt};
 use rquickjs::{Ctx, Exception, Function, IntoJs, Object, TypedArray, Value};
-use sha2::Digest;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -216,7 +215,6 @@ pub(crate) fn install_host(
     host.set("utf8Encode", Func::from(utf8_encode))?;
     host.set("sleep", Function::new(ctx.clone(), Async(sleep))?)?;
     host.set("randomBytes", Func::from(random_bytes))?;
-    host.set("digest", Func::from(digest))?;
     compression::install(&host)?;
     subtle::install(&host, spent)?;
     ctx.globals().set("__phalanxHost", host)
@@ -314,20 +312,6 @@ fn random_bytes(ctx: Ctx<'_>, count: usize) -> rquickjs::Result<Vec<u8>> {
     let mut bytes = vec![0u8; count];
     getrandom::fill(&mut bytes).map_err(|e| Exception::throw_internal(&ctx, &format!("no randomness: {e}")))?;
     Ok(bytes)
-}
-
-/// `crypto.subtle.digest` for the SHA family.
-fn digest<'js>(ctx: Ctx<'js>, algorithm: String, data: TypedArray<'js, u8>) -> rquickjs::Result<TypedArray<'js, u8>> {
-    let out = match algorithm.to_ascii_uppercase().as_str() {
-        "SHA-1" => with_bytes(&data, |d| sha1::Sha1::digest(d).to_vec()),
-        "SHA-256" => with_bytes(&data, |d| sha2::Sha256::digest(d).to_vec()),
-        "SHA-384" => with_bytes(&data, |d| sha2::Sha384::digest(d).to_vec()),
-        "SHA-512" => with_bytes(&data, |d| sha2::Sha512::digest(d).to_vec()),
-        other => {
-            return Err(Exception::throw_type(&ctx, &format!("digest: unsupported algorithm {other}")));
-        }
-    };
-    TypedArray::new(ctx, out)
 }
 
 /// UTF-8 bytes of a well-formed string.

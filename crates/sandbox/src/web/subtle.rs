@@ -357,6 +357,12 @@ fn unwrap<'js>(
     key_value(&ctx, live, key)
 }
 
+/// `digest`: SHA-1, SHA-256, SHA-384 or SHA-512 of `data`.
+fn digest<'js>(ctx: Ctx<'js>, algorithm: String, data: TypedArray<'js, u8>) -> rquickjs::Result<Value<'js>> {
+    let hash = webcrypto::Hash::parse(&algorithm).map_err(|e| throw(&ctx, e))?;
+    bytes_value(&ctx, super::with_bytes(&data, |data| hash.digest(data)))
+}
+
 /// `crypto.subtle.timingSafeEqual` (Workers): constant time in the length.
 fn timing_safe_equal(ctx: Ctx<'_>, a: TypedArray<'_, u8>, b: TypedArray<'_, u8>) -> rquickjs::Result<bool> {
     use subtle::ConstantTimeEq;
@@ -409,6 +415,7 @@ pub(crate) fn install(host: &Object<'_>, spent: Spent) -> rquickjs::Result<()> {
             unwrap(ctx, &live, format, wrapped, unwrapping, algorithm, imported, key)
         }),
     )?;
+    host.set("digest", Func::from(digest))?;
     host.set("timingSafeEqual", Func::from(timing_safe_equal))?;
     Ok(())
 }
